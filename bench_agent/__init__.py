@@ -1,0 +1,3 @@
+"""bench-agent: node acceptance and burn-in measurements for AI cluster nodes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,36 @@
+"""The explicit list of every check the agent knows (pyperf's OPERATIONS idea).
+
+Adding a check touches four places: its module here, its entry below, its test
+with a captured output, and the suite YAML that runs it. Modules are imported
+when a check is looked up, so `bench-agent --help` imports none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from bench_agent.checks.base import Check
+from bench_agent.errors import UsageError
+
+# check name -> "module:Class". Order is the order `bench-agent list` shows.
+CHECKS: dict[str, str] = {
+    "inventory": "bench_agent.checks.inventory:InventoryCheck",
+    "cpu.gemm": "bench_agent.checks.cpu:GemmCheck",
+    "memory.stream": "bench_agent.checks.cpu:StreamCheck",
+}
+
+
+def get_check(name: str) -> Check:
+    try:
+        target = CHECKS[name]
+    except KeyError:
+        known = ", ".join(CHECKS)
+        raise UsageError(f"unknown check {name!r} (known checks: {known})") from None
+    module_name, class_name = target.split(":")
+    module = importlib.import_module(module_name)
+    check_class: type[Check] = getattr(module, class_name)
+    return check_class()
+
+
+def check_names() -> list[str]:
+    return list(CHECKS)

@@ -1,0 +1,56 @@
+"""What a check is: a name, an availability test, and a run that returns measurements.
+
+A check knows *what* to measure and in which unit; how to drive an external tool
+lives in tools/. Checks raise errors from errors.py and never build verdicts:
+runner.py turns errors into verdicts, thresholds.py turns measurements into
+verdicts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from bench_agent.model import Measurement
+
+
+class NoParams(BaseModel):
+    """Parameters of a check that takes none; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a check may use from its surroundings, injected so tests can swap it.
+
+    ``root`` is the filesystem root /proc and /sys are read under (psutil's idea:
+    tests point it at a captured tree). ``timeout`` is the check's time limit in
+    seconds, so a check can size its own tool runs to fit.
+    """
+
+    root: Path = Path("/")
+    output_dir: Path = Path("results")
+    timeout: float = 600.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Check(ABC):
+    name: ClassVar[str]
+    domain: ClassVar[str]
+    description: ClassVar[str]
+    # The metrics (names in metrics.METRICS) this check may produce.
+    metrics: ClassVar[tuple[str, ...]]
+    params_model: ClassVar[type[BaseModel]] = NoParams
+
+    def available(self, ctx: CheckContext) -> str | None:
+        """None when the check can run here, else the reason it cannot (-> SKIP)."""
+        return None
+
+    @abstractmethod
+    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+        """Measure and return measurements; raise errors.CheckError subclasses."""

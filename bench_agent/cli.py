@@ -1,0 +1,236 @@
+"""The command line: parse arguments, call the library, print, return an exit code.
+
+Exit codes (documented in the README):
+    0  every verdict PASS (WARN and SKIP allowed)
+    1  a threshold FAILed
+    2  a check could not measure (ERROR), a required check did not run, or the
+       run was interrupted (the partial report is written)
+    3  usage error (unknown command, check, suite or file)
+    4  configuration error (invalid suite or profile, bad unit)
+    5  the report could not be read or written
+
+Only the standard library is imported at start: `bench-agent --help` must be fast
+on a node without a GPU. Each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG, EXIT_REPORT = 0, 1, 2, 3, 4, 5
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="bench-agent",
+        description="Measure an AI cluster node (GPU, NCCL, storage, network, CPU) against "
+        "the requirements guide and write a report.",
+        epilog="Exit codes: 0 pass, 1 fail, 2 error/incomplete, 3 usage, 4 config, 5 report I/O.",
+    )
+    from bench_agent import __version__
+
+    parser.add_argument("--version", action="version", version=f"bench-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    inv = sub.add_parser("inventory", help="print the node's inventory")
+    inv.add_argument("--json", action="store_true", help="JSON instead of a summary")
+    inv.add_argument("--sysroot", type=Path, default=Path("/"), help=argparse.SUPPRESS)
+
+    run = sub.add_parser("run", help="run checks and write a report",
+                         description="Run domains (cpu, storage, network, gpu, nccl), suites "
+                         "(quick, acceptance, ...) or single checks; default: quick.")
+    run.add_argument("targets", nargs="*", metavar="DOMAIN|SUITE|CHECK")
+    run.add_argument("--profile", help="profile name or YAML path (default: the suite's, "
+                     "else guide-minimum)")
+    run.add_argument("--suite-file", type=Path, help="run this suite YAML file")
+    run.add_argument("--output", type=Path, default=Path("results"),
+                     help="report folder (default: results/)")
+    run.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    run.add_argument("--sysroot", type=Path, default=Path("/"), help=argparse.SUPPRESS)
+
+    sub.add_parser("list", help="list checks, suites and profiles")
+
+    report = sub.add_parser("report", help="read reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True,
+                                       parser_class=_Parser)
+    show = report_sub.add_parser("show", help="print a report's verdict table")
+    show.add_argument("file", type=Path)
+    show.add_argument("--json", action="store_true")
+
+    parse = sub.add_parser("parse", help="print the measurements read from a tool's output")
+    parse.add_argument("tool")
+    parse.add_argument("file", type=Path)
+    return parser
+
+
+def _cmd_inventory(args: argparse.Namespace) -> int:
+    from bench_agent.inventory import collect_inventory
+
+    inventory = collect_inventory(args.sysroot)
+    if args.json:
+        print(json.dumps(inventory, indent=2))
+        return EXIT_OK
+    cpu = inventory.get("cpu", {})
+    mem = inventory.get("memory", {})
+    from bench_agent.units import Unit, format_value
+
+    total = mem.get("total_bytes")
+    print(f"host     {inventory.get('host', {}).get('hostname', '?')}")
+    print(f"os       {inventory.get('os', {}).get('pretty_name', '?')}, kernel "
+          f"{inventory.get('os', {}).get('kernel', '?')}")
+    print(f"cpu      {cpu.get('model', '?')}: {cpu.get('sockets')} socket(s), "
+          f"{cpu.get('physical_cores')} cores, {cpu.get('logical_cpus')} logical; "
+          f"AI flags: {' '.join(cpu.get('flags_ai') or []) or 'none'}")
+    print(f"memory   {format_value(total, Unit.BYTES) if total else '?'}, "
+          f"{len(mem.get('numa_nodes') or [])} NUMA node(s)")
+    for disk in inventory.get("disks", []):
+        size = format_value(disk["size_bytes"], Unit.BYTES) if disk.get("size_bytes") else "?"
+        kind = "NVMe" if disk.get("nvme") else ("HDD" if disk.get("rotational") else "SSD")
+        print(f"disk     {disk.get('name')}: {disk.get('model') or '?'} {size} {kind}")
+    for nic in inventory.get("nics", []):
+        speed = nic.get("speed_bits_per_second")
+        shown = format_value(speed, Unit.BITS_PER_SECOND) if speed else "unknown speed"
+        print(f"nic      {nic.get('name')}: {shown}, driver {nic.get('driver') or '-'}")
+    for port in inventory.get("infiniband", []):
+        print(f"ib       {port.get('device')}/{port.get('port')}: {port.get('state')}, "
+              f"{port.get('rate')}, {port.get('link_layer')}")
+    gpus = inventory.get("gpus", [])
+    print(f"gpus     {len(gpus)}" + (f" ({inventory['gpu_probe_note']})"
+                                     if not gpus and inventory.get("gpu_probe_note") else ""))
+    return EXIT_OK
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench_agent.config import (
+        DEFAULT_PROFILE,
+        load_profile_named,
+        load_suite,
+        resolve_targets,
+    )
+    from bench_agent.display import make_progress, print_table
+    from bench_agent.model import write_atomic
+    from bench_agent.runner import Runner, exit_code, report_path
+
+    if args.suite_file is not None:
+        if args.targets:
+            raise _usage("give either targets or --suite-file, not both")
+        suite = load_suite(args.suite_file)
+    else:
+        suite = resolve_targets(args.targets)
+    profile = load_profile_named(args.profile or suite.profile or DEFAULT_PROFILE)
+    runner = Runner(suite, profile, output_dir=args.output, root=args.sysroot,
+                    progress=make_progress())
+    # SIGTERM (systemd, Ansible's timeout) is handled like Ctrl-C: stop the
+    # children, keep what was measured, write the partial report.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        report = runner.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    path = report_path(args.output, report)
+    write_atomic(path, report.to_json())
+    if args.json:
+        sys.stdout.write(report.to_json())
+    else:
+        print_table(report)
+        print(f"report: {path}")
+    return exit_code(report)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from bench_agent.checks import check_names, get_check
+    from bench_agent.config import load_profile_named, profile_names, suite_names
+
+    print("checks:")
+    for name in check_names():
+        check = get_check(name)
+        print(f"  {name:<16} [{check.domain}] {check.description}")
+    print("suites:")
+    for name in suite_names():
+        print(f"  {name}")
+    print("profiles:")
+    for name in profile_names():
+        profile = load_profile_named(name)
+        print(f"  {name:<30} {profile.description}")
+    return EXIT_OK
+
+
+def _cmd_report_show(args: argparse.Namespace) -> int:
+    from bench_agent.display import print_table
+    from bench_agent.model import load_report
+    from bench_agent.runner import exit_code
+
+    report = load_report(args.file)
+    if args.json:
+        sys.stdout.write(report.to_json())
+    else:
+        print_table(report)
+    return exit_code(report)
+
+
+def _cmd_parse(args: argparse.Namespace) -> int:
+    from bench_agent.tools import parse_tool_output
+
+    measurements = parse_tool_output(args.tool, args.file)
+    print(json.dumps([m.to_dict() for m in measurements], indent=2))
+    return EXIT_OK
+
+
+def _usage(message: str) -> Exception:
+    from bench_agent.errors import UsageError
+
+    return UsageError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bench_agent.errors import (
+        CheckError,
+        ConfigError,
+        ReportError,
+        SignatureError,
+        UsageError,
+    )
+
+    handlers = {
+        "inventory": _cmd_inventory,
+        "run": _cmd_run,
+        "list": _cmd_list,
+        "report": _cmd_report_show,
+        "parse": _cmd_parse,
+    }
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"bench-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"bench-agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (ReportError, SignatureError) as exc:
+        print(f"bench-agent: {exc}", file=sys.stderr)
+        return EXIT_REPORT
+    except CheckError as exc:
+        # `parse`: the tool's output reports a failure, or cannot be read.
+        print(f"bench-agent: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,308 @@
+"""The records every other module passes around: Measurement, Verdict, Report.
+
+Small frozen records, validated when built (after pyperf's ``Run``): a
+Measurement with a NaN value or an unknown unit cannot exist, so nothing
+downstream has to re-check it.
+
+Report JSON format versions (``schema_version``):
+    1  first version: measurements, verdicts, inventory, suite and profile digests.
+Loaders refuse a version newer than they know, and keep reading older ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from bench_agent.errors import ReportError
+from bench_agent.units import Unit, format_value
+
+SCHEMA_VERSION = 1
+
+
+class Status(StrEnum):
+    """Verdict statuses, from best to worst for the exit code."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    SKIP = "SKIP"
+    FAIL = "FAIL"
+    ERROR = "ERROR"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One measured value in its canonical unit, with how it was obtained.
+
+    ``metric`` is a dotted name without a unit in it ("cpu.gemm_fp64_all_cores");
+    ``device`` tells apart several measurements of one metric (one per drive, GPU).
+    ``samples`` are the repetitions the value summarizes (same unit); ``unstable``
+    is set when their spread is wide, which is noise, not failure.
+    """
+
+    check: str
+    metric: str
+    value: float
+    unit: Unit
+    samples: tuple[float, ...] = ()
+    unstable: bool = False
+    device: str = ""
+    tool: str = ""
+    tool_version: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.check or not self.metric:
+            raise ValueError("a measurement needs a check and a metric name")
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+            raise ValueError(f"{self.metric}: value must be a number, got {self.value!r}")
+        if not math.isfinite(self.value):
+            raise ValueError(f"{self.metric}: value must be finite, got {self.value!r}")
+        object.__setattr__(self, "value", float(self.value))
+        object.__setattr__(self, "unit", Unit(self.unit))
+        samples = tuple(float(s) for s in self.samples)
+        if not all(math.isfinite(s) for s in samples):
+            raise ValueError(f"{self.metric}: samples must be finite")
+        object.__setattr__(self, "samples", samples)
+
+    @property
+    def display(self) -> str:
+        return format_value(self.value, self.unit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "metric": self.metric,
+            "value": self.value,
+            "unit": self.unit.value,
+            "samples": list(self.samples),
+            "unstable": self.unstable,
+            "device": self.device,
+            "tool": self.tool,
+            "tool_version": self.tool_version,
+            "params": self.params,
+            "stats": self.stats,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        return cls(
+            check=data["check"],
+            metric=data["metric"],
+            value=data["value"],
+            unit=Unit(data["unit"]),
+            samples=tuple(data.get("samples", ())),
+            unstable=bool(data.get("unstable", False)),
+            device=data.get("device", ""),
+            tool=data.get("tool", ""),
+            tool_version=data.get("tool_version", ""),
+            params=dict(data.get("params", {})),
+            stats=dict(data.get("stats", {})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The judgement of one metric (or of a whole check that could not run).
+
+    ``metric`` is empty for check-level verdicts (SKIP, ERROR). ``threshold`` is the
+    human rendering of the rule ("> 100 kIOPS"), ``source`` where the rule comes
+    from (the guide section or the baseline).
+    """
+
+    check: str
+    status: Status
+    metric: str = ""
+    value: float | None = None
+    unit: Unit | None = None
+    threshold: str = ""
+    source: str = ""
+    message: str = ""
+    device: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
+        if self.unit is not None:
+            object.__setattr__(self, "unit", Unit(self.unit))
+        if self.status in (Status.PASS, Status.WARN) and self.value is None:
+            # The central promise of the tool: nothing passes without a measurement.
+            raise ValueError(f"{self.check} {self.metric}: {self.status} needs a measured value")
+
+    @property
+    def display_value(self) -> str:
+        if self.value is None or self.unit is None:
+            return ""
+        return format_value(self.value, self.unit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "status": self.status.value,
+            "metric": self.metric,
+            "value": self.value,
+            "unit": self.unit.value if self.unit else None,
+            "threshold": self.threshold,
+            "source": self.source,
+            "message": self.message,
+            "device": self.device,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        return cls(
+            check=data["check"],
+            status=Status(data["status"]),
+            metric=data.get("metric", ""),
+            value=data.get("value"),
+            unit=Unit(data["unit"]) if data.get("unit") else None,
+            threshold=data.get("threshold", ""),
+            source=data.get("source", ""),
+            message=data.get("message", ""),
+            device=data.get("device", ""),
+        )
+
+
+_SEVERITY_ORDER = [Status.PASS, Status.SKIP, Status.WARN, Status.FAIL, Status.ERROR]
+
+
+def overall_status(verdicts: list[Verdict], measured: bool = False) -> Status:
+    """The worst status: ERROR > FAIL > WARN > SKIP > PASS.
+
+    With no verdict at all, a run that measured something (metrics with no
+    threshold in the profile) is PASS; a run that measured nothing is ERROR.
+    """
+    if not verdicts:
+        return Status.PASS if measured else Status.ERROR
+    return max((v.status for v in verdicts), key=_SEVERITY_ORDER.index)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedDigest:
+    """A suite or profile as it was used: its name, file and sha256 of its bytes."""
+
+    name: str
+    sha256: str
+    path: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "sha256": self.sha256, "path": self.path}
+
+
+@dataclass(slots=True)
+class Report:
+    report_id: str
+    agent_version: str
+    host: str
+    inventory: dict[str, Any]
+    suite: NamedDigest
+    profile: NamedDigest
+    started_at: str
+    finished_at: str
+    measurements: list[Measurement]
+    verdicts: list[Verdict]
+    interrupted: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def status(self) -> Status:
+        if self.interrupted:
+            return Status.ERROR
+        return overall_status(self.verdicts, measured=bool(self.measurements))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "report_id": self.report_id,
+            "agent_version": self.agent_version,
+            "host": self.host,
+            "status": self.status.value,
+            "interrupted": self.interrupted,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "suite": self.suite.to_dict(),
+            "profile": self.profile.to_dict(),
+            "inventory": self.inventory,
+            "measurements": [m.to_dict() for m in self.measurements],
+            "verdicts": [v.to_dict() for v in self.verdicts],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version < 1:
+            raise ReportError(f"not a bench-agent report (schema_version={version!r})")
+        if version > SCHEMA_VERSION:
+            raise ReportError(
+                f"report schema version {version} is newer than this agent reads"
+                f" ({SCHEMA_VERSION}); upgrade bench-agent"
+            )
+        try:
+            return cls(
+                schema_version=version,
+                report_id=data["report_id"],
+                agent_version=data["agent_version"],
+                host=data["host"],
+                inventory=data.get("inventory", {}),
+                suite=NamedDigest(**data["suite"]),
+                profile=NamedDigest(**data["profile"]),
+                started_at=data["started_at"],
+                finished_at=data["finished_at"],
+                measurements=[Measurement.from_dict(m) for m in data["measurements"]],
+                verdicts=[Verdict.from_dict(v) for v in data["verdicts"]],
+                interrupted=bool(data.get("interrupted", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReportError(f"malformed report: {exc!r}") from exc
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that a reader sees the old content or the new, never half.
+
+    Temp file in the same directory, fsync, rename, then fsync the directory so
+    the rename survives a power loss. On failure (ENOSPC) the temp file is
+    removed and the error raised as ReportError; an existing file is untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_report(path: Path) -> Report:
+    """Read a report file (unsigned JSON). Signed envelopes are opened by attest.py."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ReportError(f"{path}: no such file") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: not a readable JSON report: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: not a JSON object")
+    return Report.from_dict(data)

@@ -1,0 +1,35 @@
+"""One module per external tool: ``run_*`` drives the tool, ``parse_*`` reads its output.
+
+Parsers are pure functions from the tool's text to measurements, tested on real
+captured outputs. ``PARSERS`` is the explicit list `bench-agent parse TOOL FILE`
+knows; each issue that adds a tool adds its line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from bench_agent.errors import UsageError
+from bench_agent.model import Measurement
+
+# tool name -> "module:function"; the function takes the output text and returns
+# measurements, or raises ToolFailed (the output reports a failure) or ParseError.
+PARSERS: dict[str, str] = {}
+
+
+def parse_tool_output(tool: str, path: Path) -> list[Measurement]:
+    target = PARSERS.get(tool)
+    if target is None:
+        known = ", ".join(sorted(PARSERS)) or "none yet"
+        raise UsageError(f"no parser for {tool!r} (known tools: {known})")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    module_name, function_name = target.split(":")
+    parser: Callable[[str], list[Measurement]] = getattr(
+        importlib.import_module(module_name), function_name
+    )
+    return parser(text)

@@ -1,0 +1,47 @@
+"""A stand-in for `python -m bench_agent.worker` that misbehaves on purpose.
+
+runner.py's worker command is its seam for tests: these are real child processes
+that hang, crash or print garbage, so the runner's handling is tested for real.
+Usage: misbehaving_worker.py MODE [PIDFILE]
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+mode = sys.argv[1]
+request = json.loads(sys.stdin.read())
+
+if mode == "hang":
+    time.sleep(600)
+elif mode == "hang-ignoring-sigterm":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("ignoring SIGTERM", file=sys.stderr, flush=True)
+    time.sleep(600)
+elif mode == "hang-with-grandchild":
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(sys.argv[2], "w") as handle:
+        handle.write(str(child.pid))
+    time.sleep(600)
+elif mode == "abort":
+    os.abort()
+elif mode == "exit3":
+    print("nvml: driver/library version mismatch", file=sys.stderr)
+    sys.exit(3)
+elif mode == "garbage":
+    print("\x1b[31mSegmentation fault?\x1b[0m {not json")
+elif mode == "bad-measurement":
+    print(json.dumps({"ok": True, "measurements": [
+        {"check": request["check"], "metric": "m", "value": "fast", "unit": "bytes/s"}]}))
+elif mode == "empty":
+    print(json.dumps({"ok": True, "measurements": []}))
+elif mode == "missing-tool":
+    print(json.dumps({"ok": False, "error": "ToolMissing", "message": "fio is not installed"}))
+elif mode == "tool-failed":
+    print(json.dumps({"ok": False, "error": "ToolFailed",
+                      "message": "fio failed (exit code 1): file:filesetup.c: No space left"}))
+else:
+    raise SystemExit(f"unknown mode {mode}")

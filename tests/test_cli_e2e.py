@@ -1,0 +1,208 @@
+"""`bench-agent` as SREs run it: a subprocess, a report on disk, an exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench_agent.config import schema_dir
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+TINY_SUITE = DATA / "suites" / "tiny-cpu.yaml"
+TINY_PROFILE = DATA / "profiles" / "tiny-node.yaml"
+
+
+def bench_agent(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench_agent.cli", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    )
+
+
+def only_report(output: Path) -> dict[str, object]:
+    files = list(output.glob("*/*.json"))
+    assert len(files) == 1, files
+    data = json.loads(files[0].read_text())
+    schema = json.loads((schema_dir() / "report-v1.schema.json").read_text())
+    jsonschema.validate(data, schema)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_run_cpu_as_written_writes_a_valid_report(tmp_path: Path) -> None:
+    """`bench-agent run cpu --output DIR` with the shipped cpu suite and guide profile."""
+    result = bench_agent("run", "cpu", "--output", str(tmp_path))
+    report = only_report(tmp_path)
+    assert report["suite"]["name"] == "cpu"  # type: ignore[index]
+    assert report["profile"]["name"] == "guide-minimum"  # type: ignore[index]
+    units = {m["metric"]: m["unit"] for m in report["measurements"]}  # type: ignore[attr-defined]
+    assert units["cpu.gemm_fp64_all_cores"] == "FLOP/s"
+    assert units["cpu.gemm_fp32_one_core"] == "FLOP/s"
+    assert units["memory.stream_triad"] == "bytes/s"
+    assert units["inventory.memory_total"] == "bytes"
+    for m in report["measurements"]:  # type: ignore[attr-defined]
+        assert m["value"] >= 0
+    # A node under the guide minimum (32 vCPUs, 128 GB) must fail, with exit code 1.
+    cpus = os.cpu_count() or 0
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if cpus < 32 or ram < 128e9:
+        assert result.returncode == 1, result.stderr
+        assert report["status"] == "FAIL"
+    path = Path(result.stdout.strip().splitlines()[-1].removeprefix("report: "))
+    assert path.parent.parent == tmp_path
+
+
+def test_run_with_a_profile_the_node_meets_passes(tmp_path: Path) -> None:
+    result = bench_agent("run", "--suite-file", str(TINY_SUITE), "--profile", str(TINY_PROFILE),
+                         "--output", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = only_report(tmp_path)
+    statuses = {v["metric"]: v["status"] for v in report["verdicts"]}  # type: ignore[attr-defined]
+    assert statuses == {
+        "inventory.logical_cpus": "PASS",
+        "inventory.memory_total": "PASS",
+        "cpu.gemm_fp64_all_cores": "PASS",
+        "memory.stream_triad": "PASS",
+    }
+    # The plain (non-terminal) table names the check, metric, value, threshold and status.
+    table = result.stdout
+    assert "tiny-cpu" in table
+    assert "memory.stream_triad" in table and ">= 50 MB/s" in table
+
+
+def test_run_with_a_profile_the_node_cannot_meet_fails_with_the_threshold(
+    tmp_path: Path,
+) -> None:
+    result = bench_agent("run", "--suite-file", str(TINY_SUITE), "--profile",
+                         "guide-high-performance", "--output", str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    failing = [line for line in result.stdout.splitlines()
+               if "inventory.logical_cpus" in line]
+    assert len(failing) == 1
+    assert ">= 96" in failing[0] and "FAIL" in failing[0]
+    assert "High-Performance 96+ vCPUs" in failing[0]
+
+
+def test_json_output_is_the_report(tmp_path: Path) -> None:
+    result = bench_agent("run", "inventory", "--profile", str(TINY_PROFILE), "--json",
+                         "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed == only_report(tmp_path)
+
+
+def test_report_show_reads_a_report_back(tmp_path: Path) -> None:
+    bench_agent("run", "inventory", "--profile", str(TINY_PROFILE), "--output", str(tmp_path))
+    file = next(tmp_path.glob("*/*.json"))
+    shown = bench_agent("report", "show", str(file))
+    assert shown.returncode == 0
+    assert "inventory.logical_cpus" in shown.stdout and "PASS" in shown.stdout
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    bad = bench_agent("report", "show", str(garbage))
+    assert bad.returncode == 5
+    assert "not a readable JSON report" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["run", "no-such-domain"], 3, "'no-such-domain' is not a domain, suite or check"),
+        (["run", "cpu", "--profile", "nope"], 4, "unknown profile 'nope'"),
+        (["frobnicate"], 3, "invalid choice"),
+        (["parse", "notatool", "/dev/null"], 3, "no parser for 'notatool'"),
+    ],
+)
+def test_usage_and_config_errors_have_their_exit_codes(
+    args: list[str], code: int, message: str
+) -> None:
+    result = bench_agent(*args)
+    assert result.returncode == code
+    assert message in result.stderr
+
+
+def test_bad_suite_file_is_a_config_error_naming_file_and_key(tmp_path: Path) -> None:
+    suite = tmp_path / "mine.yaml"
+    suite.write_text("name: mine\nchecks:\n  - check: cpu.gemm\n    params: {size: big}\n")
+    result = bench_agent("run", "--suite-file", str(suite))
+    assert result.returncode == 4
+    assert f"{suite}: checks[0].params.size" in result.stderr
+
+
+def test_sigint_stops_the_run_and_writes_a_partial_report(tmp_path: Path) -> None:
+    suite = tmp_path / "long.yaml"
+    suite.write_text(
+        "name: long\nchecks:\n  - check: inventory\n  - check: cpu.gemm\n"
+        "    timeout: 300s\n    params: {size: 4096, repetitions: 200}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench_agent.cli", "run", "--suite-file", str(suite),
+         "--output", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # Wait until the GEMM child is running, then interrupt the agent alone.
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline() if proc.stderr else ""
+            if "cpu.gemm ..." in line:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2
+    report = only_report(tmp_path / "out")
+    assert report["interrupted"] is True
+    assert report["status"] == "ERROR"
+    verdicts = {v["check"]: v for v in report["verdicts"]}  # type: ignore[attr-defined]
+    assert verdicts["cpu.gemm"]["status"] == "ERROR"
+    assert "interrupted" in verdicts["cpu.gemm"]["message"]
+    assert any(m["metric"] == "inventory.logical_cpus"
+               for m in report["measurements"])  # type: ignore[attr-defined]
+    assert "INTERRUPTED" in stdout
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "from bench_agent.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'torch', 'pandas', 'numpy', 'fastapi', 'uvicorn', 'sqlalchemy', 'rich',"
+        " 'pydantic', 'yaml', 'pynvml'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=REPO, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_wheel_ships_suites_profiles_and_schema(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    wheel = next(tmp_path.glob("bench_agent-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in (
+        "bench_agent/_data/suites/quick.yaml",
+        "bench_agent/_data/suites/acceptance.yaml",
+        "bench_agent/_data/suites/profiles/guide-minimum.yaml",
+        "bench_agent/_data/suites/profiles/guide-high-performance.yaml",
+        "bench_agent/_data/schema/report-v1.schema.json",
+    ):
+        assert expected in names

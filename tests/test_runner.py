@@ -1,0 +1,225 @@
+"""runner.py with real child processes that hang, crash, print garbage, or measure."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench_agent import runner as runner_module
+from bench_agent.config import CheckPlan, Profile, Suite, load_profile
+from bench_agent.model import Measurement, Status
+from bench_agent.runner import CheckOutcome, Runner, exit_code, report_path, run_in_child
+from bench_agent.thresholds import Comparator, Threshold
+from bench_agent.units import Unit
+
+DATA = Path(__file__).parent / "data"
+WORKER = DATA / "workers" / "misbehaving_worker.py"
+
+
+def worker(mode: str, *extra: str) -> list[str]:
+    return [sys.executable, str(WORKER), mode, *extra]
+
+
+def request(check: str = "cpu.gemm") -> dict[str, object]:
+    return {"check": check, "params": {}, "root": "/", "output_dir": "results", "timeout": 5}
+
+
+def test_hung_child_is_stopped_at_the_timeout_and_is_error() -> None:
+    started = time.monotonic()
+    outcome = run_in_child(request(), timeout=1.0, worker_command=worker("hang"))
+    elapsed = time.monotonic() - started
+    assert outcome.status is Status.ERROR
+    assert outcome.message.startswith("timed out after 1 s")
+    assert elapsed < 10
+
+
+def test_child_ignoring_sigterm_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "KILL_GRACE_S", 0.5)
+    outcome = run_in_child(request(), timeout=1.0, worker_command=worker("hang-ignoring-sigterm"))
+    assert outcome.status is Status.ERROR
+    assert "timed out after 1 s" in outcome.message
+    assert "ignoring SIGTERM" in outcome.message  # the child's own last words are kept
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    outcome = run_in_child(
+        request(), timeout=2.0, worker_command=worker("hang-with-grandchild", str(pidfile))
+    )
+    assert outcome.status is Status.ERROR
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    alive = True
+    while time.monotonic() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            alive = False
+            break
+        # A zombie still answers kill(0); reap-free check through /proc.
+        state = Path(f"/proc/{grandchild}/stat")
+        if state.exists() and state.read_text().split()[2] == "Z":
+            alive = False
+            break
+        time.sleep(0.1)
+    assert not alive, "the tool started by the check outlived the timeout"
+
+
+def test_crash_by_signal_is_error_naming_the_signal() -> None:
+    outcome = run_in_child(request(), timeout=30, worker_command=worker("abort"))
+    assert outcome.status is Status.ERROR
+    assert outcome.message.startswith("killed by signal SIGABRT")
+
+
+def test_nonzero_exit_is_error_with_the_tools_words() -> None:
+    outcome = run_in_child(request(), timeout=30, worker_command=worker("exit3"))
+    assert outcome.status is Status.ERROR
+    assert outcome.message == (
+        "crashed with exit code 3: nvml: driver/library version mismatch"
+    )
+
+
+def test_garbage_output_is_error_never_pass() -> None:
+    outcome = run_in_child(request(), timeout=30, worker_command=worker("garbage"))
+    assert outcome.status is Status.ERROR
+    assert outcome.message.startswith("returned unreadable output")
+    assert "Segmentation fault?" in outcome.message
+
+
+def test_invalid_measurement_and_empty_result_are_errors() -> None:
+    bad = run_in_child(request(), timeout=30, worker_command=worker("bad-measurement"))
+    assert bad.status is Status.ERROR
+    assert "invalid measurement" in bad.message
+    empty = run_in_child(request(), timeout=30, worker_command=worker("empty"))
+    assert empty.status is Status.ERROR
+    assert empty.message == "the check returned no measurement"
+
+
+def test_missing_tool_is_skip_and_tool_failure_is_error() -> None:
+    skip = run_in_child(request(), timeout=30, worker_command=worker("missing-tool"))
+    assert (skip.status, skip.message) == (Status.SKIP, "fio is not installed")
+    failed = run_in_child(request(), timeout=30, worker_command=worker("tool-failed"))
+    assert failed.status is Status.ERROR
+    assert "No space left" in failed.message
+
+
+def test_unstartable_worker_is_error() -> None:
+    outcome = run_in_child(request(), timeout=5, worker_command=["/nonexistent/python"])
+    assert outcome.status is Status.ERROR
+    assert outcome.message.startswith("cannot start worker")
+
+
+def test_real_worker_measures_a_real_check() -> None:
+    req = request("cpu.gemm")
+    req["params"] = {"size": 128, "repetitions": 2, "warmup": 0, "dtypes": ["fp64"],
+                     "modes": ["all_cores"]}
+    outcome = run_in_child(req, timeout=60)
+    assert outcome.status is None, outcome.message
+    assert [m.metric for m in outcome.measurements] == ["cpu.gemm_fp64_all_cores"]
+    assert outcome.measurements[0].unit is Unit.FLOPS
+    assert outcome.measurements[0].value > 0
+
+
+def test_real_worker_reports_bad_params_and_unknown_checks_as_error() -> None:
+    req = request("cpu.gemm")
+    req["params"] = {"size": "big"}
+    outcome = run_in_child(req, timeout=60)
+    assert outcome.status is Status.ERROR
+    assert "size" in outcome.message
+    unknown = run_in_child(request("no.such.check"), timeout=60)
+    assert unknown.status is Status.ERROR
+    assert "unknown check 'no.such.check'" in unknown.message
+
+
+def _suite(*plans: CheckPlan) -> Suite:
+    return Suite("test", "", list(plans), "", "0" * 64)
+
+
+def _profile(*thresholds: Threshold) -> Profile:
+    return Profile("test", "", list(thresholds), "", "1" * 64)
+
+
+def _m(check: str, metric: str, value: float, unit: Unit) -> Measurement:
+    return Measurement(check=check, metric=metric, value=value, unit=unit)
+
+
+def test_report_maps_outcomes_and_thresholds_to_verdicts() -> None:
+    suite = _suite(
+        CheckPlan("cpu.gemm", {}, 10, False),
+        CheckPlan("memory.stream", {}, 10, True),
+        CheckPlan("inventory", {}, 10, False),
+    )
+    profile = _profile(
+        Threshold("t", "memory.stream_triad", Comparator.GE, 1e9, Unit.BYTES_PER_SECOND, "src"),
+        Threshold("v", "inventory.logical_cpus", Comparator.GE, 32, Unit.COUNT, "guide"),
+    )
+    runner = Runner(suite, profile, host="node-1")
+    outcomes = [
+        CheckOutcome("cpu.gemm", status=Status.SKIP, message="numpy is not installed"),
+        CheckOutcome("memory.stream", status=Status.SKIP, message="no memory"),
+        CheckOutcome("inventory",
+                     measurements=[_m("inventory", "inventory.logical_cpus", 2, Unit.COUNT)]),
+    ]
+    report = runner.build_report(outcomes, {"cpu": {}}, "2026-01-01T00:00:00Z", False)
+    by_check = {(v.check, v.metric): v for v in report.verdicts}
+    assert by_check[("cpu.gemm", "")].status is Status.SKIP
+    # A required check that could not run is an ERROR, not a quiet SKIP.
+    required = by_check[("memory.stream", "")]
+    assert required.status is Status.ERROR
+    assert required.message == "required check could not run: no memory"
+    # The stream threshold is not judged: its check did not run.
+    assert ("memory.stream", "memory.stream_triad") not in by_check
+    cpus = by_check[("inventory", "inventory.logical_cpus")]
+    assert (cpus.status, cpus.value, cpus.threshold) == (Status.FAIL, 2.0, ">= 32")
+    assert report.status is Status.ERROR
+    assert exit_code(report) == 2
+
+
+def test_exit_codes_follow_the_worst_verdict() -> None:
+    suite = _suite(CheckPlan("inventory", {}, 10, False))
+    measurement = _m("inventory", "inventory.logical_cpus", 64, Unit.COUNT)
+    ok = CheckOutcome("inventory", measurements=[measurement])
+
+    def code(threshold_value: float, interrupted: bool = False) -> int:
+        profile = _profile(Threshold("v", "inventory.logical_cpus", Comparator.GE,
+                                     threshold_value, Unit.COUNT, "guide"))
+        report = Runner(suite, profile, host="h").build_report(
+            [ok], {}, "2026-01-01T00:00:00Z", interrupted)
+        return exit_code(report)
+
+    assert code(32) == 0
+    assert code(96) == 1
+    assert code(32, interrupted=True) == 2
+    # Nothing measured and nothing judged is never success.
+    empty = Runner(suite, _profile(), host="h").build_report([], {}, "x", False)
+    assert exit_code(empty) == 2
+
+
+def test_report_path_is_per_host_and_safe() -> None:
+    suite = _suite()
+    report = Runner(suite, _profile(), host="gpu/node 7").build_report(
+        [], {}, "2026-11-27T13:24:56Z", False)
+    path = report_path(Path("out"), report)
+    assert path == Path("out/gpu_node_7/20261127T132456Z-test.json")
+
+
+def test_runner_end_to_end_with_real_children(tmp_path: Path) -> None:
+    suite = _suite(
+        CheckPlan("inventory", {}, 60, True),
+        CheckPlan("cpu.gemm", {"size": 128, "repetitions": 2, "warmup": 0,
+                               "dtypes": ["fp32"], "modes": ["one_core"]}, 60, False),
+    )
+    profile = load_profile(DATA / "profiles" / "tiny-node.yaml")
+    report = Runner(suite, profile, output_dir=tmp_path, host="n1").run()
+    assert report.inventory["cpu"]["logical_cpus"] == os.cpu_count()
+    metrics = {m.metric for m in report.measurements}
+    assert "cpu.gemm_fp32_one_core" in metrics
+    assert "inventory.logical_cpus" in metrics
+    statuses = {v.metric: v.status for v in report.verdicts}
+    assert statuses["inventory.logical_cpus"] is Status.PASS
+    assert statuses["inventory.memory_total"] is Status.PASS
+    assert exit_code(report) == 0
