@@ -59,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="report folder (default: results/)")
     run.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     run.add_argument("--sysroot", type=Path, default=Path("/"), help=argparse.SUPPRESS)
+    storage = run.add_argument_group("storage targets")
+    storage.add_argument("--target", type=Path, help="directory to test in (a test file is "
+                         "created inside and removed); default: the output folder's filesystem")
+    storage.add_argument("--device", action="append", default=[], metavar="DEV",
+                         help="raw block device to test (repeatable); reads are read-only")
+    storage.add_argument("--all-nvme", action="store_true",
+                         help="test every NVMe namespace in the inventory")
+    storage.add_argument("--destructive", action="store_true",
+                         help="allow write tests on raw devices (refused on mounted devices or "
+                         "devices holding partitions or a filesystem)")
 
     sub.add_parser("list", help="list checks, suites and profiles")
 
@@ -134,8 +144,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         suite = resolve_targets(args.targets)
     profile = load_profile_named(args.profile or suite.profile or DEFAULT_PROFILE)
+    options = {
+        "target": str(args.target) if args.target else None,
+        "devices": list(args.device),
+        "all_nvme": args.all_nvme,
+        "destructive": args.destructive,
+    }
     runner = Runner(suite, profile, output_dir=args.output, root=args.sysroot,
-                    progress=make_progress())
+                    progress=make_progress(), options=options)
     # SIGTERM (systemd, Ansible's timeout) is handled like Ctrl-C: stop the
     # children, keep what was measured, write the partial report.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -190,6 +190,9 @@ class Runner:
     progress: Progress = field(default_factory=SilentProgress)
     worker_command: Sequence[str] | None = None
     host: str = field(default_factory=host_identity)
+    # Run-wide options from the command line that checks read from their
+    # context (storage --target/--device/--destructive, network --peer).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def _request(self, plan: CheckPlan) -> dict[str, Any]:
         return {
@@ -198,6 +201,7 @@ class Runner:
             "root": str(self.root),
             "output_dir": str(self.output_dir),
             "timeout": plan.timeout,
+            "options": self.options,
         }
 
     def collect_inventory(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Protocol (stdin -> stdout), versioned by the "protocol" key:
     request:  {"protocol": 1, "check": NAME, "params": {...}, "root": "/",
-               "output_dir": "results", "timeout": 300.0}
+               "output_dir": "results", "timeout": 300.0, "options": {...}}
               or {"protocol": 1, "inventory": true, "root": "/"}
     response: one JSON line on the original stdout, the last line printed:
               {"ok": true, "measurements": [...]} | {"ok": true, "inventory": {...}}
@@ -40,6 +40,7 @@ def _execute(request: dict[str, Any]) -> dict[str, Any]:
             root=root,
             output_dir=Path(request.get("output_dir", "results")),
             timeout=float(request.get("timeout", 300.0)),
+            extra=dict(request.get("options") or {}),
         )
         reason = check.available(ctx)
         if reason is not None:

@@ -30,7 +30,9 @@ class CheckContext:
 
     ``root`` is the filesystem root /proc and /sys are read under (psutil's idea:
     tests point it at a captured tree). ``timeout`` is the check's time limit in
-    seconds, so a check can size its own tool runs to fit.
+    seconds, so a check can size its own tool runs to fit. ``extra`` holds the
+    run-wide command-line options (``target``, ``devices``, ``all_nvme``,
+    ``destructive`` for storage; ``peer`` for network); absent keys mean defaults.
     """
 
     root: Path = Path("/")
