@@ -1,8 +1,8 @@
 """The command line: parse arguments, call the library, print, return an exit code.
 
 Exit codes (documented in the README):
-    0  every verdict PASS (WARN and SKIP allowed)
-    1  a threshold FAILed
+    0  every verdict PASS (WARN and SKIP allowed); `verify`: the signature holds
+    1  a threshold FAILed; `verify`: the report or its signature was changed
     2  a check could not measure (ERROR), a required check did not run, or the
        run was interrupted (the partial report is written)
     3  usage error (unknown command, check, suite or file)
@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="report folder (default: results/)")
     run.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     run.add_argument("--sysroot", type=Path, default=Path("/"), help=argparse.SUPPRESS)
+    run.add_argument("--key", type=Path, help="node signing key (default: see `keys show`; "
+                     "created on first run)")
+    run.add_argument("--no-sign", action="store_true", help="write the report unsigned")
+    run.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML")
+    run.add_argument("--prom", type=Path, metavar="FILE",
+                     help="also write a Prometheus textfile (node_exporter textfile collector)")
     storage = run.add_argument_group("storage targets")
     storage.add_argument("--target", type=Path, help="directory to test in (a test file is "
                          "created inside and removed); default: the output folder's filesystem")
@@ -77,7 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
                                        parser_class=_Parser)
     show = report_sub.add_parser("show", help="print a report's verdict table")
     show.add_argument("file", type=Path)
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    show.add_argument("--json", action="store_const", const="json", dest="format",
+                      help="same as --format json")
+
+    keys = sub.add_parser("keys", help="the node's Ed25519 signing key")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    keys_init = keys_sub.add_parser("init", help="create the node key (mode 0600)")
+    keys_init.add_argument("--key", type=Path, help="key path (default: "
+                           "$BENCH_AGENT_KEY, /etc/bench-agent/node.key as root, else "
+                           "~/.config/bench-agent/node.key)")
+    keys_init.add_argument("--force", action="store_true", help="replace an existing key")
+    keys_show = keys_sub.add_parser("show", help="print the public key (PEM) and its keyid")
+    keys_show.add_argument("--key", type=Path)
+
+    verify = sub.add_parser("verify", help="verify a signed report (exit 0 valid, 1 not)")
+    verify.add_argument("file", type=Path)
+    verify.add_argument("--pubkey", type=Path, required=True, help="the node's public key PEM")
 
     parse = sub.add_parser("parse", help="print the measurements read from a tool's output")
     parse.add_argument("tool")
@@ -160,12 +182,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     path = report_path(args.output, report)
-    write_atomic(path, report.to_json())
+    if args.no_sign:
+        write_atomic(path, report.to_json())
+    else:
+        from bench_agent.attest import default_key_path, load_or_create_key, sign_report
+
+        key_path = args.key or default_key_path()
+        key, created = load_or_create_key(key_path)
+        if created:
+            print(f"bench-agent: created the node key {key_path} (keyid "
+                  f"{key.public.keyid[:16]}); enroll its public key: bench-agent keys show",
+                  file=sys.stderr)
+        envelope = sign_report(report.to_dict(), key)
+        write_atomic(path, json.dumps(envelope, indent=2) + "\n")
+    if args.junit:
+        from bench_agent.exports import to_junit
+
+        write_atomic(args.junit, to_junit(report))
+    if args.prom:
+        from bench_agent.exports import write_prometheus
+
+        write_prometheus(report, args.prom)
     if args.json:
         sys.stdout.write(report.to_json())
     else:
         print_table(report)
-        print(f"report: {path}")
+        print(f"report: {path}" + (" (unsigned)" if args.no_sign else " (signed)"))
     return exit_code(report)
 
 
@@ -193,11 +235,54 @@ def _cmd_report_show(args: argparse.Namespace) -> int:
     from bench_agent.runner import exit_code
 
     report = load_report(args.file)
-    if args.json:
+    if args.format == "json":
         sys.stdout.write(report.to_json())
+    elif args.format == "csv":
+        from bench_agent.exports import to_csv
+
+        sys.stdout.write(to_csv(report))
     else:
         print_table(report)
     return exit_code(report)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from bench_agent.attest import default_key_path, init_key, load_key
+
+    path = args.key or default_key_path()
+    if args.keys_command == "init":
+        key = init_key(path, force=args.force)
+        print(f"created {path} (mode 0600)")
+    else:
+        key = load_key(path)
+    print(key.public.pem(), end="")
+    print(f"keyid: {key.public.keyid}")
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from bench_agent.attest import PublicKey, verify_envelope
+    from bench_agent.errors import SignatureError
+
+    try:
+        pubkey = PublicKey.from_pem(args.pubkey.read_bytes(), str(args.pubkey))
+    except OSError as exc:
+        print(f"bench-agent: cannot read {args.pubkey}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        envelope = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"bench-agent: {args.file}: not a signed report: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        statement = verify_envelope(envelope, pubkey)
+    except SignatureError as exc:
+        print(f"bench-agent: {args.file}: NOT VERIFIED: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    for subject in statement["subject"]:
+        print(f"verified: subject {subject['name']} sha256:{subject['digest']['sha256']} "
+              f"signed by keyid {pubkey.keyid}")
+    return EXIT_OK
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
@@ -230,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         "list": _cmd_list,
         "report": _cmd_report_show,
         "parse": _cmd_parse,
+        "keys": _cmd_keys,
+        "verify": _cmd_verify,
     }
     try:
         return handlers[args.command](args)

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from bench_agent.errors import ConfigError, UsageError
 from bench_agent.metrics import METRICS
@@ -81,10 +89,33 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     return data, hashlib.sha256(raw).hexdigest()
 
 
-def _validation_error(exc: ValidationError, path: Path) -> ConfigError:
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's ("thresholds", 0, "value") as "thresholds[0].value"."""
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _validation_error(exc: ValidationError, path: Path, model: type[BaseModel] | None = None
+                      ) -> ConfigError:
     first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
-    return ConfigError(first["msg"], file=str(path), key=key)
+    message = first["msg"]
+    if first["type"] == "extra_forbidden" and model is not None:
+        message += f" (allowed keys: {', '.join(_allowed_keys(model, first['loc']))})"
+    return ConfigError(message, file=str(path), key=_key_path(first["loc"]))
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the (nested) model where an unknown key was found."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        annotation = current.model_fields[part].annotation
+        args = getattr(annotation, "__args__", None)
+        current = args[0] if args else annotation
+    return list(current.model_fields) if hasattr(current, "model_fields") else []
 
 
 # --- suites ------------------------------------------------------------------------
@@ -133,7 +164,7 @@ def load_suite(path: Path) -> Suite:
     try:
         parsed = _SuiteFile.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc, path) from exc
+        raise _validation_error(exc, path, _SuiteFile) from exc
     plans: list[CheckPlan] = []
     for index, entry in enumerate(parsed.checks):
         key = f"checks[{index}]"
@@ -152,9 +183,8 @@ def load_suite(path: Path) -> Suite:
             params = check.params_model.model_validate(entry.params)
         except ValidationError as exc:
             first = exc.errors()[0]
-            sub = ".".join(str(p) for p in first["loc"])
             raise ConfigError(
-                first["msg"], file=str(path), key=f"{key}.params.{sub}"
+                first["msg"], file=str(path), key=f"{key}.params.{_key_path(first['loc'])}"
             ) from exc
         plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required))
     return Suite(parsed.name, parsed.description, plans, str(path), digest, parsed.profile)
@@ -214,7 +244,8 @@ class _ThresholdEntry(BaseModel):
     id: str
     metric: str
     comparator: Literal[">=", "<=", ">", "<", "between"]
-    value: str | float | int | list[str | float | int]
+    # Strict: YAML `true` must not become a threshold of 1.
+    value: StrictStr | StrictFloat | StrictInt | list[StrictStr | StrictFloat | StrictInt]
     severity: Literal["fail", "warn"] = "fail"
     warn_band: str | float | None = None
     required: bool = False
@@ -291,19 +322,21 @@ def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Thres
 
 
 def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
+    """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it."""
     data, digest = _read_yaml(path)
     try:
         parsed = _ProfileFile.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc, path) from exc
+        raise _validation_error(exc, path, _ProfileFile) from exc
     by_id: dict[str, Threshold] = {}
     sources = [str(path)]
     if parsed.extends:
-        if parsed.extends in _chain:
+        chain = (*_chain, str(path.resolve()))
+        parent_path = resolve_profile_path(parsed.extends, relative_to=path.parent)
+        if str(parent_path.resolve()) in chain:
             raise ConfigError(f"profile inheritance loops through {parsed.extends!r}",
                               file=str(path), key="extends")
-        parent_path = resolve_profile_path(parsed.extends, relative_to=path.parent)
-        parent = load_profile(parent_path, (*_chain, parsed.name))
+        parent = load_profile(parent_path, chain)
         by_id = {t.id: t for t in parent.thresholds}
         sources = [*parent.sources, str(path)]
         digest = hashlib.sha256((parent.sha256 + digest).encode()).hexdigest()

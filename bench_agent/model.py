@@ -133,6 +133,8 @@ class Verdict:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
+        if self.value is not None:
+            object.__setattr__(self, "value", float(self.value))
         if self.unit is not None:
             object.__setattr__(self, "unit", Unit(self.unit))
         if self.status in (Status.PASS, Status.WARN) and self.value is None:
@@ -296,13 +298,12 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def load_report(path: Path) -> Report:
-    """Read a report file (unsigned JSON). Signed envelopes are opened by attest.py."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ReportError(f"{path}: no such file") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path}: not a readable JSON report: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: not a JSON object")
+    """Read a report file, signed (a DSSE envelope) or unsigned.
+
+    The signature of a signed report is not checked here: that needs the node's
+    public key (`bench-agent verify FILE --pubkey PEM`).
+    """
+    from bench_agent.attest import read_report_file
+
+    data, _envelope = read_report_file(path)
     return Report.from_dict(data)

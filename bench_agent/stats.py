@@ -26,8 +26,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     Same definition as numpy.percentile's default ("linear", type 7 of Hyndman
     and Fan), so figures match what SREs get from numpy or pandas.
     """
-    if not values:
+    if len(values) == 0:
         raise ValueError("percentile of no values")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"non-finite value in {list(values)!r}")
     if not 0 <= q <= 100:
         raise ValueError(f"percentile must be within 0..100, got {q}")
     ordered = sorted(values)
@@ -69,7 +71,7 @@ class Summary:
 
 def summarize(samples: Sequence[float]) -> Summary:
     """Summarize repetitions; raises ValueError on an empty or non-finite list."""
-    if not samples:
+    if len(samples) == 0:
         raise ValueError("no samples to summarize")
     if not all(math.isfinite(s) for s in samples):
         raise ValueError(f"non-finite sample in {list(samples)!r}")

@@ -49,6 +49,10 @@ class Threshold:
     required: bool = False
 
     def __post_init__(self) -> None:
+        # Accept plain strings as Measurement and Verdict do.
+        object.__setattr__(self, "comparator", Comparator(self.comparator))
+        object.__setattr__(self, "unit", Unit(self.unit))
+        object.__setattr__(self, "severity", Severity(self.severity))
         if self.comparator is Comparator.BETWEEN:
             if self.upper is None or self.upper < self.value:
                 raise ValueError(f"{self.id}: 'between' needs an upper limit >= the lower")

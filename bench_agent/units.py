@@ -137,7 +137,11 @@ def parse_quantity(text: str | int | float, expected: Unit | None = None) -> Qua
             f"{text!r} is in {unit.value}, expected a value in {expected.value}"
             f" (e.g. {_example(expected)})"
         )
-    return Quantity(float(number * factor), unit)
+    try:
+        value = float(number * factor)
+    except OverflowError:
+        raise UnitError(f"{text!r} is too large") from None
+    return Quantity(value, unit)
 
 
 def _resolve_suffix(suffix: str, expected: Unit | None, text: str) -> tuple[Unit, Fraction]:
@@ -152,7 +156,9 @@ def _resolve_suffix(suffix: str, expected: Unit | None, text: str) -> tuple[Unit
     parts = suffix.split()
     if len(parts) == 2 and parts[0] in _COUNT_MULTIPLIERS and parts[1] in _SUFFIXES:
         unit, factor = _SUFFIXES[parts[1]]
-        return unit, factor * _COUNT_MULTIPLIERS[parts[0]]
+        # Only counts take a detached multiplier: "100k GB/s" is a typo, not 1e14.
+        if unit in (Unit.COUNT, Unit.IOPS):
+            return unit, factor * _COUNT_MULTIPLIERS[parts[0]]
     if suffix in _COUNT_MULTIPLIERS and expected in (Unit.COUNT, Unit.IOPS):
         return expected, Fraction(_COUNT_MULTIPLIERS[suffix])
     known = ", ".join(sorted({u.value for u in Unit}))
@@ -178,13 +184,17 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, str):
         stripped = text.strip()
         # "30m" means minutes for durations (not milli-anything): accepted here only.
-        m = re.fullmatch(r"([0-9.]+)\s*(m|min|minutes?)", stripped)
-        if m:
-            return float(Fraction(m.group(1)) * 60)
-        m = re.fullmatch(r"([0-9.]+)\s*(hours?)", stripped)
-        if m:
-            return float(Fraction(m.group(1)) * 3600)
-    seconds = parse_quantity(text, Unit.SECONDS).value
+        number = r"(\d+(?:\.\d*)?|\.\d+)"
+        minutes = re.fullmatch(number + r"\s*(?:m|min|minutes?)", stripped)
+        hours = re.fullmatch(number + r"\s*hours?", stripped)
+        if minutes:
+            seconds = float(Fraction(minutes.group(1)) * 60)
+        elif hours:
+            seconds = float(Fraction(hours.group(1)) * 3600)
+        else:
+            seconds = parse_quantity(text, Unit.SECONDS).value
+    else:
+        seconds = parse_quantity(text, Unit.SECONDS).value
     if seconds <= 0:
         raise UnitError(f"a duration must be positive, got {text!r}")
     return seconds
@@ -196,7 +206,8 @@ _DISPLAY_PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"
 
 
 def _scaled(value: float, base: str) -> str:
-    magnitude = abs(value)
+    # Round first, then choose the prefix: 999.6e9 is "1 T", not "1e+03 G".
+    magnitude = abs(float(f"{value:.3g}"))
     for factor, prefix in _DISPLAY_PREFIXES:
         if magnitude >= factor:
             return f"{value / factor:.3g} {prefix}{base}"
@@ -217,7 +228,7 @@ def format_value(value: float, unit: Unit | str) -> str:
     if unit is Unit.IOPS:
         return _scaled(value, "IOPS")
     if unit is Unit.SECONDS:
-        magnitude = abs(value)
+        magnitude = abs(float(f"{value:.3g}"))
         if magnitude == 0 or magnitude >= 1:
             return f"{value:.3g} s"
         if magnitude >= 1e-3:

@@ -14,12 +14,21 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from bench_agent.attest import read_report_file
 from bench_agent.config import schema_dir
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 TINY_SUITE = DATA / "suites" / "tiny-cpu.yaml"
 TINY_PROFILE = DATA / "profiles" / "tiny-node.yaml"
+
+
+@pytest.fixture(autouse=True)
+def node_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every run signs with a throwaway key: tests never touch /etc/bench-agent."""
+    path = tmp_path / "keys" / "node.key"
+    monkeypatch.setenv("BENCH_AGENT_KEY", str(path))
+    return path
 
 
 def bench_agent(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -32,7 +41,8 @@ def bench_agent(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
 def only_report(output: Path) -> dict[str, object]:
     files = list(output.glob("*/*.json"))
     assert len(files) == 1, files
-    data = json.loads(files[0].read_text())
+    data, envelope = read_report_file(files[0])
+    assert envelope is not None, "bench-agent run signs every report by default"
     schema = json.loads((schema_dir() / "report-v1.schema.json").read_text())
     jsonschema.validate(data, schema)
     assert isinstance(data, dict)

@@ -1,0 +1,329 @@
+"""Signed reports: Ed25519 node keys, in-toto Statement v1 inside a DSSE envelope.
+
+A report leaves the node as
+
+    DSSE envelope  {"payloadType": "application/vnd.in-toto+json",
+                    "payload": base64(statement), "signatures": [{"keyid", "sig"}]}
+    in-toto Statement v1 {"_type": "https://in-toto.io/Statement/v1",
+                    "subject": [{"name": <host>, "digest": {"sha256": <inventory digest>}}],
+                    "predicateType": PREDICATE_TYPE, "predicate": <the report>}
+
+The signature is over PAE(payloadType, payload) as the DSSE protocol defines it
+(github.com/secure-systems-lab/dsse, protocol.md), on the payload *bytes*: the
+verifier never re-serializes the JSON it checks. Key ids are computed the way
+securesystemslib computes them (sha256 of the canonical JSON of keytype, scheme
+and the hex public key; securesystemslib/signer/_utils.py compute_default_keyid),
+so DSSE tools that speak securesystemslib find our keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench_agent.errors import ConfigError, ReportError, SignatureError
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+# The predicate type of bench-agent reports (the predicate is the report JSON of
+# results/schema/report-v1.schema.json). Documented in the README.
+PREDICATE_TYPE = "https://bench-agent.dev/predicate/benchmark-report/v1"
+
+SYSTEM_KEY_PATH = Path("/etc/bench-agent/node.key")
+
+
+def default_key_path() -> Path:
+    """Where the node key lives unless --key says otherwise.
+
+    $BENCH_AGENT_KEY if set; else /etc/bench-agent/node.key for root (a host key,
+    like /etc/ssh/ssh_host_ed25519_key); else ~/.config/bench-agent/node.key.
+    """
+    env = os.environ.get("BENCH_AGENT_KEY")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return SYSTEM_KEY_PATH
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "bench-agent" / "node.key"
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 Pre-Authentication Encoding, on bytes (lengths are byte counts)."""
+    type_bytes = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %b %d %b" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+def canonical_json(data: Any) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8: stable bytes to hash."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def keyid_for_public_bytes(raw_public: bytes) -> str:
+    """securesystemslib's default keyid of an ed25519 key."""
+    key_dict = {"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": raw_public.hex()}}
+    return hashlib.sha256(canonical_json(key_dict)).hexdigest()
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    raw: bytes  # 32 bytes
+
+    @property
+    def keyid(self) -> str:
+        return keyid_for_public_bytes(self.raw)
+
+    def pem(self) -> str:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        key = Ed25519PublicKey.from_public_bytes(self.raw)
+        return key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
+    @classmethod
+    def from_pem(cls, text: str | bytes, origin: str = "public key") -> PublicKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        data = text.encode() if isinstance(text, str) else text
+        try:
+            key = serialization.load_pem_public_key(data)
+        except ValueError as exc:
+            raise SignatureError(f"{origin}: not a PEM public key ({exc})") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise SignatureError(f"{origin}: not an Ed25519 key ({type(key).__name__})")
+        return cls(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class NodeKey:
+    """The node's private key, loaded from its PEM (PKCS#8) file."""
+
+    private_pem: bytes
+
+    def _key(self) -> Any:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = serialization.load_pem_private_key(self.private_pem, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError(f"the node key is not Ed25519 ({type(key).__name__})")
+        return key
+
+    @property
+    def public(self) -> PublicKey:
+        from cryptography.hazmat.primitives import serialization
+
+        raw = self._key().public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return PublicKey(raw)
+
+    def sign(self, message: bytes) -> bytes:
+        signature: bytes = self._key().sign(message)
+        return signature
+
+    @classmethod
+    def generate(cls) -> NodeKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cls(pem)
+
+
+def init_key(path: Path, force: bool = False) -> NodeKey:
+    """Create a key file, mode 0600, atomically; refuse to replace one without force."""
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; use --force to replace it "
+                          "(the collector knows the node by this key)")
+    key = NodeKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    # O_EXCL and mode 0600 at creation: the key is never readable by others, not
+    # even between open() and chmod().
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key.private_pem)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return key
+
+
+def load_key(path: Path) -> NodeKey:
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"no node key at {path}; create one with `bench-agent keys init`"
+                          ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the node key {path}: {exc.strerror}") from exc
+    key = NodeKey(pem)
+    try:
+        key.public  # noqa: B018 - parse now, fail here rather than at signing time
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not a PEM private key: {exc}") from exc
+    return key
+
+
+def load_or_create_key(path: Path) -> tuple[NodeKey, bool]:
+    """The node key, created on first use like an SSH host key. (key, created)."""
+    if path.exists():
+        return load_key(path), False
+    return init_key(path), True
+
+
+# --- statements and envelopes ---------------------------------------------------------
+
+
+def inventory_digest(inventory: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(inventory)).hexdigest()
+
+
+def make_statement(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [
+            {"name": report["host"],
+             "digest": {"sha256": inventory_digest(report.get("inventory", {}))}}
+        ],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": report,
+    }
+
+
+def sign_payload(payload: bytes, key: NodeKey, payload_type: str = PAYLOAD_TYPE) -> dict[str, Any]:
+    signature = key.sign(pae(payload_type, payload))
+    return {
+        "payloadType": payload_type,
+        "payload": base64.b64encode(payload).decode(),
+        "signatures": [{"keyid": key.public.keyid,
+                        "sig": base64.b64encode(signature).decode()}],
+    }
+
+
+def sign_report(report: dict[str, Any], key: NodeKey) -> dict[str, Any]:
+    """The DSSE envelope of the report's in-toto statement."""
+    payload = json.dumps(make_statement(report), indent=None, sort_keys=True).encode()
+    return sign_payload(payload, key)
+
+
+def is_envelope(data: Any) -> bool:
+    return isinstance(data, dict) and "payloadType" in data and "signatures" in data
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise SignatureError(f"malformed envelope: {what} is not a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureError(f"malformed envelope: {what} is not valid base64") from exc
+
+
+def verify_envelope(envelope: Any, pubkey: PublicKey) -> dict[str, Any]:
+    """Check the envelope against the key; return the statement, or raise SignatureError."""
+    if not is_envelope(envelope):
+        raise SignatureError("not a DSSE envelope (no payloadType or signatures)")
+    payload_type = envelope["payloadType"]
+    if payload_type != PAYLOAD_TYPE:
+        raise SignatureError(
+            f"payload type is {payload_type!r}, expected {PAYLOAD_TYPE!r} (the envelope was "
+            "changed, or is not a bench-agent report)"
+        )
+    payload = _b64(envelope.get("payload"), "payload")
+    signatures = envelope["signatures"]
+    if not isinstance(signatures, list) or not signatures:
+        raise SignatureError("the envelope carries no signature")
+    message = pae(payload_type, payload)
+    keyids = []
+    for entry in signatures:
+        if not isinstance(entry, dict):
+            raise SignatureError("malformed envelope: a signature is not an object")
+        keyids.append(str(entry.get("keyid", "")))
+        if pubkey.verify(_b64(entry.get("sig"), "signature"), message):
+            break
+    else:
+        if pubkey.keyid not in keyids:
+            raise SignatureError(
+                f"signed by key {', '.join(k[:16] or '?' for k in keyids)}, not by the given"
+                f" key {pubkey.keyid[:16]}"
+            )
+        raise SignatureError(
+            "signature does not verify: the payload or the signature was changed after signing"
+        )
+    return _check_statement(payload)
+
+
+def _check_statement(payload: bytes) -> dict[str, Any]:
+    """A verified payload must still be our statement, bound to its inventory."""
+    try:
+        statement = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SignatureError(f"signed payload is not JSON: {exc}") from exc
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
+        raise SignatureError("signed payload is not an in-toto Statement v1")
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        raise SignatureError(f"predicateType {statement.get('predicateType')!r} is not "
+                             f"{PREDICATE_TYPE!r}")
+    predicate = statement.get("predicate")
+    subjects = statement.get("subject")
+    if not isinstance(predicate, dict) or not isinstance(subjects, list) or not subjects:
+        raise SignatureError("statement lacks its subject or predicate")
+    expected = inventory_digest(predicate.get("inventory", {}))
+    digest = subjects[0].get("digest", {}).get("sha256") if isinstance(subjects[0], dict) else None
+    if digest != expected:
+        raise SignatureError("subject digest does not match the report's inventory")
+    return statement
+
+
+def read_report_file(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(report dict, envelope or None) from a signed or an unsigned report file.
+
+    The envelope's signature is *not* checked here (that needs the node's public
+    key: `bench-agent verify`); the payload is only decoded.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ReportError(f"{path}: no such file") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: not a readable JSON report: {exc}") from exc
+    if is_envelope(data):
+        try:
+            statement = json.loads(_b64(data.get("payload"), "payload"))
+        except (SignatureError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ReportError(f"{path}: the envelope's payload cannot be read: {exc}") from exc
+        predicate = statement.get("predicate") if isinstance(statement, dict) else None
+        if not isinstance(predicate, dict):
+            raise ReportError(f"{path}: the envelope holds no report")
+        return predicate, data
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: not a JSON object")
+    return data, None
