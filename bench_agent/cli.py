@@ -21,7 +21,10 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from bench_agent.model import Report
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG, EXIT_REPORT = 0, 1, 2, 3, 4, 5
 
@@ -156,7 +159,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resolve_targets,
     )
     from bench_agent.display import make_progress, print_table
-    from bench_agent.model import write_atomic
     from bench_agent.runner import Runner, exit_code, report_path
 
     if args.suite_file is not None:
@@ -181,34 +183,70 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report = runner.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    path = report_path(args.output, report)
-    if args.no_sign:
-        write_atomic(path, report.to_json())
-    else:
-        from bench_agent.attest import default_key_path, load_or_create_key, sign_report
-
-        key_path = args.key or default_key_path()
-        key, created = load_or_create_key(key_path)
-        if created:
-            print(f"bench-agent: created the node key {key_path} (keyid "
-                  f"{key.public.keyid[:16]}); enroll its public key: bench-agent keys show",
-                  file=sys.stderr)
-        envelope = sign_report(report.to_dict(), key)
-        write_atomic(path, json.dumps(envelope, indent=2) + "\n")
-    if args.junit:
-        from bench_agent.exports import to_junit
-
-        write_atomic(args.junit, to_junit(report))
-    if args.prom:
-        from bench_agent.exports import write_prometheus
-
-        write_prometheus(report, args.prom)
+    # The table first: whatever happens to the file (full disk, unreadable key),
+    # the operator has seen the verdicts.
     if args.json:
         sys.stdout.write(report.to_json())
     else:
         print_table(report)
-        print(f"report: {path}" + (" (unsigned)" if args.no_sign else " (signed)"))
-    return exit_code(report)
+    saved = _save_report(args, report, report_path(args.output, report))
+    return exit_code(report) if saved else EXIT_REPORT
+
+
+def _save_report(args: argparse.Namespace, report: Report, path: Path) -> bool:
+    """Write the report (signed unless --no-sign) and the exports; False on failure.
+
+    A key that cannot be read or created does not lose the run: the report is
+    written unsigned beside where it belonged, and the exit code says so.
+    """
+    from bench_agent.errors import ConfigError, ReportError
+    from bench_agent.model import write_atomic
+
+    ok = True
+    try:
+        if args.no_sign:
+            write_atomic(path, report.to_json())
+            note = "unsigned"
+        else:
+            try:
+                text = _signed_text(args, report)
+                note = "signed"
+            except ConfigError as exc:
+                print(f"bench-agent: cannot sign the report: {exc}", file=sys.stderr)
+                path = path.with_name(path.name.replace(".json", ".unsigned.json"))
+                text, note, ok = report.to_json(), "UNSIGNED: signing failed", False
+            write_atomic(path, text)
+        if not args.json:
+            print(f"report: {path} ({note})")
+        if args.junit:
+            from bench_agent.exports import to_junit
+
+            write_atomic(args.junit, to_junit(report))
+        if args.prom:
+            from bench_agent.exports import write_prometheus
+
+            write_prometheus(report, args.prom)
+    except ReportError as exc:
+        print(f"bench-agent: {exc}", file=sys.stderr)
+        return False
+    return ok
+
+
+def _signed_text(args: argparse.Namespace, report: Report) -> str:
+    from bench_agent.attest import default_key_path, load_or_create_key, sign_report
+
+    key_path = args.key or default_key_path()
+    try:
+        key, created = load_or_create_key(key_path)
+    except OSError as exc:
+        from bench_agent.errors import ConfigError
+
+        raise ConfigError(f"cannot create the node key {key_path}: {exc.strerror}") from exc
+    if created:
+        print(f"bench-agent: created the node key {key_path} (keyid "
+              f"{key.public.keyid[:16]}); enroll its public key: bench-agent keys show",
+              file=sys.stderr)
+    return json.dumps(sign_report(report.to_dict(), key), indent=2) + "\n"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

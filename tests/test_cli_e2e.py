@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -216,3 +217,50 @@ def test_wheel_ships_suites_profiles_and_schema(tmp_path: Path) -> None:
         "bench_agent/_data/schema/report-v1.schema.json",
     ):
         assert expected in names
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tiny tmpfs, filled up: a real ENOSPC for the report write (needs root)."""
+    mount_point = tmp_path / "full"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
+                              str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        (mount_point / "host").mkdir()
+        fd = os.open(mount_point / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_full_disk_is_a_clear_error_after_the_table(full_disk: Path) -> None:
+    result = bench_agent("run", "inventory", "--no-sign", "--profile", str(TINY_PROFILE),
+                         "--output", str(full_disk))
+    assert result.returncode == 5
+    assert "No space left on device" in result.stderr
+    assert "inventory.logical_cpus" in result.stdout  # the verdicts were shown anyway
+    leftovers = [p for p in full_disk.rglob("*") if p.is_file() and p.name != "filler"]
+    assert leftovers == []  # no half-written report, no temp file
+
+
+def test_unusable_key_writes_the_report_unsigned_and_says_so(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the key's folder should be")
+    result = bench_agent("run", "inventory", "--profile", str(TINY_PROFILE), "--key",
+                         str(blocker / "node.key"), "--output", str(tmp_path / "out"))
+    assert result.returncode == 5
+    assert "cannot sign the report" in result.stderr
+    files = list((tmp_path / "out").glob("*/*.unsigned.json"))
+    assert len(files) == 1
+    assert json.loads(files[0].read_text())["schema_version"] == 1
+    assert "UNSIGNED: signing failed" in result.stdout
