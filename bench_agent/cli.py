@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "created on first run)")
     run.add_argument("--no-sign", action="store_true", help="write the report unsigned")
     run.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML")
+    run.add_argument("--upload", metavar="URL",
+                     help="upload the spool (this report and any waiting) to the collector")
     run.add_argument("--prom", type=Path, metavar="FILE",
                      help="also write a Prometheus textfile (node_exporter textfile collector)")
     storage = run.add_argument_group("storage targets")
@@ -78,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     storage.add_argument("--destructive", action="store_true",
                          help="allow write tests on raw devices (refused on mounted devices or "
                          "devices holding partitions or a filesystem)")
+
+    upload = sub.add_parser("upload", help="send waiting reports to the collector",
+                            description="Send every signed report in the spool that the "
+                            "collector has not acknowledged, oldest first. Exit 0 all "
+                            "delivered, 1 some refused, 2 some still waiting.")
+    upload.add_argument("--collector", metavar="URL",
+                        help="collector base URL (default: $BENCH_AGENT_COLLECTOR)")
+    upload.add_argument("--output", type=Path, default=Path("results"),
+                        help="the spool: the report folder of `run` (default: results/)")
 
     sub.add_parser("list", help="list checks, suites and profiles")
 
@@ -190,7 +201,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         print_table(report)
     saved = _save_report(args, report, report_path(args.output, report))
-    return exit_code(report) if saved else EXIT_REPORT
+    code = exit_code(report) if saved else EXIT_REPORT
+    if args.upload:
+        uploaded = _upload(args.output, args.upload)
+        code = max(code, EXIT_ERROR if uploaded != EXIT_OK else EXIT_OK)
+    return code
+
+
+def _upload(spool: Path, url: str) -> int:
+    from bench_agent.upload import upload_spool
+
+    result = upload_spool(spool, url, log=lambda m: print(f"upload: {m}", file=sys.stderr))
+    for path, why in result.skipped:
+        print(f"upload: skipped {path}: {why}", file=sys.stderr)
+    print(f"upload: {len(result.delivered)} delivered, {len(result.rejected)} rejected, "
+          f"{len(result.pending)} waiting" + (f" ({result.stopped_because})"
+                                              if result.stopped_because else ""),
+          file=sys.stderr)
+    return result.exit_code
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    import os
+
+    url = args.collector or os.environ.get("BENCH_AGENT_COLLECTOR")
+    if not url:
+        raise _usage("no collector: give --collector URL or set BENCH_AGENT_COLLECTOR")
+    return _upload(args.output, url)
 
 
 def _save_report(args: argparse.Namespace, report: Report, path: Path) -> bool:
@@ -355,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "parse": _cmd_parse,
         "keys": _cmd_keys,
         "verify": _cmd_verify,
+        "upload": _cmd_upload,
     }
     try:
         return handlers[args.command](args)
