@@ -80,6 +80,30 @@ def build_parser() -> argparse.ArgumentParser:
     storage.add_argument("--destructive", action="store_true",
                          help="allow write tests on raw devices (refused on mounted devices or "
                          "devices holding partitions or a filesystem)")
+    network = run.add_argument_group("network")
+    network.add_argument("--peer", metavar="ADDRESS",
+                         help="node running `bench-agent peer` to measure against")
+    nccl = run.add_argument_group("nccl across nodes (torchrun c10d rendezvous)")
+    nccl.add_argument("--nnodes", type=int, default=1, help="nodes taking part (default 1)")
+    nccl.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                      help="rendezvous endpoint, one of the nodes; same on every node")
+    nccl.add_argument("--rdzv-id", help="rendezvous id, same on every node of one run")
+
+    burnin = sub.add_parser("burnin", help="sustained load with health sampling",
+                            description="Keep the node under the loads of a burn-in suite, "
+                            "sample health every interval into a JSON-lines series, and "
+                            "write a signed report at the end (or when interrupted).")
+    burnin.add_argument("--duration", required=True, help="how long: 20s, 30m, 4h")
+    burnin.add_argument("--suite", default="burnin", help="burn-in suite name (default burnin)")
+    burnin.add_argument("--suite-file", type=Path, help="a burn-in suite YAML file")
+    burnin.add_argument("--output", type=Path, default=Path("results"))
+    burnin.add_argument("--target", type=Path, help="directory for the storage load's file")
+    burnin.add_argument("--key", type=Path)
+    burnin.add_argument("--no-sign", action="store_true")
+    burnin.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    burnin.add_argument("--upload", metavar="URL")
+    burnin.add_argument("--json", action="store_true")
+    burnin.set_defaults(junit=None, prom=None)
 
     upload = sub.add_parser("upload", help="send waiting reports to the collector",
                             description="Send every signed report in the spool that the "
@@ -115,10 +139,50 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("file", type=Path)
     verify.add_argument("--pubkey", type=Path, required=True, help="the node's public key PEM")
 
+    peer = sub.add_parser("peer", help="serve the network checks of another node",
+                          description="Start and supervise iperf3, sockperf and qperf servers "
+                          "and a control port (perftest servers on demand) until SIGTERM or "
+                          "Ctrl-C. With no options: every address, default ports.")
+    peer.add_argument("--bind", default="", metavar="ADDRESS",
+                      help="listen on this address only (default: every address)")
+    peer.add_argument("--ports", action="append", default=[], metavar="NAME=PORT,...",
+                      help="override ports: control=5200, iperf3=5201 (first of N), "
+                      "sockperf=11111, qperf=19765, perftest=18515")
+    peer.add_argument("--iperf3-servers", type=int, default=4, metavar="N",
+                      help="iperf3 server processes, one port each (default 4)")
     parse = sub.add_parser("parse", help="print the measurements read from a tool's output")
     parse.add_argument("tool")
     parse.add_argument("file", type=Path)
+    _add_collector_parser(sub)
     return parser
+
+
+def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`collector serve|enroll|revoke`: the central service (needs the collector extra)."""
+    default_db = "sqlite:///collector.db"  # settings.DEFAULT_DB_URL, without importing it
+    collector = sub.add_parser("collector", help="run the central collector, enroll node keys")
+    csub = collector.add_subparsers(dest="collector_command", required=True,
+                                    parser_class=_Parser)
+    serve = csub.add_parser("serve", help="serve the report API and the dashboard")
+    serve.add_argument("--db", default=default_db, help="database URL (default: "
+                       f"{default_db}; PostgreSQL: postgresql://user@host/db)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--auto-enroll", action="store_true", help="trust a node's first key "
+                       "on first use (labs only)")
+    serve.add_argument("--admin-token-file", type=Path, help="file holding the token of "
+                       "POST /v1/keys and revocation (else $BENCH_AGENT_COLLECTOR_TOKEN)")
+    serve.add_argument("--max-body-bytes", type=int, help="largest report accepted "
+                       "(default 4 MiB)")
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    enroll = csub.add_parser("enroll", help="enroll a node's public key")
+    enroll.add_argument("--db", default=default_db)
+    enroll.add_argument("--node", required=True, help="the node's name (its report host)")
+    enroll.add_argument("--pubkey", type=Path, required=True,
+                        help="PEM public key (`bench-agent keys show` on the node)")
+    revoke = csub.add_parser("revoke", help="revoke a node key")
+    revoke.add_argument("--db", default=default_db)
+    revoke.add_argument("keyid")
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
@@ -184,6 +248,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "devices": list(args.device),
         "all_nvme": args.all_nvme,
         "destructive": args.destructive,
+        "peer": args.peer,
+        "nnodes": args.nnodes,
+        "rdzv_endpoint": args.rdzv_endpoint,
+        "rdzv_id": args.rdzv_id,
     }
     runner = Runner(suite, profile, output_dir=args.output, root=args.sysroot,
                     progress=make_progress(), options=options)
@@ -219,6 +287,51 @@ def _upload(spool: Path, url: str) -> int:
                                               if result.stopped_because else ""),
           file=sys.stderr)
     return result.exit_code
+
+
+def _cmd_burnin(args: argparse.Namespace) -> int:
+    from bench_agent.burnin import Burnin, default_burnin_path, draw_plots, load_burnin_config
+    from bench_agent.burnin_health import gpu_sampler_from_nvml
+    from bench_agent.config import data_dir
+    from bench_agent.display import print_table
+    from bench_agent.runner import exit_code, host_identity, report_path
+    from bench_agent.units import UnitError, parse_duration
+
+    try:
+        duration = parse_duration(args.duration)
+    except UnitError as exc:
+        raise _usage(f"--duration: {exc}") from exc
+    path = args.suite_file or (default_burnin_path() if args.suite == "burnin"
+                               else data_dir() / f"{args.suite}.yaml")
+    config = load_burnin_config(path)
+    if args.target is not None and not args.target.is_dir():
+        raise _usage(f"--target {args.target} is not a directory")
+    burnin = Burnin(config, duration, args.output, host_identity(),
+                    target=str(args.target) if args.target else None,
+                    gpu_sampler=gpu_sampler_from_nvml())
+    previous = {sig: signal.signal(sig, burnin.request_stop)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"burn-in {config.name} for {args.duration}: loads {', '.join(config.loads) or 'none'}"
+          f", sampling every {config.interval:g} s", file=sys.stderr)
+    try:
+        report, series = burnin.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"series: {series}", file=sys.stderr)
+    if args.json:
+        sys.stdout.write(report.to_json())
+    else:
+        print_table(report)
+    target = report_path(args.output, report)
+    saved = _save_report(args, report, target)
+    if not args.no_plots:
+        plots = draw_plots(report, target.parent, target.name.removesuffix(".json"))
+        print(f"plots: {len(plots)} PNG file(s) beside the report", file=sys.stderr)
+    code = exit_code(report) if saved else EXIT_REPORT
+    if args.upload:
+        code = max(code, EXIT_ERROR if _upload(args.output, args.upload) else EXIT_OK)
+    return code
 
 
 def _cmd_upload(args: argparse.Namespace) -> int:
@@ -309,7 +422,12 @@ def _cmd_report_show(args: argparse.Namespace) -> int:
     from bench_agent.model import load_report
     from bench_agent.runner import exit_code
 
-    report = load_report(args.file)
+    if args.file.suffix == ".jsonl":
+        from bench_agent.burnin import report_from_series
+
+        report = report_from_series(args.file)
+    else:
+        report = load_report(args.file)
     if args.format == "json":
         sys.stdout.write(report.to_json())
     elif args.format == "csv":
@@ -360,12 +478,40 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_peer(args: argparse.Namespace) -> int:
+    from bench_agent.peer import PeerConfig, parse_ports, run_peer
+
+    try:
+        ports = parse_ports(args.ports)
+    except ValueError as exc:
+        raise _usage(str(exc)) from exc
+    if not 1 <= args.iperf3_servers <= 64:
+        raise _usage("--iperf3-servers must be between 1 and 64")
+    return run_peer(PeerConfig(bind=args.bind, ports=ports, iperf3_servers=args.iperf3_servers))
+
+
 def _cmd_parse(args: argparse.Namespace) -> int:
     from bench_agent.tools import parse_tool_output
 
     measurements = parse_tool_output(args.tool, args.file)
     print(json.dumps([m.to_dict() for m in measurements], indent=2))
     return EXIT_OK
+
+
+def _cmd_collector(args: argparse.Namespace) -> int:
+    try:
+        from bench_agent.collector import cli as collector
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise _usage(f"the collector needs its extra: pip install 'bench-agent[collector]' "
+                     f"({exc})") from exc
+    if args.collector_command == "serve":
+        return collector.serve(db_url=args.db, host=args.host, port=args.port,
+                               auto_enroll=args.auto_enroll,
+                               admin_token_file=args.admin_token_file,
+                               max_body_bytes=args.max_body_bytes, access_log=args.access_log)
+    if args.collector_command == "enroll":
+        return collector.enroll(db_url=args.db, node=args.node, pubkey=args.pubkey)
+    return collector.revoke(db_url=args.db, keyid=args.keyid)
 
 
 def _usage(message: str) -> Exception:
@@ -392,7 +538,10 @@ def main(argv: list[str] | None = None) -> int:
         "parse": _cmd_parse,
         "keys": _cmd_keys,
         "verify": _cmd_verify,
+        "peer": _cmd_peer,
+        "collector": _cmd_collector,
         "upload": _cmd_upload,
+        "burnin": _cmd_burnin,
     }
     try:
         return handlers[args.command](args)

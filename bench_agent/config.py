@@ -194,8 +194,12 @@ def suite_path(name: str) -> Path:
     return data_dir() / f"{name}.yaml"
 
 
+# Suites of another kind, run by their own command (`bench-agent burnin`).
+OTHER_KIND_SUITES = ("burnin",)
+
+
 def suite_names() -> list[str]:
-    return sorted(p.stem for p in data_dir().glob("*.yaml"))
+    return sorted(p.stem for p in data_dir().glob("*.yaml") if p.stem not in OTHER_KIND_SUITES)
 
 
 def resolve_targets(targets: list[str]) -> Suite:
@@ -208,6 +212,9 @@ def resolve_targets(targets: list[str]) -> Suite:
 
     if not targets:
         targets = ["quick"]
+    for target in targets:
+        if target in OTHER_KIND_SUITES:
+            raise UsageError(f"{target!r} is run with `bench-agent {target} --duration ...`")
     if len(targets) == 1 and suite_path(targets[0]).is_file():
         return load_suite(suite_path(targets[0]))
     plans: list[CheckPlan] = []

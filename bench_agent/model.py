@@ -5,7 +5,8 @@ Measurement with a NaN value or an unknown unit cannot exist, so nothing
 downstream has to re-check it.
 
 Report JSON format versions (``schema_version``):
-    1  first version: measurements, verdicts, inventory, suite and profile digests.
+    1  first version: measurements, verdicts, inventory, suite and profile digests;
+       optional "series" (burn-in time series), absent from other reports.
 Loaders refuse a version newer than they know, and keep reading older ones.
 """
 
@@ -215,6 +216,8 @@ class Report:
     verdicts: list[Verdict]
     interrupted: bool = False
     schema_version: int = SCHEMA_VERSION
+    # Time series of a burn-in run: name -> [[seconds since start, value], ...].
+    series: dict[str, list[list[float]]] = field(default_factory=dict)
 
     @property
     def status(self) -> Status:
@@ -237,6 +240,7 @@ class Report:
             "inventory": self.inventory,
             "measurements": [m.to_dict() for m in self.measurements],
             "verdicts": [v.to_dict() for v in self.verdicts],
+            **({"series": self.series} if self.series else {}),
         }
 
     def to_json(self) -> str:
@@ -266,6 +270,7 @@ class Report:
                 measurements=[Measurement.from_dict(m) for m in data["measurements"]],
                 verdicts=[Verdict.from_dict(v) for v in data["verdicts"]],
                 interrupted=bool(data.get("interrupted", False)),
+                series=dict(data.get("series", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReportError(f"malformed report: {exc!r}") from exc

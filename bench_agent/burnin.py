@@ -1,0 +1,399 @@
+"""Burn-in: keep the node under sustained load and watch it degrade.
+
+    bench-agent burnin --duration 4h [--suite burnin] [--output DIR]
+
+The loads of suites/burnin.yaml run at the same time, each in its own process
+(burnin_loads.py). Every ``interval`` the supervisor samples health and the
+loads' throughput, judges it (burnin_health.HealthRules) and appends the sample
+and any event to ``<output>/<host>/<stamp>-burnin.jsonl``, flushed and fsynced
+per line, so a crash or a power cut keeps everything up to the last sample.
+At the end (or on SIGINT/SIGTERM) the loads are stopped, plots are drawn next to
+the report, and a signed report is written (marked interrupted when stopped).
+A killed run leaves only its .jsonl; ``report_from_series`` rebuilds a report
+from it, which `bench-agent report show FILE.jsonl` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench_agent import __version__
+from bench_agent.burnin_health import (
+    HealthRules,
+    Limits,
+    nvme_devices_from_inventory,
+    sample_cpu,
+    sample_nvme,
+)
+from bench_agent.burnin_loads import NOT_APPLICABLE
+from bench_agent.config import _read_yaml, _validation_error, data_dir
+from bench_agent.errors import ConfigError, ReportError
+from bench_agent.model import NamedDigest, Report, Status, Verdict
+from bench_agent.units import UnitError, parse_duration
+
+
+class _Load(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    enabled: bool = True
+
+
+class _Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    throughput_drop: str | float = "10%"
+    baseline_window: str | float = "2m"
+    throttle_time: str | float = "30s"
+    gpu_temperature_c: float = 87.0
+    cpu_temperature_c: float = 95.0
+    nvme_temperature_c: float = 70.0
+
+
+class _BurninFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    interval: str | float = "10s"
+    loads: dict[str, _Load] = Field(default_factory=dict)
+    limits: _Limits = Field(default_factory=_Limits)
+
+
+@dataclass(frozen=True)
+class BurninConfig:
+    name: str
+    path: str
+    sha256: str
+    interval: float
+    loads: dict[str, dict[str, Any]]
+    limits: Limits
+
+
+def load_burnin_config(path: Path) -> BurninConfig:
+    from bench_agent.burnin_loads import LOADS
+
+    data, digest = _read_yaml(path)
+    try:
+        parsed = _BurninFile.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, path, _BurninFile) from exc
+    for name in parsed.loads:
+        if name not in LOADS:
+            raise ConfigError(f"unknown load {name!r}; expected one of {', '.join(LOADS)}",
+                              file=str(path), key=f"loads.{name}")
+    try:
+        interval = parse_duration(parsed.interval)
+        window = parse_duration(parsed.limits.baseline_window)
+        throttle = parse_duration(parsed.limits.throttle_time)
+    except UnitError as exc:
+        raise ConfigError(str(exc), file=str(path)) from exc
+    drop = parsed.limits.throughput_drop
+    fraction = float(drop.rstrip("%")) / 100 if isinstance(drop, str) else float(drop)
+    if not 0 < fraction < 1:
+        raise ConfigError("must be a fraction or a percentage between 0 and 100 %",
+                          file=str(path), key="limits.throughput_drop")
+    loads = {name: {k: v for k, v in load.model_dump().items() if k != "enabled"}
+             for name, load in parsed.loads.items() if load.enabled}
+    limits = Limits(throughput_drop=fraction, baseline_seconds=window, throttle_seconds=throttle,
+                    gpu_temperature=parsed.limits.gpu_temperature_c,
+                    cpu_temperature=parsed.limits.cpu_temperature_c,
+                    nvme_temperature=parsed.limits.nvme_temperature_c)
+    return BurninConfig(parsed.name, str(path), digest, interval, loads, limits)
+
+
+def default_burnin_path() -> Path:
+    return data_dir() / "burnin.yaml"
+
+
+# --- the series file ------------------------------------------------------------------
+
+
+class SeriesWriter:
+    """Appends JSON lines, flushed and fsynced each one (the durability promise)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def read_series(path: Path) -> list[dict[str, Any]]:
+    """Every complete line; a last line cut by a crash is ignored."""
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror}") from exc
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    if not records or records[0].get("type") != "start":
+        raise ReportError(f"{path}: not a bench-agent burn-in series")
+    return records
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunningLoad:
+    name: str
+    proc: subprocess.Popen[str]
+    latest: float | None = None
+    stderr_tail: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopped: bool = False  # stopped by us: its exit is not a crash
+    _stderr_reader: threading.Thread = field(default_factory=threading.Thread)
+
+    def start_readers(self) -> None:
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
+
+    def last_words(self) -> str:
+        """The end of stderr of an exited load (waits for the reader to drain the pipe)."""
+        self._stderr_reader.join(timeout=5)
+        return " ".join(self.stderr_tail[-3:])
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                value = float(json.loads(line)["value"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            with self.lock:
+                self.latest = value
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_tail = [*self.stderr_tail[-9:], line.rstrip()]
+
+    def take(self) -> float | None:
+        with self.lock:
+            value, self.latest = self.latest, None
+        return value
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.stopped = True
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def start_load(name: str, params: dict[str, Any]) -> RunningLoad:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench_agent.burnin_loads", name, json.dumps(params)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    load = RunningLoad(name, proc)
+    load.start_readers()
+    return load
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Burnin:
+    config: BurninConfig
+    duration: float
+    output_dir: Path
+    host: str
+    target: str | None = None
+    gpu_sampler: Callable[[], list[dict[str, Any]]] | None = None
+    clock: Callable[[], float] = time.time
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def request_stop(self, signum: int = 0, frame: object = None) -> None:
+        self._stop.set()
+
+    def run(self) -> tuple[Report, Path]:
+        started = self.clock()
+        stamp = _utc(started).replace("-", "").replace(":", "")
+        series_path = self.output_dir / self.host / f"{stamp}-{self.config.name}.jsonl"
+        writer = SeriesWriter(series_path)
+        rules = HealthRules(self.config.limits, list(self.config.loads))
+        writer.write({"type": "start", "host": self.host, "started_at": _utc(started),
+                      "duration": self.duration, "interval": self.config.interval,
+                      "suite": {"name": self.config.name, "sha256": self.config.sha256,
+                                "path": self.config.path},
+                      "loads": self.config.loads, "limits": self.config.limits.__dict__})
+        nvme = nvme_devices_from_inventory()
+        loads = {name: start_load(name, {**params, "interval": self.config.interval,
+                                         "duration": self.duration + 60,
+                                         # the supervisor's pid: lets one find its loads
+                                         "owner": os.getpid(),
+                                         **({"target": self.target} if self.target and
+                                            name == "storage_fio" else {})})
+                 for name, params in self.config.loads.items()}
+        interrupted = False
+        try:
+            while True:
+                if self._stop.wait(self.config.interval):
+                    interrupted = True
+                    break
+                now = self.clock()
+                elapsed = now - started
+                sample: dict[str, Any] = {"type": "sample", "t": now, "elapsed": elapsed,
+                                          "cpu": sample_cpu(), "nvme": sample_nvme(nvme),
+                                          "loads": {}}
+                if self.gpu_sampler is not None:
+                    sample["gpus"] = self.gpu_sampler()
+                for name, load in loads.items():
+                    value = load.take()
+                    if value is not None:
+                        sample["loads"][name] = value
+                writer.write(sample)
+                for event in rules.feed(sample):
+                    writer.write(event.to_dict())
+                for name, load in loads.items():
+                    self._check_exit(name, load, rules, writer, elapsed)
+                if elapsed >= self.duration:
+                    break
+        finally:
+            for load in loads.values():
+                load.stop()
+        for name, load in loads.items():
+            self._check_exit(name, load, rules, writer, self.clock() - started)
+        finished = self.clock()
+        report = build_report(rules, self.host, started, finished, interrupted, self.config)
+        writer.write({"type": "end", "finished_at": _utc(finished), "interrupted": interrupted,
+                      "status": report.status.value})
+        writer.close()
+        return report, series_path
+
+
+    def _check_exit(self, name: str, load: RunningLoad, rules: HealthRules,
+                    writer: SeriesWriter, elapsed: float) -> None:
+        """A load that ended on its own: SKIP if it cannot run here, else a crash."""
+        code = load.proc.poll()
+        if code is None or name in rules._crashed or name in rules._skipped or load.stopped:
+            return
+        why = load.last_words() or f"exit code {code}"
+        if code == NOT_APPLICABLE:
+            rules.not_applicable(name, why)
+            writer.write({"type": "skip", "load": name, "message": why})
+            return
+        for event in rules.crashed(name, elapsed, why):
+            writer.write(event.to_dict())
+
+
+def build_report(rules: HealthRules, host: str, started: float, finished: float,
+                 interrupted: bool, config: BurninConfig | None,
+                 suite: dict[str, str] | None = None, killed: bool = False) -> Report:
+    measurements, verdicts = rules.summary()
+    if killed:
+        verdicts.append(Verdict("burnin", Status.ERROR, message=(
+            f"the run was killed: no end record; the series stops at +{finished - started:.0f} s")))
+    elif interrupted:
+        verdicts.append(Verdict("burnin", Status.ERROR, message=(
+            f"interrupted after {finished - started:.0f} s (SIGINT or SIGTERM)")))
+    suite_info = suite or {"name": config.name if config else "burnin",
+                           "sha256": config.sha256 if config else "0" * 64,
+                           "path": config.path if config else ""}
+    from bench_agent.inventory import collect_inventory
+
+    return Report(
+        report_id=str(uuid.uuid4()), agent_version=__version__, host=host,
+        inventory=collect_inventory(), suite=NamedDigest(**suite_info),
+        profile=NamedDigest("burnin-limits", suite_info["sha256"], suite_info.get("path", "")),
+        started_at=_utc(started), finished_at=_utc(finished), measurements=measurements,
+        verdicts=verdicts, interrupted=interrupted or killed,
+        series={name: [[round(t, 3), v] for t, v in points]
+                for name, points in rules.series.items()},
+    )
+
+
+def report_from_series(path: Path) -> Report:
+    """Judge a series file again: a finished, an interrupted or a killed run."""
+    records = read_series(path)
+    start = records[0]
+    limits = Limits(**start.get("limits", {}))
+    rules = HealthRules(limits, list(start.get("loads", {})))
+    started = datetime.fromisoformat(start["started_at"].replace("Z", "+00:00")).timestamp()
+    last = started
+    end = None
+    for record in records[1:]:
+        if record.get("type") == "sample":
+            rules.feed(record)
+            last = float(record.get("t", last))
+        elif record.get("type") == "event" and "crashed" in record.get("message", ""):
+            load = record["metric"].removeprefix("burnin.")
+            rules.crashed(load, float(record["elapsed"]), record["message"].split(": ", 1)[-1])
+        elif record.get("type") == "skip":
+            rules.not_applicable(record["load"], record.get("message", ""))
+        elif record.get("type") == "end":
+            end = record
+    finished = (datetime.fromisoformat(end["finished_at"].replace("Z", "+00:00")).timestamp()
+                if end else last)
+    return build_report(rules, start["host"], started, finished,
+                        bool(end and end.get("interrupted")), None, suite=start.get("suite"),
+                        killed=end is None)
+
+
+def _axis_label(series: str) -> str:
+    from bench_agent.burnin_health import LOAD_UNITS
+
+    if series.startswith("load."):
+        unit = LOAD_UNITS.get(series.removeprefix("load."))
+        return unit.value if unit else ""
+    for suffix, label in (("temp_c", "°C"), ("temp_c_max", "°C"), ("power_w", "W"),
+                          ("sm_clock_mhz", "MHz"), ("freq_mhz_avg", "MHz"),
+                          ("load1", "load average")):
+        if series.endswith(suffix):
+            return label
+    return ""
+
+
+def draw_plots(report: Report, folder: Path, stem: str) -> list[Path]:
+    """One PNG per series next to the report (matplotlib, Agg: no display needed)."""
+    if not report.series:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name, points in sorted(report.series.items()):
+        figure, axes = plt.subplots(figsize=(7, 3))
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker=".")
+        axes.set_title(f"{report.host}: {name}")
+        axes.set_xlabel("seconds since start")
+        axes.set_ylabel(_axis_label(name))
+        axes.grid(True, alpha=0.3)
+        path = folder / f"{stem}.{name.replace('/', '_')}.png"
+        figure.tight_layout()
+        figure.savefig(path, dpi=80)
+        plt.close(figure)
+        paths.append(path)
+    return paths

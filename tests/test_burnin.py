@@ -1,0 +1,195 @@
+"""Burn-in: real CPU and storage loads for seconds, the rules, and crash durability."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench_agent.attest import NodeKey, PublicKey, verify_envelope
+from bench_agent.burnin import Burnin, load_burnin_config, read_series, report_from_series
+from bench_agent.burnin_health import HealthRules, Limits, parse_smart_log
+from bench_agent.errors import ConfigError
+from bench_agent.model import Status
+from bench_agent.units import Unit
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_suite(tmp_path: Path, loads: str, interval: str = "1s", extra: str = "") -> Path:
+    path = tmp_path / "burnin-test.yaml"
+    path.write_text(
+        f"name: burnin-test\ninterval: {interval}\nloads:\n{loads}\n"
+        f"limits:\n  baseline_window: 2s\n  throughput_drop: 50%\n{extra}"
+    )
+    return path
+
+
+CPU_AND_FIO = (
+    "  cpu_matmul: {size: 128}\n"
+    "  storage_fio: {size: 16M, iodepth: 4}\n"
+)
+
+
+def test_short_run_with_real_cpu_and_storage_loads(tmp_path: Path) -> None:
+    config = load_burnin_config(write_suite(tmp_path, CPU_AND_FIO))
+    target = tmp_path / "target"
+    target.mkdir()
+    burnin = Burnin(config, duration=5, output_dir=tmp_path / "out", host="n1",
+                    target=str(target))
+    report, series_path = burnin.run()
+    measured = {m.metric: m for m in report.measurements}
+    assert measured["burnin.cpu_matmul"].unit is Unit.FLOPS
+    assert measured["burnin.cpu_matmul"].value > 1e6
+    assert measured["burnin.storage_fio"].unit is Unit.IOPS
+    assert measured["burnin.storage_fio"].value > 10
+    statuses = {v.metric: v.status for v in report.verdicts}
+    assert statuses["burnin.cpu_matmul"] is Status.PASS
+    assert statuses["burnin.storage_fio"] is Status.PASS
+    assert not report.interrupted
+    records = read_series(series_path)
+    kinds = [r["type"] for r in records]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    assert kinds.count("sample") >= 4
+    assert list(target.iterdir()) == []  # fio's test file is gone
+    assert "load.cpu_matmul" in report.series
+
+
+def test_a_load_that_cannot_run_here_is_skip_and_a_crash_is_fail(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n  storage_fio: {size: 16M}\n")
+    config = load_burnin_config(suite)
+    missing_target = tmp_path / "gone"  # the storage load exits: not a directory
+    burnin = Burnin(config, duration=3, output_dir=tmp_path / "out", host="n1",
+                    target=str(missing_target))
+    report, _ = burnin.run()
+    verdicts = {v.metric: v for v in report.verdicts}
+    crash = verdicts["burnin.storage_fio"]
+    assert crash.status is Status.FAIL
+    assert "crashed" in crash.message and "is not a directory" in crash.message
+    assert verdicts["burnin.cpu_matmul"].status is Status.PASS
+
+
+def test_rules_fail_a_throughput_drop_at_the_time_it_happens() -> None:
+    rules = HealthRules(Limits(throughput_drop=0.10, baseline_seconds=20), ["cpu_matmul"])
+    events = []
+    for t, value in [(10, 100.0), (20, 102.0), (30, 101.0), (40, 99.0), (50, 80.0),
+                     (60, 79.0), (70, 78.0)]:
+        events += rules.feed({"elapsed": t, "loads": {"cpu_matmul": value}})
+    assert len(events) == 1
+    assert events[0].status is Status.FAIL
+    assert events[0].elapsed == 60  # median of the last three is 80 < 0.9 * 101
+    assert "more than 10% below" in events[0].message
+    _, verdicts = rules.summary()
+    assert [v.status for v in verdicts if v.metric == "burnin.cpu_matmul"] == [Status.FAIL]
+
+
+def test_rules_for_temperatures_counters_throttling_and_xids() -> None:
+    rules = HealthRules(Limits(throttle_seconds=25, gpu_temperature=87), [])
+    timeline = [
+        {"elapsed": 10, "gpus": [{"index": 0, "temp_c": 70, "ecc_uncorrected": 0,
+                                  "ecc_corrected": 5, "throttle": []}]},
+        {"elapsed": 20, "gpus": [{"index": 0, "temp_c": 80, "ecc_uncorrected": 0,
+                                  "ecc_corrected": 9, "throttle": ["hw_slowdown"]}]},
+        {"elapsed": 40, "gpus": [{"index": 0, "temp_c": 88, "ecc_uncorrected": 0,
+                                  "ecc_corrected": 9, "throttle": ["hw_slowdown"]}]},
+        {"elapsed": 50, "gpus": [{"index": 0, "temp_c": 85, "ecc_uncorrected": 1,
+                                  "ecc_corrected": 9, "throttle": ["hw_slowdown"],
+                                  "xids": [79]}]},
+    ]
+    fired = {t["elapsed"]: [e.metric for e in rules.feed(t)] for t in timeline}
+    assert fired[20] == ["burnin.gpu_ecc_corrected_new"]
+    assert fired[40] == ["burnin.gpu_temperature_max"]
+    assert sorted(fired[50]) == ["burnin.gpu_ecc_uncorrected_new", "burnin.gpu_throttle",
+                                 "burnin.gpu_xid"]
+    status = {e.metric: e.status for e in rules.events}
+    assert status["burnin.gpu_ecc_corrected_new"] is Status.WARN
+    assert status["burnin.gpu_ecc_uncorrected_new"] is Status.FAIL
+
+
+def test_smart_log_json_is_read_in_celsius() -> None:
+    # nvme-cli 2.x `smart-log -o json` keys; temperature in Kelvin.
+    text = json.dumps({"critical_warning": 0, "temperature": 318, "avail_spare": 100,
+                       "percent_used": 3, "media_errors": 0, "num_err_log_entries": 12})
+    assert parse_smart_log(text) == {"temp_c": pytest.approx(44.85), "percent_used": 3.0,
+                                     "media_errors": 0.0}
+
+
+def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"loads.quantum: unknown load 'quantum'"):
+        load_burnin_config(write_suite(tmp_path, "  quantum: {}\n"))
+    path = tmp_path / "b.yaml"
+    path.write_text("name: b\nlimits:\n  throughput_drop: 150%\n")
+    with pytest.raises(ConfigError, match="limits.throughput_drop"):
+        load_burnin_config(path)
+
+
+def _start_cli(tmp_path: Path, suite: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "node.key")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench_agent.cli", "burnin", "--duration", "120s",
+         "--suite-file", str(suite), "--output", str(tmp_path / "out"), "--no-plots", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        start_new_session=True)
+
+
+def _wait_for_samples(folder: Path, count: int, timeout: float = 60) -> Path:
+    """Until the series holds `count` samples with a throughput of the CPU load."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in folder.glob("*/*.jsonl"):
+            if path.read_text().count('"loads": {"cpu_matmul"') >= count:
+                return path
+        time.sleep(0.2)
+    raise AssertionError("the burn-in wrote no samples")
+
+
+def test_sigkill_mid_run_leaves_a_readable_series(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n")
+    proc = _start_cli(tmp_path, suite)
+    try:
+        series = _wait_for_samples(tmp_path / "out", 3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    report = report_from_series(series)
+    assert report.interrupted and report.status is Status.ERROR
+    assert any("killed" in v.message for v in report.verdicts)
+    assert report.series["load.cpu_matmul"]  # every sample up to the kill is kept
+    shown = subprocess.run([sys.executable, "-m", "bench_agent.cli", "report", "show",
+                            str(series)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert shown.returncode == 2
+    assert "burnin.cpu_matmul" in shown.stdout
+    # The load died with its supervisor (PR_SET_PDEATHSIG): no orphan keeps burning.
+    time.sleep(1.0)
+    leftovers = subprocess.run(["pgrep", "-f", f'"owner": {proc.pid}[,}}]'],
+                               capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
+
+
+def test_sigterm_gives_an_interrupted_signed_report(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n")
+    proc = _start_cli(tmp_path, suite)
+    try:
+        _wait_for_samples(tmp_path / "out", 2)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, stderr
+    report_file = next((tmp_path / "out").glob("*/*-burnin-test.json"))
+    envelope = json.loads(report_file.read_text())
+    key = NodeKey(Path(tmp_path / "node.key").read_bytes())
+    statement = verify_envelope(envelope, PublicKey(key.public.raw))
+    report = statement["predicate"]
+    assert report["interrupted"] is True and report["status"] == "ERROR"
+    assert any("interrupted" in v["message"] for v in report["verdicts"])
+    assert "INTERRUPTED" in stdout
