@@ -24,6 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    from bench_agent.fleet import FleetData
     from bench_agent.model import Report
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG, EXIT_REPORT = 0, 1, 2, 3, 4, 5
@@ -113,6 +114,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="collector base URL (default: $BENCH_AGENT_COLLECTOR)")
     upload.add_argument("--output", type=Path, default=Path("results"),
                         help="the spool: the report folder of `run` (default: results/)")
+
+    fleet = sub.add_parser("fleet", help="compare nodes (needs the fleet extra: pandas)")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, parser_class=_Parser)
+    compare = fleet_sub.add_parser("compare", help="nodes by key metrics, with outliers",
+                                   description="Newest report per node; outliers are nodes "
+                                   "whose modified z-score lies beyond --z in the bad "
+                                   "direction. Exit 0 no outlier, 1 outliers found.")
+    compare.add_argument("folder", type=Path, nargs="?", help="folder of report files")
+    compare.add_argument("--collector", metavar="URL", help="read reports from a collector")
+    compare.add_argument("--format", choices=("table", "csv", "html"), default="table")
+    compare.add_argument("--out", type=Path, help="write to this file instead of stdout")
+    compare.add_argument("--z", type=float, default=3.5, help="outlier line (default 3.5)")
+    baseline = sub.add_parser("baseline", help="derive baselines from a healthy fleet")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True,
+                                           parser_class=_Parser)
+    generate = baseline_sub.add_parser("generate", help="write a fleet baseline YAML")
+    generate.add_argument("folder", type=Path)
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--name", help="baseline name (default: the file name)")
+    generate.add_argument("--z", type=float, default=3.5)
 
     sub.add_parser("list", help="list checks, suites and profiles")
 
@@ -334,6 +355,59 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     return code
 
 
+def _fleet_data(folder: Path | None, collector: str | None) -> FleetData:
+    from bench_agent import fleet
+
+    if (folder is None) == (collector is None):
+        raise _usage("give a report folder or --collector URL (one of them)")
+    if folder is not None:
+        if not folder.is_dir():
+            raise _usage(f"{folder} is not a folder")
+        return fleet.load_dir(folder)
+    assert collector is not None
+    return fleet.load_collector(collector)
+
+
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from bench_agent import fleet
+    from bench_agent.model import write_atomic
+
+    data = _fleet_data(args.folder, args.collector)
+    for problem in data.unreadable:
+        print(f"bench-agent: skipped {problem}", file=sys.stderr)
+    table = fleet.node_metric_table(data)
+    if table.empty:
+        print("bench-agent: no measurements found", file=sys.stderr)
+        return EXIT_ERROR
+    result = fleet.compare(table, args.z)
+    render = {"table": fleet.render_text, "csv": fleet.render_csv, "html": fleet.render_html}
+    text = render[args.format](result)
+    if args.out:
+        write_atomic(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_FAIL if result.outliers else EXIT_OK
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from bench_agent import fleet
+    from bench_agent.model import write_atomic
+
+    data = _fleet_data(args.folder, None)
+    table = fleet.node_metric_table(data)
+    if table.empty:
+        print("bench-agent: no measurements found", file=sys.stderr)
+        return EXIT_ERROR
+    result = fleet.compare(table, args.z)
+    name = args.name or args.out.stem
+    write_atomic(args.out, fleet.generate_baseline(
+        result, name, f"{data.reports} reports of {len(table)} nodes in {args.folder}"))
+    print(f"wrote {args.out}: {len(result.stats)} metrics from {len(table)} nodes",
+          file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_upload(args: argparse.Namespace) -> int:
     import os
 
@@ -542,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
         "collector": _cmd_collector,
         "upload": _cmd_upload,
         "burnin": _cmd_burnin,
+        "fleet": _cmd_fleet,
+        "baseline": _cmd_baseline,
     }
     try:
         return handlers[args.command](args)

@@ -328,9 +328,34 @@ def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Thres
         raise ConfigError(str(exc), file=str(path), key=key) from exc
 
 
+def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) -> Profile:
+    """A fleet baseline (`bench-agent baseline generate`) used as a profile: each
+    figure's explicit limit becomes a threshold on its metric."""
+    thresholds = []
+    for metric, figure in (data.get("figures") or {}).items():
+        key = f"figures.{metric}"
+        info = METRICS.get(metric)
+        if info is None or not isinstance(figure, dict):
+            raise ConfigError("unknown metric or malformed figure", file=str(path), key=key)
+        if figure.get("comparator") not in (">=", "<=") or "limit" not in figure:
+            raise ConfigError("a fleet figure needs comparator (>= or <=) and limit",
+                              file=str(path), key=key)
+        if figure.get("unit") != info.unit.value:
+            raise ConfigError(f"unit {figure.get('unit')!r}, expected {info.unit.value}",
+                              file=str(path), key=f"{key}.unit")
+        thresholds.append(Threshold(
+            id=f"fleet-{metric}", metric=metric, comparator=Comparator(figure["comparator"]),
+            value=float(figure["limit"]), unit=info.unit,
+            source=str(figure.get("source", f"fleet baseline {path.name}"))))
+    name = str(data.get("model") or path.stem)
+    return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)])
+
+
 def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
     """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it."""
     data, digest = _read_yaml(path)
+    if data.get("kind") == "fleet":
+        return _profile_from_fleet_baseline(data, path, digest)
     try:
         parsed = _ProfileFile.model_validate(data)
     except ValidationError as exc:
