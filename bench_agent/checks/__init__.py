@@ -17,6 +17,10 @@ CHECKS: dict[str, str] = {
     "inventory": "bench_agent.checks.inventory:InventoryCheck",
     "cpu.gemm": "bench_agent.checks.cpu:GemmCheck",
     "memory.stream": "bench_agent.checks.cpu:StreamCheck",
+    "storage.randread": "bench_agent.checks.storage:RandReadCheck",
+    "storage.randwrite": "bench_agent.checks.storage:RandWriteCheck",
+    "storage.seqread": "bench_agent.checks.storage:SeqReadCheck",
+    "storage.seqwrite": "bench_agent.checks.storage:SeqWriteCheck",
 }
 
 

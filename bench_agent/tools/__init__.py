@@ -16,7 +16,9 @@ from bench_agent.model import Measurement
 
 # tool name -> "module:function"; the function takes the output text and returns
 # measurements, or raises ToolFailed (the output reports a failure) or ParseError.
-PARSERS: dict[str, str] = {}
+PARSERS: dict[str, str] = {
+    "fio": "bench_agent.tools.fio:parse_fio",
+}
 
 
 def parse_tool_output(tool: str, path: Path) -> list[Measurement]:

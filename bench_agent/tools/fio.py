@@ -1,0 +1,554 @@
+"""fio: run a job file and read its JSON (or JSON+) output.
+
+``run_fio`` drives the tool; everything else here is pure and tested on outputs
+captured from real fio runs (tests/data/fio) and on the public samples.
+
+What fio's JSON means (fio HOWTO, "Terse output" / "JSON output" and the
+``show_run_stats`` code it documents; field names as fio 3.33 prints them):
+
+- ``jobs[]``: one entry per job, or one per *group* with ``group_reporting``
+  (then the entry sums the clones: IOPS and bytes added, latency histograms
+  merged by fio itself). ``groupid`` tells groups apart; clones of one job
+  share ``jobname``.
+- per direction (``read``, ``write``, ``trim``): ``iops`` (I/Os per second),
+  ``bw`` in KiB/s (both 2.x and 3.x), ``bw_bytes`` in bytes/s (3.x only),
+  ``io_bytes`` (3.x: bytes; 2.x: KiB, which 3.x renamed ``io_kbytes``),
+  ``runtime`` in milliseconds.
+- latency: ``slat`` (submission), ``clat`` (completion: from submission to
+  completion, what the HOWTO calls "completion latency") and ``lat`` (total).
+  fio 3.x prints them in nanoseconds as ``slat_ns``/``clat_ns``/``lat_ns``;
+  fio 2.x in microseconds as ``slat``/``clat``/``lat``. ``percentile`` sits
+  under ``clat`` by default (``clat_percentiles=1``) or under ``lat`` with
+  ``lat_percentiles=1``; keys are the percentile written "%f" ("99.900000").
+- JSON+ (``--output-format=json+``) adds ``bins`` next to ``percentile``: the
+  non-empty buckets of fio's latency histogram, keyed by the bucket's value in
+  ns, with I/O counts. fio computes its percentiles from those buckets
+  (stat.c ``calc_clat_percentiles``: the first bucket where the running count
+  reaches p/100 of all I/Os), so merging the buckets of several jobs and
+  applying the same rule gives the percentile fio would print for them grouped.
+- ``error``: the job's errno (0: none). fio may exit 0 with a job's error set,
+  and exits non-zero with a valid JSON document too: both are checked.
+
+Output is hostile: notes before the JSON ("note: both iodepth >= 1 and
+synchronous I/O engine are selected..."), several documents in a row
+(``--status-interval`` prints cumulative interim reports, the final one last),
+duplicate keys (fio 2.x and 3.1 repeat the "0.00" percentile key; JSON readers
+keep the last, which is what we want).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.model import Measurement
+from bench_agent.units import Unit
+
+TOOL = "fio"
+DIRECTIONS = ("read", "write", "trim")
+# The percentiles we report; fio's default percentile_list contains all three
+# (HOWTO, percentile_list: "1:5:10:20:30:40:50:60:70:80:90:95:99:99.5:99.9:99.95:99.99").
+REPORTED_PERCENTILES = (50.0, 99.0, 99.9)
+_NS_PER_S = 1e9
+_US_PER_S = 1e6
+
+
+# --- records -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionStats:
+    """One direction (read/write/trim) of one job entry, in canonical units.
+
+    ``percentiles`` maps a percentile (99.9) to seconds; ``basis`` says whether
+    they are completion ("clat") or total ("lat") latencies; ``bins`` is the JSON+
+    histogram (ns -> I/O count), empty without JSON+.
+    """
+
+    iops: float
+    bytes_per_second: float
+    io_bytes: int
+    total_ios: int
+    runtime_s: float
+    mean_latency_s: float | None
+    percentiles: dict[float, float]
+    basis: str
+    bins: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FioJob:
+    name: str
+    groupid: int
+    error: int
+    options: dict[str, str]  # global options overlaid by the job's own
+    directions: dict[str, DirectionStats]
+
+
+@dataclass(frozen=True, slots=True)
+class FioReport:
+    version: str
+    jobs: list[FioJob]
+    notes: list[str]  # text outside the JSON documents (fio's notes and warnings)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionSummary:
+    """Several job entries of one direction summed: what a group of jobs did.
+
+    ``latency_merge`` says how the percentiles were obtained: "single" (one
+    entry), "histogram" (JSON+ buckets merged, exact) or "max" (the largest of
+    the entries' percentiles: an upper bound of the merged percentile, since at
+    that latency every entry's distribution has reached p, so their mixture has
+    too; averaging percentiles has no such meaning).
+    """
+
+    iops: float
+    bytes_per_second: float
+    io_bytes: int
+    entries: int
+    percentiles: dict[float, float]
+    basis: str
+    latency_merge: str
+    bins: dict[int, int] = field(default_factory=dict)
+
+
+# --- reading the text ----------------------------------------------------------------
+
+
+def _json_documents(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every top-level JSON object in ``text`` and the text lines around them."""
+    decoder = json.JSONDecoder()
+    documents: list[dict[str, Any]] = []
+    notes: list[str] = []
+    pos = 0
+    while pos < len(text):
+        start = text.find("{", pos)
+        if start < 0:
+            notes.extend(text[pos:].splitlines())
+            break
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            # A brace inside a note ("fio: {...}") or a truncated document: take
+            # the line as text and look further.
+            line_end = text.find("\n", start)
+            line_end = len(text) if line_end < 0 else line_end + 1
+            notes.extend(text[pos:line_end].splitlines())
+            pos = line_end
+            continue
+        notes.extend(text[pos:start].splitlines())
+        if isinstance(value, dict):
+            documents.append(value)
+        pos = end
+    return documents, [n.strip() for n in notes if n.strip()]
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return default
+    return default
+
+
+def _percentiles(block: dict[str, Any], scale: float) -> dict[float, float]:
+    raw = block.get("percentile")
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[float, float] = {}
+    for key, value in raw.items():
+        try:
+            pct = float(key)
+        except ValueError:
+            continue
+        # "0.00" keys (fio 2.x, 3.1) are unused slots of the percentile list.
+        if pct <= 0 or not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        out[round(pct, 4)] = float(value) / scale
+    return out
+
+
+def _bins(block: dict[str, Any]) -> dict[int, int]:
+    raw = block.get("bins")
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[int, int] = {}
+    for key, count in raw.items():
+        # fio 3.x keys are bucket values in ns; fio 2.x JSON+ used bucket indices
+        # plus "FIO_IO_U_PLAT_*" constants: those are not latencies, so skip them.
+        if not key.isdigit() or not isinstance(count, int) or count <= 0:
+            continue
+        out[int(key)] = out.get(int(key), 0) + count
+    return out
+
+
+def _latency_block(direction: dict[str, Any]) -> tuple[dict[str, Any], float, str]:
+    """The latency object that carries the percentiles, its scale to seconds, its basis."""
+    candidates = (
+        ("clat_ns", _NS_PER_S, "clat"),
+        ("lat_ns", _NS_PER_S, "lat"),
+        ("clat", _US_PER_S, "clat"),  # fio 2.x: microseconds
+        ("lat", _US_PER_S, "lat"),
+    )
+    present = [(direction[k], s, b) for k, s, b in candidates if isinstance(direction.get(k), dict)]
+    for block, scale, basis in present:
+        if "percentile" in block or "bins" in block:
+            return block, scale, basis
+    if present:
+        return present[0]
+    return {}, _NS_PER_S, "clat"
+
+
+def _direction(raw: Any, v2: bool) -> DirectionStats | None:
+    if not isinstance(raw, dict):
+        return None
+    iops = _number(raw.get("iops"))
+    # "bw" is KiB/s in every version; fio 3.x adds "bw_bytes" in bytes/s.
+    kib = _number(raw.get("bw")) * 1024
+    bandwidth = _number(raw.get("bw_bytes")) if "bw_bytes" in raw else kib
+    if "io_kbytes" in raw:
+        io_bytes = int(_number(raw.get("io_kbytes")) * 1024)
+    elif v2:
+        io_bytes = int(_number(raw.get("io_bytes")) * 1024)  # fio 2.x: KiB
+    else:
+        io_bytes = int(_number(raw.get("io_bytes")))
+    runtime_s = _number(raw.get("runtime")) / 1000.0
+    total_ios = int(_number(raw.get("total_ios")))
+    if total_ios == 0 and iops > 0 and runtime_s > 0:
+        total_ios = round(iops * runtime_s)
+    if iops <= 0 and bandwidth <= 0 and io_bytes <= 0:
+        return None  # this direction did no I/O
+    block, scale, basis = _latency_block(raw)
+    mean = block.get("mean")
+    return DirectionStats(
+        iops=iops,
+        bytes_per_second=bandwidth,
+        io_bytes=io_bytes,
+        total_ios=total_ios,
+        runtime_s=runtime_s,
+        mean_latency_s=_number(mean) / scale if isinstance(mean, int | float) else None,
+        percentiles=_percentiles(block, scale),
+        basis=basis,
+        bins=_bins(block),
+    )
+
+
+def _options(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _jobs_of(document: dict[str, Any]) -> list[FioJob]:
+    version = str(document.get("fio version", ""))
+    v2 = version.startswith("fio-2.") or version.startswith("fio-1.")
+    global_options = _options(document.get("global options"))
+    jobs = document.get("jobs")
+    if not isinstance(jobs, list):
+        return []
+    out: list[FioJob] = []
+    for raw in jobs:
+        if not isinstance(raw, dict):
+            continue
+        directions = {}
+        for name in DIRECTIONS:
+            stats = _direction(raw.get(name), v2)
+            if stats is not None:
+                directions[name] = stats
+        out.append(
+            FioJob(
+                name=str(raw.get("jobname", "")),
+                groupid=int(_number(raw.get("groupid"))),
+                error=int(_number(raw.get("error"))),
+                options={**global_options, **_options(raw.get("job options"))},
+                directions=directions,
+            )
+        )
+    return out
+
+
+def parse_fio_report(text: str) -> FioReport:
+    """Read fio's JSON/JSON+ output; raise ParseError or ToolFailed (job error).
+
+    Several documents: entries are keyed by (jobname, groupid, n-th clone), and a
+    later document replaces an earlier entry with the same key (interim status
+    reports are cumulative, the final report comes last); entries of other jobs
+    are kept, so two runs written one after the other are both read.
+    """
+    documents, notes = _json_documents(text)
+    documents = [d for d in documents if isinstance(d.get("jobs"), list)]
+    if not documents:
+        words = "; ".join(notes[-5:]) or "empty output"
+        raise ParseError(TOOL, f"no fio JSON report in the output ({words})", text.strip()[:300])
+    merged: dict[tuple[str, int, int], FioJob] = {}
+    version = ""
+    for document in documents:
+        version = str(document.get("fio version", version))
+        seen: dict[tuple[str, int], int] = {}
+        for job in _jobs_of(document):
+            n = seen.get((job.name, job.groupid), 0)
+            seen[(job.name, job.groupid)] = n + 1
+            merged[(job.name, job.groupid, n)] = job
+    jobs = list(merged.values())
+    failed = [j for j in jobs if j.error]
+    if failed:
+        described = ", ".join(f"job {j.name!r}: error {j.error} ({os.strerror(j.error)})"
+                              for j in failed)
+        said = "; ".join(n for n in notes if n.startswith("fio:"))
+        raise ToolFailed(TOOL, described + (f"; fio said: {said}" if said else ""))
+    if not jobs:
+        raise ParseError(TOOL, "the fio report lists no job", text.strip()[:300])
+    return FioReport(version=version, jobs=jobs, notes=notes)
+
+
+# --- summing several entries -----------------------------------------------------------
+
+
+def histogram_percentile(bins: dict[int, int], pct: float) -> float:
+    """fio's rule (stat.c calc_clat_percentiles) on merged buckets; ns in, ns out."""
+    total = sum(bins.values())
+    if total == 0:
+        raise ValueError("empty histogram")
+    running = 0
+    for value in sorted(bins):
+        running += bins[value]
+        if running >= pct / 100.0 * total:
+            return float(value)
+    return float(max(bins))
+
+
+def summarize(jobs: Iterable[FioJob], direction: str) -> DirectionSummary | None:
+    """Sum IOPS and bytes of the entries that did I/O in ``direction``; merge latency."""
+    stats = [j.directions[direction] for j in jobs if direction in j.directions]
+    if not stats:
+        return None
+    bases = {s.basis for s in stats}
+    basis = stats[0].basis if len(bases) == 1 else "mixed"
+    bins: dict[int, int] = {}
+    if len(stats) == 1:
+        percentiles, merge = dict(stats[0].percentiles), "single"
+        bins = dict(stats[0].bins)
+    elif all(s.bins for s in stats) and len(bases) == 1:
+        for s in stats:
+            for value, count in s.bins.items():
+                bins[value] = bins.get(value, 0) + count
+        wanted = sorted(set().union(*(s.percentiles for s in stats)) or REPORTED_PERCENTILES)
+        percentiles = {p: histogram_percentile(bins, p) / _NS_PER_S for p in wanted}
+        merge = "histogram"
+    else:
+        common = set.intersection(*(set(s.percentiles) for s in stats))
+        percentiles = {p: max(s.percentiles[p] for s in stats) for p in sorted(common)}
+        merge = "max"
+    return DirectionSummary(
+        iops=sum(s.iops for s in stats),
+        bytes_per_second=sum(s.bytes_per_second for s in stats),
+        io_bytes=sum(s.io_bytes for s in stats),
+        entries=len(stats),
+        percentiles=percentiles,
+        basis=basis,
+        latency_merge=merge,
+        bins=bins,
+    )
+
+
+def merge_summaries(parts: Sequence[DirectionSummary]) -> DirectionSummary:
+    """Several groups (drives run at once) as one: sums, and latency merged as above."""
+    if len(parts) == 1:
+        return parts[0]
+    jobs = [
+        FioJob(name=str(i), groupid=i, error=0, options={},
+               directions={"x": DirectionStats(p.iops, p.bytes_per_second, p.io_bytes, 0, 0.0,
+                                               None, p.percentiles, p.basis, p.bins)})
+        for i, p in enumerate(parts)
+    ]
+    merged = summarize(jobs, "x")
+    assert merged is not None
+    return DirectionSummary(merged.iops, merged.bytes_per_second, merged.io_bytes,
+                            sum(p.entries for p in parts), merged.percentiles, merged.basis,
+                            merged.latency_merge, merged.bins)
+
+
+def percentile(summary: DirectionSummary, pct: float) -> float | None:
+    for key, value in summary.percentiles.items():
+        if abs(key - pct) < 1e-6:
+            return value
+    return None
+
+
+# --- measurements for `bench-agent parse fio FILE` -------------------------------------
+
+_RANDOM = {"randread": "read", "randwrite": "write", "randrw": "", "randtrim": "trim"}
+_SEQUENTIAL = {"read": "read", "write": "write", "rw": "", "readwrite": "", "trim": "trim"}
+
+
+def parse_size(text: str) -> int | None:
+    """fio's size syntax ("4k", "1M", "1MiB", "4096"): binary multiples, as fio's
+    default kb_base=1024 reads them (HOWTO, "kb_base")."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE)
+    if not m:
+        return None
+    power = " kmgt".index(m.group(2).lower() or " ")
+    return int(m.group(1)) * (1 << (10 * power))
+
+
+def family(options: dict[str, str], direction: str) -> str | None:
+    """The catalog family ("randread_4k") a pure 4 KiB random or 1 MiB sequential
+    job belongs to; None for other shapes (mixed, other block sizes)."""
+    rw = options.get("rw", options.get("readwrite", "read"))
+    bs = parse_size(options.get("bs", "4k"))
+    if _RANDOM.get(rw) == direction and direction in ("read", "write") and bs == 4096:
+        return f"rand{direction}_4k"
+    if _SEQUENTIAL.get(rw) == direction and direction in ("read", "write") and bs == 1 << 20:
+        return f"seq{direction}_1m"
+    return None
+
+
+def summary_measurements(
+    summary: DirectionSummary,
+    prefix: str,
+    random: bool | None,
+    check: str,
+    device: str,
+    version: str,
+    params: dict[str, Any],
+) -> list[Measurement]:
+    """IOPS (random), bytes/s (sequential) or both (None), and the latency percentiles."""
+    common: dict[str, Any] = dict(check=check, device=device, tool=TOOL, tool_version=version)
+    full_params = {**params, "latency_basis": summary.basis,
+                   "latency_merge": summary.latency_merge, "entries": summary.entries}
+    stats = {"iops": summary.iops, "bytes_per_second": summary.bytes_per_second,
+             "io_bytes": float(summary.io_bytes)}
+    out = []
+    if random is not False:
+        out.append(Measurement(metric=f"{prefix}_iops", value=summary.iops, unit=Unit.IOPS,
+                               params=full_params, stats=stats, **common))
+    if random is not True:
+        out.append(Measurement(metric=f"{prefix}_bandwidth", value=summary.bytes_per_second,
+                               unit=Unit.BYTES_PER_SECOND, params=full_params, stats=stats,
+                               **common))
+    for pct in REPORTED_PERCENTILES:
+        value = percentile(summary, pct)
+        if value is None:
+            continue
+        suffix = f"{pct:g}".replace(".", "_")
+        out.append(Measurement(metric=f"{prefix}_latency_p{suffix}", value=value,
+                               unit=Unit.SECONDS, params=full_params, **common))
+    return out
+
+
+def parse_fio(text: str) -> list[Measurement]:
+    """`bench-agent parse fio FILE`: measurements of every group and direction.
+
+    A pure 4 KiB random or 1 MiB sequential job gets the catalog's names
+    (storage.randread_4k_iops, ...); other shapes get "storage.fio_<direction>"
+    names (outside the catalog: for reading, not for thresholds).
+    """
+    report = parse_fio_report(text)
+    groups: dict[int, list[FioJob]] = {}
+    for job in report.jobs:
+        groups.setdefault(job.groupid, []).append(job)
+    out: list[Measurement] = []
+    for jobs in groups.values():
+        options = jobs[0].options
+        device = options.get("filename", jobs[0].name)
+        for direction in ("read", "write"):
+            summary = summarize(jobs, direction)
+            if summary is None:
+                continue
+            fam = family(options, direction)
+            # A catalog family has one headline figure; other shapes get both.
+            random = options.get("rw", "read").startswith("rand") if fam else None
+            prefix = f"storage.{fam}" if fam else f"storage.fio_{direction}"
+            check = f"storage.{fam.split('_')[0]}" if fam else "fio"
+            keys = ("rw", "bs", "iodepth", "numjobs", "ioengine", "direct", "runtime", "ramp_time")
+            params: dict[str, Any] = {k: options[k] for k in keys if k in options}
+            out.extend(summary_measurements(summary, prefix, random, check, device,
+                                            report.version, params))
+    return out
+
+
+# --- running fio ------------------------------------------------------------------------
+
+
+def find_fio() -> str:
+    path = shutil.which("fio")
+    if path is None:
+        raise ToolMissing(TOOL, "apt-get install fio; `make install` does it as root")
+    return path
+
+
+def engines(fio: str) -> set[str]:
+    """Engines compiled into this fio (``fio --enghelp``); compiled is not usable:
+    io_uring can still be refused by the kernel or a seccomp filter."""
+    try:
+        done = subprocess.run([fio, "--enghelp"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {line.strip() for line in done.stdout.splitlines()[1:] if line.strip()}
+
+
+def run_fio(
+    fio: str,
+    job_file: str,
+    timeout: float,
+    *,
+    json_plus: bool = True,
+    readonly: bool = False,
+) -> tuple[FioReport, str]:
+    """Run a job file given on stdin (fio reads "-" as stdin, so nothing is written
+    to disk for it); return the parsed report and the raw output."""
+    command = [fio, f"--output-format={'json+' if json_plus else 'json'}"]
+    if readonly:
+        # HOWTO, --readonly: "Turn on safety read-only checks, preventing writes
+        # and trims"; fio refuses a job that would write.
+        command.append("--readonly")
+    command.append("-")
+    try:
+        done = subprocess.run(command, input=job_file, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise CheckTimeout(f"fio ran past {timeout:.0f} s and was stopped") from exc
+    except OSError as exc:
+        raise ToolFailed(TOOL, f"cannot start {fio}: {exc}") from exc
+    words = "\n".join(line for line in (done.stderr + "\n" + done.stdout).splitlines()
+                      if line.strip() and not line.lstrip().startswith(("{", "}", '"')))
+    if done.returncode != 0:
+        # A job error inside a valid report names the job; fio's stderr says why.
+        job_error = ""
+        try:
+            parse_fio_report(done.stdout)
+        except ToolFailed as exc:
+            job_error = str(exc).removeprefix("fio failed: ") + "; "
+        except ParseError:
+            pass
+        raise ToolFailed(TOOL, job_error + _tail(words or "no output"),
+                         returncode=done.returncode)
+    try:
+        report = parse_fio_report(done.stdout)
+    except ToolFailed as exc:
+        # Exit code 0 with an error inside: say so, with fio's words.
+        raise ToolFailed(TOOL, f"{str(exc).removeprefix('fio failed: ')}"
+                         f"{'; ' + _tail(words) if words else ''}", returncode=0) from exc
+    except ParseError as exc:
+        if done.stderr.strip():
+            raise ParseError(TOOL, f"{exc}; fio's stderr: {_tail(done.stderr)}") from exc
+        raise
+    return report, done.stdout
+
+
+def _tail(text: str, limit: int = 800) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
