@@ -21,6 +21,11 @@ CHECKS: dict[str, str] = {
     "storage.randwrite": "bench_agent.checks.storage:RandWriteCheck",
     "storage.seqread": "bench_agent.checks.storage:SeqReadCheck",
     "storage.seqwrite": "bench_agent.checks.storage:SeqWriteCheck",
+    "network.tcp_bandwidth": "bench_agent.checks.network:TcpBandwidthCheck",
+    "network.tcp_latency": "bench_agent.checks.network:TcpLatencyCheck",
+    "network.udp_latency": "bench_agent.checks.network:UdpLatencyCheck",
+    "network.rdma_latency": "bench_agent.checks.network:RdmaLatencyCheck",
+    "network.rdma_bandwidth": "bench_agent.checks.network:RdmaBandwidthCheck",
 }
 
 

@@ -18,6 +18,12 @@ from bench_agent.model import Measurement
 # measurements, or raises ToolFailed (the output reports a failure) or ParseError.
 PARSERS: dict[str, str] = {
     "fio": "bench_agent.tools.fio:parse_fio",
+    "iperf3": "bench_agent.tools.iperf3:parse_iperf3",
+    "sockperf": "bench_agent.tools.sockperf:parse_sockperf",
+    "qperf": "bench_agent.tools.qperf:parse_qperf",
+    "perftest": "bench_agent.tools.perftest:parse_perftest_output",
+    "ib_write_lat": "bench_agent.tools.perftest:parse_perftest_output",
+    "ib_write_bw": "bench_agent.tools.perftest:parse_perftest_output",
 }
 
 

@@ -1,0 +1,236 @@
+"""iperf3: run clients with -J and read their JSON.
+
+What the JSON means (iperf3's iperf_api.c, ``iperf_print_results`` and its
+``cJSON_AddItemToObject`` calls; field names as iperf 3.0.11 through 3.12 print them):
+
+- ``start.test_start``: ``protocol`` ("TCP"/"UDP"), ``num_streams``, ``omit``,
+  ``duration``, ``reverse`` (1 with -R), ``bidir`` (3.7+, 1 with --bidir).
+- ``end.sum_sent`` / ``end.sum_received`` (TCP; UDP from 3.11 on too): bytes,
+  ``bits_per_second``, ``seconds`` of the sender and the receiver side, summed
+  over the streams; ``sum_sent.retransmits`` on Linux. We report the *received*
+  rate: what arrived, not what was pushed into socket buffers.
+- ``--bidir`` (3.7+) adds ``sum_sent_bidir_reverse`` / ``sum_received_bidir_reverse``
+  for the server-to-client direction.
+- UDP before 3.11 has only ``end.sum`` with ``jitter_ms``, ``lost_packets``,
+  ``packets``, ``lost_percent``.
+- With -O N the first N seconds are left out of the ``end`` sums (intervals carry
+  ``"omitted": true``), which is why the end sums are the figures to use.
+- ``error``: iperf3 can exit 0 with ``{"error": "..."}`` and empty ``end`` (3.7:
+  "error - unable to connect to server: Connection refused").
+- iperf 3.0 prints floats with %g ("9.50062e+08", valid JSON) and lacks the
+  ``sender`` keys; nothing here needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.model import Measurement
+from bench_agent.units import Unit
+
+TOOL = "iperf3"
+
+
+@dataclass(frozen=True, slots=True)
+class Iperf3Result:
+    """One iperf3 client run, in canonical units (bits/s, seconds, counts)."""
+
+    version: str
+    protocol: str  # "TCP" or "UDP"
+    reverse: bool
+    bidir: bool
+    streams: int
+    received_bps: float
+    sent_bps: float
+    retransmits: int | None
+    # --bidir: the server-to-client direction
+    reverse_received_bps: float | None = None
+    reverse_retransmits: int | None = None
+    # UDP
+    jitter_s: float | None = None
+    lost_packets: int | None = None
+    packets: int | None = None
+
+
+def _first_json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in ``text`` (iperf3 may print a warning line before it)."""
+    text = text.lstrip("\ufeff")
+    decoder = json.JSONDecoder()
+    pos = text.find("{")
+    while pos >= 0:
+        try:
+            value, _end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            pos = text.find("{", pos + 1)
+            continue
+        if isinstance(value, dict):
+            return value
+        pos = text.find("{", pos + 1)
+    raise ParseError(TOOL, "no JSON object in the output", text.strip()[:300])
+
+
+def _number(section: dict[str, Any], key: str) -> float | None:
+    value = section.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def parse_iperf3_result(text: str) -> Iperf3Result:
+    """Read one ``iperf3 -J`` document; ToolFailed when it reports an error."""
+    doc = _first_json_object(text)
+    start = doc.get("start") or {}
+    version = str(start.get("version", "")).removeprefix("iperf ").strip()
+    error = doc.get("error")
+    if error:
+        raise ToolFailed(TOOL, str(error))
+    end = doc.get("end")
+    if not isinstance(end, dict) or not end:
+        raise ParseError(TOOL, "no 'end' section (the test did not finish)", text.strip()[:300])
+    test = start.get("test_start") or {}
+    protocol = str(test.get("protocol", "TCP")).upper()
+    reverse = bool(test.get("reverse", 0))
+    bidir = bool(test.get("bidir", 0)) or "sum_received_bidir_reverse" in end
+    streams = int(test.get("num_streams", 1) or 1)
+    sent = end.get("sum_sent") or {}
+    received = end.get("sum_received") or {}
+    summed = end.get("sum") or {}
+    if protocol == "UDP":
+        # 3.11+: sum_received is the receiver's view; before: only "sum".
+        base = received if received else summed
+        received_bps = _number(base, "bits_per_second")
+        sent_bps = _number(sent or summed, "bits_per_second")
+        jitter = _number(base, "jitter_ms")
+        lost = _number(base, "lost_packets")
+        packets = _number(base, "packets")
+        if received_bps is None or sent_bps is None:
+            raise ParseError(TOOL, "UDP result without bits_per_second", text.strip()[:300])
+        return Iperf3Result(version, protocol, reverse, bidir, streams, received_bps, sent_bps,
+                            None, jitter_s=jitter / 1e3 if jitter is not None else None,
+                            lost_packets=int(lost) if lost is not None else None,
+                            packets=int(packets) if packets is not None else None)
+    received_bps = _number(received, "bits_per_second")
+    sent_bps = _number(sent, "bits_per_second")
+    if received_bps is None or sent_bps is None:
+        raise ParseError(TOOL, "no end.sum_sent/sum_received bits_per_second", text.strip()[:300])
+    retrans = _number(sent, "retransmits")
+    reverse_bps = reverse_retrans = None
+    if bidir:
+        reverse_bps = _number(end.get("sum_received_bidir_reverse") or {}, "bits_per_second")
+        value = _number(end.get("sum_sent_bidir_reverse") or {}, "retransmits")
+        reverse_retrans = int(value) if value is not None else None
+    return Iperf3Result(version, protocol, reverse, bidir, streams, received_bps, sent_bps,
+                        int(retrans) if retrans is not None else None,
+                        reverse_received_bps=reverse_bps, reverse_retransmits=reverse_retrans)
+
+
+def measurements_of(
+    results: Sequence[Iperf3Result],
+    check: str = "network.tcp_bandwidth",
+    device: str = "",
+    params: dict[str, Any] | None = None,
+) -> list[Measurement]:
+    """Several simultaneous iperf3 processes, summed per direction."""
+    if not results:
+        return []
+    first = results[0]
+    common: dict[str, Any] = {
+        "check": check, "tool": TOOL, "tool_version": first.version, "device": device,
+        "params": {"processes": len(results), "streams_per_process": first.streams,
+                   **(params or {})},
+    }
+    if first.protocol == "UDP":
+        out = [Measurement(metric="network.udp_bandwidth", unit=Unit.BITS_PER_SECOND,
+                           value=sum(r.received_bps for r in results),
+                           samples=tuple(r.received_bps for r in results), **common)]
+        lost = [r.lost_packets for r in results if r.lost_packets is not None]
+        if lost:
+            out.append(Measurement(metric="network.udp_lost_packets", unit=Unit.COUNT,
+                                   value=sum(lost), **common))
+        jitter = [r.jitter_s for r in results if r.jitter_s is not None]
+        if jitter:
+            out.append(Measurement(metric="network.udp_jitter", unit=Unit.SECONDS,
+                                   value=max(jitter), **common))
+        return out
+    suffix = "_reverse" if first.reverse else ""
+    out = [Measurement(metric=f"network.tcp_bandwidth{suffix}", unit=Unit.BITS_PER_SECOND,
+                       value=sum(r.received_bps for r in results),
+                       samples=tuple(r.received_bps for r in results), **common)]
+    retrans = [r.retransmits for r in results if r.retransmits is not None]
+    if retrans:
+        out.append(Measurement(metric=f"network.tcp_retransmits{suffix}", unit=Unit.COUNT,
+                               value=sum(retrans), **common))
+    back = [r.reverse_received_bps for r in results if r.reverse_received_bps is not None]
+    if first.bidir and back:
+        out.append(Measurement(metric="network.tcp_bandwidth_reverse",
+                               unit=Unit.BITS_PER_SECOND, value=sum(back),
+                               samples=tuple(back), **common))
+        back_retrans = [r.reverse_retransmits for r in results
+                        if r.reverse_retransmits is not None]
+        if back_retrans:
+            out.append(Measurement(metric="network.tcp_retransmits_reverse", unit=Unit.COUNT,
+                                   value=sum(back_retrans), **common))
+    return out
+
+
+def parse_iperf3(text: str) -> list[Measurement]:
+    """`bench-agent parse iperf3 FILE`: one -J document as measurements."""
+    return measurements_of([parse_iperf3_result(text)])
+
+
+# --- running -------------------------------------------------------------------------
+
+
+def client_command(host: str, port: int, streams: int, duration: int, omit: int,
+                   reverse: bool = False, udp_bitrate: str | None = None) -> list[str]:
+    command = [TOOL, "-c", host, "-p", str(port), "-J", "-P", str(streams),
+               "-t", str(duration), "-O", str(omit)]
+    if reverse:
+        command.append("-R")
+    if udp_bitrate is not None:
+        command += ["-u", "-b", udp_bitrate]
+    return command
+
+
+def run_parallel(commands: Sequence[list[str]], timeout: float) -> list[Iperf3Result]:
+    """Start every client at once, wait for all, parse each (first failure raises).
+
+    Each client talks to its own server process, so N processes use N cores on
+    both ends; the sum is what the link carried.
+    """
+    if shutil.which(TOOL) is None:
+        raise ToolMissing(TOOL, "install iperf3 (apt install iperf3)")
+    procs = [subprocess.Popen(list(c), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for c in commands]
+    deadline = time.monotonic() + timeout
+    outputs: list[tuple[int, str, str]] = []
+    try:
+        for proc in procs:
+            try:
+                stdout, stderr = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise CheckTimeout(f"iperf3 ran past {timeout:g} s "
+                                   f"({' '.join(map(str, commands[procs.index(proc)]))})"
+                                   ) from None
+            outputs.append((proc.returncode, stdout, stderr))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    results = []
+    for returncode, stdout, stderr in outputs:
+        try:
+            results.append(parse_iperf3_result(stdout))
+        except ParseError:
+            if returncode != 0:
+                raise ToolFailed(TOOL, stderr or stdout, returncode=returncode) from None
+            raise
+    return results

@@ -1,0 +1,111 @@
+"""sockperf ping-pong: run the client, read its summary.
+
+sockperf's client summary (sockperf 3.5-3.7, src/client.cpp ``client_statistics``):
+
+    sockperf: ====> avg-lat=  9.017 (std-dev=4.171)        3.5, one-way
+    sockperf: ====> avg-latency=6.426 (std-dev=4.916)      3.7, one-way
+    sockperf: ====> avg-rtt=10.453 (std-dev=30.304)        --full-rtt: round trip
+    sockperf: ---> percentile 99.900 =   16.824
+    sockperf: ---> <MAX> observation =   98.777
+
+All figures are microseconds. By default they are half the round trip; with
+``--full-rtt`` the whole round trip ("avg-rtt", "Summary: Round trip is ...").
+One-way and round trip are different metrics (network.tcp_latency* vs
+network.tcp_round_trip*), never mixed.
+
+The output is hostile: 3.7 colours the summary with ANSI escapes, VirtualClient's
+capture starts with a UTF-8 byte-order mark, and sockperf exits 0 after
+"ERROR: Can`t connect socket" or "No messages were received from the server".
+The transport is read from the "[ 0] IP = ... # TCP" line; without it, UDP,
+sockperf's default ("--tcp: Use TCP protocol (default UDP)", sockperf --help).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.model import Measurement
+from bench_agent.units import Unit
+
+TOOL = "sockperf"
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_AVG_RE = re.compile(r"====>\s*avg-(lat|latency|rtt)\s*=\s*([0-9.]+)\s*\(std-dev=\s*([0-9.]+)")
+_PCT_RE = re.compile(r"--->\s*percentile\s+([0-9.]+)\s*=\s*([0-9.]+)")
+_EXTREME_RE = re.compile(r"--->\s*<(MAX|MIN)>\s*observation\s*=\s*([0-9.]+)")
+_PROTO_RE = re.compile(r"^\[\s*\d+\]\s*IP\s*=.*#\s*(TCP|UDP)", re.MULTILINE)
+_VERSION_RE = re.compile(r"version\s*#?\s*([0-9][\w.-]*)")
+_ERROR_RE = re.compile(r"sockperf:\s*(ERROR:.*|No messages were received.*)")
+US = 1e-6
+# The percentiles we report as metrics; sockperf prints 25..99.999.
+REPORTED = {50.0: "_p50", 99.0: "_p99", 99.9: "_p99_9"}
+
+
+def clean_text(text: str) -> str:
+    """Without the byte-order mark and the ANSI colour codes."""
+    return _ANSI_RE.sub("", text.replace("\ufeff", ""))
+
+
+def parse_sockperf(text: str, protocol: str | None = None,
+                   check: str | None = None) -> list[Measurement]:
+    """Measurements of one ping-pong summary (the first server's, "Server No: 0")."""
+    text = clean_text(text)
+    avg = _AVG_RE.search(text)
+    if avg is None:
+        error = _ERROR_RE.search(text)
+        if error:
+            raise ToolFailed(TOOL, error.group(1))
+        raise ParseError(TOOL, "no 'avg-lat'/'avg-rtt' summary line", text.strip()[:300])
+    found = _PROTO_RE.search(text)
+    proto = (protocol or (found.group(1) if found else "UDP")).lower()
+    round_trip = avg.group(1) == "rtt"
+    base = f"network.{proto}_round_trip" if round_trip else f"network.{proto}_latency"
+    version = _VERSION_RE.search(text)
+    # Only the summary block of the first server: stop at a --full-log CSV or a
+    # second "Printing statistics" block.
+    block = text[avg.start():]
+    percentiles = {float(p): float(v) * US for p, v in _PCT_RE.findall(block)}
+    extremes = {k: float(v) * US for k, v in _EXTREME_RE.findall(block)}
+    stats = {"std_dev": float(avg.group(3)) * US, **{f"p{p:g}": v for p, v in
+                                                     percentiles.items()}}
+    if "MAX" in extremes:
+        stats["max"] = extremes["MAX"]
+    if "MIN" in extremes:
+        stats["min"] = extremes["MIN"]
+    common: dict[str, Any] = {"check": check or f"network.{proto}_latency", "unit": Unit.SECONDS,
+              "tool": TOOL, "tool_version": version.group(1) if version else "",
+              "params": {"protocol": proto, "full_rtt": round_trip}}
+    out = [Measurement(metric=base, value=float(avg.group(2)) * US, stats=stats, **common)]
+    for pct, suffix in REPORTED.items():
+        if pct in percentiles:
+            out.append(Measurement(metric=base + suffix, value=percentiles[pct], **common))
+    return out
+
+
+def client_command(host: str, port: int, protocol: str, duration: int,
+                   msg_size: int | None = None, full_rtt: bool = False) -> list[str]:
+    command = [TOOL, "ping-pong", "-i", host, "-p", str(port), "-t", str(duration)]
+    if protocol == "tcp":
+        command.append("--tcp")
+    if msg_size is not None:
+        command += ["-m", str(msg_size)]
+    if full_rtt:
+        command.append("--full-rtt")
+    return command
+
+
+def run_sockperf(command: list[str], timeout: float) -> str:
+    if shutil.which(TOOL) is None:
+        raise ToolMissing(TOOL, "install sockperf (apt install sockperf)")
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise CheckTimeout(f"sockperf ran past {timeout:g} s ({' '.join(command)})") from None
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0 and _AVG_RE.search(clean_text(output)) is None:
+        raise ToolFailed(TOOL, clean_text(output)[-500:], returncode=proc.returncode)
+    return output
