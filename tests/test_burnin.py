@@ -125,7 +125,7 @@ def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
         load_burnin_config(write_suite(tmp_path, "  quantum: {}\n"))
     path = tmp_path / "b.yaml"
     path.write_text("name: b\nlimits:\n  throughput_drop: 150%\n")
-    with pytest.raises(ConfigError, match="limits.throughput_drop"):
+    with pytest.raises(ConfigError, match=r"limits\.throughput_drop"):
         load_burnin_config(path)
 
 

@@ -24,6 +24,7 @@ PARSERS: dict[str, str] = {
     "perftest": "bench_agent.tools.perftest:parse_perftest_output",
     "ib_write_lat": "bench_agent.tools.perftest:parse_perftest_output",
     "ib_write_bw": "bench_agent.tools.perftest:parse_perftest_output",
+    "nccl-tests": "bench_agent.tools.nccl_tests:parse_nccl_tests",
 }
 
 

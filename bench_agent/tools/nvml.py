@@ -1,23 +1,97 @@
-"""NVML through pynvml (the nvidia-ml-py package): which GPUs this node has.
+"""NVML through pynvml (the nvidia-ml-py package): GPUs, their health, XID events.
 
-Minimal for now: ``list_gpus`` for the inventory. pynvml is imported when a
-function runs, never at import time, so `bench-agent --help` and every check
-that needs no GPU work on a node without the package or the driver.
+pynvml is imported when a function runs, never at import time, so `bench-agent
+--help` and every check that needs no GPU work on a node without the package or
+the driver. The one seam is ``use_loader``: tests swap the function that returns
+the pynvml module for one that returns a fake (tests/fake_nvml.py) or raises
+ImportError.
 
 Foreign errors are translated here, at the boundary (errors.py):
     ImportError                  -> ToolMissing   (package absent: SKIP)
     NVMLError from nvmlInit      -> NotApplicable (no driver or no GPU: SKIP)
     NVMLError after a good init  -> ToolFailed    (a GPU that answers wrongly: ERROR)
+    NOT_SUPPORTED and friends    -> the reading is absent (None), not an error: an
+                                    A100 has no retired pages, a PCIe card no NVLink.
+
+Constants are copied from nvml.h (CUDA 12.x) rather than read from pynvml, whose
+names changed across releases (ClocksThrottleReason -> ClocksEventReason).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench_agent.errors import NotApplicable, ToolFailed, ToolMissing
 
 TOOL = "nvml"
+
+# nvmlReturn_t values (nvml.h) that mean "this GPU or driver cannot tell".
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_INVALID_ARGUMENT = 2
+NVML_ERROR_TIMEOUT = 10
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
+_ABSENT = {NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_INVALID_ARGUMENT, NVML_ERROR_FUNCTION_NOT_FOUND}
+
+# nvmlClocksEventReasons (nvml.h, "nvmlClocksEventReason*", formerly ThrottleReason).
+CLOCK_EVENT_REASONS: dict[int, str] = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+# HW slowdown is asserted with HW thermal and power-brake slowdown (nvml.h comment on
+# nvmlClocksEventReasonHwSlowdown): any of the three is a hardware finding.
+HW_SLOWDOWN_MASK = 0x8 | 0x40 | 0x80
+THERMAL_MASK = 0x20 | 0x40
+
+NVML_TEMPERATURE_GPU = 0
+NVML_MEMORY_ERROR_CORRECTED, NVML_MEMORY_ERROR_UNCORRECTED = 0, 1
+NVML_VOLATILE_ECC, NVML_AGGREGATE_ECC = 0, 1
+NVML_MEMORY_LOCATION_DRAM = 2  # == NVML_MEMORY_LOCATION_DEVICE_MEMORY
+NVML_MEMORY_LOCATION_SRAM = 7  # all on-chip SRAM, Ampere and later
+NVML_NVLINK_MAX_LINKS = 18  # Hopper: 18 links per GPU
+# nvmlNvLinkErrorCounter_t: DL_REPLAY, DL_RECOVERY, DL_CRC_FLIT, DL_CRC_DATA.
+NVLINK_ERROR_COUNTERS = (0, 1, 2, 3)
+NVML_EVENT_TYPE_XID_CRITICAL_ERROR = 0x8
+NVML_PAGE_RETIREMENT_CAUSES = (0, 1)  # multiple single-bit, double-bit
+
+# XIDs that fail a node: AzNHC check_gpu_xid (THRESHOLDS.md), e.g. 48 DBE ECC, 63/64
+# row remapping, 79 fallen off the bus, 94/95 are contained/uncontained ECC (not in
+# AzNHC's list, reported but not failed).
+FAILING_XIDS: frozenset[int] = frozenset(
+    {48, 56, 57, 58, 62, 63, 64, 65, 68, 69, 73, 74, 79, 80, 81, 92, 119, 120}
+)
+
+
+def _import_pynvml() -> Any:
+    import pynvml
+
+    return pynvml
+
+
+_loader: Callable[[], Any] = _import_pynvml
+
+
+@contextlib.contextmanager
+def use_loader(loader: Callable[[], Any]) -> Iterator[None]:
+    """The seam: NVML calls use ``loader()`` instead of importing pynvml."""
+    global _loader
+    previous = _loader
+    _loader = loader
+    try:
+        yield
+    finally:
+        _loader = previous
 
 
 def _text(value: Any) -> str:
@@ -27,41 +101,251 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _load() -> Any:
+    try:
+        return _loader()
+    except ImportError as exc:
+        raise ToolMissing("nvidia-ml-py (pynvml)") from exc
+
+
+@contextlib.contextmanager
+def session() -> Iterator[Any]:
+    """nvmlInit .. nvmlShutdown around a block; yields the pynvml module."""
+    nv = _load()
+    try:
+        nv.nvmlInit()
+    except nv.NVMLError as exc:
+        # "Driver Not Loaded", "NVML Shared Library Not Found", ...: NVML's words.
+        raise NotApplicable(f"NVML cannot start: {exc}") from exc
+    try:
+        yield nv
+    except nv.NVMLError as exc:
+        raise ToolFailed(TOOL, str(exc)) from exc
+    finally:
+        # A failed shutdown must not hide the readings or the error raised above.
+        with contextlib.suppress(nv.NVMLError):
+            nv.nvmlShutdown()
+
+
+def optional(nv: Any, function: str, *args: Any) -> Any:
+    """Call nv.<function>(*args); None when the GPU, driver or package cannot tell."""
+    method = getattr(nv, function, None)
+    if method is None:
+        return None
+    try:
+        return method(*args)
+    except nv.NVMLError as exc:
+        if getattr(exc, "value", None) in _ABSENT:
+            return None
+        raise
+
+
 def list_gpus() -> list[dict[str, Any]]:
     """Index, name, UUID, total memory (bytes) and driver version of each GPU.
 
     Zero devices gives []. nvmlDeviceGetMemoryInfo().total is in bytes (NVML API
     reference, nvmlMemory_t: "Total physical device memory (in bytes)").
     """
-    try:
-        import pynvml
-    except ImportError as exc:
-        raise ToolMissing("nvidia-ml-py (pynvml)") from exc
-
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        # "Driver Not Loaded", "NVML Shared Library Not Found", ...: NVML's words.
-        raise NotApplicable(f"NVML cannot start: {exc}") from exc
-    try:
-        driver_version = _text(pynvml.nvmlSystemGetDriverVersion())
+    with session() as nv:
+        driver_version = _text(nv.nvmlSystemGetDriverVersion())
         gpus: list[dict[str, Any]] = []
-        for index in range(int(pynvml.nvmlDeviceGetCount())):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        for index in range(int(nv.nvmlDeviceGetCount())):
+            handle = nv.nvmlDeviceGetHandleByIndex(index)
+            memory = nv.nvmlDeviceGetMemoryInfo(handle)
             gpus.append(
                 {
                     "index": index,
-                    "name": _text(pynvml.nvmlDeviceGetName(handle)),
-                    "uuid": _text(pynvml.nvmlDeviceGetUUID(handle)),
+                    "name": _text(nv.nvmlDeviceGetName(handle)),
+                    "uuid": _text(nv.nvmlDeviceGetUUID(handle)),
                     "memory_total_bytes": int(memory.total),
                     "driver_version": driver_version,
                 }
             )
         return gpus
-    except pynvml.NVMLError as exc:
-        raise ToolFailed(TOOL, str(exc)) from exc
-    finally:
-        # A failed shutdown must not hide the GPUs read or the error raised above.
-        with contextlib.suppress(pynvml.NVMLError):
-            pynvml.nvmlShutdown()
+
+
+def reason_names(mask: int) -> list[str]:
+    return [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
+
+
+def cuda_version_text(version: int | None) -> str | None:
+    """nvmlSystemGetCudaDriverVersion's 12040 as "12.4" (major*1000 + minor*10)."""
+    if version is None:
+        return None
+    return f"{version // 1000}.{(version % 1000) // 10}"
+
+
+def device_facts(nv: Any, handle: Any, index: int) -> dict[str, Any]:
+    """What a GPU is: identity, memory, PCIe link maxima, ECC mode. Read once."""
+    memory = nv.nvmlDeviceGetMemoryInfo(handle)
+    pci = optional(nv, "nvmlDeviceGetPciInfo", handle)
+    ecc = optional(nv, "nvmlDeviceGetEccMode", handle)
+    serial = optional(nv, "nvmlDeviceGetSerial", handle)
+    return {
+        "index": index,
+        "name": _text(nv.nvmlDeviceGetName(handle)),
+        "uuid": _text(nv.nvmlDeviceGetUUID(handle)),
+        "serial": _text(serial) if serial is not None else None,
+        "pci_bus_id": _text(pci.busId) if pci is not None else None,
+        "memory_total_bytes": int(memory.total),
+        "pcie_gen_max": optional(nv, "nvmlDeviceGetMaxPcieLinkGeneration", handle),
+        "pcie_width_max": optional(nv, "nvmlDeviceGetMaxPcieLinkWidth", handle),
+        # nvmlDeviceGetEccMode returns (current, pending); 1 is NVML_FEATURE_ENABLED.
+        "ecc_mode_current": int(ecc[0]) if ecc is not None else None,
+        "ecc_mode_pending": int(ecc[1]) if ecc is not None else None,
+    }
+
+
+def counters(nv: Any, handle: Any) -> dict[str, Any]:
+    """Error counters, read before and after the load so a change shows."""
+    out: dict[str, Any] = {"pcie_replays": optional(nv, "nvmlDeviceGetPcieReplayCounter", handle)}
+    for kind, error_type in (("corrected", NVML_MEMORY_ERROR_CORRECTED),
+                             ("uncorrected", NVML_MEMORY_ERROR_UNCORRECTED)):
+        out[f"ecc_volatile_{kind}"] = optional(
+            nv, "nvmlDeviceGetTotalEccErrors", handle, error_type, NVML_VOLATILE_ECC)
+        out[f"ecc_aggregate_{kind}"] = optional(
+            nv, "nvmlDeviceGetTotalEccErrors", handle, error_type, NVML_AGGREGATE_ECC)
+    # Per location, as AzNHC's check_gpu_ecc judges them (DRAM vs SRAM, aggregate).
+    locations = (("dram", NVML_MEMORY_LOCATION_DRAM), ("sram", NVML_MEMORY_LOCATION_SRAM))
+    for location, code in locations:
+        for kind, error_type in (("correctable", NVML_MEMORY_ERROR_CORRECTED),
+                                 ("uncorrectable", NVML_MEMORY_ERROR_UNCORRECTED)):
+            out[f"ecc_{location}_{kind}"] = optional(
+                nv, "nvmlDeviceGetMemoryErrorCounter", handle, error_type, NVML_AGGREGATE_ECC,
+                code)
+    # Ampere and later remap rows; older GPUs retire pages (NVML reference,
+    # nvmlDeviceGetRemappedRows / nvmlDeviceGetRetiredPages).
+    remap = optional(nv, "nvmlDeviceGetRemappedRows", handle)
+    if remap is not None:
+        corrected_rows, uncorrected_rows, pending, failure = remap
+        out.update(row_remap_correctable=int(corrected_rows),
+                   row_remap_uncorrectable=int(uncorrected_rows),
+                   row_remap_pending=int(bool(pending)), row_remap_failure=int(bool(failure)))
+    else:
+        pages = [optional(nv, "nvmlDeviceGetRetiredPages", handle, cause)
+                 for cause in NVML_PAGE_RETIREMENT_CAUSES]
+        if any(p is not None for p in pages):
+            out["retired_pages"] = sum(len(p) for p in pages if p is not None)
+        pending_pages = optional(nv, "nvmlDeviceGetRetiredPagesPendingStatus", handle)
+        if pending_pages is not None:
+            out["retired_pages_pending"] = int(bool(pending_pages))
+    links: dict[int, dict[str, Any]] = {}
+    for link in range(NVML_NVLINK_MAX_LINKS):
+        state = optional(nv, "nvmlDeviceGetNvLinkState", handle, link)
+        if state is None:
+            continue
+        errors = [optional(nv, "nvmlDeviceGetNvLinkErrorCounter", handle, link, c)
+                  for c in NVLINK_ERROR_COUNTERS]
+        links[link] = {"active": bool(state),
+                       "errors": sum(e for e in errors if e is not None)}
+    out["nvlink"] = links
+    return out
+
+
+def sample(nv: Any, handle: Any) -> dict[str, Any]:
+    """What changes under load: link, clock event reasons, temperature, power."""
+    reasons = optional(nv, "nvmlDeviceGetCurrentClocksEventReasons", handle)
+    if reasons is None:
+        reasons = optional(nv, "nvmlDeviceGetCurrentClocksThrottleReasons", handle)
+    power_mw = optional(nv, "nvmlDeviceGetPowerUsage", handle)
+    return {
+        "pcie_gen": optional(nv, "nvmlDeviceGetCurrPcieLinkGeneration", handle),
+        "pcie_width": optional(nv, "nvmlDeviceGetCurrPcieLinkWidth", handle),
+        "clock_event_reasons": int(reasons) if reasons is not None else None,
+        "temperature": optional(nv, "nvmlDeviceGetTemperature", handle, NVML_TEMPERATURE_GPU),
+        # NVML reports power in milliwatts (nvmlDeviceGetPowerUsage).
+        "power_w": power_mw / 1000 if power_mw is not None else None,
+    }
+
+
+def power_limit_w(nv: Any, handle: Any) -> float | None:
+    limit = optional(nv, "nvmlDeviceGetEnforcedPowerLimit", handle)
+    return limit / 1000 if limit is not None else None
+
+
+def system_facts(nv: Any) -> dict[str, Any]:
+    cuda = optional(nv, "nvmlSystemGetCudaDriverVersion")
+    return {"driver_version": _text(nv.nvmlSystemGetDriverVersion()),
+            "cuda_driver_version": cuda_version_text(cuda)}
+
+
+@dataclass
+class XidWatcher:
+    """An NVML event set that collects XID critical-error events in a thread.
+
+    nvmlEventSetWait_v2 blocks up to a timeout and raises NVML_ERROR_TIMEOUT when
+    nothing came; the thread loops on short waits so ``stop`` returns quickly.
+    ``note`` says why nothing can be watched (a GPU that refuses registration).
+    """
+
+    nv: Any
+    handles: list[Any]
+    wait_ms: int = 200
+    events: list[dict[str, Any]] = field(default_factory=list)
+    note: str | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _set: Any = None
+
+    def start(self) -> None:
+        nv = self.nv
+        try:
+            self._set = nv.nvmlEventSetCreate()
+            for handle in self.handles:
+                nv.nvmlDeviceRegisterEvents(handle, NVML_EVENT_TYPE_XID_CRITICAL_ERROR,
+                                            self._set)
+        except (nv.NVMLError, AttributeError) as exc:
+            self.note = f"XID events cannot be watched: {exc}"
+            return
+        self._thread = threading.Thread(target=self._loop, name="xid-watcher", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        nv = self.nv
+        wait = getattr(nv, "nvmlEventSetWait_v2", None) or nv.nvmlEventSetWait
+        while not self._stop.is_set():
+            try:
+                data = wait(self._set, self.wait_ms)
+            except nv.NVMLError as exc:
+                if getattr(exc, "value", None) == NVML_ERROR_TIMEOUT:
+                    continue
+                self.note = f"XID event wait failed: {exc}"
+                return
+            handle = getattr(data, "device", None)
+            index = self.handles.index(handle) if handle in self.handles else None
+            self.events.append({"xid": int(data.eventData), "gpu": index})
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._set is not None:
+            with contextlib.suppress(self.nv.NVMLError):
+                self.nv.nvmlEventSetFree(self._set)
+            self._set = None
+        return list(self.events)
+
+
+# "NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, GPU has fallen off the bus." (r470+);
+# older drivers print "NVRM: Xid (0000:03:00): 13, ..." (NVIDIA XID errors guide).
+_XID_RE = re.compile(r"NVRM: Xid \((?:PCI:)?(?P<bus>[0-9a-fA-F:.]+)\): (?P<xid>\d+)")
+
+
+def parse_kernel_xids(text: str) -> list[dict[str, Any]]:
+    """XID lines of a kernel log: bus id, XID number and the line itself."""
+    found: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        match = _XID_RE.search(line)
+        if match:
+            found.append({"bus": match.group("bus").lower(), "xid": int(match.group("xid")),
+                          "line": line.strip()[:300]})
+    return found
+
+
+def bus_matches(kernel_bus: str, nvml_bus_id: str | None) -> bool:
+    """The kernel's "0000:3b:00" against NVML's "00000000:3B:00.0" (domain widths differ)."""
+    if not nvml_bus_id:
+        return False
+    k = kernel_bus.lower().split(":")
+    n = nvml_bus_id.lower().split(".")[0].split(":")
+    return len(k) >= 2 and len(n) >= 2 and k[-2:] == n[-2:] and int(k[0], 16) == int(n[0], 16)

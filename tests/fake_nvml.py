@@ -1,0 +1,165 @@
+"""A fake pynvml module for tests, injected at the one NVML seam (tools/nvml.use_loader).
+
+Each GPU is a FakeGpu whose fields are what NVML would answer; None means the GPU
+answers NVML_ERROR_NOT_SUPPORTED. ``during_load`` lets a test change a GPU while
+the health check's load runs (a link that drops lanes, a slowdown).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+
+class NVMLError(Exception):
+    def __init__(self, value: int) -> None:
+        self.value = value
+        super().__init__({3: "Not Supported", 9: "Driver Not Loaded", 10: "Timeout",
+                          12: "NVML Shared Library Not Found"}.get(value, f"error {value}"))
+
+
+@dataclass
+class FakeGpu:
+    name: str = "NVIDIA H100 80GB HBM3"
+    memory: int = 85520809984  # 79.6 GiB, as an H100 80GB reports
+    pcie_gen: int = 5
+    pcie_gen_max: int = 5
+    pcie_width: int = 16
+    pcie_width_max: int = 16
+    replays: int = 0
+    reasons: int = 0
+    temperature: int = 45
+    power_mw: int = 350000
+    limit_mw: int = 700000
+    ecc: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    remap: tuple[int, int, int, int] | None = (0, 0, 0, 0)
+    nvlink: list[int] | None = field(default_factory=lambda: [1] * 18)
+    index: int = 0
+
+
+class FakeNvml:
+    NVMLError = NVMLError
+
+    def __init__(self, gpus: list[FakeGpu] | None = None, init_error: int | None = None,
+                 xids: list[tuple[int, int]] | None = None) -> None:
+        self.gpus = gpus if gpus is not None else [FakeGpu(index=i) for i in range(8)]
+        for i, gpu in enumerate(self.gpus):
+            gpu.index = i
+        self.init_error = init_error
+        self.pending_xids = list(xids or [])  # (gpu index, xid) delivered by the event set
+        self.during_load: Callable[[FakeNvml], None] | None = None
+        self.calls: list[str] = []
+
+    # -- lifecycle and system
+    def nvmlInit(self) -> None:
+        if self.init_error is not None:
+            raise NVMLError(self.init_error)
+
+    def nvmlShutdown(self) -> None:
+        self.calls.append("shutdown")
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "550.54.15"
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return 12040
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
+        return self.gpus[index]
+
+    # -- identity
+    def nvmlDeviceGetName(self, h: FakeGpu) -> bytes:
+        return h.name.encode()  # older nvidia-ml-py releases return bytes
+
+    def nvmlDeviceGetUUID(self, h: FakeGpu) -> str:
+        return f"GPU-0000000{h.index}-1111-2222-3333-444444444444"
+
+    def nvmlDeviceGetSerial(self, h: FakeGpu) -> str:
+        return f"165432100{h.index}"
+
+    def nvmlDeviceGetPciInfo(self, h: FakeGpu) -> Any:
+        return SimpleNamespace(busId=f"00000000:{0x18 + 0x10 * h.index:02X}:00.0")
+
+    def nvmlDeviceGetMemoryInfo(self, h: FakeGpu) -> Any:
+        return SimpleNamespace(total=h.memory, free=h.memory, used=0)
+
+    @staticmethod
+    def _maybe(value: Any) -> Any:
+        if value is None:
+            raise NVMLError(3)
+        return value
+
+    # -- PCIe
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, h: FakeGpu) -> int:
+        return h.pcie_gen_max
+
+    def nvmlDeviceGetMaxPcieLinkWidth(self, h: FakeGpu) -> int:
+        return h.pcie_width_max
+
+    def nvmlDeviceGetCurrPcieLinkGeneration(self, h: FakeGpu) -> int:
+        return h.pcie_gen
+
+    def nvmlDeviceGetCurrPcieLinkWidth(self, h: FakeGpu) -> int:
+        return h.pcie_width
+
+    def nvmlDeviceGetPcieReplayCounter(self, h: FakeGpu) -> int:
+        return h.replays
+
+    # -- ECC, remapping
+    def nvmlDeviceGetEccMode(self, h: FakeGpu) -> tuple[int, int]:
+        return (1, 1)
+
+    def nvmlDeviceGetTotalEccErrors(self, h: FakeGpu, error_type: int, counter: int) -> int:
+        return sum(v for (e, c, _loc), v in h.ecc.items() if e == error_type and c == counter)
+
+    def nvmlDeviceGetMemoryErrorCounter(self, h: FakeGpu, error_type: int, counter: int,
+                                        location: int) -> int:
+        return h.ecc.get((error_type, counter, location), 0)
+
+    def nvmlDeviceGetRemappedRows(self, h: FakeGpu) -> tuple[int, int, int, int]:
+        return self._maybe(h.remap)  # type: ignore[no-any-return]
+
+    # -- samples
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: FakeGpu) -> int:
+        return h.reasons
+
+    def nvmlDeviceGetTemperature(self, h: FakeGpu, sensor: int) -> int:
+        return h.temperature
+
+    def nvmlDeviceGetPowerUsage(self, h: FakeGpu) -> int:
+        return h.power_mw
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> int:
+        return h.limit_mw
+
+    # -- NVLink
+    def nvmlDeviceGetNvLinkState(self, h: FakeGpu, link: int) -> int:
+        if h.nvlink is None or link >= len(h.nvlink):
+            raise NVMLError(3)
+        return h.nvlink[link]
+
+    def nvmlDeviceGetNvLinkErrorCounter(self, h: FakeGpu, link: int, counter: int) -> int:
+        return 0
+
+    # -- events
+    def nvmlEventSetCreate(self) -> object:
+        return object()
+
+    def nvmlDeviceRegisterEvents(self, h: FakeGpu, types: int, event_set: object) -> None:
+        pass
+
+    def nvmlEventSetWait_v2(self, event_set: object, timeout_ms: int) -> Any:
+        if self.pending_xids:
+            index, xid = self.pending_xids.pop(0)
+            return SimpleNamespace(device=self.gpus[index], eventData=xid, eventType=0x8)
+        time.sleep(0.01)  # a real wait blocks up to timeout_ms
+        raise NVMLError(10)
+
+    def nvmlEventSetFree(self, event_set: object) -> None:
+        pass
