@@ -267,7 +267,10 @@ class Burnin:
                                           "cpu": sample_cpu(), "nvme": sample_nvme(nvme),
                                           "loads": {}}
                 if self.gpu_sampler is not None:
-                    sample["gpus"] = self.gpu_sampler()
+                    try:
+                        sample["gpus"] = self.gpu_sampler()
+                    except Exception as exc:  # a GPU off the bus: a finding, not a crash
+                        sample["gpu_error"] = f"{type(exc).__name__}: {exc}"
                 for name, load in loads.items():
                     value = load.take()
                     if value is not None:
@@ -282,6 +285,9 @@ class Burnin:
         finally:
             for load in loads.values():
                 load.stop()
+            close = getattr(self.gpu_sampler, "close", None)
+            if close is not None:
+                close()
         for name, load in loads.items():
             self._check_exit(name, load, rules, writer, self.clock() - started)
         finished = self.clock()

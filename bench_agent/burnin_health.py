@@ -192,6 +192,10 @@ class HealthRules:
             self._check_counter("nvme", device, "media_errors", smart, t, out, Status.FAIL)
         for gpu in sample.get("gpus", []):
             self._check_gpu(gpu, t, out)
+        if sample.get("gpu_error"):
+            self._fire(("gpu_error", ""), Event(
+                t, Status.FAIL, "burnin.gpu", "burnin.gpu_readable",
+                f"GPUs could not be read at +{t:.0f} s: {sample['gpu_error']}"), out)
         return out
 
     def _check_drop(self, load: str, t: float, out: list[Event]) -> None:

@@ -193,3 +193,51 @@ def test_sigterm_gives_an_interrupted_signed_report(tmp_path: Path) -> None:
     assert report["interrupted"] is True and report["status"] == "ERROR"
     assert any("interrupted" in v["message"] for v in report["verdicts"])
     assert "INTERRUPTED" in stdout
+
+
+def test_fake_nvml_timeline_fails_throttle_and_ecc_at_the_right_time(tmp_path: Path) -> None:
+    """A thermal throttle from +2 s and an uncorrectable ECC error at +4 s, injected
+    at the NVML seam: each FAIL carries the time it happened."""
+    import threading
+
+    from bench_agent.tools import nvml
+    from tests.fake_nvml import FakeGpu, FakeNvml
+
+    fake = FakeNvml([FakeGpu(), FakeGpu()])
+    suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n",
+                        extra="  throttle_time: 2s\n")
+    config = load_burnin_config(suite)
+    stop = threading.Event()
+
+    def timeline() -> None:
+        started = time.monotonic()
+        stop.wait(2.0)
+        fake.gpus[1].reasons = 0x40  # hw_thermal_slowdown, from +2 s on
+        stop.wait(max(0.0, 4.0 - (time.monotonic() - started)))
+        fake.gpus[0].ecc[(1, 0, 2)] = 1  # one uncorrected, volatile, DRAM
+
+    with nvml.use_loader(lambda: fake):
+        sampler = nvml.burnin_sampler()
+        thread = threading.Thread(target=timeline)
+        burnin = Burnin(config, duration=8, output_dir=tmp_path / "out", host="n1",
+                        gpu_sampler=sampler)
+        thread.start()
+        try:
+            report, series = burnin.run()
+        finally:
+            stop.set()
+            thread.join()
+    events = {v.metric: v for v in report.verdicts if v.status is Status.FAIL}
+    throttle = events["burnin.gpu_throttle"]
+    assert throttle.device == "gpu1" and "hw_thermal_slowdown" in throttle.message
+    ecc = events["burnin.gpu_ecc_uncorrected_new"]
+    assert ecc.device == "gpu0"
+    recorded = {r["metric"]: r["elapsed"] for r in read_series(series)
+                if r["type"] == "event"}
+    # Sampled every second: the throttle, first seen at the sample after +2 s,
+    # FAILs at the first sample where it has lasted more than 2 s (+4..6 s); the
+    # ECC error at the first sample after +4 s.
+    assert 4.0 <= recorded["burnin.gpu_throttle"] <= 6.5
+    assert 4.0 <= recorded["burnin.gpu_ecc_uncorrected_new"] <= 6.0
+    assert "shutdown" in fake.calls  # the NVML session is closed at the end
+    assert report.status is Status.FAIL

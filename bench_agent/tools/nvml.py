@@ -349,3 +349,69 @@ def bus_matches(kernel_bus: str, nvml_bus_id: str | None) -> bool:
     k = kernel_bus.lower().split(":")
     n = nvml_bus_id.lower().split(".")[0].split(":")
     return len(k) >= 2 and len(n) >= 2 and k[-2:] == n[-2:] and int(k[0], 16) == int(n[0], 16)
+
+
+# NVML_CLOCK_SM (nvml.h nvmlClockType_t): the streaming-multiprocessor clock.
+NVML_CLOCK_SM = 1
+
+
+class BurninSampler:
+    """GPU health for the burn-in supervisor: one NVML session held for the run.
+
+    Each call returns, per GPU: temperature, power, SM clock, the clock event
+    reasons by name, the volatile ECC totals, the PCIe replay counter and the XIDs
+    that arrived since the previous call (an XidWatcher on an NVML event set).
+    """
+
+    def __init__(self) -> None:
+        self._context = session()
+        self.nv = self._context.__enter__()
+        count = int(self.nv.nvmlDeviceGetCount())
+        if count == 0:
+            self.close()
+            raise NotApplicable("NVML sees no GPU")
+        self.handles = [self.nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        self.watcher = XidWatcher(self.nv, self.handles)
+        self.watcher.start()
+        self._seen_xids = 0
+
+    def __call__(self) -> list[dict[str, Any]]:
+        nv = self.nv
+        events = list(self.watcher.events)
+        new, self._seen_xids = events[self._seen_xids:], len(events)
+        out = []
+        for index, handle in enumerate(self.handles):
+            reading = sample(nv, handle)
+            gpu: dict[str, Any] = {"index": index}
+            if reading["temperature"] is not None:
+                gpu["temp_c"] = float(reading["temperature"])
+            if reading["power_w"] is not None:
+                gpu["power_w"] = float(reading["power_w"])
+            clock = optional(nv, "nvmlDeviceGetClockInfo", handle, NVML_CLOCK_SM)
+            if clock is not None:
+                gpu["sm_clock_mhz"] = float(clock)
+            if reading["clock_event_reasons"] is not None:
+                gpu["throttle"] = reason_names(reading["clock_event_reasons"])
+            for kind, error_type in (("corrected", NVML_MEMORY_ERROR_CORRECTED),
+                                     ("uncorrected", NVML_MEMORY_ERROR_UNCORRECTED)):
+                total = optional(nv, "nvmlDeviceGetTotalEccErrors", handle, error_type,
+                                 NVML_VOLATILE_ECC)
+                if total is not None:
+                    gpu[f"ecc_{kind}"] = float(total)
+            replays = optional(nv, "nvmlDeviceGetPcieReplayCounter", handle)
+            if replays is not None:
+                gpu["pcie_replays"] = float(replays)
+            gpu["xids"] = [e["xid"] for e in new if e.get("gpu") == index]
+            out.append(gpu)
+        return out
+
+    def close(self) -> None:
+        watcher = getattr(self, "watcher", None)
+        if watcher is not None:
+            watcher.stop()
+        self._context.__exit__(None, None, None)
+
+
+def burnin_sampler() -> BurninSampler:
+    """The burn-in's GPU sampler; raises ToolMissing / NotApplicable without GPUs."""
+    return BurninSampler()
