@@ -7,11 +7,14 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Debian packages of the external tools the suites drive. Installed through apt
-# when we are root and one of them is missing; otherwise the checks that need
-# them report SKIP with the reason.
-APT_PACKAGES := fio iperf3 sockperf qperf perftest stress-ng nvme-cli pciutils
-APT_TOOLS    := fio iperf3 sockperf qperf ib_write_lat stress-ng nvme lspci
+# Debian packages of the external tools the suites drive (and Chromium, which the
+# collector's dashboard tests drive). Installed through apt when we are root and
+# one of them is missing; otherwise the checks that need them report SKIP with
+# the reason, and the dashboard tests skip.
+APT_PACKAGES := fio iperf3 sockperf qperf perftest stress-ng nvme-cli pciutils \
+                chromium chromium-driver
+APT_TOOLS    := fio iperf3 sockperf qperf ib_write_lat stress-ng nvme lspci \
+                chromium chromedriver
 
 .PHONY: run test install lint typecheck bench clean system-deps
 

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="collector base URL (default: $BENCH_AGENT_COLLECTOR)")
     upload.add_argument("--output", type=Path, default=Path("results"),
                         help="the spool: the report folder of `run` (default: results/)")
+    upload.add_argument("--key", type=Path, help="node key whose public half is offered to "
+                        "a collector in --auto-enroll mode (default: the node key)")
 
     fleet = sub.add_parser("fleet", help="compare nodes (needs the fleet extra: pandas)")
     fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, parser_class=_Parser)
@@ -292,15 +294,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     saved = _save_report(args, report, report_path(args.output, report))
     code = exit_code(report) if saved else EXIT_REPORT
     if args.upload:
-        uploaded = _upload(args.output, args.upload)
+        uploaded = _upload(args.output, args.upload, args.key)
         code = max(code, EXIT_ERROR if uploaded != EXIT_OK else EXIT_OK)
     return code
 
 
-def _upload(spool: Path, url: str) -> int:
+def _upload(spool: Path, url: str, key_path: Path | None = None) -> int:
+    from bench_agent.attest import default_key_path, load_key
+    from bench_agent.errors import ConfigError
     from bench_agent.upload import upload_spool
 
-    result = upload_spool(spool, url, log=lambda m: print(f"upload: {m}", file=sys.stderr))
+    public_key = None
+    path = key_path or default_key_path()
+    if path.exists():
+        try:
+            public_key = load_key(path).public.raw
+        except ConfigError as exc:
+            print(f"upload: not offering a public key: {exc}", file=sys.stderr)
+    result = upload_spool(spool, url, log=lambda m: print(f"upload: {m}", file=sys.stderr),
+                          public_key=public_key)
     for path, why in result.skipped:
         print(f"upload: skipped {path}: {why}", file=sys.stderr)
     print(f"upload: {len(result.delivered)} delivered, {len(result.rejected)} rejected, "
@@ -351,7 +363,7 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
         print(f"plots: {len(plots)} PNG file(s) beside the report", file=sys.stderr)
     code = exit_code(report) if saved else EXIT_REPORT
     if args.upload:
-        code = max(code, EXIT_ERROR if _upload(args.output, args.upload) else EXIT_OK)
+        code = max(code, EXIT_ERROR if _upload(args.output, args.upload, args.key) else EXIT_OK)
     return code
 
 
@@ -414,7 +426,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     url = args.collector or os.environ.get("BENCH_AGENT_COLLECTOR")
     if not url:
         raise _usage("no collector: give --collector URL or set BENCH_AGENT_COLLECTOR")
-    return _upload(args.output, url)
+    return _upload(args.output, url, args.key)
 
 
 def _save_report(args: argparse.Namespace, report: Report, path: Path) -> bool:

@@ -22,6 +22,7 @@ the agent needs no web stack to upload.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -52,14 +53,18 @@ class TransportError(Exception):
     """No HTTP answer at all: connection refused, reset, timed out, DNS failure."""
 
 
-Transport = Callable[[str, bytes, float], Response]
+Transport = Callable[[str, bytes, float, dict[str, str]], Response]
+# The node's raw Ed25519 public key (base64), for a collector in --auto-enroll
+# mode; an enrolled collector ignores it (bench_agent/collector/api.py).
+PUBLIC_KEY_HEADER = "X-Bench-Agent-Public-Key"
 
 
-def urllib_transport(url: str, body: bytes, timeout: float) -> Response:
+def urllib_transport(url: str, body: bytes, timeout: float,
+                     headers: dict[str, str]) -> Response:
     """POST the envelope as JSON; every HTTP status is an answer, not an exception."""
     request = urllib.request.Request(
         url, data=body, method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "bench-agent"},
+        headers={"Content-Type": "application/json", "User-Agent": "bench-agent", **headers},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
@@ -175,9 +180,12 @@ def upload_spool(
     backoff: Backoff | None = None,
     timeout: float = 30.0,
     log: Callable[[str], None] = lambda message: None,
+    public_key: bytes | None = None,
 ) -> UploadResult:
     """Send every pending report; see the module docstring for what happens to each."""
     backoff = backoff or Backoff()
+    headers = ({PUBLIC_KEY_HEADER: base64.b64encode(public_key).decode()}
+               if public_key else {})
     url = collector_url.rstrip("/") + "/v1/reports"
     result = UploadResult()
     queue = pending_reports(spool)
@@ -187,7 +195,8 @@ def upload_spool(
             result.skipped.append((path, why_not))
             continue
         body = path.read_bytes()
-        outcome = _send_with_retries(url, body, transport, backoff, timeout, log, path)
+        outcome = _send_with_retries(url, body, transport, backoff, timeout, log, path,
+                                     headers)
         if isinstance(outcome, Response) and outcome.status in DELIVERED_STATUSES:
             result.delivered.append(_move(path, SENT))
             log(f"delivered {path.name} ({outcome.status})")
@@ -217,12 +226,13 @@ def _send_with_retries(
     timeout: float,
     log: Callable[[str], None],
     path: Path,
+    headers: dict[str, str],
 ) -> Response | str:
     """The final answer for one report, or the transport error text after retries."""
     last: Response | str = "no attempt made"
     for attempt in range(backoff.attempts):
         try:
-            response = transport(url, body, timeout)
+            response = transport(url, body, timeout, headers)
         except TransportError as exc:
             last, retry_after = str(exc), None
         else:

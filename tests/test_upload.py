@@ -172,3 +172,28 @@ def test_cli_upload_and_run_upload(tmp_path: Path) -> None:
                               str(tmp_path / "out")], capture_output=True, text=True,
                              timeout=60, cwd=REPO, env={**env, "BENCH_AGENT_COLLECTOR": ""})
     assert missing.returncode == 3 and "no collector" in missing.stderr
+
+
+def test_run_upload_to_a_real_auto_enrolling_collector(tmp_path: Path) -> None:
+    """End to end: run, sign, upload to `collector serve --auto-enroll`, stored once."""
+    pytest.importorskip("fastapi")
+    from tests.collector_support import Collector
+
+    collector = Collector(f"sqlite:///{tmp_path / 'c.db'}", tmp_path / "collector.log",
+                          "--auto-enroll").start()
+    try:
+        env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "node.key")}
+        run = subprocess.run(
+            [sys.executable, "-m", "bench_agent.cli", "run", "inventory", "--output",
+             str(tmp_path / "out"), "--upload", collector.url],
+            capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+        assert "upload: 1 delivered, 0 rejected, 0 waiting" in run.stderr, run.stderr
+        again = subprocess.run(
+            [sys.executable, "-m", "bench_agent.cli", "upload", "--collector", collector.url,
+             "--output", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+        assert again.returncode == 0  # nothing left to send
+        listing = json.loads(collector.get("/v1/reports").body)
+        assert len(listing["reports"]) == 1
+    finally:
+        collector.stop()

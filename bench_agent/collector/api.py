@@ -1,0 +1,248 @@
+"""The JSON API (/v1/...), /metrics and /healthz.
+
+Refusals are JSON objects {"error": <reason code>, "detail": <human message>}
+with the status codes listed in ingest.py; every refusal is logged with its
+reason and counted in /metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from bench_agent.collector import db, enrollment, metrics, queries
+from bench_agent.collector.ingest import Refused, Stored, ingest
+from bench_agent.collector.settings import Settings
+from bench_agent.model import Status
+
+log = logging.getLogger("bench_agent.collector")
+router = APIRouter()
+
+# Posts being verified or stored at once. Past this the collector sheds load with
+# 429 and Retry-After rather than queueing bodies in memory without bound (each
+# may be up to max_body_bytes). uvicorn's thread pool runs 40 at a time.
+MAX_IN_FLIGHT = 256
+RETRY_AFTER_SECONDS = 2
+
+
+class InFlight:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> bool:
+        with self._lock:
+            if self.count >= self.limit:
+                return False
+            self.count += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.count -= 1
+
+
+def refusal(status: int, reason: str, detail: str,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": reason, "detail": detail}, status_code=status,
+                        headers=headers)
+
+
+def _state(request: Request) -> tuple[db.Database, Settings, metrics.Counters]:
+    state = request.app.state
+    return state.database, state.settings, state.counters
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it exceeds ``limit`` bytes (without reading the rest)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/v1/reports")
+async def post_report(
+    request: Request,
+    offered_key: Annotated[str | None, Header(alias="X-Bench-Agent-Public-Key")] = None,
+) -> Response:
+    database, settings, counters = _state(request)
+    client = request.client.host if request.client else "?"
+    in_flight: InFlight = request.app.state.in_flight
+    if not in_flight.enter():
+        counters.refused("overloaded")
+        log.warning("refused report from %s: 429 overloaded", client)
+        return refusal(429, "overloaded", "too many reports in flight; retry later",
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    try:
+        body = await _read_body(request, settings.max_body_bytes)
+        if body is None:
+            raise Refused(413, "body_too_large",
+                          f"the body is over the limit of {settings.max_body_bytes} bytes")
+        # Signature checks and database writes block: run them off the event loop.
+        stored: Stored = await anyio.to_thread.run_sync(
+            functools.partial(ingest, database, body, offered_key=offered_key,
+                              auto_enroll=settings.auto_enroll),
+            limiter=request.app.state.ingest_limiter)
+    except Refused as exc:
+        counters.refused(exc.reason)
+        log.warning("refused report from %s: %d %s: %s", client, exc.status, exc.reason,
+                    exc.detail)
+        return refusal(exc.status, exc.reason, exc.detail)
+    finally:
+        in_flight.leave()
+    counters.accepted("created" if stored.created else "duplicate")
+    return JSONResponse(
+        {"id": stored.report_id, "digest": stored.digest, "node": stored.node,
+         "status": "stored" if stored.created else "already stored"},
+        status_code=201 if stored.created else 200,
+        headers={"Location": f"/v1/reports/{stored.report_id}"},
+    )
+
+
+@router.get("/v1/nodes")
+def get_nodes(request: Request) -> dict[str, Any]:
+    database, _, _ = _state(request)
+    with database.engine.connect() as conn:
+        return {"nodes": queries.list_nodes(conn, _now())}
+
+
+@router.get("/v1/nodes/{name:path}", response_model=None)
+def get_node(request: Request, name: str) -> dict[str, Any] | JSONResponse:
+    database, _, _ = _state(request)
+    with database.engine.connect() as conn:
+        node = queries.get_node(conn, name, _now())
+    if node is None:
+        return refusal(404, "not_found", f"no node named {name!r}")
+    return node
+
+
+@router.get("/v1/reports", response_model=None)
+def get_reports(
+    request: Request,
+    node: str | None = None,
+    since: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any] | JSONResponse:
+    database, _, _ = _state(request)
+    since_at = None
+    if since is not None:
+        try:
+            since_at = datetime.fromisoformat(since)
+        except ValueError:
+            return refusal(400, "bad_query", f"since={since!r} is not an ISO 8601 time")
+        if since_at.tzinfo is not None:
+            since_at = since_at.astimezone(UTC).replace(tzinfo=None)
+    if status is not None and status not in Status.__members__:
+        return refusal(400, "bad_query", f"status={status!r} is not one of "
+                       f"{', '.join(Status.__members__)}")
+    with database.engine.connect() as conn:
+        found = queries.list_reports(conn, node=node, since=since_at, status=status,
+                                     limit=limit)
+    return {"reports": found}
+
+
+@router.get("/v1/reports/{report_id}", response_model=None)
+def get_report(request: Request, report_id: int) -> dict[str, Any] | JSONResponse:
+    database, _, _ = _state(request)
+    with database.engine.connect() as conn:
+        report = queries.get_report(conn, report_id)
+    if report is None:
+        return refusal(404, "not_found", f"no report with id {report_id}")
+    return report
+
+
+def _admin(request: Request, authorization: str | None) -> JSONResponse | None:
+    """None when the request carries the admin token, else the refusal to send."""
+    _, settings, _ = _state(request)
+    if settings.admin_token is None:
+        return refusal(403, "admin_disabled", "the collector was started without an admin "
+                       "token (--admin-token-file)")
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), settings.admin_token.encode()):
+        log.warning("refused admin request to %s: 401 unauthorized", request.url.path)
+        return refusal(401, "unauthorized", "this needs Authorization: Bearer <admin token>",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return None
+
+
+@router.post("/v1/keys", response_model=None)
+async def post_key(
+    request: Request, authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    denied = _admin(request, authorization)
+    if denied is not None:
+        return denied
+    try:
+        data = await request.json()
+    except ValueError:
+        return refusal(400, "malformed_json", "the body is not JSON")
+    if not isinstance(data, dict) or not isinstance(data.get("node"), str) \
+            or not isinstance(data.get("public_key"), str):
+        return refusal(422, "invalid_key",
+                       'expected {"node": NAME, "public_key": PEM of an Ed25519 key}')
+    database, _, _ = _state(request)
+    try:
+        keyid, created = await run_in_threadpool(
+            enrollment.enroll, database, data["node"], data["public_key"])
+    except enrollment.EnrollmentError as exc:
+        status = 409 if exc.reason in ("key_conflict", "key_revoked") else 422
+        return refusal(status, exc.reason, str(exc))
+    log.info("enrolled key %s for node %r", keyid, data["node"])
+    return JSONResponse({"keyid": keyid, "node": data["node"]},
+                        status_code=201 if created else 200)
+
+
+@router.delete("/v1/keys/{keyid}", response_model=None)
+@router.post("/v1/keys/{keyid}/revoke", response_model=None)
+def revoke_key(
+    request: Request, keyid: str, authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    denied = _admin(request, authorization)
+    if denied is not None:
+        return denied
+    database, _, _ = _state(request)
+    revoked_at = enrollment.revoke(database, keyid)
+    if revoked_at is None:
+        return refusal(404, "not_found", f"no enrolled key {keyid}")
+    log.info("revoked key %s", keyid)
+    return JSONResponse({"keyid": keyid, "revoked_at": queries.iso(revoked_at)})
+
+
+@router.get("/metrics")
+def get_metrics(request: Request) -> PlainTextResponse:
+    database, _, counters = _state(request)
+    with database.engine.connect() as conn:
+        text = metrics.render(conn, counters, _now())
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> dict[str, Any]:
+    database, _, _ = _state(request)
+    with database.engine.connect() as conn:
+        stored = queries.stored_reports(conn)
+    return {"ok": True, "reports": stored}

@@ -1,0 +1,86 @@
+"""GET /metrics in the Prometheus text exposition format, written by hand.
+
+prometheus_client would bring a global registry for five series; the format is
+small (prometheus.io/docs/instrumenting/exposition_formats/). Counters of
+accepted and refused posts live in this process (they restart at zero, which
+rate() handles); fleet gauges are read from the database at scrape time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from bench_agent.collector import queries
+from bench_agent.model import Status
+
+PREFIX = "bench_agent_collector"
+
+
+class Counters:
+    """Thread-safe: ingest runs in uvicorn's thread pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._accepted: Counter[str] = Counter()  # "created" / "duplicate"
+        self._refused: Counter[str] = Counter()  # by reason code
+
+    def accepted(self, outcome: str) -> None:
+        with self._lock:
+            self._accepted[outcome] += 1
+
+    def refused(self, reason: str) -> None:
+        with self._lock:
+            self._refused[reason] += 1
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+        with self._lock:
+            return dict(self._accepted), dict(self._refused)
+
+
+def escape_label(value: str) -> str:
+    """Label values escape backslash, double quote and line feed, nothing else."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(conn: Connection, counters: Counters, now: datetime) -> str:
+    accepted, refused = counters.snapshot()
+    by_status = queries.nodes_by_status(conn)
+    lines = [
+        f"# HELP {PREFIX}_nodes Nodes by the overall verdict of their newest report.",
+        f"# TYPE {PREFIX}_nodes gauge",
+    ]
+    # Every status is written, zeros included, so alerts on a series never see it vanish.
+    for status in [*(s.value for s in Status), "NONE"]:
+        lines.append(f'{PREFIX}_nodes{{verdict="{status}"}} {by_status.get(status, 0)}')
+    lines += [
+        f"# HELP {PREFIX}_reports_accepted_total Reports accepted by this process "
+        "(created: stored now; duplicate: already stored).",
+        f"# TYPE {PREFIX}_reports_accepted_total counter",
+    ]
+    for outcome in ("created", "duplicate"):
+        lines.append(f'{PREFIX}_reports_accepted_total{{outcome="{outcome}"}} '
+                     f"{accepted.get(outcome, 0)}")
+    lines += [
+        f"# HELP {PREFIX}_reports_refused_total Reports refused by this process, by reason.",
+        f"# TYPE {PREFIX}_reports_refused_total counter",
+    ]
+    for reason in sorted(refused):
+        lines.append(f'{PREFIX}_reports_refused_total{{reason="{escape_label(reason)}"}} '
+                     f"{refused[reason]}")
+    lines += [
+        f"# HELP {PREFIX}_reports_stored Reports in the database.",
+        f"# TYPE {PREFIX}_reports_stored gauge",
+        f"{PREFIX}_reports_stored {queries.stored_reports(conn)}",
+        f"# HELP {PREFIX}_node_last_report_age_seconds Seconds since each node's newest "
+        "report finished.",
+        f"# TYPE {PREFIX}_node_last_report_age_seconds gauge",
+    ]
+    for name, finished in queries.node_last_finished(conn):
+        age = queries.age_seconds(finished, now) or 0.0
+        lines.append(f'{PREFIX}_node_last_report_age_seconds{{node="{escape_label(name)}"}} '
+                     f"{age:.3f}")
+    return "\n".join(lines) + "\n"

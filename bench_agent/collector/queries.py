@@ -1,0 +1,182 @@
+"""The read side, shared by the JSON API and the dashboard: plain dicts, ready for JSON.
+
+Times are stored as naive UTC and leave here as ISO 8601 strings with a "Z".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from bench_agent.collector import db, enrollment
+from bench_agent.model import Status
+
+FAILING = (Status.FAIL.value, Status.ERROR.value)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat() + "Z"
+
+
+def age_seconds(value: datetime | None, now: datetime) -> float | None:
+    return None if value is None else max(0.0, (now - value).total_seconds())
+
+
+def _failing_checks(conn: Connection, report_ids: list[int]) -> dict[int, list[str]]:
+    if not report_ids:
+        return {}
+    rows = conn.execute(
+        select(db.verdicts.c.report_id, db.verdicts.c.check_name).distinct()
+        .where(db.verdicts.c.report_id.in_(report_ids), db.verdicts.c.status.in_(FAILING))
+    ).all()
+    failing: dict[int, set[str]] = defaultdict(set)
+    for row in rows:
+        failing[row.report_id].add(row.check_name)
+    return {rid: sorted(checks) for rid, checks in failing.items()}
+
+
+def _node_dict(row: Any, failing: dict[int, list[str]], now: datetime) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "first_seen_at": iso(row.first_seen_at),
+        "last_report_id": row.last_report_id,
+        "last_finished_at": iso(row.last_finished_at),
+        "last_status": row.last_status,
+        "age_seconds": age_seconds(row.last_finished_at, now),
+        "failing_checks": failing.get(row.last_report_id, []),
+    }
+
+
+def list_nodes(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    rows = conn.execute(select(db.nodes).order_by(db.nodes.c.name)).all()
+    failing = _failing_checks(conn, [r.last_report_id for r in rows if r.last_report_id])
+    return [_node_dict(row, failing, now) for row in rows]
+
+
+def get_node(conn: Connection, name: str, now: datetime, limit: int = 100
+             ) -> dict[str, Any] | None:
+    row = conn.execute(select(db.nodes).where(db.nodes.c.name == name)).first()
+    if row is None:
+        return None
+    failing = _failing_checks(conn, [row.last_report_id] if row.last_report_id else [])
+    node = _node_dict(row, failing, now)
+    node["keys"] = [
+        {"keyid": k.keyid, "enrolled_at": iso(k.enrolled_at), "revoked_at": iso(k.revoked_at)}
+        for k in enrollment.keys_of(conn, name)
+    ]
+    node["reports"] = list_reports(conn, node=name, limit=limit)
+    return node
+
+
+_REPORT_COLUMNS = (
+    db.reports.c.id, db.reports.c.digest, db.reports.c.report_uuid, db.nodes.c.name,
+    db.reports.c.keyid, db.reports.c.status, db.reports.c.suite, db.reports.c.profile,
+    db.reports.c.agent_version, db.reports.c.interrupted, db.reports.c.started_at,
+    db.reports.c.finished_at, db.reports.c.received_at,
+)
+
+
+def _report_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "digest": row.digest, "report_id": row.report_uuid, "node": row.name,
+        "keyid": row.keyid, "status": row.status, "suite": row.suite, "profile": row.profile,
+        "agent_version": row.agent_version, "interrupted": row.interrupted,
+        "started_at": iso(row.started_at), "finished_at": iso(row.finished_at),
+        "received_at": iso(row.received_at),
+    }
+
+
+def list_reports(conn: Connection, *, node: str | None = None, since: datetime | None = None,
+                 status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Newest first (by finish time); ``since`` keeps reports finished at or after it."""
+    query = (select(*_REPORT_COLUMNS)
+             .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
+             .order_by(db.reports.c.finished_at.desc(), db.reports.c.id.desc()).limit(limit))
+    if node is not None:
+        query = query.where(db.nodes.c.name == node)
+    if since is not None:
+        query = query.where(db.reports.c.finished_at >= since)
+    if status is not None:
+        query = query.where(db.reports.c.status == status)
+    return [_report_dict(row) for row in conn.execute(query).all()]
+
+
+def get_report(conn: Connection, report_id: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(*_REPORT_COLUMNS, db.reports.c.envelope)
+        .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
+        .where(db.reports.c.id == report_id)
+    ).first()
+    if row is None:
+        return None
+    result = _report_dict(row)
+    # The envelope exactly as the node sent it, so anyone can re-verify it.
+    envelope = json.loads(bytes(row.envelope))
+    result["envelope"] = envelope
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    result["report"] = statement["predicate"]
+    return result
+
+
+@dataclass(slots=True)
+class Series:
+    """One metric of one device over a node's reports, for a plot."""
+
+    metric: str
+    device: str
+    unit: str
+    points: list[tuple[datetime, float]] = field(default_factory=list)
+
+
+def node_series(conn: Connection, name: str, *, reports: int = 200, limit: int = 6
+                ) -> list[Series]:
+    """The node's key metrics: the ``limit`` series measured in the most reports."""
+    recent = (select(db.reports.c.id, db.reports.c.finished_at)
+              .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
+              .where(db.nodes.c.name == name)
+              .order_by(db.reports.c.finished_at.desc()).limit(reports).subquery())
+    rows = conn.execute(
+        select(db.measurements.c.metric, db.measurements.c.device, db.measurements.c.unit,
+               db.measurements.c.value, recent.c.finished_at)
+        .join(recent, recent.c.id == db.measurements.c.report_id)
+        .order_by(recent.c.finished_at)
+    ).all()
+    series: dict[tuple[str, str, str], Series] = {}
+    for row in rows:
+        key = (row.metric, row.device, row.unit)
+        if key not in series:
+            series[key] = Series(row.metric, row.device, row.unit)
+        series[key].points.append((row.finished_at, row.value))
+    ranked = sorted(series.values(), key=lambda s: (-len(s.points), s.metric, s.device))
+    return ranked[:limit]
+
+
+def report_verdicts(conn: Connection, report_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(select(db.verdicts).where(db.verdicts.c.report_id == report_id)
+                        .order_by(db.verdicts.c.id)).all()
+    return [{"check": r.check_name, "metric": r.metric, "device": r.device,
+             "status": r.status, "value": r.value, "unit": r.unit, "threshold": r.threshold,
+             "source": r.source, "message": r.message} for r in rows]
+
+
+def nodes_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(db.nodes.c.last_status, func.count())
+                        .group_by(db.nodes.c.last_status)).all()
+    return {str(status or "NONE"): int(count) for status, count in rows}
+
+
+def node_last_finished(conn: Connection) -> list[tuple[str, datetime]]:
+    rows = conn.execute(select(db.nodes.c.name, db.nodes.c.last_finished_at)
+                        .where(db.nodes.c.last_finished_at.is_not(None))
+                        .order_by(db.nodes.c.name)).all()
+    return [(row.name, row.last_finished_at) for row in rows]
+
+
+def stored_reports(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(db.reports)).scalar_one())
