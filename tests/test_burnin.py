@@ -241,3 +241,30 @@ def test_fake_nvml_timeline_fails_throttle_and_ecc_at_the_right_time(tmp_path: P
     assert 4.0 <= recorded["burnin.gpu_ecc_uncorrected_new"] <= 6.0
     assert "shutdown" in fake.calls  # the NVML session is closed at the end
     assert report.status is Status.FAIL
+
+
+def test_collector_node_page_shows_the_burnin_plots(tmp_path: Path) -> None:
+    """A real burn-in report, uploaded: the node page plots its signed series."""
+    pytest.importorskip("fastapi")
+    import base64
+
+    from bench_agent.attest import sign_report
+    from tests.collector_support import Collector
+
+    config = load_burnin_config(write_suite(tmp_path, "  cpu_matmul: {size: 64}\n"))
+    report, _ = Burnin(config, duration=3, output_dir=tmp_path / "out", host="burn-1").run()
+    key = NodeKey.generate()
+    body = json.dumps(sign_report(report.to_dict(), key)).encode()
+    collector = Collector(f"sqlite:///{tmp_path / 'c.db'}", tmp_path / "c.log",
+                          "--auto-enroll").start()
+    try:
+        posted = collector.post(body, {"X-Bench-Agent-Public-Key":
+                                       base64.b64encode(key.public.raw).decode()})
+        assert posted.status == 201, posted.body
+        page = collector.get("/nodes/burn-1").body.decode()
+    finally:
+        collector.stop()
+    assert 'id="burnin"' in page
+    assert 'data-series="load.cpu_matmul"' in page
+    assert page.count('class="burnin-plot"') == len(report.series)
+    assert "FLOP/s" in page  # the load's axis is labelled in its unit

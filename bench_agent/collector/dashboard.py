@@ -90,6 +90,7 @@ def node_page(request: Request, name: str) -> HTMLResponse:
     with request.app.state.database.engine.connect() as conn:
         node = queries.get_node(conn, name, _now(), limit=200)
         series = queries.node_series(conn, name) if node else []
+        burnin = queries.latest_burnin_series(conn, name) if node else None
     if node is None:
         return _page("missing.html", status=404, what=f"node {name}")
     plots = [
@@ -98,7 +99,26 @@ def node_page(request: Request, name: str) -> HTMLResponse:
                               f"{s.metric}{' ' + s.device if s.device else ''} over time")}
         for s in series
     ]
-    return _page("node.html", node=node, plots=plots)
+    burnin_plots = [
+        {"name": key, "svg": svg.line_plot(points, _series_unit(key), f"burn-in {key}")}
+        for key, points in (burnin.series.items() if burnin else [])
+    ]
+    return _page("node.html", node=node, plots=plots, burnin=burnin, burnin_plots=burnin_plots)
+
+
+def _series_unit(name: str) -> str:
+    """The unit of a burn-in series, from its name (bench_agent/burnin_health.py)."""
+    from bench_agent.burnin_health import LOAD_UNITS
+
+    if name.startswith("load."):
+        unit = LOAD_UNITS.get(name.removeprefix("load."))
+        return unit.value if unit else ""
+    for suffix, unit_name in (("temp_c", Unit.CELSIUS.value), ("temp_c_max", Unit.CELSIUS.value),
+                              ("power_w", Unit.WATTS.value), ("sm_clock_mhz", "MHz"),
+                              ("freq_mhz_avg", "MHz")):
+        if name.endswith(suffix):
+            return unit_name
+    return ""
 
 
 @router.get("/reports/{report_id}", response_class=HTMLResponse)

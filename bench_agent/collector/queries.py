@@ -9,7 +9,7 @@ import base64
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -180,3 +180,39 @@ def node_last_finished(conn: Connection) -> list[tuple[str, datetime]]:
 
 def stored_reports(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(db.reports)).scalar_one())
+
+
+@dataclass(slots=True)
+class BurninSeries:
+    """The time series of a node's newest burn-in report (report.series)."""
+
+    report_id: int
+    started_at: datetime
+    series: dict[str, list[tuple[datetime, float]]]
+
+
+def latest_burnin_series(conn: Connection, name: str, *, look_back: int = 20
+                         ) -> BurninSeries | None:
+    """The newest of the node's last ``look_back`` reports that carries a series.
+
+    The series lives only in the signed payload (the envelope as received), so it
+    is read from there: the plots show exactly what the node signed.
+    """
+    rows = conn.execute(
+        select(db.reports.c.id, db.reports.c.started_at, db.reports.c.envelope)
+        .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
+        .where(db.nodes.c.name == name)
+        .order_by(db.reports.c.finished_at.desc()).limit(look_back)
+    ).all()
+    for row in rows:
+        envelope = json.loads(bytes(row.envelope))
+        report = json.loads(base64.b64decode(envelope["payload"])).get("predicate", {})
+        raw = report.get("series")
+        if not isinstance(raw, dict) or not raw:
+            continue
+        start = row.started_at
+        series = {str(key): [(start + timedelta(seconds=float(t)), float(v))
+                             for t, v in points]
+                  for key, points in sorted(raw.items()) if isinstance(points, list)}
+        return BurninSeries(row.id, start, series)
+    return None
