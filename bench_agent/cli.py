@@ -492,7 +492,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print("checks:")
     for name in check_names():
         check = get_check(name)
-        print(f"  {name:<16} [{check.domain}] {check.description}")
+        print(f"  {name:<22} [{check.domain}] {check.description}")
     print("suites:")
     for name in suite_names():
         print(f"  {name}")
