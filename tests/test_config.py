@@ -35,8 +35,10 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def by_metric(profile: Profile) -> dict[str, Threshold]:
-    result = {t.metric: t for t in profile.thresholds}
-    assert len(result) == len(profile.thresholds), "one threshold per metric expected"
+    """The first threshold of each metric (a later one is a further tier, e.g. warm)."""
+    result: dict[str, Threshold] = {}
+    for t in profile.thresholds:
+        result.setdefault(t.metric, t)
     return result
 
 
