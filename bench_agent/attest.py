@@ -161,6 +161,9 @@ def init_key(path: Path, force: bool = False) -> NodeKey:
     key = NodeKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.tmp")
+    # Left by a run killed between open() and replace(): without this, O_EXCL
+    # would refuse every later attempt and every report would go unsigned.
+    tmp.unlink(missing_ok=True)
     # O_EXCL and mode 0600 at creation: the key is never readable by others, not
     # even between open() and chmod().
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -184,11 +187,16 @@ def load_key(path: Path) -> NodeKey:
                           ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the node key {path}: {exc.strerror}") from exc
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     key = NodeKey(pem)
     try:
         key.public  # noqa: B018 - parse now, fail here rather than at signing time
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise ConfigError(f"{path} is not a PEM private key: {exc}") from exc
+    except TypeError as exc:  # cryptography: "Password was not given but private key is encrypted"
+        raise ConfigError(f"{path} is an encrypted key; the node key must be unencrypted "
+                          f"({exc})") from exc
     return key
 
 

@@ -342,6 +342,14 @@ def build_report(rules: HealthRules, host: str, started: float, finished: float,
 def report_from_series(path: Path) -> Report:
     """Judge a series file again: a finished, an interrupted or a killed run."""
     records = read_series(path)
+    try:
+        return _judge_series(records)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ReportError(f"{path}: a record of the series cannot be read: "
+                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def _judge_series(records: list[dict[str, Any]]) -> Report:
     start = records[0]
     limits = Limits(**start.get("limits", {}))
     rules = HealthRules(limits, list(start.get("loads", {})))

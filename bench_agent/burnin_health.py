@@ -80,6 +80,8 @@ def parse_smart_log(text: str) -> dict[str, float]:
     """nvme-cli `smart-log -o json`: temperature (Kelvin in nvme-cli's JSON, as in
     the NVMe spec's SMART log), media errors, percentage used."""
     data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"nvme smart-log printed a JSON {type(data).__name__}, not an object")
     out: dict[str, float] = {}
     temperature = data.get("temperature")
     if isinstance(temperature, int | float) and temperature > 0:

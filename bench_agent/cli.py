@@ -530,7 +530,12 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
     path = args.key or default_key_path()
     if args.keys_command == "init":
-        key = init_key(path, force=args.force)
+        try:
+            key = init_key(path, force=args.force)
+        except OSError as exc:
+            from bench_agent.errors import ConfigError
+
+            raise ConfigError(f"cannot create the node key {path}: {exc}") from exc
         print(f"created {path} (mode 0600)")
     else:
         key = load_key(path)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench_agent.errors import ReportError
 from bench_agent.metrics import METRICS
 from bench_agent.units import Unit, format_value
 
@@ -56,7 +57,8 @@ def _rows_of(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"node": node, "report_id": report_id, "finished_at": finished,
              "metric": m["metric"], "device": m.get("device", ""), "value": float(m["value"]),
              "unit": m["unit"]}
-            for m in report.get("measurements", []) if "metric" in m and "value" in m]
+            for m in report.get("measurements", [])
+            if isinstance(m, dict) and "metric" in m and "value" in m]
 
 
 def load_dir(folder: Path) -> FleetData:
@@ -77,14 +79,32 @@ def load_dir(folder: Path) -> FleetData:
         if not isinstance(raw, dict) or "measurements" not in raw:
             data.unreadable.append(f"{path}: not a report")
             continue
+        try:
+            rows = _rows_of(raw)
+        except (TypeError, ValueError) as exc:  # a value that is no number, a list that is not
+            data.unreadable.append(f"{path}: unreadable measurements: {exc}")
+            continue
         data.reports += 1
-        data.rows.extend(_rows_of(raw))
+        data.rows.extend(rows)
     return data
 
 
 def load_collector(url: str, timeout: float = 60) -> FleetData:
-    """The newest report of each node, from the collector's read API."""
-    base = url.rstrip("/")
+    """The newest report of each node, from the collector's read API.
+
+    Raises ReportError when the collector cannot be reached or answers with
+    something that is not its API's JSON.
+    """
+    try:
+        return _load_collector(url.rstrip("/"), timeout)
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        raise ReportError(f"cannot read reports from the collector {url}: {exc}") from exc
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ReportError(f"the collector {url} answered in an unexpected shape: "
+                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def _load_collector(base: str, timeout: float) -> FleetData:
     data = FleetData()
 
     def get(path: str) -> Any:

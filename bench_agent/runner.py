@@ -115,7 +115,13 @@ def run_in_child(
                                           timeout=timeout)
     except subprocess.TimeoutExpired:
         _stop_group(proc)
-        stdout, stderr = proc.communicate()
+        try:
+            stdout, stderr = proc.communicate(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            # A process outside the group (it called setsid) still holds the
+            # pipes, or the child is stuck in the kernel (D state): give up on
+            # its output rather than hang the agent.
+            stdout, stderr = "", "its output pipes stayed open after it was killed"
         return CheckOutcome(
             name,
             status=Status.ERROR,
@@ -131,6 +137,14 @@ def run_in_child(
     return _outcome_from_output(name, proc.returncode, stdout, stderr, seconds)
 
 
+def _signal_name(number: int) -> str:
+    """SIGKILL for 9; real-time signals (SIGRTMIN+1...) have no enum member."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"{number}"
+
+
 def _outcome_from_output(
     name: str, returncode: int, stdout: str, stderr: str, seconds: float
 ) -> CheckOutcome:
@@ -143,7 +157,7 @@ def _outcome_from_output(
             response = None
     if not isinstance(response, dict) or "ok" not in response:
         if returncode < 0:
-            why = f"killed by signal {signal.Signals(-returncode).name}"
+            why = f"killed by signal {_signal_name(-returncode)}"
         elif returncode > 0:
             why = f"crashed with exit code {returncode}"
         else:

@@ -125,7 +125,7 @@ def pending_reports(spool: Path) -> list[Path]:
     return sorted(found, key=lambda p: (p.name.split("-", 1)[0], p.stat().st_mtime, str(p)))
 
 
-def _is_envelope(path: Path) -> str | None:
+def _why_not_sendable(path: Path) -> str | None:
     """None if the file is a DSSE envelope we can send, else why it is skipped."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -190,7 +190,7 @@ def upload_spool(
     result = UploadResult()
     queue = pending_reports(spool)
     for index, path in enumerate(queue):
-        why_not = _is_envelope(path)
+        why_not = _why_not_sendable(path)
         if why_not is not None:
             result.skipped.append((path, why_not))
             continue
@@ -212,7 +212,7 @@ def upload_spool(
             result.stopped_because = (outcome if isinstance(outcome, str)
                                       else f"HTTP {outcome.status}: {_reason(outcome)}")
             result.pending = [p for p in queue[index:] if p.exists()
-                              and _is_envelope(p) is None]
+                              and _why_not_sendable(p) is None]
             log(f"stopping: {result.stopped_because}; {len(result.pending)} report(s) wait")
             break
     return result

@@ -35,7 +35,7 @@ from bench_agent.checks.storage import (  # noqa: E402
     choose_engine,
     layout_job,
 )
-from bench_agent.tools import fio as fio_tool  # noqa: E402
+from bench_agent.tools import fio_run  # noqa: E402
 from bench_agent.units import Unit, format_value  # noqa: E402
 
 SIZE = 512 << 20
@@ -65,12 +65,12 @@ def raw_fio(fio: str, filename: str, rw: str, bs: int, iodepth: int, numjobs: in
 
 
 def main() -> int:
-    fio = fio_tool.find_fio()
+    fio = fio_run.find_fio()
     parent = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
     rows = []
     with tempfile.TemporaryDirectory(prefix=".bench-storage-", dir=parent) as tmp:
         target = Target(label=tmp, filename=str(Path(tmp) / "testfile"), size=SIZE, kind="file")
-        fio_tool.run_fio(fio, layout_job(target), 600)
+        fio_run.run_fio(fio, layout_job(target), 600)
         engine = choose_engine(fio, "auto", target, deadline=1e18)
         cases = [
             (RandReadCheck(), StorageParams(runtime=RUNTIME_S, ramp_time=RAMP_S, size=SIZE),
@@ -81,7 +81,7 @@ def main() -> int:
         for check, params, rw, bs, metric, unit in cases:
             agent, raw = [], []
             for _ in range(ROUNDS):
-                job = fio_tool.run_fio(
+                job = fio_run.run_fio(
                     fio, _job(check, target, params, engine), 600, readonly=True)[0]
                 ms = check.measurements(job, [target], params, engine)
                 agent.append(next(m.value for m in ms if m.metric == metric))

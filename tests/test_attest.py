@@ -166,6 +166,35 @@ def test_a_corrupt_key_file_is_a_clear_error(tmp_path: Path) -> None:
         load_key(tmp_path / "absent.key")
 
 
+def test_an_encrypted_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = tmp_path / "node.key"
+    path.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret")))
+    with pytest.raises(ConfigError, match="encrypted"):
+        load_key(path)
+
+
+def test_a_temporary_file_left_by_a_killed_run_does_not_block_key_creation(
+        tmp_path: Path) -> None:
+    path = tmp_path / "node.key"
+    (tmp_path / ".node.key.tmp").write_bytes(b"half a key")
+    key, created = load_or_create_key(path)
+    assert created and load_key(path).public == key.public
+    assert not (tmp_path / ".node.key.tmp").exists()
+
+
+def test_cli_keys_init_where_no_key_can_be_written_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = _cli("keys", "init", "--key", str(tmp_path / "a-file" / "node.key"))
+    assert result.returncode == 4, result.stderr
+    assert "cannot create the node key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_our_keyid_is_securesystemslibs() -> None:
     key = NodeKey.generate()
     theirs = SSlibKey.from_crypto(load_pem_public_key(key.public.pem().encode()))

@@ -15,7 +15,7 @@ import pytest
 from bench_agent.attest import NodeKey, PublicKey, verify_envelope
 from bench_agent.burnin import Burnin, load_burnin_config, read_series, report_from_series
 from bench_agent.burnin_health import HealthRules, Limits, parse_smart_log
-from bench_agent.errors import ConfigError
+from bench_agent.errors import ConfigError, ReportError
 from bench_agent.model import Status
 from bench_agent.units import Unit
 
@@ -118,6 +118,20 @@ def test_smart_log_json_is_read_in_celsius() -> None:
                        "percent_used": 3, "media_errors": 0, "num_err_log_entries": 12})
     assert parse_smart_log(text) == {"temp_c": pytest.approx(44.85), "percent_used": 3.0,
                                      "media_errors": 0.0}
+
+
+def test_smart_log_that_is_not_an_object_is_a_value_error() -> None:
+    # sample_nvme skips a drive on ValueError; anything else would end the burn-in.
+    with pytest.raises(ValueError, match="not an object"):
+        parse_smart_log("[]")
+
+
+def test_a_damaged_series_is_a_report_error_not_a_traceback(tmp_path: Path) -> None:
+    series = tmp_path / "s.jsonl"
+    series.write_text(json.dumps({"type": "start", "host": "n1"}) + "\n"  # no started_at
+                      + json.dumps({"type": "sample", "elapsed": "x"}) + "\n")
+    with pytest.raises(ReportError, match="cannot be read"):
+        report_from_series(series)
 
 
 def test_config_errors_name_file_and_key(tmp_path: Path) -> None:

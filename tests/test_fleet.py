@@ -79,6 +79,23 @@ def test_newest_report_per_node_and_worst_device(tmp_path: Path) -> None:
     assert len(data.unreadable) == 1 and "junk.json" in data.unreadable[0]
 
 
+def test_a_report_with_an_unreadable_value_is_skipped_not_a_crash(tmp_path: Path) -> None:
+    write_fleet(tmp_path, 3)
+    bad = report("node-bad", {"storage.randread_4k_iops": 1.0}, 777)
+    bad["measurements"][0]["value"] = "fast"  # type: ignore[index]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    data = fleet.load_dir(tmp_path)
+    assert data.reports == 3
+    assert len(data.unreadable) == 1 and "bad.json" in data.unreadable[0]
+
+
+def test_an_unreachable_collector_is_a_report_error() -> None:
+    from bench_agent.errors import ReportError
+
+    with pytest.raises(ReportError, match="cannot read reports from the collector"):
+        fleet.load_collector("http://127.0.0.1:9", timeout=5)
+
+
 def test_csv_and_html_outputs(fleets: dict[str, Path]) -> None:
     result = fleet.compare(fleet.node_metric_table(fleet.load_dir(fleets["planted"])))
     rows = list(csv.DictReader(io.StringIO(fleet.render_csv(result))))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +69,32 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
             break
         time.sleep(0.1)
     assert not alive, "the tool started by the check outlived the timeout"
+
+
+def test_killed_child_whose_escaped_grandchild_holds_the_pipes_does_not_hang(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "KILL_GRACE_S", 0.5)
+    pidfile = tmp_path / "grandchild.pid"
+    outcomes: list[CheckOutcome] = []
+    thread = threading.Thread(target=lambda: outcomes.append(run_in_child(
+        request(), timeout=1.0,
+        worker_command=worker("hang-with-escaped-grandchild", str(pidfile)))), daemon=True)
+    thread.start()
+    try:
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "run_in_child hung on pipes held by a setsid grandchild"
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        thread.join(timeout=10)
+    assert outcomes[0].status is Status.ERROR
+    assert outcomes[0].message.startswith("timed out after 1 s")
+
+
+def test_child_killed_by_a_realtime_signal_is_error_not_a_crash() -> None:
+    outcome = run_in_child(request(), timeout=30, worker_command=worker("realtime-signal"))
+    assert outcome.status is Status.ERROR
+    assert outcome.message.startswith(f"killed by signal {int(signal.SIGRTMIN) + 1}")
 
 
 def test_crash_by_signal_is_error_naming_the_signal() -> None:

@@ -30,7 +30,7 @@ from bench_agent.metrics import METRICS
 from bench_agent.model import Measurement, Status
 from bench_agent.runner import run_in_child
 from bench_agent.storage_safety import StorageRefused, inspect_device, write_refusals
-from bench_agent.tools import fio as fio_tool
+from bench_agent.tools import fio_run
 from bench_agent.units import Unit
 
 pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="fio not installed")
@@ -91,7 +91,7 @@ def test_bad_fio_option_is_tool_failed_with_fios_words(
 
 def test_run_fio_reports_fios_message() -> None:
     with pytest.raises(ToolFailed, match="Bad option"):
-        fio_tool.run_fio(fio_tool.find_fio(), "[j]\nfilename=/dev/null\nnot_an_option=3\n", 30)
+        fio_run.run_fio(fio_run.find_fio(), "[j]\nfilename=/dev/null\nnot_an_option=3\n", 30)
 
 
 def test_missing_target_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_not_enough_free_space_before_fio_starts(tmp_path: Path) -> None:
 
 
 def test_fio_missing_is_tool_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fio_tool.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fio_run.shutil, "which", lambda name: None)
     with pytest.raises(ToolMissing):
         run_check("storage.randread", {"target": str(tmp_path)})
 

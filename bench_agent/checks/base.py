@@ -11,11 +11,27 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from bench_agent.model import Measurement
+from bench_agent.units import Unit, UnitError, parse_quantity
+
+
+def _bytes_from_text(value: Any) -> Any:
+    """ "4 MiB" or "16G" as a whole number of bytes; anything else goes on to
+    pydantic's own int validation (and its ge/le bounds)."""
+    if isinstance(value, str):
+        try:
+            return int(parse_quantity(value, Unit.BYTES).value)
+        except UnitError as exc:
+            raise ValueError(str(exc)) from exc
+    return value
+
+
+# A params field in bytes that the suite YAML may write with a unit ("64 MiB").
+ByteSize = Annotated[int, BeforeValidator(_bytes_from_text)]
 
 
 class NoParams(BaseModel):

@@ -43,12 +43,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bench_agent.checks.base import Check, CheckContext
+from bench_agent.checks.base import ByteSize, Check, CheckContext
 from bench_agent.errors import CheckTimeout, NotApplicable, ParseError, ToolFailed
 from bench_agent.model import Measurement
 from bench_agent.storage_safety import StorageRefused, inspect_device, write_refusals
 from bench_agent.tools import fio as fio_tool
-from bench_agent.units import Unit, UnitError, parse_duration, parse_quantity
+from bench_agent.tools import fio_run
+from bench_agent.units import UnitError, parse_duration
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -72,7 +73,7 @@ class StorageParams(BaseModel):
     # its rated 4 KiB random-read IOPS (vendor specs state QD 32 x 4 threads or more).
     iodepth: int = Field(default=64, ge=1, le=4096)
     numjobs: int = Field(default=4, ge=1, le=256)
-    size: int = Field(default=16 * GIB, ge=MIB)  # test file in a directory target
+    size: ByteSize = Field(default=16 * GIB, ge=MIB)  # test file in a directory target
     ioengine: Literal["auto", "io_uring", "libaio", "psync"] = "auto"
     # A sequential fill of the target before a write test (off by default: it
     # doubles the write volume; a fresh drive writes faster than a used one).
@@ -86,16 +87,6 @@ class StorageParams(BaseModel):
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             try:
                 return parse_duration(value)
-            except UnitError as exc:
-                raise ValueError(str(exc)) from exc
-        return value
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _bytes(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return int(parse_quantity(value, Unit.BYTES).value)
             except UnitError as exc:
                 raise ValueError(str(exc)) from exc
         return value
@@ -302,7 +293,7 @@ class FioCheck(Check):
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         assert isinstance(params, StorageParams)
-        fio = fio_tool.find_fio()
+        fio = fio_run.find_fio()
         deadline = time.monotonic() + ctx.timeout - RESPONSE_MARGIN_S
         if params.runtime + params.ramp_time > ctx.timeout - RESPONSE_MARGIN_S:
             raise StorageRefused(
@@ -314,7 +305,7 @@ class FioCheck(Check):
             if directory is None:
                 return self._measure(fio, targets, params, deadline)
             with test_file(directory, params.size) as target:
-                fio_tool.run_fio(fio, layout_job(target), _left(deadline))
+                fio_run.run_fio(fio, layout_job(target), _left(deadline))
                 return self._measure(fio, [target, *targets], params, deadline)
 
     def _measure(self, fio: str, targets: list[Target], params: StorageParams,
@@ -322,9 +313,9 @@ class FioCheck(Check):
         engine = choose_engine(fio, params.ioengine, targets[0], deadline)
         readonly = not self.writes
         if self.writes and params.precondition:
-            fio_tool.run_fio(fio, fill_job(targets, engine), _left(deadline), json_plus=False)
+            fio_run.run_fio(fio, fill_job(targets, engine), _left(deadline), json_plus=False)
         job = measure_job(targets, self.rw, self.block, params, engine)
-        report, _ = fio_tool.run_fio(fio, job, _left(deadline), readonly=readonly)
+        report, _ = fio_run.run_fio(fio, job, _left(deadline), readonly=readonly)
         return self.measurements(report, targets, params, engine)
 
     def measurements(self, report: fio_tool.FioReport, targets: list[Target],
@@ -379,10 +370,10 @@ def choose_engine(fio: str, wanted: str, target: Target, deadline: float) -> str
     else psync (fio then caps iodepth at 1 and prints a note)."""
     if wanted != "auto":
         return wanted
-    compiled = fio_tool.engines(fio)
+    compiled = fio_run.engines(fio)
     if "io_uring" in compiled:
         try:
-            fio_tool.run_fio(fio, probe_job(target, "io_uring"), min(30.0, _left(deadline)),
+            fio_run.run_fio(fio, probe_job(target, "io_uring"), min(30.0, _left(deadline)),
                              json_plus=False, readonly=True)
             return "io_uring"
         except (ToolFailed, ParseError):

@@ -1,6 +1,6 @@
-"""fio: run a job file and read its JSON (or JSON+) output.
+"""fio: read its JSON (or JSON+) output.
 
-``run_fio`` drives the tool; everything else here is pure and tested on outputs
+Running fio lives in fio_run.py; everything here is pure and tested on outputs
 captured from real fio runs (tests/data/fio) and on the public samples.
 
 What fio's JSON means (fio HOWTO, "Terse output" / "JSON output" and the
@@ -41,13 +41,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
 from bench_agent.units import Unit
 
@@ -478,77 +476,3 @@ def parse_fio(text: str) -> list[Measurement]:
             out.extend(summary_measurements(summary, prefix, random, check, device,
                                             report.version, params))
     return out
-
-
-# --- running fio ------------------------------------------------------------------------
-
-
-def find_fio() -> str:
-    path = shutil.which("fio")
-    if path is None:
-        raise ToolMissing(TOOL, "apt-get install fio; `make install` does it as root")
-    return path
-
-
-def engines(fio: str) -> set[str]:
-    """Engines compiled into this fio (``fio --enghelp``); compiled is not usable:
-    io_uring can still be refused by the kernel or a seccomp filter."""
-    try:
-        done = subprocess.run([fio, "--enghelp"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return set()
-    return {line.strip() for line in done.stdout.splitlines()[1:] if line.strip()}
-
-
-def run_fio(
-    fio: str,
-    job_file: str,
-    timeout: float,
-    *,
-    json_plus: bool = True,
-    readonly: bool = False,
-) -> tuple[FioReport, str]:
-    """Run a job file given on stdin (fio reads "-" as stdin, so nothing is written
-    to disk for it); return the parsed report and the raw output."""
-    command = [fio, f"--output-format={'json+' if json_plus else 'json'}"]
-    if readonly:
-        # HOWTO, --readonly: "Turn on safety read-only checks, preventing writes
-        # and trims"; fio refuses a job that would write.
-        command.append("--readonly")
-    command.append("-")
-    try:
-        done = subprocess.run(command, input=job_file, capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise CheckTimeout(f"fio ran past {timeout:.0f} s and was stopped") from exc
-    except OSError as exc:
-        raise ToolFailed(TOOL, f"cannot start {fio}: {exc}") from exc
-    words = "\n".join(line for line in (done.stderr + "\n" + done.stdout).splitlines()
-                      if line.strip() and not line.lstrip().startswith(("{", "}", '"')))
-    if done.returncode != 0:
-        # A job error inside a valid report names the job; fio's stderr says why.
-        job_error = ""
-        try:
-            parse_fio_report(done.stdout)
-        except ToolFailed as exc:
-            job_error = str(exc).removeprefix("fio failed: ") + "; "
-        except ParseError:
-            pass
-        raise ToolFailed(TOOL, job_error + _tail(words or "no output"),
-                         returncode=done.returncode)
-    try:
-        report = parse_fio_report(done.stdout)
-    except ToolFailed as exc:
-        # Exit code 0 with an error inside: say so, with fio's words.
-        raise ToolFailed(TOOL, f"{str(exc).removeprefix('fio failed: ')}"
-                         f"{'; ' + _tail(words) if words else ''}", returncode=0) from exc
-    except ParseError as exc:
-        if done.stderr.strip():
-            raise ParseError(TOOL, f"{exc}; fio's stderr: {_tail(done.stderr)}") from exc
-        raise
-    return report, done.stdout
-
-
-def _tail(text: str, limit: int = 800) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else "…" + text[-limit:]

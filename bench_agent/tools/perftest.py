@@ -30,7 +30,6 @@ is read as key: value pairs, which works for both.
 from __future__ import annotations
 
 import re
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -38,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
+from bench_agent.tools.process import run_tool
 from bench_agent.tools.sockperf import clean_text
 from bench_agent.units import Unit
 
@@ -213,8 +213,6 @@ def supports_out_json(tool: str) -> bool:
 def run_client(tool: str, host: str, port: int, device: str, gid_index: int | None,
                size: int, iterations: int, timeout: float,
                report_gbits: bool = True) -> list[Measurement]:
-    if shutil.which(tool) is None:
-        raise ToolMissing(tool, "install perftest (apt install perftest)")
     verb = "read" if "read" in tool else "write"
     command = [tool, "-d", device, "-p", str(port), "-s", str(size), "-n", str(iterations)]
     if gid_index is not None:
@@ -226,11 +224,7 @@ def run_client(tool: str, host: str, port: int, device: str, gid_index: int | No
         if supports_out_json(tool):
             command += ["--out_json", f"--out_json_file={json_path}"]
         command.append(host)
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            raise CheckTimeout(f"{tool} ran past {timeout:g} s ({' '.join(command)})") from None
+        proc = run_tool(tool, command, timeout, "install perftest (apt install perftest)")
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
             raise ToolFailed(tool, _failure(output) or output[-500:], returncode=proc.returncode)

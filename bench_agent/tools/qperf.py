@@ -19,11 +19,10 @@ to RTR") may come with exit code 0 or 1.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
-from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
+from bench_agent.tools.process import run_tool
 from bench_agent.tools.sockperf import clean_text
 from bench_agent.units import Unit
 
@@ -86,13 +85,7 @@ def client_command(host: str, port: int, test: str, duration: int) -> list[str]:
 
 
 def run_qperf(command: list[str], timeout: float) -> str:
-    if shutil.which(TOOL) is None:
-        raise ToolMissing(TOOL, "install qperf (apt install qperf)")
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        raise CheckTimeout(f"qperf ran past {timeout:g} s ({' '.join(command)})") from None
+    proc = run_tool(TOOL, command, timeout, "install qperf (apt install qperf)")
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise ToolFailed(TOOL, output[-500:], returncode=proc.returncode)

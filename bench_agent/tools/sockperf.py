@@ -23,12 +23,11 @@ sockperf's default ("--tcp: Use TCP protocol (default UDP)", sockperf --help).
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from typing import Any
 
-from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
+from bench_agent.tools.process import run_tool
 from bench_agent.units import Unit
 
 TOOL = "sockperf"
@@ -98,13 +97,7 @@ def client_command(host: str, port: int, protocol: str, duration: int,
 
 
 def run_sockperf(command: list[str], timeout: float) -> str:
-    if shutil.which(TOOL) is None:
-        raise ToolMissing(TOOL, "install sockperf (apt install sockperf)")
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        raise CheckTimeout(f"sockperf ran past {timeout:g} s ({' '.join(command)})") from None
+    proc = run_tool(TOOL, command, timeout, "install sockperf (apt install sockperf)")
     output = proc.stdout + proc.stderr
     if proc.returncode != 0 and _AVG_RE.search(clean_text(output)) is None:
         raise ToolFailed(TOOL, clean_text(output)[-500:], returncode=proc.returncode)

@@ -26,6 +26,16 @@ elif mode == "hang-with-grandchild":
     with open(sys.argv[2], "w") as handle:
         handle.write(str(child.pid))
     time.sleep(600)
+elif mode == "hang-with-escaped-grandchild":
+    # A tool that left the process group (setsid) but kept our stdout and stderr.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                             start_new_session=True)
+    with open(sys.argv[2], "w") as handle:
+        handle.write(str(child.pid))
+    time.sleep(600)
+elif mode == "realtime-signal":
+    os.kill(os.getpid(), signal.SIGRTMIN + 1)  # default action: terminate
+    time.sleep(5)
 elif mode == "abort":
     os.abort()
 elif mode == "exit3":
