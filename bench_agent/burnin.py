@@ -198,15 +198,23 @@ class RunningLoad:
             value, self.latest = self.latest, None
         return value
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.stopped = True
-            os.killpg(self.proc.pid, signal.SIGTERM)
+    def stop(self, grace: float = 15.0) -> bool:
+        """SIGTERM, then SIGKILL; False when the load outlives even SIGKILL (a process
+        stuck in the kernel, as a hung GPU driver leaves it): we stop waiting."""
+        if self.proc.poll() is not None:
+            return True
+        self.stopped = True
+        for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                self.proc.wait(timeout=15)
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return True
+            try:
+                self.proc.wait(timeout=grace)
+                return True
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                continue
+        return False
 
 
 def start_load(name: str, params: dict[str, Any]) -> RunningLoad:
@@ -248,75 +256,92 @@ class Burnin:
                                 "path": self.config.path},
                       "loads": self.config.loads, "limits": self.config.limits.__dict__})
         nvme = nvme_devices_from_inventory()
-        loads = {name: start_load(name, {**params, "interval": self.config.interval,
-                                         "duration": self.duration + 60,
-                                         # the supervisor's pid: lets one find its loads
-                                         "owner": os.getpid(),
-                                         **({"target": self.target} if self.target and
-                                            name == "storage_fio" else {})})
-                 for name, params in self.config.loads.items()}
+        loads: dict[str, RunningLoad] = {}
         interrupted = False
+        aborted = ""
         try:
-            while True:
-                if self._stop.wait(self.config.interval):
-                    interrupted = True
-                    break
-                now = self.clock()
-                elapsed = now - started
-                sample: dict[str, Any] = {"type": "sample", "t": now, "elapsed": elapsed,
-                                          "cpu": sample_cpu(), "nvme": sample_nvme(nvme),
-                                          "loads": {}}
-                if self.gpu_sampler is not None:
-                    try:
-                        sample["gpus"] = self.gpu_sampler()
-                    except Exception as exc:  # a GPU off the bus: a finding, not a crash
-                        sample["gpu_error"] = f"{type(exc).__name__}: {exc}"
-                for name, load in loads.items():
-                    value = load.take()
-                    if value is not None:
-                        sample["loads"][name] = value
-                writer.write(sample)
-                for event in rules.feed(sample):
-                    writer.write(event.to_dict())
-                for name, load in loads.items():
-                    self._check_exit(name, load, rules, writer, elapsed)
+            for name, params in self.config.loads.items():
+                loads[name] = start_load(name, {
+                    **params, "interval": self.config.interval, "duration": self.duration + 60,
+                    "owner": os.getpid(),  # the supervisor's pid: lets one find its loads
+                    **({"target": self.target} if self.target and name == "storage_fio"
+                       else {})})
+            while not (interrupted := self._stop.wait(self.config.interval)):
+                elapsed = self._tick(started, loads, rules, writer, nvme)
                 if elapsed >= self.duration:
                     break
+        except Exception as exc:  # a load that cannot start, a full disk: keep what we have
+            aborted = f"{type(exc).__name__}: {exc}"
         finally:
-            for load in loads.values():
-                load.stop()
+            stuck = [name for name, load in loads.items() if not load.stop()]
             close = getattr(self.gpu_sampler, "close", None)
             if close is not None:
                 close()
+        elapsed = self.clock() - started
+        events = [e.to_dict() for name in stuck for e in rules.stuck(name, elapsed)]
         for name, load in loads.items():
-            self._check_exit(name, load, rules, writer, self.clock() - started)
+            if name not in stuck:
+                events += self._check_exit(name, load, rules, elapsed)
         finished = self.clock()
-        report = build_report(rules, self.host, started, finished, interrupted, self.config)
-        writer.write({"type": "end", "finished_at": _utc(finished), "interrupted": interrupted,
-                      "status": report.status.value})
-        writer.close()
+        report = build_report(rules, self.host, started, finished, interrupted, self.config,
+                              aborted=aborted)
+        try:
+            for event in events:
+                writer.write(event)
+            writer.write({"type": "end", "finished_at": _utc(finished),
+                          "interrupted": interrupted, "aborted": aborted,
+                          "status": report.status.value})
+            writer.close()
+        except OSError:
+            pass  # the series keeps every sample up to the failure; the report says why
         return report, series_path
 
+    def _tick(self, started: float, loads: dict[str, RunningLoad], rules: HealthRules,
+              writer: SeriesWriter, nvme: list[str]) -> float:
+        """One sample: read, judge, append (fsynced). Returns the elapsed time."""
+        now = self.clock()
+        elapsed = now - started
+        sample: dict[str, Any] = {"type": "sample", "t": now, "elapsed": elapsed,
+                                  "cpu": sample_cpu(), "nvme": sample_nvme(nvme), "loads": {}}
+        if self.gpu_sampler is not None:
+            try:
+                sample["gpus"] = self.gpu_sampler()
+            except Exception as exc:  # a GPU off the bus: a finding, not a crash
+                sample["gpu_error"] = f"{type(exc).__name__}: {exc}"
+        for name, load in loads.items():
+            value = load.take()
+            if value is not None:
+                sample["loads"][name] = value
+        writer.write(sample)
+        for event in rules.feed(sample):
+            writer.write(event.to_dict())
+        for name, load in loads.items():
+            for record in self._check_exit(name, load, rules, elapsed):
+                writer.write(record)
+        return elapsed
 
     def _check_exit(self, name: str, load: RunningLoad, rules: HealthRules,
-                    writer: SeriesWriter, elapsed: float) -> None:
-        """A load that ended on its own: SKIP if it cannot run here, else a crash."""
+                    elapsed: float) -> list[dict[str, Any]]:
+        """A load that ended on its own: SKIP if it cannot run here, else a crash.
+        Returns the series records to append."""
         code = load.proc.poll()
-        if code is None or name in rules._crashed or name in rules._skipped or load.stopped:
-            return
+        if code is None or rules.settled(name) or load.stopped:
+            return []
         why = load.last_words() or f"exit code {code}"
         if code == NOT_APPLICABLE:
             rules.not_applicable(name, why)
-            writer.write({"type": "skip", "load": name, "message": why})
-            return
-        for event in rules.crashed(name, elapsed, why):
-            writer.write(event.to_dict())
+            return [{"type": "skip", "load": name, "message": why}]
+        return [event.to_dict() for event in rules.crashed(name, elapsed, why)]
 
 
 def build_report(rules: HealthRules, host: str, started: float, finished: float,
                  interrupted: bool, config: BurninConfig | None,
-                 suite: dict[str, str] | None = None, killed: bool = False) -> Report:
+                 suite: dict[str, str] | None = None, killed: bool = False,
+                 aborted: str = "") -> Report:
     measurements, verdicts = rules.summary()
+    if aborted:
+        verdicts.append(Verdict("burnin", Status.ERROR, message=(
+            f"the burn-in stopped early after {finished - started:.0f} s: {aborted}")))
     if killed:
         verdicts.append(Verdict("burnin", Status.ERROR, message=(
             f"the run was killed: no end record; the series stops at +{finished - started:.0f} s")))
@@ -333,7 +358,7 @@ def build_report(rules: HealthRules, host: str, started: float, finished: float,
         inventory=collect_inventory(), suite=NamedDigest(**suite_info),
         profile=NamedDigest("burnin-limits", suite_info["sha256"], suite_info.get("path", "")),
         started_at=_utc(started), finished_at=_utc(finished), measurements=measurements,
-        verdicts=verdicts, interrupted=interrupted or killed,
+        verdicts=verdicts, interrupted=interrupted or killed or bool(aborted),
         series={name: [[round(t, 3), v] for t, v in points]
                 for name, points in rules.series.items()},
     )
@@ -365,13 +390,15 @@ def _judge_series(records: list[dict[str, Any]]) -> Report:
             rules.crashed(load, float(record["elapsed"]), record["message"].split(": ", 1)[-1])
         elif record.get("type") == "skip":
             rules.not_applicable(record["load"], record.get("message", ""))
+        elif record.get("type") == "event" and "did not exit" in record.get("message", ""):
+            rules.stuck(record["metric"].removeprefix("burnin."), float(record["elapsed"]))
         elif record.get("type") == "end":
             end = record
     finished = (datetime.fromisoformat(end["finished_at"].replace("Z", "+00:00")).timestamp()
                 if end else last)
     return build_report(rules, start["host"], started, finished,
                         bool(end and end.get("interrupted")), None, suite=start.get("suite"),
-                        killed=end is None)
+                        killed=end is None, aborted=str(end.get("aborted", "")) if end else "")
 
 
 def _axis_label(series: str) -> str:

@@ -93,18 +93,23 @@ def parse_smart_log(text: str) -> dict[str, float]:
     return out
 
 
-def sample_nvme(devices: list[str]) -> dict[str, dict[str, float]]:
+def sample_nvme(devices: list[str]) -> dict[str, dict[str, Any]]:
     if not devices or shutil.which("nvme") is None:
         return {}
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for device in devices:
         try:
             proc = subprocess.run(["nvme", "smart-log", device, "-o", "json"],
                                   capture_output=True, text=True, timeout=10)
             if proc.returncode == 0:
                 out[device] = parse_smart_log(proc.stdout)
-        except (OSError, subprocess.TimeoutExpired, ValueError):
-            continue
+            else:
+                why = (proc.stderr or proc.stdout).strip()[-200:]
+                out[device] = {"unreadable": why or f"exit code {proc.returncode}"}
+        except subprocess.TimeoutExpired:
+            out[device] = {"unreadable": "nvme smart-log did not answer in 10 s"}
+        except (OSError, ValueError) as exc:
+            out[device] = {"unreadable": str(exc)}
     return out
 
 
@@ -152,6 +157,7 @@ class HealthRules:
     _first: dict[str, dict[str, float]] = field(default_factory=dict)
     _crashed: dict[str, str] = field(default_factory=dict)
     _skipped: dict[str, str] = field(default_factory=dict)
+    _readable: set[str] = field(default_factory=set)
 
     def _fire(self, key: tuple[str, str], event: Event, out: list[Event]) -> None:
         if key in self._fired:
@@ -162,6 +168,20 @@ class HealthRules:
 
     def _track(self, name: str, elapsed: float, value: float) -> None:
         self.series.setdefault(name, []).append((elapsed, value))
+
+    def settled(self, load: str) -> bool:
+        """The load's end has been judged already (crashed, stuck, or not applicable)."""
+        return load in self._crashed or load in self._skipped
+
+    def stuck(self, load: str, elapsed: float) -> list[Event]:
+        """The load outlived SIGKILL: a process stuck in the kernel (a hung driver)."""
+        out: list[Event] = []
+        self._crashed[load] = "did not exit after SIGKILL"
+        self._fire(("stuck", load), Event(
+            elapsed, Status.FAIL, "burnin.loads", f"burnin.{load}",
+            f"load {load} did not exit after SIGKILL at +{elapsed:.0f} s: stuck in the "
+            "kernel (a hung GPU driver or I/O)"), out)
+        return out
 
     def not_applicable(self, load: str, why: str) -> None:
         """The load cannot run on this node: SKIP, not a crash (no event in the series)."""
@@ -187,6 +207,7 @@ class HealthRules:
                 self._track(f"cpu.{key}", t, float(cpu[key]))
         self._check_temp("cpu", "", cpu.get("temp_c_max"), self.limits.cpu_temperature, t, out)
         for device, smart in sample.get("nvme", {}).items():
+            self._check_readable(device, smart, t, out)
             if "temp_c" in smart:
                 self._track(f"nvme.{device}.temp_c", t, smart["temp_c"])
             self._check_temp("nvme", device, smart.get("temp_c"), self.limits.nvme_temperature,
@@ -199,6 +220,23 @@ class HealthRules:
                 t, Status.FAIL, "burnin.gpu", "burnin.gpu_readable",
                 f"GPUs could not be read at +{t:.0f} s: {sample['gpu_error']}"), out)
         return out
+
+    def _check_readable(self, device: str, smart: dict[str, Any], t: float,
+                        out: list[Event]) -> None:
+        """A drive whose SMART log stops answering mid-run has likely dropped off the
+        bus (FAIL); one never readable (no permission, old nvme-cli) is a WARN."""
+        if "unreadable" not in smart:
+            self._readable.add(device)
+            return
+        if device in self._readable:
+            self._fire(("nvme_lost", device), Event(
+                t, Status.FAIL, "burnin.nvme", "burnin.nvme_readable",
+                f"nvme {device} stopped answering at +{t:.0f} s: {smart['unreadable']}",
+                device), out)
+        else:
+            self._fire(("nvme_unreadable", device), Event(
+                t, Status.WARN, "burnin.nvme", "burnin.nvme_readable",
+                f"cannot read the SMART log of {device}: {smart['unreadable']}", device), out)
 
     def _check_drop(self, load: str, t: float, out: list[Event]) -> None:
         points = self.series[f"load.{load}"]
@@ -322,18 +360,22 @@ class HealthRules:
 
 def gpu_sampler_from_nvml() -> Callable[[], list[dict[str, Any]]] | None:
     """A GPU sampler over NVML, or None where there is no NVML or no GPU."""
+    from bench_agent.errors import NotApplicable, ToolMissing
+    from bench_agent.tools import nvml
+
     try:
-        from bench_agent.tools import nvml
-    except ImportError:
+        sampler: Callable[[], list[dict[str, Any]]] = nvml.burnin_sampler()
+    except (ToolMissing, NotApplicable):  # no library, no driver, no GPU: nothing to watch
         return None
-    sampler = getattr(nvml, "burnin_sampler", None)
-    if sampler is None:
-        return None
-    try:
-        result: Callable[[], list[dict[str, Any]]] | None = sampler()
-    except Exception:  # no library, no driver, no GPU: nothing to sample
-        return None
-    return result
+    except Exception as exc:
+        # NVML is there but broken: every sample says so (a FAIL), never a quiet PASS.
+        failure = f"NVML failed at the start of the burn-in: {exc}"
+
+        def broken() -> list[dict[str, Any]]:
+            raise RuntimeError(failure)
+
+        return broken
+    return sampler
 
 
 def nvme_devices_from_inventory(root: Path = Path("/")) -> list[str]:

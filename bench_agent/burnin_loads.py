@@ -144,9 +144,11 @@ def storage_fio(params: dict[str, Any]) -> None:
         f"--runtime={int(float(params.get('duration', 86400 * 30)))}",
         f"--status-interval={interval}", "--output-format=json",
     ]
+    # fio's stderr goes to a file, not a pipe nobody reads until the end: a chatty
+    # fio would fill the pipe, block, and look like a throughput drop.
+    errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by the `with` after the run
     try:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
     except FileNotFoundError:
         raise NotApplicableHere("storage load: fio is not installed") from None
     assert proc.stdout is not None
@@ -174,9 +176,11 @@ def storage_fio(params: dict[str, Any]) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         test_file.unlink(missing_ok=True)
+    with errors:
+        errors.seek(0)
+        last_words = errors.read().strip()[-500:]
     if _running and proc.returncode not in (0, None, -signal.SIGTERM):
-        stderr = proc.stderr.read() if proc.stderr else ""
-        raise SystemExit(f"storage load: fio exited {proc.returncode}: {stderr.strip()[-500:]}")
+        raise SystemExit(f"storage load: fio exited {proc.returncode}: {last_words}")
 
 
 def gpu_matmul(params: dict[str, Any]) -> None:

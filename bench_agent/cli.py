@@ -21,227 +21,32 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bench_agent.fleet import FleetData
     from bench_agent.model import Report
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG, EXIT_REPORT = 0, 1, 2, 3, 4, 5
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="bench-agent",
-        description="Measure an AI cluster node (GPU, NCCL, storage, network, CPU) against "
-        "the requirements guide and write a report.",
-        epilog="Exit codes: 0 pass, 1 fail, 2 error/incomplete, 3 usage, 4 config, 5 report I/O.",
-    )
-    from bench_agent import __version__
-
-    parser.add_argument("--version", action="version", version=f"bench-agent {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    inv = sub.add_parser("inventory", help="print the node's inventory")
-    inv.add_argument("--json", action="store_true", help="JSON instead of a summary")
-    inv.add_argument("--sysroot", type=Path, default=Path("/"), help=argparse.SUPPRESS)
-
-    run = sub.add_parser("run", help="run checks and write a report",
-                         description="Run domains (cpu, storage, network, gpu, nccl), suites "
-                         "(quick, acceptance, ...) or single checks; default: quick.")
-    run.add_argument("targets", nargs="*", metavar="DOMAIN|SUITE|CHECK")
-    run.add_argument("--profile", help="profile name or YAML path (default: the suite's, "
-                     "else guide-minimum)")
-    run.add_argument("--suite-file", type=Path, help="run this suite YAML file")
-    run.add_argument("--output", type=Path, default=Path("results"),
-                     help="report folder (default: results/)")
-    run.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    run.add_argument("--sysroot", type=Path, default=Path("/"), help=argparse.SUPPRESS)
-    run.add_argument("--key", type=Path, help="node signing key (default: see `keys show`; "
-                     "created on first run)")
-    run.add_argument("--no-sign", action="store_true", help="write the report unsigned")
-    run.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML")
-    run.add_argument("--upload", metavar="URL",
-                     help="upload the spool (this report and any waiting) to the collector")
-    run.add_argument("--prom", type=Path, metavar="FILE",
-                     help="also write a Prometheus textfile (node_exporter textfile collector)")
-    storage = run.add_argument_group("storage targets")
-    storage.add_argument("--target", type=Path, help="directory to test in (a test file is "
-                         "created inside and removed); default: the output folder's filesystem")
-    storage.add_argument("--device", action="append", default=[], metavar="DEV",
-                         help="raw block device to test (repeatable); reads are read-only")
-    storage.add_argument("--all-nvme", action="store_true",
-                         help="test every NVMe namespace in the inventory")
-    storage.add_argument("--destructive", action="store_true",
-                         help="allow write tests on raw devices (refused on mounted devices or "
-                         "devices holding partitions or a filesystem)")
-    network = run.add_argument_group("network")
-    network.add_argument("--peer", metavar="ADDRESS",
-                         help="node running `bench-agent peer` to measure against")
-    nccl = run.add_argument_group("nccl across nodes (torchrun c10d rendezvous)")
-    nccl.add_argument("--nnodes", type=int, default=1, help="nodes taking part (default 1)")
-    nccl.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
-                      help="rendezvous endpoint, one of the nodes; same on every node")
-    nccl.add_argument("--rdzv-id", help="rendezvous id, same on every node of one run")
-
-    burnin = sub.add_parser("burnin", help="sustained load with health sampling",
-                            description="Keep the node under the loads of a burn-in suite, "
-                            "sample health every interval into a JSON-lines series, and "
-                            "write a signed report at the end (or when interrupted).")
-    burnin.add_argument("--duration", required=True, help="how long: 20s, 30m, 4h")
-    burnin.add_argument("--suite", default="burnin", help="burn-in suite name (default burnin)")
-    burnin.add_argument("--suite-file", type=Path, help="a burn-in suite YAML file")
-    burnin.add_argument("--output", type=Path, default=Path("results"))
-    burnin.add_argument("--target", type=Path, help="directory for the storage load's file")
-    burnin.add_argument("--key", type=Path)
-    burnin.add_argument("--no-sign", action="store_true")
-    burnin.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    burnin.add_argument("--upload", metavar="URL")
-    burnin.add_argument("--json", action="store_true")
-    burnin.set_defaults(junit=None, prom=None)
-
-    upload = sub.add_parser("upload", help="send waiting reports to the collector",
-                            description="Send every signed report in the spool that the "
-                            "collector has not acknowledged, oldest first. Exit 0 all "
-                            "delivered, 1 some refused, 2 some still waiting.")
-    upload.add_argument("--collector", metavar="URL",
-                        help="collector base URL (default: $BENCH_AGENT_COLLECTOR)")
-    upload.add_argument("--output", type=Path, default=Path("results"),
-                        help="the spool: the report folder of `run` (default: results/)")
-    upload.add_argument("--key", type=Path, help="node key whose public half is offered to "
-                        "a collector in --auto-enroll mode (default: the node key)")
-
-    fleet = sub.add_parser("fleet", help="compare nodes (needs the fleet extra: pandas)")
-    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, parser_class=_Parser)
-    compare = fleet_sub.add_parser("compare", help="nodes by key metrics, with outliers",
-                                   description="Newest report per node; outliers are nodes "
-                                   "whose modified z-score lies beyond --z in the bad "
-                                   "direction. Exit 0 no outlier, 1 outliers found.")
-    compare.add_argument("folder", type=Path, nargs="?", help="folder of report files")
-    compare.add_argument("--collector", metavar="URL", help="read reports from a collector")
-    compare.add_argument("--format", choices=("table", "csv", "html"), default="table")
-    compare.add_argument("--out", type=Path, help="write to this file instead of stdout")
-    compare.add_argument("--z", type=float, default=3.5, help="outlier line (default 3.5)")
-    baseline = sub.add_parser("baseline", help="derive baselines from a healthy fleet")
-    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True,
-                                           parser_class=_Parser)
-    generate = baseline_sub.add_parser("generate", help="write a fleet baseline YAML")
-    generate.add_argument("folder", type=Path)
-    generate.add_argument("--out", type=Path, required=True)
-    generate.add_argument("--name", help="baseline name (default: the file name)")
-    generate.add_argument("--z", type=float, default=3.5)
-
-    sub.add_parser("list", help="list checks, suites and profiles")
-
-    report = sub.add_parser("report", help="read reports")
-    report_sub = report.add_subparsers(dest="report_command", required=True,
-                                       parser_class=_Parser)
-    show = report_sub.add_parser("show", help="print a report's verdict table")
-    show.add_argument("file", type=Path)
-    show.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    show.add_argument("--json", action="store_const", const="json", dest="format",
-                      help="same as --format json")
-
-    keys = sub.add_parser("keys", help="the node's Ed25519 signing key")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
-    keys_init = keys_sub.add_parser("init", help="create the node key (mode 0600)")
-    keys_init.add_argument("--key", type=Path, help="key path (default: "
-                           "$BENCH_AGENT_KEY, /etc/bench-agent/node.key as root, else "
-                           "~/.config/bench-agent/node.key)")
-    keys_init.add_argument("--force", action="store_true", help="replace an existing key")
-    keys_show = keys_sub.add_parser("show", help="print the public key (PEM) and its keyid")
-    keys_show.add_argument("--key", type=Path)
-
-    verify = sub.add_parser("verify", help="verify a signed report (exit 0 valid, 1 not)")
-    verify.add_argument("file", type=Path)
-    verify.add_argument("--pubkey", type=Path, required=True, help="the node's public key PEM")
-
-    peer = sub.add_parser("peer", help="serve the network checks of another node",
-                          description="Start and supervise iperf3, sockperf and qperf servers "
-                          "and a control port (perftest servers on demand) until SIGTERM or "
-                          "Ctrl-C. With no options: every address, default ports.")
-    peer.add_argument("--bind", default="", metavar="ADDRESS",
-                      help="listen on this address only (default: every address)")
-    peer.add_argument("--ports", action="append", default=[], metavar="NAME=PORT,...",
-                      help="override ports: control=5200, iperf3=5201 (first of N), "
-                      "sockperf=11111, qperf=19765, perftest=18515")
-    peer.add_argument("--iperf3-servers", type=int, default=4, metavar="N",
-                      help="iperf3 server processes, one port each (default 4)")
-    parse = sub.add_parser("parse", help="print the measurements read from a tool's output")
-    parse.add_argument("tool")
-    parse.add_argument("file", type=Path)
-    _add_collector_parser(sub)
-    return parser
-
-
-def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
-    """`collector serve|enroll|revoke`: the central service (needs the collector extra)."""
-    default_db = "sqlite:///collector.db"  # settings.DEFAULT_DB_URL, without importing it
-    collector = sub.add_parser("collector", help="run the central collector, enroll node keys")
-    csub = collector.add_subparsers(dest="collector_command", required=True,
-                                    parser_class=_Parser)
-    serve = csub.add_parser("serve", help="serve the report API and the dashboard")
-    serve.add_argument("--db", default=default_db, help="database URL (default: "
-                       f"{default_db}; PostgreSQL: postgresql://user@host/db)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--auto-enroll", action="store_true", help="trust a node's first key "
-                       "on first use (labs only)")
-    serve.add_argument("--admin-token-file", type=Path, help="file holding the token of "
-                       "POST /v1/keys and revocation (else $BENCH_AGENT_COLLECTOR_TOKEN)")
-    serve.add_argument("--max-body-bytes", type=int, help="largest report accepted "
-                       "(default 4 MiB)")
-    serve.add_argument("--no-access-log", dest="access_log", action="store_false")
-    enroll = csub.add_parser("enroll", help="enroll a node's public key")
-    enroll.add_argument("--db", default=default_db)
-    enroll.add_argument("--node", required=True, help="the node's name (its report host)")
-    enroll.add_argument("--pubkey", type=Path, required=True,
-                        help="PEM public key (`bench-agent keys show` on the node)")
-    revoke = csub.add_parser("revoke", help="revoke a node key")
-    revoke.add_argument("--db", default=default_db)
-    revoke.add_argument("keyid")
+from bench_agent.cli_parser import (
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_REPORT,
+    EXIT_USAGE,
+    build_parser,
+)
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
+    from bench_agent.display import print_inventory
     from bench_agent.inventory import collect_inventory
 
     inventory = collect_inventory(args.sysroot)
     if args.json:
         print(json.dumps(inventory, indent=2))
-        return EXIT_OK
-    cpu = inventory.get("cpu", {})
-    mem = inventory.get("memory", {})
-    from bench_agent.units import Unit, format_value
-
-    total = mem.get("total_bytes")
-    print(f"host     {inventory.get('host', {}).get('hostname', '?')}")
-    print(f"os       {inventory.get('os', {}).get('pretty_name', '?')}, kernel "
-          f"{inventory.get('os', {}).get('kernel', '?')}")
-    print(f"cpu      {cpu.get('model', '?')}: {cpu.get('sockets')} socket(s), "
-          f"{cpu.get('physical_cores')} cores, {cpu.get('logical_cpus')} logical; "
-          f"AI flags: {' '.join(cpu.get('flags_ai') or []) or 'none'}")
-    print(f"memory   {format_value(total, Unit.BYTES) if total else '?'}, "
-          f"{len(mem.get('numa_nodes') or [])} NUMA node(s)")
-    for disk in inventory.get("disks", []):
-        size = format_value(disk["size_bytes"], Unit.BYTES) if disk.get("size_bytes") else "?"
-        kind = "NVMe" if disk.get("nvme") else ("HDD" if disk.get("rotational") else "SSD")
-        print(f"disk     {disk.get('name')}: {disk.get('model') or '?'} {size} {kind}")
-    for nic in inventory.get("nics", []):
-        speed = nic.get("speed_bits_per_second")
-        shown = format_value(speed, Unit.BITS_PER_SECOND) if speed else "unknown speed"
-        print(f"nic      {nic.get('name')}: {shown}, driver {nic.get('driver') or '-'}")
-    for port in inventory.get("infiniband", []):
-        print(f"ib       {port.get('device')}/{port.get('port')}: {port.get('state')}, "
-              f"{port.get('rate')}, {port.get('link_layer')}")
-    gpus = inventory.get("gpus", [])
-    print(f"gpus     {len(gpus)}" + (f" ({inventory['gpu_probe_note']})"
-                                     if not gpus and inventory.get("gpu_probe_note") else ""))
+    else:
+        print_inventory(inventory)
     return EXIT_OK
 
 
@@ -359,8 +164,11 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     target = report_path(args.output, report)
     saved = _save_report(args, report, target)
     if not args.no_plots:
-        plots = draw_plots(report, target.parent, target.name.removesuffix(".json"))
-        print(f"plots: {len(plots)} PNG file(s) beside the report", file=sys.stderr)
+        try:
+            plots = draw_plots(report, target.parent, target.name.removesuffix(".json"))
+            print(f"plots: {len(plots)} PNG file(s) beside the report", file=sys.stderr)
+        except Exception as exc:  # matplotlib missing or a full disk: the report stands
+            print(f"bench-agent: no plots: {type(exc).__name__}: {exc}", file=sys.stderr)
     code = exit_code(report) if saved else EXIT_REPORT
     if args.upload:
         code = max(code, EXIT_ERROR if _upload(args.output, args.upload, args.key) else EXIT_OK)

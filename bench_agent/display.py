@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from bench_agent.model import Report, Status
 from bench_agent.runner import CheckOutcome
-from bench_agent.units import format_value
+from bench_agent.units import Unit, format_value
 
 _STYLE = {
     "PASS": "green",
@@ -125,3 +125,33 @@ class RichProgress:
 
 def make_progress() -> PlainProgress | RichProgress:
     return RichProgress() if _is_terminal(sys.stderr) else PlainProgress()
+
+
+def print_inventory(inventory: dict[str, Any]) -> None:
+    """A one-screen summary of collect_inventory()'s facts."""
+    cpu = inventory.get("cpu", {})
+    mem = inventory.get("memory", {})
+
+    total = mem.get("total_bytes")
+    print(f"host     {inventory.get('host', {}).get('hostname', '?')}")
+    print(f"os       {inventory.get('os', {}).get('pretty_name', '?')}, kernel "
+          f"{inventory.get('os', {}).get('kernel', '?')}")
+    print(f"cpu      {cpu.get('model', '?')}: {cpu.get('sockets')} socket(s), "
+          f"{cpu.get('physical_cores')} cores, {cpu.get('logical_cpus')} logical; "
+          f"AI flags: {' '.join(cpu.get('flags_ai') or []) or 'none'}")
+    print(f"memory   {format_value(total, Unit.BYTES) if total else '?'}, "
+          f"{len(mem.get('numa_nodes') or [])} NUMA node(s)")
+    for disk in inventory.get("disks", []):
+        size = format_value(disk["size_bytes"], Unit.BYTES) if disk.get("size_bytes") else "?"
+        kind = "NVMe" if disk.get("nvme") else ("HDD" if disk.get("rotational") else "SSD")
+        print(f"disk     {disk.get('name')}: {disk.get('model') or '?'} {size} {kind}")
+    for nic in inventory.get("nics", []):
+        speed = nic.get("speed_bits_per_second")
+        shown = format_value(speed, Unit.BITS_PER_SECOND) if speed else "unknown speed"
+        print(f"nic      {nic.get('name')}: {shown}, driver {nic.get('driver') or '-'}")
+    for port in inventory.get("infiniband", []):
+        print(f"ib       {port.get('device')}/{port.get('port')}: {port.get('state')}, "
+              f"{port.get('rate')}, {port.get('link_layer')}")
+    gpus = inventory.get("gpus", [])
+    print(f"gpus     {len(gpus)}" + (f" ({inventory['gpu_probe_note']})"
+                                     if not gpus and inventory.get("gpu_probe_note") else ""))

@@ -228,8 +228,16 @@ class Runner:
 
     def run(self) -> Report:
         started = _utc_now()
-        inventory = self.collect_inventory()
         outcomes: list[CheckOutcome] = []
+        try:
+            inventory = self.collect_inventory()
+        except KeyboardInterrupt:
+            # Stopped before any check ran: still a report, marked interrupted.
+            skipped = [CheckOutcome(p.check, status=Status.SKIP,
+                                    message="not run: the run was interrupted")
+                       for p in self.suite.checks]
+            return self.build_report(skipped, {"error": "interrupted while collecting"},
+                                     started, True)
         interrupted = False
         total = len(self.suite.checks)
         for index, plan in enumerate(self.suite.checks):

@@ -13,8 +13,9 @@ as delivered. Layout, per host folder:
 A report is moved to sent/ only after the acknowledgement, with a rename on the
 same filesystem; a crash between the two resends it next time, and the
 collector answers 200 (the payload digest is its idempotency key). Nothing is
-deleted. A collector that is down or overloaded (connection error, 5xx, 429)
-leaves every remaining report pending for the next upload.
+deleted. A collector that is down or overloaded (connection error, 5xx, 429),
+or that does not know the node's key yet (401) or the URL (404), leaves every
+remaining report pending for the next upload.
 
 The HTTP client is the standard library's, behind one seam (``Transport``), so
 the agent needs no web stack to upload.
@@ -23,6 +24,7 @@ the agent needs no web stack to upload.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import random
@@ -39,6 +41,10 @@ REJECTED = "rejected"
 DELIVERED_STATUSES = (200, 201)
 # Retryable: the collector is busy or broken, the report is not at fault.
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+# Not the report's fault and not transient: the node's key is not enrolled yet
+# (401) or the URL is wrong (404). Retrying now is pointless, giving up on the
+# report would lose it: stop, and leave everything waiting for the next upload.
+WAIT_STATUSES = (401, 404)
 NOT_HOSTS = ("schema", "examples")
 
 
@@ -182,7 +188,27 @@ def upload_spool(
     log: Callable[[str], None] = lambda message: None,
     public_key: bytes | None = None,
 ) -> UploadResult:
-    """Send every pending report; see the module docstring for what happens to each."""
+    """Send every pending report; see the module docstring for what happens to each.
+
+    One upload at a time per spool (a timer and `run --upload` may overlap): an
+    exclusive lock on ``<spool>/.upload.lock`` makes the second wait its turn.
+    """
+    spool.mkdir(parents=True, exist_ok=True)
+    with open(spool / ".upload.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _upload_locked(spool, collector_url, transport, backoff, timeout, log,
+                              public_key)
+
+
+def _upload_locked(
+    spool: Path,
+    collector_url: str,
+    transport: Transport,
+    backoff: Backoff | None,
+    timeout: float,
+    log: Callable[[str], None],
+    public_key: bytes | None,
+) -> UploadResult:
     backoff = backoff or Backoff()
     headers = ({PUBLIC_KEY_HEADER: base64.b64encode(public_key).decode()}
                if public_key else {})
@@ -194,14 +220,17 @@ def upload_spool(
         if why_not is not None:
             result.skipped.append((path, why_not))
             continue
-        body = path.read_bytes()
+        try:
+            body = path.read_bytes()
+        except FileNotFoundError:
+            continue  # moved by hand meanwhile: nothing to send
         outcome = _send_with_retries(url, body, transport, backoff, timeout, log, path,
                                      headers)
         if isinstance(outcome, Response) and outcome.status in DELIVERED_STATUSES:
             result.delivered.append(_move(path, SENT))
             log(f"delivered {path.name} ({outcome.status})")
         elif isinstance(outcome, Response) and 400 <= outcome.status < 500 \
-                and outcome.status not in RETRY_STATUSES:
+                and outcome.status not in RETRY_STATUSES + WAIT_STATUSES:
             reason = f"HTTP {outcome.status}: {_reason(outcome)}"
             target = _move(path, REJECTED)
             target.with_name(target.name + ".reason").write_text(reason + "\n")
@@ -236,7 +265,7 @@ def _send_with_retries(
         except TransportError as exc:
             last, retry_after = str(exc), None
         else:
-            if response.status not in RETRY_STATUSES:
+            if response.status not in RETRY_STATUSES or response.status in WAIT_STATUSES:
                 return response
             last, retry_after = response, _retry_after(response.headers)
         if attempt + 1 < backoff.attempts:

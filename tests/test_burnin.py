@@ -282,3 +282,65 @@ def test_collector_node_page_shows_the_burnin_plots(tmp_path: Path) -> None:
     assert 'data-series="load.cpu_matmul"' in page
     assert page.count('class="burnin-plot"') == len(report.series)
     assert "FLOP/s" in page  # the load's axis is labelled in its unit
+
+
+def test_a_load_that_cannot_start_stops_the_others_and_reports_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench_agent import burnin as burnin_module
+
+    real_start = burnin_module.start_load
+    started: list[object] = []
+
+    def start_or_fail(name: str, params: dict[str, object]) -> object:
+        if name == "storage_fio":
+            raise OSError(24, "Too many open files")
+        load = real_start(name, params)
+        started.append(load)
+        return load
+
+    monkeypatch.setattr(burnin_module, "start_load", start_or_fail)
+    config = load_burnin_config(write_suite(tmp_path, CPU_AND_FIO))
+    report, series = Burnin(config, duration=30, output_dir=tmp_path / "out", host="n1").run()
+    assert report.interrupted and report.status is Status.ERROR
+    assert any("stopped early" in v.message and "Too many open files" in v.message
+               for v in report.verdicts)
+    assert all(load.proc.poll() is not None for load in started)  # type: ignore[attr-defined]
+    assert read_series(series)[-1]["type"] == "end"
+
+
+def test_rules_for_a_stuck_load_and_a_drive_that_stops_answering() -> None:
+    rules = HealthRules(Limits(), ["gpu_matmul"])
+    rules.feed({"elapsed": 10, "nvme": {"/dev/nvme0n1": {"temp_c": 40.0},
+                                         "/dev/nvme1n1": {"unreadable": "Permission denied"}}})
+    events = rules.feed({"elapsed": 20, "nvme": {
+        "/dev/nvme0n1": {"unreadable": "No such device"},
+        "/dev/nvme1n1": {"unreadable": "Permission denied"}}})
+    assert [(e.status, e.device) for e in events] == [(Status.FAIL, "/dev/nvme0n1")]
+    assert "stopped answering at +20 s: No such device" in events[0].message
+    warned = [e for e in rules.events if e.status is Status.WARN]
+    assert [e.device for e in warned] == ["/dev/nvme1n1"]  # never readable: a WARN, once
+    stuck = rules.stuck("gpu_matmul", 30)
+    assert stuck[0].status is Status.FAIL and "did not exit after SIGKILL" in stuck[0].message
+    assert rules.settled("gpu_matmul")
+
+
+def test_broken_nvml_is_a_fail_not_a_quiet_pass() -> None:
+    from bench_agent.burnin_health import gpu_sampler_from_nvml
+    from bench_agent.tools import nvml
+    from tests.fake_nvml import FakeNvml, NVMLError
+
+    class BrokenNvml(FakeNvml):
+        def nvmlDeviceGetCount(self) -> int:
+            raise NVMLError(999)
+
+    with nvml.use_loader(lambda: BrokenNvml()):
+        sampler = gpu_sampler_from_nvml()
+    assert sampler is not None
+    with pytest.raises(RuntimeError, match="NVML failed at the start of the burn-in"):
+        sampler()
+    with nvml.use_loader(lambda: FakeNvml(init_error=9)):  # driver not loaded: no GPU here
+        assert gpu_sampler_from_nvml() is None
+    rules = HealthRules(Limits(), [])
+    events = rules.feed({"elapsed": 10, "gpu_error": "RuntimeError: NVML failed"})
+    assert events[0].status is Status.FAIL and events[0].metric == "burnin.gpu_readable"

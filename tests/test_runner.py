@@ -251,3 +251,24 @@ def test_runner_end_to_end_with_real_children(tmp_path: Path) -> None:
     assert statuses["inventory.logical_cpus"] is Status.PASS
     assert statuses["inventory.memory_total"] is Status.PASS
     assert exit_code(report) == 0
+
+
+def test_interrupt_while_collecting_the_inventory_still_gives_a_report() -> None:
+    """Ctrl-C before any check ran: a report marked interrupted, every check SKIP."""
+    import signal as signal_module
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    suite = _suite(CheckPlan("cpu.gemm", {}, 10, False))
+    runner = Runner(suite, _profile(), host="h", worker_command=worker("hang"))
+    previous = signal_module.signal(signal_module.SIGALRM, interrupt)
+    signal_module.setitimer(signal_module.ITIMER_REAL, 0.5)
+    try:
+        report = runner.run()
+    finally:
+        signal_module.setitimer(signal_module.ITIMER_REAL, 0)
+        signal_module.signal(signal_module.SIGALRM, previous)
+    assert report.interrupted and exit_code(report) == 2
+    assert report.inventory == {"error": "interrupted while collecting"}
+    assert [(v.check, v.status) for v in report.verdicts] == [("cpu.gemm", Status.SKIP)]

@@ -134,16 +134,48 @@ def test_a_4xx_moves_the_report_to_rejected_with_the_reason(
     tmp_path: Path, no_sleep: NoSleep
 ) -> None:
     paths = spool_with(tmp_path, 2)
-    with ScriptedCollector([(401, {}, {"error": "unknown_key", "detail": "key not enrolled"}),
+    with ScriptedCollector([(422, {}, {"error": "bad_signature", "detail": "does not verify"}),
                             (201, {}, {})]) as server:
         result = upload_spool(tmp_path / "results", server.url, backoff=Backoff(sleep=no_sleep))
     assert len(result.rejected) == 1
     rejected, reason = result.rejected[0]
     assert rejected == paths[0].parent / "rejected" / paths[0].name
-    assert reason == "HTTP 401: unknown_key: key not enrolled"
+    assert reason == "HTTP 422: bad_signature: does not verify"
     assert rejected.with_name(rejected.name + ".reason").read_text().strip() == reason
     assert [p.name for p in result.delivered] == [paths[1].name]
     assert result.exit_code == 1
+
+
+@pytest.mark.parametrize("status", [401, 404])
+def test_an_unknown_key_or_wrong_url_leaves_everything_waiting(
+    tmp_path: Path, no_sleep: NoSleep, status: int
+) -> None:
+    """Before the node's key is enrolled (401), or behind a wrong URL (404), nothing
+    is the reports' fault: they wait for the next upload instead of being rejected."""
+    paths = spool_with(tmp_path, 2)
+    with ScriptedCollector([(status, {}, {"error": "unknown_key"})]) as server:
+        result = upload_spool(tmp_path / "results", server.url, backoff=Backoff(sleep=no_sleep))
+        assert len(server.received) == 1  # no retries, and not the second report
+    assert result.pending == paths and result.rejected == []
+    assert all(p.exists() for p in paths)
+    assert no_sleep.waits == []
+    assert result.exit_code == 2
+
+
+def test_two_uploads_at_once_send_each_report_once(tmp_path: Path) -> None:
+    """A timer's upload and `run --upload` overlapping: the spool lock serializes them."""
+    import concurrent.futures
+
+    spool_with(tmp_path, 6)
+    with ScriptedCollector([(201, {}, {})]) as server:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(
+                lambda _: upload_spool(tmp_path / "results", server.url,
+                                       backoff=Backoff(sleep=NoSleep())), range(2)))
+        received = list(server.received)
+    assert len(received) == 6 and len(set(received)) == 6
+    assert sorted(len(r.delivered) for r in results) == [0, 6]
+    assert len(list((tmp_path / "results").glob("*/sent/*.json"))) == 6
 
 
 def test_unsigned_reports_are_skipped_not_lost(tmp_path: Path, no_sleep: NoSleep) -> None:
