@@ -25,12 +25,12 @@ run: install
 	*) echo "make run: bench-agent exited $$rc";; esac; exit $$rc
 
 test: install
-	$(VENV)/bin/ruff check bench_agent tests benchmarks
+	$(VENV)/bin/ruff check bench_agent tests benchmarks scripts ansible/roles/bench_agent/filter_plugins
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check bench_agent tests benchmarks
+	$(VENV)/bin/ruff check bench_agent tests benchmarks scripts ansible/roles/bench_agent/filter_plugins
 
 bench: install
 	$(PY) benchmarks/run_all.py

@@ -142,6 +142,10 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     path = args.suite_file or (default_burnin_path() if args.suite == "burnin"
                                else data_dir() / f"{args.suite}.yaml")
     config = load_burnin_config(path)
+    if duration < 2 * config.interval:
+        # A load reports once per interval: a shorter run cannot see any throughput.
+        raise _usage(f"--duration {args.duration} is shorter than two sampling intervals "
+                     f"({2 * config.interval:g} s, suite {config.name})")
     if args.target is not None and not args.target.is_dir():
         raise _usage(f"--target {args.target} is not a directory")
     burnin = Burnin(config, duration, args.output, host_identity(),

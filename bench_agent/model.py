@@ -180,14 +180,19 @@ _SEVERITY_ORDER = [Status.PASS, Status.SKIP, Status.WARN, Status.FAIL, Status.ER
 
 
 def overall_status(verdicts: list[Verdict], measured: bool = False) -> Status:
-    """The worst status: ERROR > FAIL > WARN > SKIP > PASS.
+    """The worst status: ERROR > FAIL > WARN > PASS; SKIP only when all are SKIP.
 
-    With no verdict at all, a run that measured something (metrics with no
-    threshold in the profile) is PASS; a run that measured nothing is ERROR.
+    A check that does not apply here (SKIP) does not make a passing node look
+    less than PASS. With no verdict at all, a run that measured something
+    (metrics with no threshold in the profile) is PASS; one that measured
+    nothing is ERROR.
     """
     if not verdicts:
         return Status.PASS if measured else Status.ERROR
-    return max((v.status for v in verdicts), key=_SEVERITY_ORDER.index)
+    judged = [v.status for v in verdicts if v.status is not Status.SKIP]
+    if not judged:
+        return Status.SKIP
+    return max(judged, key=_SEVERITY_ORDER.index)
 
 
 @dataclass(frozen=True, slots=True)
