@@ -237,6 +237,7 @@ class Burnin:
     output_dir: Path
     host: str
     target: str | None = None
+    peer: str | None = None
     gpu_sampler: Callable[[], list[dict[str, Any]]] | None = None
     clock: Callable[[], float] = time.time
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -265,6 +266,8 @@ class Burnin:
                     **params, "interval": self.config.interval, "duration": self.duration + 60,
                     "owner": os.getpid(),  # the supervisor's pid: lets one find its loads
                     **({"target": self.target} if self.target and name == "storage_fio"
+                       else {}),
+                    **({"peer": self.peer} if self.peer and name == "network_iperf3"
                        else {})})
             while not (interrupted := self._stop.wait(self.config.interval)):
                 elapsed = self._tick(started, loads, rules, writer, nvme)

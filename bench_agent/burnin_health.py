@@ -35,6 +35,7 @@ LOAD_UNITS = {
     "memory_bandwidth": Unit.BYTES_PER_SECOND,
     "storage_fio": Unit.IOPS,
     "gpu_matmul": Unit.FLOPS,
+    "network_iperf3": Unit.BITS_PER_SECOND,
 }
 
 

@@ -214,7 +214,43 @@ def gpu_matmul(params: dict[str, Any]) -> None:
             _emit("gpu_matmul", min(counts) * flop / elapsed, Unit.FLOPS)
 
 
+def network_iperf3(params: dict[str, Any]) -> None:
+    """TCP to a `bench-agent peer` (its first iperf3 server), bits/s per interval.
+
+    One iperf3 -J run per interval, back to back: iperf3 3.12 prints JSON only at
+    the end of a run, and its text interval lines mix 1000- and 1024-based units;
+    a run's end.sum_received is exact (parsed by tools/iperf3.py).
+    """
+    from bench_agent.errors import BenchAgentError
+    from bench_agent.tools.iperf3 import client_command, parse_iperf3_result
+
+    peer = params.get("peer")
+    if not peer:
+        raise NotApplicableHere("network load: no peer (bench-agent burnin --peer ADDRESS)")
+    interval = max(int(float(params.get("interval", 10))), 1)
+    command = client_command(str(peer), int(params.get("port", 5201)),
+                             int(params.get("streams", 4)), interval, 0)
+    end = _until(params)
+    while _running and time.monotonic() < end:
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True,
+                                  timeout=interval + 30, stdin=subprocess.DEVNULL, check=False)
+        except FileNotFoundError:
+            raise NotApplicableHere("network load: iperf3 is not installed") from None
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"network load: iperf3 to {peer} hung past {interval + 30} s"
+                             ) from None
+        if not _running:
+            break
+        try:
+            result = parse_iperf3_result(proc.stdout)
+        except BenchAgentError as exc:
+            raise SystemExit(f"network load: {exc}") from None
+        _emit("network_iperf3", result.received_bps, Unit.BITS_PER_SECOND)
+
+
 LOADS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "network_iperf3": network_iperf3,
     "cpu_matmul": cpu_matmul,
     "memory_bandwidth": memory_bandwidth,
     "storage_fio": storage_fio,

@@ -150,6 +150,7 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
         raise _usage(f"--target {args.target} is not a directory")
     burnin = Burnin(config, duration, args.output, host_identity(),
                     target=str(args.target) if args.target else None,
+                    peer=args.peer,
                     gpu_sampler=gpu_sampler_from_nvml())
     previous = {sig: signal.signal(sig, burnin.request_stop)
                 for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     burnin.add_argument("--suite-file", type=Path, help="a burn-in suite YAML file")
     burnin.add_argument("--output", type=Path, default=Path("results"))
     burnin.add_argument("--target", type=Path, help="directory for the storage load's file")
+    burnin.add_argument("--peer", metavar="ADDRESS",
+                        help="node running `bench-agent peer`, for the network load")
     burnin.add_argument("--key", type=Path)
     burnin.add_argument("--no-sign", action="store_true")
     burnin.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

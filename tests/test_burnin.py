@@ -344,3 +344,32 @@ def test_broken_nvml_is_a_fail_not_a_quiet_pass() -> None:
     rules = HealthRules(Limits(), [])
     events = rules.feed({"elapsed": 10, "gpu_error": "RuntimeError: NVML failed"})
     assert events[0].status is Status.FAIL and events[0].metric == "burnin.gpu_readable"
+
+
+def test_network_load_to_a_real_iperf3_server_on_loopback(tmp_path: Path) -> None:
+    import shutil
+    import socket
+
+    if shutil.which("iperf3") is None:
+        pytest.skip("iperf3 is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        suite = write_suite(tmp_path, f"  network_iperf3: {{streams: 2, port: {port}}}\n")
+        config = load_burnin_config(suite)
+        report, _ = Burnin(config, duration=5, output_dir=tmp_path / "out", host="n1",
+                           peer="127.0.0.1").run()
+        without_peer, _ = Burnin(config, duration=2, output_dir=tmp_path / "out2",
+                                 host="n1").run()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    measured = {m.metric: m for m in report.measurements}
+    assert measured["burnin.network_iperf3"].unit is Unit.BITS_PER_SECOND
+    assert measured["burnin.network_iperf3"].value > 1e8  # loopback: far above 100 Mbit/s
+    verdict = next(v for v in without_peer.verdicts if v.metric == "burnin.network_iperf3")
+    assert verdict.status is Status.SKIP and "no peer" in verdict.message
