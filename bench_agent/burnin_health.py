@@ -313,6 +313,11 @@ class HealthRules:
                             source="burn-in rule (suites/burnin.yaml limits)")
                     for e in self.events]
         fired_metrics = {(e.metric, e.device) for e in self.events}
+        if self.loads and all(load in self._skipped for load in self.loads):
+            # Nothing was under load: the run burned nothing in, whatever else held.
+            verdicts.append(Verdict("burnin.loads", Status.ERROR, message=(
+                "no load could run on this node: " + "; ".join(
+                    f"{load}: {self._skipped[load]}" for load in self.loads))))
         for load in self.loads:
             points = self.series.get(f"load.{load}", [])
             unit = LOAD_UNITS.get(load, Unit.COUNT)

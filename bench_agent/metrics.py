@@ -173,6 +173,8 @@ METRICS: dict[str, MetricInfo] = dict(
         # gpu (NVML health, torch matmul and copies; checks/gpu.py). Per-GPU values
         # carry device="gpuN"; node values are the slowest GPU (device="").
         _m("gpu.count", Unit.COUNT, "gpu.health", "GPUs NVML reports"),
+        _m("gpu.health_under_load", Unit.COUNT, "gpu.health",
+           "1 when the health readings were taken under a GPU load"),
         *[_m(f"gpu.{name}", Unit.COUNT, "gpu.health", text, False) for name, text in (
             ("pcie_width_below_max", "PCIe lanes missing under load (max width - current)"),
             ("pcie_gen_below_max", "PCIe generations missing under load (max gen - current)"),

@@ -280,6 +280,8 @@ class Runner:
                 status = Status.ERROR
                 message = f"required check could not run: {message}"
             verdicts.append(Verdict(check=outcome.check, status=status, message=message))
+            if status is Status.SKIP:
+                verdicts.extend(self._required_not_measured(outcome))
         verdicts.extend(evaluate(measurements, self.profile.thresholds, ok_checks))
         return Report(
             report_id=str(uuid.uuid4()),
@@ -294,6 +296,22 @@ class Runner:
             verdicts=verdicts,
             interrupted=interrupted,
         )
+
+
+    def _required_not_measured(self, outcome: CheckOutcome) -> list[Verdict]:
+        """A profile that requires a metric of a check that SKIPped here FAILs it
+        (e.g. RDMA latency on a node with no RDMA device, guide-high-performance)."""
+        from bench_agent.metrics import METRICS
+
+        out = []
+        for threshold in self.profile.thresholds:
+            info = METRICS.get(threshold.metric)
+            if threshold.required and info is not None and info.check == outcome.check:
+                out.append(Verdict(
+                    check=outcome.check, status=Status.FAIL, metric=threshold.metric,
+                    threshold=threshold.describe(), source=threshold.source,
+                    message=f"required by the profile, not measured: {outcome.message}"))
+        return out
 
 
 def report_path(output_dir: Path, report: Report) -> Path:

@@ -373,3 +373,12 @@ def test_network_load_to_a_real_iperf3_server_on_loopback(tmp_path: Path) -> Non
     assert measured["burnin.network_iperf3"].value > 1e8  # loopback: far above 100 Mbit/s
     verdict = next(v for v in without_peer.verdicts if v.metric == "burnin.network_iperf3")
     assert verdict.status is Status.SKIP and "no peer" in verdict.message
+
+
+def test_a_burnin_where_no_load_can_run_is_an_error() -> None:
+    rules = HealthRules(Limits(), ["gpu_matmul"])
+    rules.not_applicable("gpu_matmul", "gpu load: no CUDA device")
+    _, verdicts = rules.summary()
+    errors = [v for v in verdicts if v.status is Status.ERROR]
+    assert [v.message for v in errors] == [
+        "no load could run on this node: gpu_matmul: gpu load: no CUDA device"]

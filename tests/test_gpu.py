@@ -290,3 +290,43 @@ def test_run_gpu_without_gpu_skips_with_reasons(tmp_path: Path) -> None:
         line = next(ln for ln in done.stdout.splitlines() if ln.startswith(check))
         assert "SKIP" in line, line
     assert list((tmp_path / "out").glob("*/*.json"))
+
+
+def _pci_tree(root: Path, devices: dict[str, tuple[str, str]]) -> Path:
+    """A sysfs PCI tree: bus id -> (vendor, class), as the kernel writes them."""
+    for bus_id, (vendor, pci_class) in devices.items():
+        folder = root / "sys/bus/pci/devices" / bus_id
+        folder.mkdir(parents=True)
+        (folder / "vendor").write_text(vendor + "\n")
+        (folder / "class").write_text(pci_class + "\n")
+    return root
+
+
+def test_gpus_on_the_pci_bus_with_a_broken_stack_are_an_error_not_a_skip(
+    tmp_path: Path,
+) -> None:
+    """A GPU node whose driver or CUDA torch is broken must not pass `run gpu`."""
+    from bench_agent.checks.gpu import MatmulCheck, nvidia_pci_gpus
+    from bench_agent.errors import ToolFailed
+
+    gpu_node = _pci_tree(tmp_path / "gpu", {
+        "0000:18:00.0": ("0x10de", "0x030200"),   # H100: 3D controller
+        "0000:05:00.0": ("0x10de", "0x068000"),   # NVSwitch: a bridge, not a GPU
+        "0000:00:02.0": ("0x8086", "0x030000"),   # another vendor's VGA
+    })
+    cpu_node = _pci_tree(tmp_path / "cpu", {"0000:00:02.0": ("0x1af4", "0x010000")})
+    assert nvidia_pci_gpus(gpu_node) == ["0000:18:00.0"]
+    with nvml.use_loader(lambda: FakeNvml(init_error=9)):  # "Driver Not Loaded"
+        with pytest.raises(ToolFailed, match=r"1 NVIDIA GPU\(s\) on the PCI bus "
+                                             r"\(0000:18:00.0\) but NVML cannot start"):
+            HealthCheck().run(CheckContext(root=gpu_node), HealthParams())
+        with pytest.raises(NotApplicable, match="NVML cannot start"):
+            HealthCheck().run(CheckContext(root=cpu_node), HealthParams())
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a real GPU is here")
+    with pytest.raises(ToolFailed, match="sees no CUDA GPU"):
+        MatmulCheck().available(CheckContext(root=gpu_node))
+    assert "sees no CUDA GPU" in (MatmulCheck().available(CheckContext(root=cpu_node)) or "")

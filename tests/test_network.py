@@ -185,17 +185,39 @@ def test_peer_and_run_over_veth(netns: NetnsPair, peer: subprocess.Popen[str],
         assert 1e-7 < measured[metric]["value"] < 0.05, metric
     assert measured["network.tcp_latency"]["tool"] == "sockperf"
     assert measured["network.udp_latency"]["tool"] == "qperf"
-    assert measured["network.rdma_active_devices"]["value"] == 0
     # veth reports a link speed (10000 Mbit/s) inside the namespace's sysfs
-    if "network.tcp_bandwidth_link_ratio" in measured:
-        ratio = measured["network.tcp_bandwidth_link_ratio"]
-        assert ratio["params"]["link_speed_bits_per_second"] > 0
-        assert ratio["device"].startswith("vc")
+    ratio = measured["network.tcp_bandwidth_link_ratio"]
+    assert ratio["params"]["link_speed_bits_per_second"] == 1e10
+    assert ratio["value"] == pytest.approx(bw["value"] / 1e10)
+    assert ratio["device"].startswith("vc") and "10 Gbit/s link" in ratio["device"]
     verdicts = {(v["metric"] or v["check"]): v["status"] for v in report["verdicts"]}
     assert verdicts["network.tcp_latency"] in ("PASS", "WARN")
     assert verdicts["network.tcp_bandwidth"] in ("PASS", "WARN", "FAIL")
-    assert verdicts["network.rdma_write_latency"] == "SKIP"
+    # No RDMA device here: the check SKIPs with the reason, so does its threshold.
+    assert verdicts["network.rdma_latency"] == "SKIP"
+    rdma = next(v for v in report["verdicts"] if v["check"] == "network.rdma_latency")
+    assert "no active RDMA device in /sys/class/infiniband" in rdma["message"]
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+
+
+def test_link_ratio_fails_with_both_figures_side_by_side() -> None:
+    """A 100 Gbit/s NIC delivering 40: FAIL under the guide profiles' 0.6 line."""
+    from bench_agent.checks.network import link_ratio_measurement
+    from bench_agent.config import load_profile_named
+    from bench_agent.model import Measurement
+    from bench_agent.thresholds import evaluate
+    from bench_agent.units import Unit
+
+    forward = Measurement("network.tcp_bandwidth", "network.tcp_bandwidth", 4e10,
+                          Unit.BITS_PER_SECOND)
+    ratio = link_ratio_measurement("network.tcp_bandwidth", "eth0", 1e11, forward)
+    profile = load_profile_named("guide-minimum")
+    verdicts = evaluate([forward, ratio], profile.thresholds, ["network.tcp_bandwidth"])
+    by_metric = {v.metric: v for v in verdicts}
+    link = by_metric["network.tcp_bandwidth_link_ratio"]
+    assert link.status.value == "FAIL" and link.value == pytest.approx(0.4)
+    assert link.device == "eth0: 40 Gbit/s measured, 100 Gbit/s link"
+    assert by_metric["network.tcp_bandwidth"].status.value == "PASS"  # >= 25 Gbit/s
 
 
 def test_peer_killed_during_a_check_is_an_error_and_the_report_is_written(
@@ -256,10 +278,10 @@ def test_no_peer_option_is_skip() -> None:
         TcpLatencyCheck().run(CheckContext(), TcpLatencyCheck.params_model())
 
 
-def test_rdma_without_devices_reports_zero(tmp_path: Path) -> None:
-    out = RdmaLatencyCheck().run(CheckContext(root=tmp_path, extra={"peer": "192.0.2.1"}),
-                                 RdmaParams())
-    assert [(m.metric, m.value) for m in out] == [("network.rdma_active_devices", 0.0)]
+def test_rdma_without_devices_is_skip_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(NotApplicable, match="no active RDMA device in /sys/class/infiniband"):
+        RdmaLatencyCheck().run(CheckContext(root=tmp_path, extra={"peer": "192.0.2.1"}),
+                               RdmaParams())
 
 
 def test_rdma_with_devices_needs_a_peer() -> None:

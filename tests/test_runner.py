@@ -272,3 +272,18 @@ def test_interrupt_while_collecting_the_inventory_still_gives_a_report() -> None
     assert report.interrupted and exit_code(report) == 2
     assert report.inventory == {"error": "interrupted while collecting"}
     assert [(v.check, v.status) for v in report.verdicts] == [("cpu.gemm", Status.SKIP)]
+
+
+def test_a_required_metric_of_a_skipped_check_fails() -> None:
+    """guide-high-performance requires RDMA: a node without it FAILs, with the reason."""
+    suite = _suite(CheckPlan("network.rdma_latency", {}, 10, False))
+    profile = _profile(Threshold("rdma", "network.rdma_write_latency", Comparator.LT, 1e-5,
+                                 Unit.SECONDS, "guide", required=True))
+    outcome = CheckOutcome("network.rdma_latency", status=Status.SKIP,
+                           message="no active RDMA device in /sys/class/infiniband")
+    report = Runner(suite, profile, host="h").build_report([outcome], {}, "x", False)
+    statuses = [(v.metric, v.status) for v in report.verdicts]
+    assert statuses == [("", Status.SKIP), ("network.rdma_write_latency", Status.FAIL)]
+    assert report.verdicts[1].message == (
+        "required by the profile, not measured: no active RDMA device in /sys/class/infiniband")
+    assert exit_code(report) == 1

@@ -7,6 +7,7 @@ elsewhere; nothing here ever writes to a device that holds data.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -229,3 +230,33 @@ def test_root_device_is_refused_without_writing() -> None:
     assert facts.backs_root
     assert any("root filesystem" in r for r in reasons)
     assert any("mounted at /" in r for r in reasons)
+
+
+def test_stale_test_files_of_killed_runs_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from bench_agent.checks.storage import TEST_FILE_PREFIX, sweep_stale_test_files
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = tmp_path / f"{TEST_FILE_PREFIX}{dead.stdout.strip()}-abc"
+    live = tmp_path / f"{TEST_FILE_PREFIX}{os.getpid()}-def"
+    unrelated = tmp_path / "data.bin"
+    for path in (stale, live, unrelated):
+        path.write_bytes(b"x")
+    assert sweep_stale_test_files(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, unrelated.name])
+
+
+def test_parse_fio_of_a_run_without_io_is_an_error() -> None:
+    from bench_agent.errors import ParseError
+    from bench_agent.tools.fio import parse_fio
+
+    idle = {"fio version": "fio-3.33", "jobs": [
+        {"jobname": "idle", "groupid": 0, "error": 0, "job options": {"rw": "randread"},
+         "read": {"io_bytes": 0, "bw_bytes": 0, "iops": 0.0, "total_ios": 0},
+         "write": {"io_bytes": 0, "bw_bytes": 0, "iops": 0.0, "total_ios": 0}}]}
+    with pytest.raises(ParseError, match=r"no job did any I/O \(jobs: idle\)"):
+        parse_fio(json.dumps(idle))

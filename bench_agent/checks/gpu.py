@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent import baselines
 from bench_agent.checks.base import Check, CheckContext
-from bench_agent.errors import NotApplicable, ToolFailed
+from bench_agent.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.model import Measurement
 from bench_agent.stats import summarize
 from bench_agent.tools import nvml
@@ -48,6 +48,39 @@ def torch_gpu_reason() -> str | None:
     if not torch.cuda.is_available():
         return f"torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False)"
     return None
+
+
+# PCI vendor id of NVIDIA, and the PCI classes of GPUs: 0x0300 VGA controller and
+# 0x0302 3D controller (PCI Code and ID Assignment Specification); an NVSwitch is
+# 0x0680 ("other bridge") and is not counted.
+NVIDIA_VENDOR = "0x10de"
+GPU_CLASSES = ("0x0300", "0x0302")
+
+
+def nvidia_pci_gpus(root: Path = Path("/")) -> list[str]:
+    """Bus ids of NVIDIA GPUs on the PCI bus, whatever the driver's state."""
+    found = []
+    for device in sorted((root / "sys/bus/pci/devices").glob("*")):
+        try:
+            vendor = (device / "vendor").read_text().strip()
+            pci_class = (device / "class").read_text().strip()
+        except OSError:
+            continue
+        if vendor == NVIDIA_VENDOR and pci_class.startswith(GPU_CLASSES):
+            found.append(device.name)
+    return found
+
+
+def skip_or_fail(root: Path, reason: str) -> str:
+    """The reason to SKIP a GPU check here, unless the node has NVIDIA GPUs on its
+    PCI bus: then the software stack is broken on a GPU node, which is an ERROR
+    (raised), never a quiet SKIP that lets `run gpu` exit 0."""
+    gpus = nvidia_pci_gpus(root)
+    if gpus:
+        shown = ", ".join(gpus[:4]) + (" ..." if len(gpus) > 4 else "")
+        raise ToolFailed("gpu stack", f"{len(gpus)} NVIDIA GPU(s) on the PCI bus ({shown}) "
+                         f"but {reason}")
+    return reason
 
 
 def default_load(indices: list[int], seconds: float) -> dict[str, Any]:
@@ -97,7 +130,8 @@ class HealthCheck(Check):
         "gpu.ecc_sram_correctable", "gpu.ecc_sram_uncorrectable", "gpu.ecc_volatile_corrected",
         "gpu.ecc_volatile_uncorrected", "gpu.row_remap_pending", "gpu.row_remap_failure",
         "gpu.retired_pages", "gpu.retired_pages_pending", "gpu.throttle_hw_slowdown",
-        "gpu.throttle_thermal", "gpu.temperature_max", "gpu.power_max", "gpu.power_limit",
+        "gpu.throttle_thermal", "gpu.health_under_load", "gpu.temperature_max",
+        "gpu.power_max", "gpu.power_limit",
         "gpu.nvlink_down", "gpu.nvlink_errors", "gpu.xid_events", "gpu.xid_kernel_log",
     )
     params_model: ClassVar[type[BaseModel]] = HealthParams
@@ -110,6 +144,13 @@ class HealthCheck(Check):
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         if not isinstance(p := params, HealthParams):
             raise TypeError(f"expected HealthParams, got {type(params).__name__}")
+        try:
+            return self._run(ctx, p)
+        except (ToolMissing, NotApplicable) as exc:
+            skip_or_fail(ctx.root, str(exc))  # raises ToolFailed on a node with GPUs
+            raise
+
+    def _run(self, ctx: CheckContext, p: HealthParams) -> list[Measurement]:
         with nvml.session() as nv:
             count = int(nv.nvmlDeviceGetCount())
             if count == 0:
@@ -147,6 +188,11 @@ class HealthCheck(Check):
                            tool="nvml", params={**common, "gpus": facts,
                                                 "xid_watch_note": watcher.note,
                                                 "kernel_log_note": log_note})]
+        # Whether the readings were taken under load: PCIe generation and throttling
+        # are only judged then, so a load that could not run must show (a WARN).
+        out.append(Measurement(check=self.name, metric="gpu.health_under_load",
+                               value=1 if loaded else 0, unit=Unit.COUNT, tool="nvml",
+                               params={"load_note": load_result.get("why") or None}))
         for i in range(count):
             out += self._per_gpu(i, facts[i], before[i], after[i], samples[i], limits[i],
                                  [x for x in xids if x["gpu"] == i],
@@ -299,7 +345,8 @@ class MatmulCheck(Check):
     params_model: ClassVar[type[BaseModel]] = MatmulParams
 
     def available(self, ctx: CheckContext) -> str | None:
-        return torch_gpu_reason()
+        reason = torch_gpu_reason()
+        return skip_or_fail(ctx.root, reason) if reason is not None else None
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         from bench_agent.gpu_bench import rates, run_on_devices
@@ -358,7 +405,8 @@ class HbmCheck(Check):
     params_model: ClassVar[type[BaseModel]] = HbmParams
 
     def available(self, ctx: CheckContext) -> str | None:
-        return torch_gpu_reason()
+        reason = torch_gpu_reason()
+        return skip_or_fail(ctx.root, reason) if reason is not None else None
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         from bench_agent.gpu_bench import rates, run_on_devices

@@ -57,14 +57,14 @@ class CollectiveCheck(Check):
         return None
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
-        from bench_agent.checks.gpu import torch_gpu_reason
+        from bench_agent.checks.gpu import skip_or_fail, torch_gpu_reason
         from bench_agent.collective import launch
 
         if not isinstance(p := params, CollectiveParams):
             raise TypeError(f"expected CollectiveParams, got {type(params).__name__}")
         backend = p.backend if p.backend != "auto" else None
         if backend != "gloo" and (why := torch_gpu_reason()) is not None:
-            raise NotApplicable(f"{why}; the nccl backend needs GPUs")
+            raise NotApplicable(skip_or_fail(ctx.root, f"{why}; the nccl backend needs GPUs"))
         if p.nproc is not None:
             nproc = p.nproc
         elif backend == "gloo":

@@ -133,17 +133,22 @@ class TcpBandwidthCheck(Check):
         interface = route_interface(host)
         speed = link_speed_bps(ctx.root, interface) if interface else None
         forward = next((m for m in out if m.metric == "network.tcp_bandwidth"), None)
-        if speed and forward:
-            # Both numbers in the device label, so the verdict shows them side by side.
-            label = (f"{interface}: {forward.display} measured, "
-                     f"{Measurement('x', 'x', speed, Unit.BITS_PER_SECOND).display} link")
-            out.append(Measurement(check=self.name, metric="network.tcp_bandwidth_link_ratio",
-                                   value=forward.value / speed, unit=Unit.COUNT, device=label,
-                                   tool="iperf3", params={"interface": interface,
-                                                          "link_speed_bits_per_second": speed,
-                                                          "measured_bits_per_second":
-                                                              forward.value}))
+        if speed and forward and interface:
+            out.append(link_ratio_measurement(self.name, interface, speed, forward))
         return out
+
+
+def link_ratio_measurement(check: str, interface: str, link_bps: float,
+                           forward: Measurement) -> Measurement:
+    """Measured TCP bandwidth over the link speed of the interface that routes to the
+    peer; both figures go in the device label, so the verdict shows them together."""
+    link = Measurement("x", "x", link_bps, Unit.BITS_PER_SECOND).display
+    label = f"{interface}: {forward.display} measured, {link} link"
+    return Measurement(check=check, metric="network.tcp_bandwidth_link_ratio",
+                       value=forward.value / link_bps, unit=Unit.COUNT, device=label,
+                       tool="iperf3", params={"interface": interface,
+                                              "link_speed_bits_per_second": link_bps,
+                                              "measured_bits_per_second": forward.value})
 
 
 # --- latency ------------------------------------------------------------------------
@@ -253,9 +258,11 @@ class _RdmaCheck(Check):
                             value=len(devices), unit=Unit.COUNT,
                             params={"source": "/sys/class/infiniband"})
         if not devices:
-            # A measurement, not a SKIP: thresholds on RDMA metrics then SKIP, or FAIL
-            # where the profile marks them `required: true`.
-            return [count]
+            # SKIP with the reason; a profile that requires RDMA (required: true on
+            # its threshold) turns it into a FAIL (runner.py).
+            wanted = f" among {', '.join(params.devices)}" if params.devices else ""
+            raise NotApplicable(f"no active RDMA device{wanted} in /sys/class/infiniband "
+                                "(InfiniBand or RoCE)")
         host, _info = hello(ctx, params.control_port)
         size = params.size or self.default_size
         out = [count]

@@ -170,12 +170,37 @@ def device_targets(devices: list[str], root: Path, writes: bool) -> list[Target]
     return targets
 
 
+def sweep_stale_test_files(directory: Path) -> list[Path]:
+    """Remove the test files of earlier runs that were SIGKILLed (no `finally` ran).
+
+    A file's name carries the pid of the check that made it; only files whose
+    process is gone are removed, so a run going on beside this one keeps its file.
+    """
+    removed = []
+    for path in directory.glob(f"{TEST_FILE_PREFIX}*"):
+        pid_text = path.name.removeprefix(TEST_FILE_PREFIX).split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        with suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 @contextmanager
 def test_file(directory: Path, size: int) -> Iterator[Target]:
     """A fresh test file in ``directory``, removed on the way out whatever happens."""
+    sweep_stale_test_files(directory)
     check_free_space(directory, size)
     try:
-        fd, name = tempfile.mkstemp(prefix=TEST_FILE_PREFIX, dir=directory)
+        fd, name = tempfile.mkstemp(prefix=f"{TEST_FILE_PREFIX}{os.getpid()}-", dir=directory)
     except OSError as exc:
         raise StorageRefused(f"cannot create a test file in {directory}: {exc.strerror}") from exc
     os.close(fd)

@@ -475,4 +475,7 @@ def parse_fio(text: str) -> list[Measurement]:
             params: dict[str, Any] = {k: options[k] for k in keys if k in options}
             out.extend(summary_measurements(summary, prefix, random, check, device,
                                             report.version, params))
+    if not out:
+        names = ", ".join(sorted({j.name for j in report.jobs}))
+        raise ParseError(TOOL, f"no job did any I/O (jobs: {names})", text.strip()[:300])
     return out
