@@ -330,3 +330,15 @@ def test_gpus_on_the_pci_bus_with_a_broken_stack_are_an_error_not_a_skip(
     with pytest.raises(ToolFailed, match="sees no CUDA GPU"):
         MatmulCheck().available(CheckContext(root=gpu_node))
     assert "sees no CUDA GPU" in (MatmulCheck().available(CheckContext(root=cpu_node)) or "")
+
+
+def test_an_eight_gpu_node_missing_a_gpu_fails_the_expected_count() -> None:
+    profile = load_profile_named("gpu-node-8")
+    seven = Measurement("gpu.health", "gpu.count", 7, Unit.COUNT)
+    eight = Measurement("gpu.health", "gpu.count", 8, Unit.COUNT)
+    statuses = [v.status for v in evaluate([seven], profile.thresholds, ["gpu.health"])
+                if v.metric == "gpu.count"]
+    assert statuses == [Status.FAIL]
+    statuses = [v.status for v in evaluate([eight], profile.thresholds, ["gpu.health"])
+                if v.metric == "gpu.count"]
+    assert statuses == [Status.PASS]
