@@ -72,6 +72,11 @@ class Measurement:
             raise ValueError(f"{self.metric}: value must be finite, got {self.value!r}")
         object.__setattr__(self, "value", float(self.value))
         object.__setattr__(self, "unit", Unit(self.unit))
+        # Only a temperature can be below zero: a negative latency, rate or count is
+        # a parser reading garbage, and it would pass every "<=" threshold.
+        if self.value < 0 and self.unit is not Unit.CELSIUS:
+            raise ValueError(f"{self.metric}: a {self.unit.value} value cannot be negative,"
+                             f" got {self.value!r}")
         samples = tuple(float(s) for s in self.samples)
         if not all(math.isfinite(s) for s in samples):
             raise ValueError(f"{self.metric}: samples must be finite")
@@ -135,6 +140,10 @@ class Verdict:
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
         if self.value is not None:
+            if isinstance(self.value, bool) or not isinstance(self.value, int | float) \
+                    or not math.isfinite(self.value):
+                raise ValueError(f"{self.check} {self.metric}: verdict value must be a finite"
+                                 f" number, got {self.value!r}")
             object.__setattr__(self, "value", float(self.value))
         if self.unit is not None:
             object.__setattr__(self, "unit", Unit(self.unit))

@@ -165,7 +165,11 @@ def probe_signature(path: str) -> str | None:
     try:
         done = subprocess.run(["blkid", "-p", "-o", "export", path], capture_output=True,
                               text=True, timeout=30)
-        # blkid exits 2 when it finds nothing (blkid(8), "RETURN CODE").
+        # blkid exits 2 when it finds nothing, and 8 when low-level probing finds
+        # an ambivalent result, i.e. several signatures (blkid(8), "RETURN CODE"):
+        # that device is certainly not blank.
+        if done.returncode == 8:
+            return "several signatures (blkid -p exit 8: ambivalent probing result)"
         if done.returncode == 0:
             found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
             kind: str | None = found.get("TYPE") or found.get("PTTYPE")

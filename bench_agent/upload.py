@@ -121,14 +121,20 @@ class UploadResult:
 
 def pending_reports(spool: Path) -> list[Path]:
     """Signed reports waiting in <spool>/<host>/, oldest first (by their UTC stamp)."""
-    found: list[Path] = []
+    found: list[tuple[str, float, str, Path]] = []
     for path in spool.glob("*/*.json"):
         # results/schema and results/examples ship with the repository: not reports.
-        if path.parent.name in NOT_HOSTS or not path.is_file() or path.name.startswith("."):
+        if path.parent.name in NOT_HOSTS or path.name.startswith("."):
             continue
-        found.append(path)
-    # Names start with the run's UTC timestamp (runner.report_path); mtime breaks ties.
-    return sorted(found, key=lambda p: (p.name.split("-", 1)[0], p.stat().st_mtime, str(p)))
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            continue  # moved away while we looked: not ours to send
+        if path.is_file():
+            # Names start with the run's UTC timestamp (runner.report_path); mtime
+            # breaks ties.
+            found.append((path.name.split("-", 1)[0], mtime, str(path), path))
+    return [entry[3] for entry in sorted(found)]
 
 
 def _why_not_sendable(path: Path) -> str | None:

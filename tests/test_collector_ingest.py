@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from bench_agent.attest import NodeKey, sign_payload
 from bench_agent.collector import db, enrollment
+from bench_agent.collector import ingest as ingest_module
 from bench_agent.collector.ingest import Refused, ingest
 from tests.collector_support import (
     envelope_bytes,
@@ -240,3 +241,90 @@ def test_the_signature_and_digest_are_of_the_payload_bytes_as_received(
     assert stored.digest == "875a01137fab7960df8f53d25ba2c8647d7f391193104cc7956b88b047780fa9"
     with database.engine.connect() as conn:
         assert bytes(conn.execute(select(db.reports.c.envelope)).scalar_one()) == body
+
+
+def _with(report: dict[str, object], key: str, index: int, **fields: object
+          ) -> dict[str, object]:
+    """``report`` with fields of its ``key`` list's entry ``index`` replaced."""
+    entries = [dict(e) for e in report[key]]  # type: ignore[attr-defined]
+    entries[index].update(fields)
+    return {**report, key: entries}
+
+
+def test_hostile_bodies_and_unstorable_reports_are_refused_not_crashed(
+        database: db.Database, node_key: NodeKey) -> None:
+    # Each of these raised out of ingest() (a 500) or, on PostgreSQL only, failed
+    # in the INSERT: a 422 or 400 is the answer, and nothing is stored.
+    assert refusal(database, b"[" * 100_000) == (400, "malformed_json")
+    assert refusal(database, b'{"payload": ' + b"1" * 5000 + b"}") == (400, "malformed_json")
+    report = make_report("node-a")
+    unstorable = [
+        {**report, "report_id": "x" * 37},
+        {**report, "report_id": 12345},
+        {**report, "agent_version": "9" * 65},
+        {**report, "suite": {"name": 5, "sha256": "a" * 64}},
+        _with(report, "measurements", 0, check="c" * 129),
+        _with(report, "measurements", 0, device={"a": 1}),
+        _with(report, "verdicts", 0, threshold=[">= 1"]),
+        _with(report, "verdicts", 0, message="nul \x00 inside"),
+        _with(report, "verdicts", 0, message="lone \ud800 surrogate"),
+        _with(report, "verdicts", 0, value=float("inf")),
+        {**report, "series": {"gpu0.temp_c": [1, 2]}},
+        {**report, "finished_at": "0001-01-01T00:00:00+01:00"},
+    ]
+    for bad in unstorable:
+        assert refusal(database, envelope_bytes(bad, node_key)) == (422, "invalid_report"), bad
+    # A keyid that is no sha256 hex (NUL, surrogate) is unknown, not a database error.
+    good = json.loads(envelope_bytes(report, node_key))
+    for keyid in ("\x00", "\ud800", "f" * 65):
+        odd = {**good, "signatures": [{**good["signatures"][0], "keyid": keyid}]}
+        assert refusal(database, json.dumps(odd).encode()) == (401, "unknown_key")
+
+
+def test_node_names_may_be_unicode_but_not_control_characters(database: db.Database) -> None:
+    lab = NodeKey.generate()
+    # Auto-enroll takes the node name from the report: the same rule holds.
+    assert refusal(database, envelope_bytes(make_report("lab\x00"), lab), auto_enroll=True,
+                   offered_key=base64.b64encode(lab.public.raw).decode()
+                   ) == (422, "invalid_report")
+    key = NodeKey.generate()
+    enrollment.enroll(database, "узел-1.例え", key.public.pem())
+    stored = ingest(database, envelope_bytes(make_report("узел-1.例え"), key))
+    assert stored.created and stored.node == "узел-1.例え"
+    for name in ("a\x00b", "tab\there", "lone\ud800"):
+        with pytest.raises(enrollment.EnrollmentError) as caught:
+            enrollment.enroll(database, name, NodeKey.generate().public.pem())
+        assert caught.value.reason == "invalid_node"
+
+
+def test_a_key_revoked_while_its_report_is_verified_stores_nothing(
+        database: db.Database, node_key: NodeKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = ingest_module._check
+
+    def check_then_revoke(*args: object, **kwargs: object) -> object:
+        checked = original(*args, **kwargs)  # type: ignore[arg-type]
+        assert enrollment.revoke(database, node_key.public.keyid) is not None
+        return checked
+
+    monkeypatch.setattr(ingest_module, "_check", check_then_revoke)
+    assert refusal(database, envelope_bytes(make_report("node-a"), node_key)) == (
+        403, "key_revoked")
+
+
+def test_auto_enroll_of_two_first_keys_at_once_trusts_one(
+        database: db.Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = NodeKey.generate(), NodeKey.generate()
+    original = ingest_module._check
+
+    def check_then_enroll_another(*args: object, **kwargs: object) -> object:
+        checked = original(*args, **kwargs)  # type: ignore[arg-type]
+        enrollment.enroll(database, "lab-1", first.public.pem())
+        return checked
+
+    monkeypatch.setattr(ingest_module, "_check", check_then_enroll_another)
+    with pytest.raises(Refused) as caught:
+        ingest(database, envelope_bytes(make_report("lab-1"), second), auto_enroll=True,
+               offered_key=base64.b64encode(second.public.raw).decode())
+    assert (caught.value.status, caught.value.reason) == (403, "node_already_enrolled")
+    with database.engine.connect() as conn:
+        assert [k.keyid for k in enrollment.keys_of(conn, "lab-1")] == [first.public.keyid]

@@ -233,3 +233,44 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(
     finally:
         conn.close()
     assert collector.log().count("413 body_too_large") == before + 1
+
+
+def test_hostile_reads_are_404_or_400_and_a_database_down_is_503(tmp_path: Path) -> None:
+    # In process (Starlette's TestClient): 500s surface as responses, not exceptions.
+    from fastapi.testclient import TestClient
+
+    from bench_agent.collector import db
+    from bench_agent.collector.app import create_app
+    from bench_agent.collector.settings import Settings
+
+    backends = [f"sqlite:///{tmp_path / 'c.db'}"]
+    with contextlib.ExitStack() as stack:
+        if postgres_available():
+            backends.append(stack.enter_context(postgres_database()))
+        for url in backends:
+            database = db.Database(url)
+            database.migrate()
+            client = TestClient(create_app(Settings(db_url=url), database),
+                                raise_server_exceptions=False)
+            for path, status in (("/v1/reports/99999999999999999999", 404),
+                                 ("/v1/reports/9999999999", 404),
+                                 ("/reports/99999999999999999999", 404),
+                                 ("/v1/nodes/a%00b", 404), ("/nodes/a%00b", 404),
+                                 ("/v1/reports?node=a%00b", 200),
+                                 ("/v1/reports?since=0001-01-01T00:00:00%2B01:00", 400)):
+                assert client.get(path).status_code == status, (url, path)
+            database.dispose()
+
+    # Nothing listens on port 1: every request meets a database that is down.
+    down = "postgresql://postgres@127.0.0.1:1/test"
+    report = envelope_bytes(make_report("node-a"), NodeKey.generate())
+    with TestClient(create_app(Settings(db_url=down), db.Database(down)),
+                    raise_server_exceptions=False) as client:
+        reply = client.post("/v1/reports", content=b"{}")  # refused before the database
+        assert reply.status_code == 400
+        for method, path, body in (("POST", "/v1/reports", report),
+                                   ("GET", "/v1/nodes", None)):
+            reply = client.request(method, path, content=body)
+            assert reply.status_code == 503, (path, reply.text)
+            assert reply.json()["error"] == "database_unavailable"
+            assert reply.headers["Retry-After"]

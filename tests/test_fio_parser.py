@@ -200,3 +200,26 @@ def test_pkb_fio2_sample_reads_every_job() -> None:
     raw_job = next(j for j in json.loads(raw)["jobs"] if j["jobname"] == "sequential_read")
     assert seq.directions["read"].bytes_per_second == raw_job["read"]["bw"] * 1024
     assert seq.directions["read"].io_bytes == raw_job["read"]["io_bytes"] * 1024
+
+
+def test_nan_and_huge_error_fields_are_not_a_crash() -> None:
+    # Python's JSON reader accepts NaN; int(nan) used to raise ValueError, and
+    # os.strerror of a huge errno OverflowError.
+    doc = json.loads(text("randread_4k_libaio_numjobs2_grouped.json"))
+    doc["jobs"][0]["groupid"] = float("nan")
+    assert fio.parse_fio(json.dumps(doc))
+    doc["jobs"][0]["error"] = 1e30
+    with pytest.raises(ToolFailed, match="unknown error"):
+        fio.parse_fio(json.dumps(doc))
+
+
+def test_negative_or_nan_percentiles_are_not_reported() -> None:
+    # A negative p99 would pass a latency threshold.
+    doc = json.loads(text("randread_4k_libaio_numjobs2_grouped.json"))
+    pct = doc["jobs"][0]["read"]["clat_ns"]["percentile"]
+    pct["99.000000"] = -5
+    pct["50.000000"] = float("nan")
+    ms = by_metric(fio.parse_fio(json.dumps(doc)))
+    assert "storage.randread_4k_latency_p99" not in ms
+    assert "storage.randread_4k_latency_p50" not in ms
+    assert ms["storage.randread_4k_latency_p99_9"].value > 0

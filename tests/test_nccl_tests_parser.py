@@ -97,3 +97,13 @@ def test_shared_samples() -> None:
         out = row["out-of-place"]
         if out["algbw"] and out["algbw"] > 1:
             assert out["busbw"] == pytest.approx(out["algbw"] * 30 / 16, rel=0.01)
+
+
+@pytest.mark.parametrize("figure", ["-nan", "nan", "inf", "garbage"])
+def test_avg_bus_bandwidth_without_a_figure_is_not_a_crash(figure: str) -> None:
+    text = (DATA / "all_reduce_v2.19_4gpu.txt").read_text()
+    bad = text.replace("# Avg bus bandwidth    : 294.603", f"# Avg bus bandwidth    : {figure}")
+    assert bad != text
+    m = {x.metric: x for x in parse_nccl_tests(bad)}
+    assert "nccl.all_reduce_avg_busbw" not in m
+    assert m["nccl.all_reduce_busbw"].value == 400e9

@@ -287,3 +287,32 @@ def test_perftest_samples() -> None:
 def test_parse_registry(tool: str, name: str) -> None:
     assert tool in PARSERS
     assert parse_tool_output(tool, DATA / name)
+
+
+def test_perftest_rows_with_negative_or_nan_figures_are_not_read() -> None:
+    # A negative t_typical would pass a "< 10 us" threshold; such rows are dropped.
+    text = read("ib_write_lat_from_format_mlx5_0.txt")
+    bad = text.replace(" 2       1000          1.61           5.42         1.65",
+                       " 2       1000          1.61           5.42         -1.65")
+    assert bad != text
+    with pytest.raises(ParseError):
+        parse_perftest(bad)
+    with pytest.raises(ParseError):
+        parse_perftest(text.replace("1.67", "nan"))
+    with pytest.raises(ParseError, match="negative"):
+        parse_perftest_json('{"results": {"MsgSize": 2, "t_typical": -1.65}}')
+
+
+def test_sockperf_percentiles_come_from_the_first_servers_block() -> None:
+    # With several servers (-f), each prints its own summary; the second one's
+    # percentiles must not replace the first one's.
+    text = read("sockperf_3.7_pingpong_tcp_loopback.txt")
+    second = ("sockperf: ========= Printing statistics for Server No: 1\n"
+              "sockperf: ====> avg-latency=900.000 (std-dev=1.000)\n"
+              "sockperf: ---> percentile 99.000 = 999.000\n"
+              "sockperf: ---> percentile 50.000 = 900.000\n")
+    one = by_metric(parse_sockperf(text))
+    both = by_metric(parse_sockperf(text + second))
+    assert both["network.tcp_latency_p99"].value == one["network.tcp_latency_p99"].value
+    assert both["network.tcp_latency_p99"].value == pytest.approx(3780.326e-6)
+    assert both["network.tcp_latency"].value == pytest.approx(157.593e-6)

@@ -260,3 +260,22 @@ def test_parse_fio_of_a_run_without_io_is_an_error() -> None:
          "write": {"io_bytes": 0, "bw_bytes": 0, "iops": 0.0, "total_ios": 0}}]}
     with pytest.raises(ParseError, match=r"no job did any I/O \(jobs: idle\)"):
         parse_fio(json.dumps(idle))
+
+
+def test_blkid_ambivalent_result_is_a_signature(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # blkid -p exits 8 when it finds several signatures (blkid(8), RETURN CODE);
+    # the magic bytes below may know none of them, so the device must not look blank.
+    from bench_agent.storage_safety import probe_signature
+
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(70_000))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "blkid"
+    fake.write_text("#!/bin/sh\nexit 8\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert probe_signature(str(blank)) is not None
+    fake.write_text("#!/bin/sh\nexit 2\n")  # nothing found: the magics decide
+    assert probe_signature(str(blank)) is None

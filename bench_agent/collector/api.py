@@ -151,10 +151,10 @@ def get_reports(
     if since is not None:
         try:
             since_at = datetime.fromisoformat(since)
-        except ValueError:
+            if since_at.tzinfo is not None:
+                since_at = since_at.astimezone(UTC).replace(tzinfo=None)
+        except (ValueError, OverflowError):
             return refusal(400, "bad_query", f"since={since!r} is not an ISO 8601 time")
-        if since_at.tzinfo is not None:
-            since_at = since_at.astimezone(UTC).replace(tzinfo=None)
     if status is not None and status not in Status.__members__:
         return refusal(400, "bad_query", f"status={status!r} is not one of "
                        f"{', '.join(Status.__members__)}")
@@ -198,7 +198,7 @@ async def post_key(
         return denied
     try:
         data = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return refusal(400, "malformed_json", "the body is not JSON")
     if not isinstance(data, dict) or not isinstance(data.get("node"), str) \
             or not isinstance(data.get("public_key"), str):
@@ -230,6 +230,20 @@ def revoke_key(
         return refusal(404, "not_found", f"no enrolled key {keyid}")
     log.info("revoked key %s", keyid)
     return JSONResponse({"keyid": keyid, "revoked_at": queries.iso(revoked_at)})
+
+
+def database_unavailable(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After when the database cannot be reached or is locked.
+
+    Not a 500: nothing is wrong with the request, and an uploader keeps the
+    report and retries (bench_agent/upload.py RETRY_STATUSES).
+    """
+    log.error("%s %s: database unavailable: %s", request.method, request.url.path,
+              str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    if request.url.path == "/v1/reports" and request.method == "POST":
+        request.app.state.counters.refused("database_unavailable")
+    return refusal(503, "database_unavailable", "the collector's database is unavailable; "
+                   "retry later", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 @router.get("/metrics")

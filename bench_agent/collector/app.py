@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bench_agent import __version__
 from bench_agent.collector import api, dashboard, db, metrics
@@ -44,6 +45,9 @@ def create_app(settings: Settings, database: db.Database | None = None) -> FastA
     app.state.database = database
     app.state.counters = metrics.Counters()
     app.state.in_flight = api.InFlight(api.MAX_IN_FLIGHT)
+    # A database that is down or locked answers 503, which uploaders retry.
+    app.add_exception_handler(OperationalError, api.database_unavailable)
+    app.add_exception_handler(InterfaceError, api.database_unavailable)
     app.include_router(api.router)
     app.include_router(dashboard.router)
     return app

@@ -7,6 +7,8 @@ table, so its reports keep their provenance and it cannot be enrolled again.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,9 +41,15 @@ class EnrolledKey:
 
 
 def check_node_name(name: str) -> str:
-    if not name or len(name) > db.NAME_LENGTH:
+    """Any Unicode text of 1 to NAME_LENGTH characters without control characters."""
+    if not isinstance(name, str) or not name or len(name) > db.NAME_LENGTH:
         raise EnrollmentError(f"a node name must have 1 to {db.NAME_LENGTH} characters",
                               "invalid_node")
+    # Control characters (NUL among them, which PostgreSQL text cannot hold) and
+    # lone surrogates (not UTF-8) never name a host.
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        raise EnrollmentError(f"the node name {name!r} contains a control character or is "
+                              "not valid Unicode", "invalid_node")
     return name
 
 
@@ -50,7 +58,7 @@ def enroll(database: db.Database, node_name: str, public_pem: str | bytes) -> tu
     check_node_name(node_name)
     try:
         public = PublicKey.from_pem(public_pem)
-    except BenchAgentError as exc:
+    except (BenchAgentError, UnicodeEncodeError) as exc:
         raise EnrollmentError(str(exc), "invalid_key") from exc
     with database.writing(), database.engine.begin() as conn:
         return enroll_in(conn, node_name, public)
@@ -87,10 +95,19 @@ def revoke(database: db.Database, keyid: str) -> datetime | None:
 
 
 _LOOKUP = select(db.keys).where(db.keys.c.keyid == bindparam("b_keyid"))
+_LOOKUP_FOR_SHARE = _LOOKUP.with_for_update(read=True)
+# Every keyid is the hex sha256 of the key (attest.keyid_for_public_bytes). Anything
+# else from an envelope or a URL cannot be enrolled, and is not sent to the
+# database, where a NUL or a lone surrogate would raise.
+_KEYID = re.compile(r"[0-9a-f]{64}")
 
 
-def lookup_in(conn: Connection, keyid: str) -> EnrolledKey | None:
-    row = conn.execute(_LOOKUP, {"b_keyid": keyid}).first()
+def lookup_in(conn: Connection, keyid: str, *, for_share: bool = False
+              ) -> EnrolledKey | None:
+    if not isinstance(keyid, str) or not _KEYID.fullmatch(keyid):
+        return None
+    row = conn.execute(_LOOKUP_FOR_SHARE if for_share else _LOOKUP,
+                       {"b_keyid": keyid}).first()
     if row is None:
         return None
     return EnrolledKey(row.keyid, row.node_name, PublicKey(bytes(row.public_raw)),

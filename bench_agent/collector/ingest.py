@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -99,7 +100,10 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], bytes, list[str]]:
     """(envelope, payload bytes, signature keyids) or Refused(400)."""
     try:
         envelope = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer of
+        # over 4300 digits (sys.int_info); RecursionError, a body nested deeper
+        # than the interpreter's stack ("[" * 100000).
         raise Refused(400, "malformed_json", f"the body is not JSON: {exc}") from exc
     if not is_envelope(envelope):
         raise Refused(400, "not_envelope",
@@ -148,9 +152,11 @@ def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: s
     statement = _verify(envelope, payload, key.public)
     subject = statement["subject"][0].get("name")
     predicate = statement["predicate"]
-    if not isinstance(subject, str) or not 0 < len(subject) <= db.NAME_LENGTH:
-        raise Refused(422, "invalid_report", f"the subject name {subject!r} is not a node "
-                      f"name of 1 to {db.NAME_LENGTH} characters")
+    try:
+        enrollment.check_node_name(subject)
+    except enrollment.EnrollmentError as exc:
+        raise Refused(422, "invalid_report", f"the subject name {subject!r:.80} is not a "
+                      f"node name: {exc}") from exc
     if new_key:
         key = enrollment.EnrolledKey(key.keyid, subject, key.public, db.utcnow(), None)
         if enrollment.node_has_active_key(conn, key.node_name):
@@ -163,10 +169,69 @@ def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: s
         report = Report.from_dict(predicate)
         started = _timestamp(report.started_at)
         finished = _timestamp(report.finished_at)
-    except (ReportError, ValueError, TypeError) as exc:
+        _check_storable(report)
+    except (ReportError, ValueError, TypeError, OverflowError) as exc:
         raise Refused(422, "invalid_report", f"the signed payload is not a valid report: "
                       f"{exc}") from exc
     return _Checked(digest, key, new_key, report, started, finished)
+
+
+def _text(value: Any, column: Any, what: str) -> None:
+    """ValueError unless ``value`` fits ``column``: a str within its length, without NUL
+    (PostgreSQL text cannot hold it) or lone surrogates (not encodable as UTF-8)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} {value!r:.80} is not a string")
+    length = getattr(column.type, "length", None)
+    if length is not None and len(value) > length:
+        raise ValueError(f"{what} {value[:40]!r}... is longer than {length} characters")
+    if "\x00" in value:
+        raise ValueError(f"{what} {value[:40]!r} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} {value[:40]!r} is not valid Unicode") from exc
+
+
+def _check_storable(report: Report) -> None:
+    """Every value that reaches a column has its type and fits (else a 422, not a 500).
+
+    Report.from_dict checks the structure but not the types of free-text fields;
+    SQLite would store a list or an overlong string, PostgreSQL raises on both.
+    """
+    r = db.reports.c
+    for value, column, what in ((report.report_id, r.report_uuid, "report_id"),
+                                (report.agent_version, r.agent_version, "agent_version"),
+                                (report.suite.name, r.suite, "suite name"),
+                                (report.profile.name, r.profile, "profile name")):
+        _text(value, column, what)
+    m = db.measurements.c
+    for measurement in report.measurements:
+        for value, column, what in ((measurement.check, m.check_name, "check"),
+                                    (measurement.metric, m.metric, "metric"),
+                                    (measurement.device, m.device, "device")):
+            _text(value, column, what)
+    v = db.verdicts.c
+    for verdict in report.verdicts:
+        for value, column, what in ((verdict.check, v.check_name, "check"),
+                                    (verdict.metric, v.metric, "metric"),
+                                    (verdict.device, v.device, "device"),
+                                    (verdict.threshold, v.threshold, "threshold"),
+                                    (verdict.source, v.source, "source"),
+                                    (verdict.message, v.message, "message")):
+            _text(value, column, what)
+        # The read API serves the payload as strict JSON, which has no Infinity/NaN.
+        if verdict.value is not None and not math.isfinite(verdict.value):
+            raise ValueError(f"verdict {verdict.check} {verdict.metric}: value "
+                             f"{verdict.value} is not finite")
+    # The dashboard plots the series: name -> [[seconds since start, value], ...].
+    for name, points in report.series.items():
+        if not isinstance(points, list) or not all(
+                isinstance(p, list) and len(p) == 2
+                and all(isinstance(x, int | float) and not isinstance(x, bool)
+                        and math.isfinite(x) and abs(x) < 1e12 for x in p)
+                for p in points):
+            raise ValueError(f"series {name!r:.40} is not a list of [seconds, value] pairs "
+                             "of finite numbers")
 
 
 def _offered(offered_key: str, keyids: list[str], envelope: dict[str, Any]
@@ -244,7 +309,21 @@ def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
     report = checked.report
     node_name = checked.key.node_name
     if checked.new_key:
+        # Checked again inside the write transaction: another first key of this
+        # node may have been enrolled since _check (exact on SQLite, whose writers
+        # are serialized by Database.writing()).
+        if enrollment.node_has_active_key(conn, node_name):
+            raise Refused(403, "node_already_enrolled", f"node {node_name!r} already has "
+                          "an enrolled key; auto-enroll only accepts a node's first key")
         enrollment.enroll_in(conn, node_name, checked.key.public)
+    else:
+        # A revocation that committed after _check must still refuse the report.
+        # FOR SHARE (PostgreSQL) makes a concurrent revocation wait for this
+        # transaction, or this one read the revoked row; SQLite serializes writers.
+        key = enrollment.lookup_in(conn, checked.key.keyid, for_share=True)
+        if key is None or key.revoked_at is not None:
+            raise Refused(403, "key_revoked", f"key {checked.key.keyid[:16]} was revoked "
+                          "while the report was being verified")
     node_id = _node_id(conn, node_name)
     status = report.status.value
     report_id = conn.execute(_INSERT_REPORT, {

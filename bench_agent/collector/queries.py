@@ -59,8 +59,25 @@ def list_nodes(conn: Connection, now: datetime) -> list[dict[str, Any]]:
     return [_node_dict(row, failing, now) for row in rows]
 
 
+# reports.id is an INTEGER: PostgreSQL raises on a larger bound parameter, SQLite's
+# driver past 2**63. An id from a URL beyond it names no report.
+MAX_ID = 2**31 - 1
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` could name a node; a URL or query may carry any text (a NUL,
+    which PostgreSQL refuses in a parameter), and such a name names no node."""
+    try:
+        enrollment.check_node_name(name)
+    except enrollment.EnrollmentError:
+        return False
+    return True
+
+
 def get_node(conn: Connection, name: str, now: datetime, limit: int = 100
              ) -> dict[str, Any] | None:
+    if not valid_name(name):
+        return None
     row = conn.execute(select(db.nodes).where(db.nodes.c.name == name)).first()
     if row is None:
         return None
@@ -95,6 +112,8 @@ def _report_dict(row: Any) -> dict[str, Any]:
 def list_reports(conn: Connection, *, node: str | None = None, since: datetime | None = None,
                  status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Newest first (by finish time); ``since`` keeps reports finished at or after it."""
+    if node is not None and not valid_name(node):
+        return []
     query = (select(*_REPORT_COLUMNS)
              .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
              .order_by(db.reports.c.finished_at.desc(), db.reports.c.id.desc()).limit(limit))
@@ -108,6 +127,8 @@ def list_reports(conn: Connection, *, node: str | None = None, since: datetime |
 
 
 def get_report(conn: Connection, report_id: int) -> dict[str, Any] | None:
+    if not 0 < report_id <= MAX_ID:
+        return None
     row = conn.execute(
         select(*_REPORT_COLUMNS, db.reports.c.envelope)
         .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)

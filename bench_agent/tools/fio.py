@@ -39,6 +39,7 @@ keep the last, which is what we want).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -150,16 +151,20 @@ def _json_documents(text: str) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _number(value: Any, default: float = 0.0) -> float:
+    """A finite number, else ``default`` (Python's JSON reader accepts NaN and
+    Infinity, and int(nan) would crash the parser)."""
     if isinstance(value, bool):
         return default
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             return default
-    return default
+    else:
+        return default
+    return number if math.isfinite(number) else default
 
 
 def _percentiles(block: dict[str, Any], scale: float) -> dict[float, float]:
@@ -174,6 +179,10 @@ def _percentiles(block: dict[str, Any], scale: float) -> dict[float, float]:
             continue
         # "0.00" keys (fio 2.x, 3.1) are unused slots of the percentile list.
         if pct <= 0 or not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        # A negative or non-finite latency is no reading (and a negative one would
+        # pass a latency threshold).
+        if not math.isfinite(value) or value < 0:
             continue
         out[round(pct, 4)] = float(value) / scale
     return out
@@ -237,7 +246,8 @@ def _direction(raw: Any, v2: bool) -> DirectionStats | None:
         io_bytes=io_bytes,
         total_ios=total_ios,
         runtime_s=runtime_s,
-        mean_latency_s=_number(mean) / scale if isinstance(mean, int | float) else None,
+        mean_latency_s=(_number(mean) / scale if isinstance(mean, int | float)
+                        and math.isfinite(mean) and mean >= 0 else None),
         percentiles=_percentiles(block, scale),
         basis=basis,
         bins=_bins(block),
@@ -278,6 +288,13 @@ def _jobs_of(document: dict[str, Any]) -> list[FioJob]:
     return out
 
 
+def _strerror(errno: int) -> str:
+    try:
+        return os.strerror(errno)
+    except (OverflowError, ValueError):
+        return "unknown error"
+
+
 def parse_fio_report(text: str) -> FioReport:
     """Read fio's JSON/JSON+ output; raise ParseError or ToolFailed (job error).
 
@@ -303,7 +320,7 @@ def parse_fio_report(text: str) -> FioReport:
     jobs = list(merged.values())
     failed = [j for j in jobs if j.error]
     if failed:
-        described = ", ".join(f"job {j.name!r}: error {j.error} ({os.strerror(j.error)})"
+        described = ", ".join(f"job {j.name!r}: error {j.error} ({_strerror(j.error)})"
                               for j in failed)
         said = "; ".join(n for n in notes if n.startswith("fio:"))
         raise ToolFailed(TOOL, described + (f"; fio said: {said}" if said else ""))

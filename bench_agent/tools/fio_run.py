@@ -49,6 +49,7 @@ def run_fio(
     command.append("-")
     try:
         done = subprocess.run(command, input=job_file, capture_output=True, text=True,
+                              errors="replace",
                               timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise CheckTimeout(f"fio ran past {timeout:.0f} s and was stopped") from exc

@@ -207,11 +207,16 @@ def run_parallel(commands: Sequence[list[str]], timeout: float) -> list[Iperf3Re
     """
     if shutil.which(TOOL) is None:
         raise ToolMissing(TOOL, "install iperf3 (apt install iperf3)")
-    procs = [subprocess.Popen(list(c), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for c in commands]
+    procs: list[subprocess.Popen[str]] = []
     deadline = time.monotonic() + timeout
     outputs: list[tuple[int, str, str]] = []
     try:
+        # Started inside the try: if a later client cannot start, the earlier ones
+        # are stopped in the finally below instead of running on.
+        for command in commands:
+            procs.append(subprocess.Popen(list(command), stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True, errors="replace"))
         for proc in procs:
             try:
                 stdout, stderr = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))

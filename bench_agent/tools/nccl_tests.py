@@ -132,8 +132,12 @@ def parse_table(lines: list[str], excerpt: str = "") -> Table:
                 match = re.search(r":\s*(\d+)", body)
                 oob = int(match.group(1)) if match else None
             elif body.startswith("Avg bus bandwidth"):
-                match = re.search(r":\s*([0-9.eE+-]+)", body)
-                avg = float(match.group(1)) if match else None
+                # "-nan" or "inf" when a run went wrong: no figure, not a crash.
+                match = re.search(r":\s*(\S+)", body)
+                try:
+                    avg = _number(match.group(1)) if match else None
+                except ValueError:
+                    avg = None
             continue
         if names is None or not stripped or not stripped[0].isdigit():
             continue  # leading noise, NCCL INFO lines, prompts

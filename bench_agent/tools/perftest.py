@@ -29,6 +29,7 @@ is read as key: value pairs, which works for both.
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import subprocess
@@ -50,6 +51,8 @@ _COLUMN_RE = re.compile(r"#\w+|[\w.% ]+?\[[^\]]*\]")
 _TEST_RE = re.compile(r"^\s*(RDMA_Write|RDMA_Read|Send|Atomic)\s+(BW|Latency)\s+Test", re.M)
 _DEVICE_RE = re.compile(r"Device\s*:\s*(\S+)")
 _PAIR_RE = re.compile(r'"?([A-Za-z_][\w.]*)"?\s*:\s*("[^"]*"|-?[0-9][0-9.eE+-]*)')
+# --out_json result keys that are figures (latencies, bandwidths, message rate).
+_NUMBER_KEY_RE = re.compile(r"^(t_|percentile_|BW_|MsgRate)")
 _ERRORS = ("Did not detect devices", "Unable to", "Couldn't", "Failed to", "failed to",
            "Conflicting parameters", "is not supported")
 _VERBS = {"RDMA_Write": "write", "RDMA_Read": "read"}
@@ -86,9 +89,13 @@ def tables(text: str) -> list[PerftestTable]:
         if len(fields) != len(current.columns):
             continue  # not a row of this table: a column count that does not fit
         try:
-            current.rows.append([float(f) for f in fields])
+            values = [float(f) for f in fields]
         except ValueError:
             continue
+        # "nan", "inf" or a negative figure is no measurement: a negative latency
+        # would pass a "< 10 us" threshold, so such a row is dropped, not read.
+        if all(math.isfinite(v) and v >= 0 for v in values):
+            current.rows.append(values)
     return [t for t in found if t.rows]
 
 
@@ -173,6 +180,10 @@ def parse_perftest_json(text: str, gbits: bool = False, verb: str = "write",
     pairs = {k: v.strip('"') for k, v in _PAIR_RE.findall(text[start:])}
     info = {k: v.strip('"') for k, v in _PAIR_RE.findall(text[:start])}
     device = device or info.get("Device", "")
+    for key, value in pairs.items():
+        if _NUMBER_KEY_RE.match(key) and value.startswith("-"):
+            raise ParseError(TOOL, f"negative {key} in --out_json: {value}",
+                             text[start:start + 300])
     try:
         if "t_typical" in pairs:
             values = {"typical": float(pairs["t_typical"]) * US}

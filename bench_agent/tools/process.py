@@ -24,6 +24,8 @@ def run_tool(tool: str, command: list[str], timeout: float,
         raise ToolMissing(tool, install_hint)
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              # a stray non-UTF-8 byte must not hide the tool's words
+                              errors="replace",
                               stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         raise CheckTimeout(f"{tool} ran past {timeout:g} s ({' '.join(command)})") from None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 from bench_agent.errors import ParseError, ToolFailed
+from bench_agent.metrics import METRICS
 from bench_agent.model import Measurement
 from bench_agent.tools.process import run_tool
 from bench_agent.tools.sockperf import clean_text
@@ -67,7 +68,8 @@ def parse_qperf(text: str) -> list[Measurement]:
         if value.group(1) != key:
             continue
         unit = Unit.SECONDS if kind == "time" else Unit.BITS_PER_SECOND
-        out.append(Measurement(check=metric if kind == "time" else "network.tcp_bandwidth",
+        info = METRICS.get(metric)
+        out.append(Measurement(check=info.check if info else metric,
                                metric=metric, unit=unit, tool=TOOL,
                                value=_convert(value.group(2), value.group(3), kind),
                                params={"test": current}))

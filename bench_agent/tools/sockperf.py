@@ -37,6 +37,8 @@ _PCT_RE = re.compile(r"--->\s*percentile\s+([0-9.]+)\s*=\s*([0-9.]+)")
 _EXTREME_RE = re.compile(r"--->\s*<(MAX|MIN)>\s*observation\s*=\s*([0-9.]+)")
 _PROTO_RE = re.compile(r"^\[\s*\d+\]\s*IP\s*=.*#\s*(TCP|UDP)", re.MULTILINE)
 _VERSION_RE = re.compile(r"version\s*#?\s*([0-9][\w.-]*)")
+# Where the first server's summary ends: the next server's statistics or summary.
+_BLOCK_END_RE = re.compile(r"Printing statistics|====>\s*avg-")
 _ERROR_RE = re.compile(r"sockperf:\s*(ERROR:.*|No messages were received.*)")
 US = 1e-6
 # The percentiles we report as metrics; sockperf prints 25..99.999.
@@ -65,7 +67,10 @@ def parse_sockperf(text: str, protocol: str | None = None,
     version = _VERSION_RE.search(text)
     # Only the summary block of the first server: stop at a --full-log CSV or a
     # second "Printing statistics" block.
-    block = text[avg.start():]
+    block = text[avg.end():]
+    following = _BLOCK_END_RE.search(block)
+    if following:
+        block = block[:following.start()]
     percentiles = {float(p): float(v) * US for p, v in _PCT_RE.findall(block)}
     extremes = {k: float(v) * US for k, v in _EXTREME_RE.findall(block)}
     stats = {"std_dev": float(avg.group(3)) * US, **{f"p{p:g}": v for p, v in
