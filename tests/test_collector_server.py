@@ -156,6 +156,10 @@ def test_admin_endpoints_need_the_token(collector: Collector) -> None:
     assert admin(collector, "DELETE", f"/v1/keys/{key.public.keyid}", token="nope")[0] == 401
     assert admin(collector, "DELETE", f"/v1/keys/{key.public.keyid}")[0] == 200
     assert admin(collector, "DELETE", f"/v1/keys/{'0' * 64}")[0] == 404
+    # An enrollment body is small: a huge one is refused before it is read whole.
+    status, body = admin(collector, "POST", "/v1/keys",
+                         {"node": "big", "public_key": "x" * (64 * 1024)})
+    assert (status, body["error"]) == (413, "body_too_large")
 
 
 def test_cli_enroll_and_revoke_on_the_running_collectors_database(

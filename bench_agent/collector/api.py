@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import json
 import logging
 import threading
 from datetime import UTC, datetime
@@ -65,6 +66,9 @@ def _state(request: Request) -> tuple[db.Database, Settings, metrics.Counters]:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+KEY_BODY_LIMIT = 16 * 1024
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -196,8 +200,13 @@ async def post_key(
     denied = _admin(request, authorization)
     if denied is not None:
         return denied
+    # A key enrollment is a few hundred bytes: no reason to read more.
+    body = await _read_body(request, KEY_BODY_LIMIT)
+    if body is None:
+        return refusal(413, "body_too_large", f"a key enrollment is at most {KEY_BODY_LIMIT} "
+                       "bytes")
     try:
-        data = await request.json()
+        data = json.loads(body)
     except (ValueError, RecursionError):
         return refusal(400, "malformed_json", "the body is not JSON")
     if not isinstance(data, dict) or not isinstance(data.get("node"), str) \
