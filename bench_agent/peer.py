@@ -77,6 +77,10 @@ MAX_REQUEST_BYTES = 4096
 _DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+# Control connections served at once (each a thread; a client needs one at a time).
+MAX_CONTROL_CLIENTS = 32
+
+
 class PeerError(Exception):
     """The peer cannot start (a port taken, no tool at all)."""
 
@@ -201,6 +205,9 @@ class Peer:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.listener: socket.socket | None = None
+        # The control port has no authentication: bound the threads a flood of
+        # connections can take; one over the bound is closed at once.
+        self.clients = threading.BoundedSemaphore(MAX_CONTROL_CLIENTS)
 
     # -- control protocol --
 
@@ -268,6 +275,12 @@ class Peer:
             if port not in busy:
                 return port
         return None
+
+    def _serve_client_counted(self, conn: socket.socket) -> None:
+        try:
+            self._serve_client(conn)
+        finally:
+            self.clients.release()
 
     def _serve_client(self, conn: socket.socket) -> None:
         with conn:
@@ -350,7 +363,10 @@ class Peer:
                 for _key, _mask in selector.select(timeout=0.5):
                     with contextlib.suppress(OSError):
                         conn, _addr = self.listener.accept()
-                        threading.Thread(target=self._serve_client, args=(conn,),
+                        if not self.clients.acquire(blocking=False):
+                            conn.close()
+                            continue
+                        threading.Thread(target=self._serve_client_counted, args=(conn,),
                                          daemon=True).start()
                 self.supervise_once()
         finally:

@@ -298,3 +298,32 @@ def test_control_protocol_refuses_what_it_does_not_know() -> None:
     assert peer.handle([1, 2])["ok"] is False
     bad = peer.handle({"op": "perftest", "tool": "ib_write_lat", "device": "x; reboot"})
     assert bad["ok"] is False
+
+
+def test_control_port_bounds_its_connection_threads() -> None:
+    """An unauthenticated port: connections past the bound are closed, not queued."""
+    import socket as socket_module
+    import threading
+
+    from bench_agent import peer as peer_module
+
+    config = PeerConfig(bind="127.0.0.1", ports={**peer_module.DEFAULT_PORTS, "control": 0})
+    server = Peer(config)
+    server.listener = socket_module.create_server(("127.0.0.1", 0))
+    port = server.listener.getsockname()[1]
+    held = [server.clients.acquire(blocking=False)
+            for _ in range(peer_module.MAX_CONTROL_CLIENTS)]
+    assert all(held)  # every slot taken, as by a flood of idle connections
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        with socket_module.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            assert conn.recv(100) == b""  # closed at once, unread: no thread for it
+        server.clients.release()
+        with socket_module.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b'{"op": "hello"}\n')
+            assert b'"ok": true' in conn.recv(4096)
+    finally:
+        server.stopping.set()
+        thread.join(timeout=5)
+        server.listener.close()
