@@ -204,6 +204,10 @@ class Peer:
         self.perftest_procs: list[tuple[subprocess.Popen[bytes], float, int]] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        # Set by the signal handler, which must take no lock: Event.set() takes one,
+        # and a second SIGTERM arriving inside it (timeout(1) forwards one, the
+        # playbook sends another) deadlocked the peer on that lock.
+        self.stop_requested = False
         self.listener: socket.socket | None = None
         # The control port has no authentication: bound the threads a flood of
         # connections can take; one over the bound is closed at once.
@@ -359,7 +363,7 @@ class Peer:
         selector = selectors.DefaultSelector()
         selector.register(self.listener, selectors.EVENT_READ)
         try:
-            while not self.stopping.is_set():
+            while not (self.stop_requested or self.stopping.is_set()):
                 for _key, _mask in selector.select(timeout=0.5):
                     with contextlib.suppress(OSError):
                         conn, _addr = self.listener.accept()
@@ -405,7 +409,7 @@ def run_peer(config: PeerConfig, out: TextIO = sys.stdout) -> int:
     peer = Peer(config, out)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
-        peer.stopping.set()
+        peer.stop_requested = True  # a plain store: safe however often signals come
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

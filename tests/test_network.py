@@ -327,3 +327,36 @@ def test_control_port_bounds_its_connection_threads() -> None:
         server.stopping.set()
         thread.join(timeout=5)
         server.listener.close()
+
+
+def test_a_burst_of_sigterms_stops_the_peer(tmp_path: Path) -> None:
+    """timeout(1) forwards SIGTERM and a playbook sends its own: several signals at
+    once must stop the peer, not deadlock it in its own signal handler."""
+    import signal as signal_module
+    import socket as socket_module
+
+    def free_port() -> int:
+        with socket_module.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+
+    ports = (f"control={free_port()},iperf3={free_port()},sockperf={free_port()},"
+             f"qperf={free_port()},perftest={free_port()}")
+    for _attempt in range(3):
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "bench_agent.cli", "peer", "--bind", "127.0.0.1", "--ports", ports,
+             "--iperf3-servers", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert proc.stdout is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if "ready" in proc.stdout.readline():
+                    break
+            for _ in range(20):
+                proc.send_signal(signal_module.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
