@@ -240,10 +240,22 @@ class Burnin:
     peer: str | None = None
     gpu_sampler: Callable[[], list[dict[str, Any]]] | None = None
     clock: Callable[[], float] = time.time
-    _stop: threading.Event = field(default_factory=threading.Event)
+    # Set by the SIGINT/SIGTERM handler: a plain store, no lock (a lock taken in a
+    # signal handler deadlocks when a second signal lands inside it; see peer.py).
+    _stop_requested: bool = False
 
     def request_stop(self, signum: int = 0, frame: object = None) -> None:
-        self._stop.set()
+        self._stop_requested = True
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` in short slices; True as soon as a stop is asked."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(0.2, remaining))
+        return True
 
     def run(self) -> tuple[Report, Path]:
         started = self.clock()
@@ -269,7 +281,7 @@ class Burnin:
                        else {}),
                     **({"peer": self.peer} if self.peer and name == "network_iperf3"
                        else {})})
-            while not (interrupted := self._stop.wait(self.config.interval)):
+            while not (interrupted := self._wait(self.config.interval)):
                 elapsed = self._tick(started, loads, rules, writer, nvme)
                 if elapsed >= self.duration:
                     break

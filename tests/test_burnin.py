@@ -157,7 +157,10 @@ def _wait_for_samples(folder: Path, count: int, timeout: float = 60) -> Path:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for path in folder.glob("*/*.jsonl"):
-            if path.read_text().count('"loads": {"cpu_matmul"') >= count:
+            samples = [line for line in path.read_text().splitlines()
+                       if line.startswith('{"type": "sample"')
+                       and '"loads": {"cpu_matmul"' in line]
+            if len(samples) >= count:
                 return path
         time.sleep(0.2)
     raise AssertionError("the burn-in wrote no samples")
@@ -382,3 +385,20 @@ def test_a_burnin_where_no_load_can_run_is_an_error() -> None:
     errors = [v for v in verdicts if v.status is Status.ERROR]
     assert [v.message for v in errors] == [
         "no load could run on this node: gpu_matmul: gpu load: no CUDA device"]
+
+
+def test_a_burst_of_sigterms_gives_the_interrupted_report(tmp_path: Path) -> None:
+    """Several signals at once (systemd, timeout(1), a playbook) must not deadlock."""
+    suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n")
+    proc = _start_cli(tmp_path, suite)
+    try:
+        _wait_for_samples(tmp_path / "out", 1)
+        for _ in range(20):
+            proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2
+    report = json.loads(next((tmp_path / "out").glob("*/*-burnin-test.json")).read_text())
+    assert report["payloadType"] == "application/vnd.in-toto+json"
