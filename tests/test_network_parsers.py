@@ -316,3 +316,25 @@ def test_sockperf_percentiles_come_from_the_first_servers_block() -> None:
     assert both["network.tcp_latency_p99"].value == one["network.tcp_latency_p99"].value
     assert both["network.tcp_latency_p99"].value == pytest.approx(3780.326e-6)
     assert both["network.tcp_latency"].value == pytest.approx(157.593e-6)
+
+
+def test_an_old_perftest_latency_table_without_percentiles_is_read() -> None:
+    """Older perftest releases print only t_min, t_max and t_typical (no t_avg or
+    percentile columns): t_typical is judged, the rest is simply absent."""
+    from bench_agent.tools.perftest import parse_perftest
+
+    text = (
+        "---------------------------------------------------------------------------------------\n"
+        "                    RDMA_Write Latency Test\n"
+        " Dual-port       : OFF\t\tDevice         : mlx5_0\n"
+        "---------------------------------------------------------------------------------------\n"
+        " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]\n"
+        " 2       1000          0.89           5.10         0.92\n"
+        "---------------------------------------------------------------------------------------\n"
+    )
+    out = {m.metric: m for m in parse_perftest(text)}
+    assert set(out) == {"network.rdma_write_latency"}
+    latency = out["network.rdma_write_latency"]
+    assert latency.value == pytest.approx(0.92e-6)
+    assert latency.stats == {"min": pytest.approx(0.89e-6), "max": pytest.approx(5.10e-6)}
+    assert latency.device == "mlx5_0"

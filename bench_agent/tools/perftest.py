@@ -141,10 +141,13 @@ def parse_perftest(text: str, device: str = "") -> list[Measurement]:
     table = found[-1]
     if table.kind == "lat":
         rows = _rows_of_size(table.rows, largest=False)
-        values = {key: statistics.median(r[_column(table, prefix)] for r in rows) * US
-                  for key, prefix in (("typical", "t_typical"), ("avg", "t_avg"),
-                                      ("p99", "99%"), ("p99_9", "99.9%"), ("min", "t_min"),
-                                      ("max", "t_max"))}
+        # t_typical is the figure judged; older perftest builds print no t_avg or
+        # percentile columns, which are then simply not reported.
+        values = {"typical": statistics.median(r[_column(table, "t_typical")] for r in rows) * US}
+        for key, prefix in (("avg", "t_avg"), ("p99", "99%"), ("p99_9", "99.9%"),
+                            ("min", "t_min"), ("max", "t_max")):
+            if any(name.startswith(prefix) for name in table.columns):
+                values[key] = statistics.median(r[_column(table, prefix)] for r in rows) * US
         return latency_measurements(verb, values, int(rows[0][0]), device)
     bw_col = _column(table, "BW average")
     unit = table.columns[bw_col].split("[", 1)[1].rstrip("]")
