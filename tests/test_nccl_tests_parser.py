@@ -45,8 +45,10 @@ def test_old_error_column_without_root() -> None:
     assert busbw.value == 91.87e9
     assert busbw.params["rows"][0]["root"] is None
     assert busbw.params["rows"][0]["out-of-place"]["error"] == 0.0
-    # The old error column is a max delta, not a count: no "wrong" metric.
-    assert "nccl.all_gather_wrong" not in m
+    # The old error column is a max delta, not a count: the footer's "Out of
+    # bounds values" count is the correctness figure instead.
+    wrong = m["nccl.all_gather_wrong"]
+    assert wrong.value == 0.0 and wrong.params["wrong_from"] == "Out of bounds values"
 
 
 def test_wrong_na_and_timestamps() -> None:

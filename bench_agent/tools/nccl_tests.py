@@ -232,6 +232,12 @@ def table_measurements(table: Table, collective: str, how: str) -> list[Measurem
                    if res.get("wrong") is not None]
         if checked:  # all "N/A" means validation was off (-c 0): nothing to count
             add("wrong", float(sum(v for v in checked if v is not None)), Unit.COUNT)
+    elif table.out_of_bounds is not None:
+        # Old releases print a max delta ("error") instead of #wrong; their footer's
+        # "Out of bounds values" count is the correctness figure then, judged by
+        # the same "no wrong value" threshold.
+        params["wrong_from"] = "Out of bounds values"
+        add("wrong", float(table.out_of_bounds), Unit.COUNT)
     if table.avg_busbw_gbs is not None:
         add("avg_busbw", round(table.avg_busbw_gbs * GB), Unit.BYTES_PER_SECOND)
     if not out:
