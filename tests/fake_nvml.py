@@ -17,8 +17,9 @@ from typing import Any
 class NVMLError(Exception):
     def __init__(self, value: int) -> None:
         self.value = value
-        super().__init__({3: "Not Supported", 9: "Driver Not Loaded", 10: "Timeout",
-                          12: "NVML Shared Library Not Found"}.get(value, f"error {value}"))
+        super().__init__({2: "Invalid Argument", 3: "Not Supported", 9: "Driver Not Loaded",
+                          10: "Timeout", 12: "NVML Shared Library Not Found"
+                          }.get(value, f"error {value}"))
 
 
 @dataclass
@@ -55,6 +56,7 @@ class FakeNvml:
 
     # -- lifecycle and system
     def nvmlInit(self) -> None:
+        self.calls.append("init")
         if self.init_error is not None:
             raise NVMLError(self.init_error)
 
@@ -71,6 +73,8 @@ class FakeNvml:
         return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
+        if index >= len(self.gpus):
+            raise NVMLError(2)  # NVML_ERROR_INVALID_ARGUMENT
         return self.gpus[index]
 
     # -- identity

@@ -37,7 +37,7 @@ def test_zero_gpus_lists_none() -> None:
     nv = FakeNvml(gpus=[])
     with nvml.use_loader(lambda: nv):
         assert nvml.list_gpus() == []
-    assert nv.calls == ["shutdown"]
+    assert nv.calls == ["init", "shutdown"]
 
 
 def test_list_gpus_keeps_its_shape(fake: FakeNvml) -> None:
