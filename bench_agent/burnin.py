@@ -263,7 +263,11 @@ class Burnin:
         series_path = self.output_dir / self.host / f"{stamp}-{self.config.name}.jsonl"
         writer = SeriesWriter(series_path)
         rules = HealthRules(self.config.limits, list(self.config.loads))
+        from bench_agent.runner import collect_inventory_in_child
+
+        inventory = collect_inventory_in_child()
         writer.write({"type": "start", "host": self.host, "started_at": _utc(started),
+                      "inventory": inventory,
                       "duration": self.duration, "interval": self.config.interval,
                       "suite": {"name": self.config.name, "sha256": self.config.sha256,
                                 "path": self.config.path},
@@ -299,7 +303,7 @@ class Burnin:
                 events += self._check_exit(name, load, rules, elapsed)
         finished = self.clock()
         report = build_report(rules, self.host, started, finished, interrupted, self.config,
-                              aborted=aborted)
+                              aborted=aborted, inventory=inventory)
         try:
             for event in events:
                 writer.write(event)
@@ -352,7 +356,9 @@ class Burnin:
 def build_report(rules: HealthRules, host: str, started: float, finished: float,
                  interrupted: bool, config: BurninConfig | None,
                  suite: dict[str, str] | None = None, killed: bool = False,
-                 aborted: str = "") -> Report:
+                 aborted: str = "", inventory: dict[str, Any] | None = None) -> Report:
+    """The report of a run; ``inventory`` is the one read at its start (the series
+    keeps it), so a killed run judged later still names the node as it was."""
     measurements, verdicts = rules.summary()
     if aborted:
         verdicts.append(Verdict("burnin", Status.ERROR, message=(
@@ -366,11 +372,9 @@ def build_report(rules: HealthRules, host: str, started: float, finished: float,
     suite_info = suite or {"name": config.name if config else "burnin",
                            "sha256": config.sha256 if config else "0" * 64,
                            "path": config.path if config else ""}
-    from bench_agent.inventory import collect_inventory
-
     return Report(
         report_id=str(uuid.uuid4()), agent_version=__version__, host=host,
-        inventory=collect_inventory(), suite=NamedDigest(**suite_info),
+        inventory=inventory or {}, suite=NamedDigest(**suite_info),
         profile=NamedDigest("burnin-limits", suite_info["sha256"], suite_info.get("path", "")),
         started_at=_utc(started), finished_at=_utc(finished), measurements=measurements,
         verdicts=verdicts, interrupted=interrupted or killed or bool(aborted),
@@ -413,7 +417,8 @@ def _judge_series(records: list[dict[str, Any]]) -> Report:
                 if end else last)
     return build_report(rules, start["host"], started, finished,
                         bool(end and end.get("interrupted")), None, suite=start.get("suite"),
-                        killed=end is None, aborted=str(end.get("aborted", "")) if end else "")
+                        killed=end is None, aborted=str(end.get("aborted", "")) if end else "",
+                        inventory=start.get("inventory") or {})
 
 
 def _axis_label(series: str) -> str:

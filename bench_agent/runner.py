@@ -185,6 +185,19 @@ def _outcome_from_output(
     return CheckOutcome(name, measurements=measurements, seconds=seconds)
 
 
+def collect_inventory_in_child(
+    root: Path = Path("/"), worker_command: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The inventory, read in a child under a time limit: NVML on a sick driver can
+    hang, and a hang here must not cost the report. ``{"error": ...}`` if it failed."""
+    outcome = run_in_child({"inventory": True, "root": str(root)}, INVENTORY_TIMEOUT_S,
+                           worker_command)
+    if outcome.status is not None:
+        return {"error": outcome.message}
+    inventory: dict[str, Any] = outcome.payload["inventory"]
+    return inventory
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -219,12 +232,7 @@ class Runner:
         }
 
     def collect_inventory(self) -> dict[str, Any]:
-        outcome = run_in_child({"inventory": True, "root": str(self.root)},
-                               INVENTORY_TIMEOUT_S, self.worker_command)
-        if outcome.status is not None:
-            return {"error": outcome.message}
-        inventory: dict[str, Any] = outcome.payload["inventory"]
-        return inventory
+        return collect_inventory_in_child(self.root, self.worker_command)
 
     def run(self) -> Report:
         started = _utc_now()
