@@ -120,10 +120,7 @@ def _upload(spool: Path, url: str, key_path: Path | None = None) -> int:
                           public_key=public_key)
     for path, why in result.skipped:
         print(f"upload: skipped {path}: {why}", file=sys.stderr)
-    print(f"upload: {len(result.delivered)} delivered, {len(result.rejected)} rejected, "
-          f"{len(result.pending)} waiting" + (f" ({result.stopped_because})"
-                                              if result.stopped_because else ""),
-          file=sys.stderr)
+    print(f"upload: {result.summary()}", file=sys.stderr)
     return result.exit_code
 
 
