@@ -8,13 +8,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages of the external tools the suites drive (and Chromium, which the
-# collector's dashboard tests drive). Installed through apt when we are root and
-# one of them is missing; otherwise the checks that need them report SKIP with
-# the reason, and the dashboard tests skip.
+# collector's dashboard tests drive; promtool, from prometheus, and
+# prometheus-node-exporter, which the export tests run on the textfile). Installed
+# through apt when we are root and one of them is missing; otherwise the checks
+# that need them report SKIP with the reason, and those tests skip.
 APT_PACKAGES := fio iperf3 sockperf qperf perftest stress-ng nvme-cli pciutils \
-                chromium chromium-driver
+                chromium chromium-driver prometheus prometheus-node-exporter
 APT_TOOLS    := fio iperf3 sockperf qperf ib_write_lat stress-ng nvme lspci \
-                chromium chromedriver
+                chromium chromedriver promtool prometheus-node-exporter
 
 .PHONY: run test install lint typecheck bench clean system-deps
 

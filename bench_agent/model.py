@@ -6,7 +6,10 @@ downstream has to re-check it.
 
 Report JSON format versions (``schema_version``):
     1  first version: measurements, verdicts, inventory, suite and profile digests;
-       optional "series" (burn-in time series), absent from other reports.
+       optional "series" (burn-in time series), absent from other reports;
+       optional "check_seconds" (how long each check ran) and verdict
+       "threshold_id" (the profile rule that judged it), added later: a reader
+       without them reads {} and "".
 Loaders refuse a version newer than they know, and keep reading older ones.
 """
 
@@ -124,7 +127,9 @@ class Verdict:
 
     ``metric`` is empty for check-level verdicts (SKIP, ERROR). ``threshold`` is the
     human rendering of the rule ("> 100 kIOPS"), ``source`` where the rule comes
-    from (the guide section or the baseline).
+    from (the guide section or the baseline), ``threshold_id`` the id of that rule
+    in the profile: two rules on one metric give two verdicts that only it tells
+    apart (the exports key their testcases and series by it).
     """
 
     check: str
@@ -136,6 +141,7 @@ class Verdict:
     source: str = ""
     message: str = ""
     device: str = ""
+    threshold_id: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -168,6 +174,7 @@ class Verdict:
             "source": self.source,
             "message": self.message,
             "device": self.device,
+            "threshold_id": self.threshold_id,
         }
 
     @classmethod
@@ -182,6 +189,7 @@ class Verdict:
             source=data.get("source", ""),
             message=data.get("message", ""),
             device=data.get("device", ""),
+            threshold_id=data.get("threshold_id", ""),
         )
 
 
@@ -232,6 +240,9 @@ class Report:
     schema_version: int = SCHEMA_VERSION
     # Time series of a burn-in run: name -> [[seconds since start, value], ...].
     series: dict[str, list[list[float]]] = field(default_factory=dict)
+    # Wall-clock seconds each check's child ran (runner.CheckOutcome.seconds),
+    # summed when a suite runs a check twice: the time of its JUnit testcases.
+    check_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def status(self) -> Status:
@@ -255,6 +266,7 @@ class Report:
             "measurements": [m.to_dict() for m in self.measurements],
             "verdicts": [v.to_dict() for v in self.verdicts],
             **({"series": self.series} if self.series else {}),
+            **({"check_seconds": self.check_seconds} if self.check_seconds else {}),
         }
 
     def to_json(self) -> str:
@@ -285,9 +297,24 @@ class Report:
                 verdicts=[Verdict.from_dict(v) for v in data["verdicts"]],
                 interrupted=bool(data.get("interrupted", False)),
                 series=dict(data.get("series", {})),
+                check_seconds=_check_seconds(data.get("check_seconds", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReportError(f"malformed report: {exc!r}") from exc
+
+
+def _check_seconds(raw: Any) -> dict[str, float]:
+    """check name -> seconds, each a finite number >= 0 (else ValueError)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"check_seconds must be an object, got {type(raw).__name__}")
+    out: dict[str, float] = {}
+    for check, seconds in raw.items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+                or not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"check_seconds[{check!r}] must be a finite number >= 0,"
+                             f" got {seconds!r}")
+        out[str(check)] = float(seconds)
+    return out
 
 
 def write_atomic(path: Path, text: str) -> None:

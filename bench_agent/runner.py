@@ -277,7 +277,9 @@ class Runner:
         verdicts: list[Verdict] = []
         measurements: list[Measurement] = []
         ok_checks: list[str] = []
+        check_seconds: dict[str, float] = {}
         for outcome in outcomes:
+            check_seconds[outcome.check] = check_seconds.get(outcome.check, 0.0) + outcome.seconds
             if outcome.status is None:
                 measurements.extend(outcome.measurements)
                 ok_checks.append(outcome.check)
@@ -303,6 +305,7 @@ class Runner:
             measurements=measurements,
             verdicts=verdicts,
             interrupted=interrupted,
+            check_seconds=check_seconds,
         )
 
 
@@ -318,7 +321,8 @@ class Runner:
                 out.append(Verdict(
                     check=outcome.check, status=Status.FAIL, metric=threshold.metric,
                     threshold=threshold.describe(), source=threshold.source,
-                    message=f"required by the profile, not measured: {outcome.message}"))
+                    message=f"required by the profile, not measured: {outcome.message}",
+                    threshold_id=threshold.id))
         return out
 
 

@@ -113,6 +113,7 @@ class Threshold:
                 source=self.source,
                 message=message,
                 device=measurement.device,
+                threshold_id=self.id,
             )
 
         if measurement.unit is not self.unit:
@@ -170,6 +171,7 @@ def evaluate(
                     threshold=threshold.describe(),
                     source=threshold.source,
                     message=f"{check} measured no {threshold.metric} on this node",
+                    threshold_id=threshold.id,
                 )
             )
             continue
