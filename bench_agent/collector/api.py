@@ -1,8 +1,11 @@
 """The JSON API (/v1/...), /metrics and /healthz.
 
 Refusals are JSON objects {"error": <reason code>, "detail": <human message>}
-with the status codes listed in ingest.py; every refusal is logged with its
-reason and counted in /metrics.
+with the status codes listed in ingest.py, and from here: 408 body_timeout (the
+body did not arrive whole within settings.body_timeout_s), 413 body_too_large,
+429 overloaded (max_in_flight posts are being verified or stored), 503
+database_unavailable. Every refusal is logged with its reason and counted in
+/metrics.
 """
 
 from __future__ import annotations
@@ -136,8 +139,9 @@ async def post_report(
                     exc.detail)
         return refusal(exc.status, exc.reason, exc.detail)
     except enrollment.EnrollmentError as exc:
-        # Auto-enroll lost a race to another first key of the node: the database's
-        # one-active-key-per-node index refused the second (enrollment.enroll_in).
+        # Auto-enroll refused in the write transaction (enrollment.enroll_in): the
+        # node has had a key before (a revoked one too), or another first key of
+        # it won a race at the database's one-active-key-per-node index.
         counters.refused(exc.reason)
         log.warning("refused report from %s: 403 %s: %s", client, exc.reason, exc)
         return refusal(403, exc.reason, str(exc))
