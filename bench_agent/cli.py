@@ -409,9 +409,14 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         return collector.serve(db_url=args.db, host=args.host, port=args.port,
                                auto_enroll=args.auto_enroll,
                                admin_token_file=args.admin_token_file,
-                               max_body_bytes=args.max_body_bytes, access_log=args.access_log)
+                               max_body_bytes=args.max_body_bytes,
+                               max_in_flight=args.max_in_flight,
+                               body_timeout_s=args.body_timeout_s, access_log=args.access_log)
+    if args.collector_command == "init":
+        return collector.init(db_url=args.db)
     if args.collector_command == "enroll":
-        return collector.enroll(db_url=args.db, node=args.node, pubkey=args.pubkey)
+        return collector.enroll(db_url=args.db, node=args.node, pubkey=args.pubkey,
+                                replace=args.replace)
     return collector.revoke(db_url=args.db, keyid=args.keyid)
 
 

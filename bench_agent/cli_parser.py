@@ -167,14 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
-    """`collector serve|enroll|revoke`: the central service (needs the collector extra)."""
-    default_db = "sqlite:///collector.db"  # settings.DEFAULT_DB_URL, without importing it
+    """`collector serve|init|enroll|revoke`: the central service (needs the collector extra)."""
+    # collector/settings.py resolve_db_url, without importing it (--help stays fast).
+    db_help = ("database URL or SQLite file (default: $BENCH_AGENT_COLLECTOR_DB, else "
+               "/var/lib/bench-agent/collector.db as root, else "
+               "$XDG_DATA_HOME/bench-agent/collector.db; PostgreSQL: "
+               "postgresql://user@host/db)")
     collector = sub.add_parser("collector", help="run the central collector, enroll node keys")
     csub = collector.add_subparsers(dest="collector_command", required=True,
                                     parser_class=_Parser)
     serve = csub.add_parser("serve", help="serve the report API and the dashboard")
-    serve.add_argument("--db", default=default_db, help="database URL (default: "
-                       f"{default_db}; PostgreSQL: postgresql://user@host/db)")
+    serve.add_argument("--db", help=db_help)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--auto-enroll", action="store_true", help="trust a node's first key "
@@ -183,12 +186,21 @@ def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                        "POST /v1/keys and revocation (else $BENCH_AGENT_COLLECTOR_TOKEN)")
     serve.add_argument("--max-body-bytes", type=int, help="largest report accepted "
                        "(default 4 MiB)")
+    serve.add_argument("--max-in-flight", type=int, metavar="N", help="reports verified or "
+                       "stored at once; more get 429 (default 256)")
+    serve.add_argument("--body-timeout", type=float, dest="body_timeout_s", metavar="SECONDS",
+                       help="a body must arrive whole within this, else 408 (default 30)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    init = csub.add_parser("init", help="create the collector's database or bring its schema "
+                           "up to date")
+    init.add_argument("--db", help=db_help)
     enroll = csub.add_parser("enroll", help="enroll a node's public key")
-    enroll.add_argument("--db", default=default_db)
+    enroll.add_argument("--db", help=db_help)
     enroll.add_argument("--node", required=True, help="the node's name (its report host)")
     enroll.add_argument("--pubkey", type=Path, required=True,
                         help="PEM public key (`bench-agent keys show` on the node)")
+    enroll.add_argument("--replace", action="store_true", help="revoke the node's active key "
+                        "(a node has one) and enroll this one in its place")
     revoke = csub.add_parser("revoke", help="revoke a node key")
-    revoke.add_argument("--db", default=default_db)
+    revoke.add_argument("--db", help=db_help)
     revoke.add_argument("keyid")

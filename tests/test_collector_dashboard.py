@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import pytest
 
@@ -29,6 +29,9 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="needs Debian's chromium and chromium-driver")
 TOKEN = "dashboard-admin-token-0123"
 EVIL = "<script>alert(1)</script>"
+# A node and a suite named with brackets, a slash, HTML and non-ASCII letters.
+MIXED = "rack[3]/gpü-<b>7</b>"
+SUITE = "acceptance/[full] <em>ü</em>"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -67,6 +70,15 @@ def _populate(server: Collector) -> None:
     evil = _enroll(server, EVIL)
     report = make_report(EVIL, when=NOW - timedelta(minutes=30), status="ERROR")
     assert server.post(envelope_bytes(report, evil)).status == 201
+    # The acceptance run failed; a quick run after it passed. The node is not PASS.
+    mixed = _enroll(server, MIXED)
+    older_pass = make_report(MIXED, when=NOW - timedelta(hours=6))
+    failed = make_report(MIXED, when=NOW - timedelta(hours=4), status="FAIL", gemm=2e11)
+    for report in (older_pass, failed):
+        report["suite"] = {"name": SUITE, "sha256": "c" * 64, "path": ""}
+    quick = make_report(MIXED, when=NOW - timedelta(hours=1))
+    for report in (older_pass, quick, failed):  # arrival order is not finish order
+        assert server.post(envelope_bytes(report, mixed)).status == 201
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +116,44 @@ def test_the_fleet_shows_each_node_its_verdict_failing_checks_and_age(
     browser.get(collector.url + "/")
     assert browser.title.startswith("Fleet")
     rows = fleet_rows(browser)
-    assert set(rows) == {"gpu-ok-1", "gpu-bad-2", EVIL}
-    last_run, verdict, failing, age = rows["gpu-bad-2"]
-    assert (verdict, failing) == ("FAIL", "cpu-gemm")
+    assert set(rows) == {"gpu-ok-1", "gpu-bad-2", EVIL, MIXED}
+    verdict, suites, failing, last_run, age = rows["gpu-bad-2"]
+    assert (verdict, suites, failing) == ("FAIL", "quick FAIL", "cpu-gemm")
     assert age.startswith("2 h ")  # rendered by the server a moment after NOW
     assert last_run == (NOW - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
-    assert rows["gpu-ok-1"][1:3] == ["PASS", ""]
-    assert rows[EVIL][1:3] == ["ERROR", "gpu-burn"]
-    assert "3 nodes" in browser.find_element(By.ID, "summary").text
+    assert rows["gpu-ok-1"][:3] == ["PASS", "quick PASS", ""]
+    assert rows[EVIL][:3] == ["ERROR", "quick ERROR", "gpu-burn"]
+    assert "4 nodes" in browser.find_element(By.ID, "summary").text
+    assert "2 FAIL" in browser.find_element(By.ID, "summary").text
+
+
+def test_a_passing_run_does_not_hide_the_failed_acceptance_run_before_it(
+        collector: Collector, browser: WebDriver) -> None:
+    browser.get(collector.url + "/")
+    verdict, suites, failing, last_run, _ = fleet_rows(browser)[MIXED]
+    assert verdict == "FAIL"
+    assert suites.splitlines() == [f"{SUITE} FAIL", "quick PASS"]
+    assert failing == "cpu-gemm"
+    assert last_run == (NOW - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+    # The names are text: no element was made of their tags.
+    assert browser.find_elements(By.CSS_SELECTOR, "#fleet em, #fleet td.name b") == []
+    browser.find_element(By.LINK_TEXT, MIXED).click()
+    assert unquote(urlparse(browser.current_url).path) == f"/nodes/{MIXED}"
+    assert browser.find_element(By.ID, "node-name").text == MIXED
+    assert browser.find_element(By.ID, "node-verdict").text == "FAIL"
+    suite_rows = [[c.text for c in row.find_elements(By.TAG_NAME, "td")]
+                  for row in browser.find_elements(By.CSS_SELECTOR, "#suites tr.suite")]
+    assert [row[:2] for row in suite_rows] == [[SUITE, "FAIL"], ["quick", "PASS"]]
+    assert suite_rows[0][2] == (NOW - timedelta(hours=4)).strftime("%Y-%m-%d %H:%M:%S")
+    assert browser.find_elements(By.TAG_NAME, "em") == []
+    # The suite's link is its newest run, the failed one.
+    browser.find_element(By.CSS_SELECTOR, "#suites tr.suite a").click()
+    assert browser.find_element(By.ID, "report-verdict").text == "FAIL"
+    # The JSON API says the same; last_status stays the newest report's.
+    node = json.loads(http("GET", collector.url + "/v1/nodes/" + quote(MIXED, safe="")).body)
+    assert (node["status"], node["last_status"]) == ("FAIL", "PASS")
+    assert [(s["suite"], s["status"]) for s in node["suites"]] == [(SUITE, "FAIL"),
+                                                                  ("quick", "PASS")]
 
 
 def test_a_node_named_with_html_is_shown_as_text_and_never_run(
@@ -175,8 +217,10 @@ def test_pages_are_written_with_their_inputs_escaped(tmp_path: Path) -> None:
     from bench_agent.collector.dashboard import ENV
 
     html = ENV.get_template("fleet.html").render(
-        nodes=[{"name": EVIL, "last_status": "PASS", "last_report_id": 1,
+        nodes=[{"name": EVIL, "status": "PASS", "last_report_id": 1,
+                "suites": [{"suite": EVIL, "status": "PASS", "report_id": 1}],
                 "last_finished_at": "2026-01-01T00:00:00Z", "failing_checks": [EVIL],
                 "age_seconds": 5.0}], counts={"PASS": 1})
     assert "<script>" not in html
     assert "/nodes/%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in html
+    assert 'data-suite="&lt;script&gt;alert(1)&lt;/script&gt;"' in html

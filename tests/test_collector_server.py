@@ -212,6 +212,7 @@ def test_auto_enroll_mode(tmp_path: Path) -> None:
         # Once enrolled, the key is known: no header needed.
         assert server.post(envelope_bytes(make_report("lab-node"), key)).status == 201
         assert "auto-enroll is on" in server.log()
+        assert f"database: sqlite:///{tmp_path / 'lab.db'}\n" in server.log()
     finally:
         server.stop()
 
@@ -278,3 +279,60 @@ def test_hostile_reads_are_404_or_400_and_a_database_down_is_503(tmp_path: Path)
             assert reply.status_code == 503, (path, reply.text)
             assert reply.json()["error"] == "database_unavailable"
             assert reply.headers["Retry-After"]
+
+
+def test_slow_bodies_hold_no_slot_and_are_closed_at_their_deadline(tmp_path: Path) -> None:
+    """40 clients trickling a byte every 0.2 s cannot starve 4 slots; each gets 408."""
+    import select
+    import socket
+    import threading
+
+    deadline_s = 4
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    server = Collector(f"sqlite:///{tmp_path / 'slow.db'}", tmp_path / "slow.log",
+                       "--admin-token-file", str(token), "--no-access-log",
+                       "--max-in-flight", "4", "--body-timeout", str(deadline_s))
+    slow: list[socket.socket] = []
+    stop = threading.Event()
+
+    def trickle() -> None:
+        # One byte at a time, never a whole body: a per-read timeout never trips.
+        while not stop.wait(0.2):
+            for sock in slow:
+                readable, _, _ = select.select([sock], [], [], 0)
+                if not readable:  # no answer yet: keep it busy
+                    with contextlib.suppress(OSError):
+                        sock.send(b" ")
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    try:
+        server.start()
+        key = enroll(server, "slow-node")
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=deadline_s + 20)
+            sock.sendall(b"POST /v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+            slow.append(sock)
+        trickler.start()
+        # Let the server take every slow request in before the real upload.
+        stop.wait(0.5)
+        reply = server.post(envelope_bytes(make_report("slow-node"), key))
+        assert reply.status == 201, reply.body
+        assert "408 body_timeout" not in server.log()  # they were still trickling
+        answers = []
+        for sock in slow:
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(65536):  # until the server closes it
+                    received += chunk
+            answers.append(received.split(b"\r\n", 1)[0])
+        assert answers == [b"HTTP/1.1 408 Request Timeout"] * 40
+        assert server.log().count("408 body_timeout") == 40
+        metrics = server.get("/metrics").body.decode()
+        assert 'bench_agent_collector_reports_refused_total{reason="body_timeout"} 40' in metrics
+    finally:
+        stop.set()
+        for sock in slow:
+            sock.close()
+        server.stop()

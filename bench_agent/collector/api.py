@@ -1,8 +1,11 @@
 """The JSON API (/v1/...), /metrics and /healthz.
 
 Refusals are JSON objects {"error": <reason code>, "detail": <human message>}
-with the status codes listed in ingest.py; every refusal is logged with its
-reason and counted in /metrics.
+with the status codes listed in ingest.py, and from here: 408 body_timeout (the
+body did not arrive whole within settings.body_timeout_s), 413 body_too_large,
+429 overloaded (max_in_flight posts are being verified or stored), 503
+database_unavailable. Every refusal is logged with its reason and counted in
+/metrics.
 """
 
 from __future__ import annotations
@@ -28,14 +31,18 @@ from bench_agent.model import Status
 log = logging.getLogger("bench_agent.collector")
 router = APIRouter()
 
-# Posts being verified or stored at once. Past this the collector sheds load with
-# 429 and Retry-After rather than queueing bodies in memory without bound (each
-# may be up to max_body_bytes). uvicorn's thread pool runs 40 at a time.
-MAX_IN_FLIGHT = 256
 RETRY_AFTER_SECONDS = 2
+# A refusal sent before the whole body was read closes the connection: the rest of
+# the body would otherwise be read as the next request. RFC 9110 15.5.9: a server
+# that sends 408 "SHOULD send the 'close' connection option"; uvicorn closes the
+# transport after a response that carries it.
+CLOSE = {"Connection": "close"}
 
 
 class InFlight:
+    """Posts being verified or stored (settings.max_in_flight). A slot is taken only
+    once the whole body is in: a slow body holds a connection, never a slot."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.count = 0
@@ -71,18 +78,30 @@ def _now() -> datetime:
 KEY_BODY_LIMIT = 16 * 1024
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it exceeds ``limit`` bytes (without reading the rest)."""
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, read within ``timeout_s`` seconds in all.
+
+    Refused(413) once it exceeds ``limit`` bytes (without reading the rest),
+    Refused(408) when it is not all in by the deadline. The deadline is on the
+    whole read, not on each chunk: a client that trickles one byte every few
+    seconds never trips a per-read timeout, and uvicorn has no body timeout.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
+        raise Refused(413, "body_too_large", f"the body is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise Refused(413, "body_too_large",
+                                  f"the body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refused(408, "body_timeout", f"the body did not arrive within {timeout_s:g} s "
+                      f"({size} bytes in)") from None
     return b"".join(chunks)
 
 
@@ -94,16 +113,21 @@ async def post_report(
     database, settings, counters = _state(request)
     client = request.client.host if request.client else "?"
     in_flight: InFlight = request.app.state.in_flight
+    try:
+        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+    except Refused as exc:
+        counters.refused(exc.reason)
+        log.warning("refused report from %s: %d %s: %s", client, exc.status, exc.reason,
+                    exc.detail)
+        return refusal(exc.status, exc.reason, exc.detail, headers=CLOSE)
+    # The slot is taken with the body in hand: what it bounds is the verifying and
+    # storing (threads, database connections), which only a whole body needs.
     if not in_flight.enter():
         counters.refused("overloaded")
         log.warning("refused report from %s: 429 overloaded", client)
         return refusal(429, "overloaded", "too many reports in flight; retry later",
                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     try:
-        body = await _read_body(request, settings.max_body_bytes)
-        if body is None:
-            raise Refused(413, "body_too_large",
-                          f"the body is over the limit of {settings.max_body_bytes} bytes")
         # Signature checks and database writes block: run them off the event loop.
         stored: Stored = await anyio.to_thread.run_sync(
             functools.partial(ingest, database, body, offered_key=offered_key,
@@ -114,6 +138,13 @@ async def post_report(
         log.warning("refused report from %s: %d %s: %s", client, exc.status, exc.reason,
                     exc.detail)
         return refusal(exc.status, exc.reason, exc.detail)
+    except enrollment.EnrollmentError as exc:
+        # Auto-enroll refused in the write transaction (enrollment.enroll_in): the
+        # node has had a key before (a revoked one too), or another first key of
+        # it won a race at the database's one-active-key-per-node index.
+        counters.refused(exc.reason)
+        log.warning("refused report from %s: 403 %s: %s", client, exc.reason, exc)
+        return refusal(403, exc.reason, str(exc))
     finally:
         in_flight.leave()
     counters.accepted("created" if stored.created else "duplicate")
@@ -200,25 +231,28 @@ async def post_key(
     denied = _admin(request, authorization)
     if denied is not None:
         return denied
+    _, settings, _ = _state(request)
     # A key enrollment is a few hundred bytes: no reason to read more.
-    body = await _read_body(request, KEY_BODY_LIMIT)
-    if body is None:
-        return refusal(413, "body_too_large", f"a key enrollment is at most {KEY_BODY_LIMIT} "
-                       "bytes")
+    try:
+        body = await _read_body(request, KEY_BODY_LIMIT, settings.body_timeout_s)
+    except Refused as exc:
+        return refusal(exc.status, exc.reason, exc.detail, headers=CLOSE)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
         return refusal(400, "malformed_json", "the body is not JSON")
     if not isinstance(data, dict) or not isinstance(data.get("node"), str) \
-            or not isinstance(data.get("public_key"), str):
-        return refusal(422, "invalid_key",
-                       'expected {"node": NAME, "public_key": PEM of an Ed25519 key}')
+            or not isinstance(data.get("public_key"), str) \
+            or not isinstance(data.get("replace", False), bool):
+        return refusal(422, "invalid_key", 'expected {"node": NAME, "public_key": PEM of an '
+                       'Ed25519 key, "replace": false|true}')
     database, _, _ = _state(request)
     try:
-        keyid, created = await run_in_threadpool(
-            enrollment.enroll, database, data["node"], data["public_key"])
+        keyid, created = await run_in_threadpool(functools.partial(
+            enrollment.enroll, database, data["node"], data["public_key"],
+            replace=data.get("replace", False)))
     except enrollment.EnrollmentError as exc:
-        status = 409 if exc.reason in ("key_conflict", "key_revoked") else 422
+        status = 409 if exc.reason in enrollment.CONFLICTS else 422
         return refusal(status, exc.reason, str(exc))
     log.info("enrolled key %s for node %r", keyid, data["node"])
     return JSONResponse({"keyid": keyid, "node": data["node"]},

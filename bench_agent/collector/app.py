@@ -44,7 +44,7 @@ def create_app(settings: Settings, database: db.Database | None = None) -> FastA
     app.state.settings = settings
     app.state.database = database
     app.state.counters = metrics.Counters()
-    app.state.in_flight = api.InFlight(api.MAX_IN_FLIGHT)
+    app.state.in_flight = api.InFlight(settings.max_in_flight)
     # A database that is down or locked answers 503, which uploaders retry.
     app.add_exception_handler(OperationalError, api.database_unavailable)
     app.add_exception_handler(InterfaceError, api.database_unavailable)

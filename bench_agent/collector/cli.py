@@ -1,7 +1,13 @@
-"""What `bench-agent collector serve|enroll|revoke` runs (bench_agent/cli.py parses).
+"""What `bench-agent collector serve|init|enroll|revoke` runs (bench_agent/cli.py parses).
+
+Every command finds its database by one rule (settings.resolve_db_url: --db, else
+$BENCH_AGENT_COLLECTOR_DB, else the default path) and says on stderr which one it
+used. Only serve and init create a database; enroll and revoke refuse one that
+does not exist or has no collector schema, since a key written into a new empty
+database is a key no collector ever reads.
 
 Exit codes follow bench_agent/cli.py: 0 done, 3 usage (unknown key), 4 configuration
-(bad database URL, token file, PEM).
+(bad or missing database, token file, PEM).
 """
 
 from __future__ import annotations
@@ -10,8 +16,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench_agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bench_agent.collector import db
 
 ADMIN_TOKEN_ENV = "BENCH_AGENT_COLLECTOR_TOKEN"
 
@@ -32,22 +42,92 @@ def read_admin_token(path: Path | None) -> str | None:
     return token
 
 
-def serve(*, db_url: str, host: str, port: int, auto_enroll: bool = False,
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError as exc:
+        raise ConfigError(f"--db {url!r} is neither a database URL nor a path") from exc
+
+
+def _database_of(given: str | None) -> str:
+    from bench_agent.collector.settings import resolve_db_url
+
+    url = resolve_db_url(given)
+    print(f"database: {shown_url(url)}", file=sys.stderr, flush=True)
+    return url
+
+
+def _cannot_open(url: str, exc: Exception) -> ConfigError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ConfigError(f"cannot open the collector database {shown_url(url)}: {first}")
+
+
+def _open_existing(url: str) -> db.Database:
+    """The database at ``url``, migrated, or ConfigError when it is not a collector's.
+
+    Checked before connecting: connecting to SQLite creates the file.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bench_agent.collector import db
+
+    hint = ("start the collector on it once (`bench-agent collector serve`) or create it "
+            "with `bench-agent collector init`, or name the collector's database with --db "
+            "or $BENCH_AGENT_COLLECTOR_DB")
+    parsed = make_url(db.normalize_url(url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(str(parsed.database)).is_file():
+        raise ConfigError(f"there is no collector database at {parsed.database}; {hint}")
+    try:
+        database = db.Database(url)
+    except SQLAlchemyError as exc:
+        raise _cannot_open(url, exc) from exc
+    try:
+        with database.engine.connect() as conn:
+            has_schema = inspect(conn).has_table("alembic_version")
+        if not has_schema:
+            raise ConfigError(f"the database {shown_url(url)} has no collector schema; {hint}")
+        database.migrate()
+    except ConfigError:
+        database.dispose()
+        raise
+    except SQLAlchemyError as exc:
+        database.dispose()
+        raise _cannot_open(url, exc) from exc
+    return database
+
+
+def serve(*, db_url: str | None, host: str, port: int, auto_enroll: bool = False,
           admin_token_file: Path | None = None, max_body_bytes: int | None = None,
+          max_in_flight: int | None = None, body_timeout_s: float | None = None,
           access_log: bool = True) -> int:
     import uvicorn
 
     from bench_agent.collector.app import create_app
-    from bench_agent.collector.settings import DEFAULT_MAX_BODY_BYTES, Settings
+    from bench_agent.collector.settings import (
+        DEFAULT_BODY_TIMEOUT_S,
+        DEFAULT_MAX_BODY_BYTES,
+        DEFAULT_MAX_IN_FLIGHT,
+        Settings,
+    )
 
+    url = _database_of(db_url)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
     # Alembic says each step at INFO; one line per start is enough.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        settings = Settings(db_url=db_url, admin_token=read_admin_token(admin_token_file),
+        settings = Settings(db_url=url, admin_token=read_admin_token(admin_token_file),
                             auto_enroll=auto_enroll,
-                            max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES)
+                            max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+                            max_in_flight=max_in_flight or DEFAULT_MAX_IN_FLIGHT,
+                            body_timeout_s=body_timeout_s or DEFAULT_BODY_TIMEOUT_S)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     app = create_app(settings)
@@ -61,19 +141,37 @@ def serve(*, db_url: str, host: str, port: int, auto_enroll: bool = False,
     return 0
 
 
-def enroll(*, db_url: str, node: str, pubkey: Path) -> int:
+def init(*, db_url: str | None) -> int:
+    """Create the database (SQLite) or its schema, or bring it to the newest revision."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from bench_agent.collector import db
+
+    url = _database_of(db_url)
+    try:
+        database = db.Database(url)
+        try:
+            database.migrate()
+        finally:
+            database.dispose()
+    except SQLAlchemyError as exc:
+        raise _cannot_open(url, exc) from exc
+    print(f"ready: {shown_url(url)}")
+    return 0
+
+
+def enroll(*, db_url: str | None, node: str, pubkey: Path, replace: bool = False) -> int:
     from bench_agent.collector.enrollment import EnrollmentError
     from bench_agent.collector.enrollment import enroll as enroll_key
 
+    url = _database_of(db_url)
     try:
         pem = pubkey.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {pubkey}: {exc.strerror}") from exc
-    database = db.Database(db_url)
+    database = _open_existing(url)
     try:
-        database.migrate()
-        keyid, created = enroll_key(database, node, pem)
+        keyid, created = enroll_key(database, node, pem, replace=replace)
     except EnrollmentError as exc:
         raise ConfigError(str(exc)) from exc
     finally:
@@ -82,13 +180,12 @@ def enroll(*, db_url: str, node: str, pubkey: Path) -> int:
     return 0
 
 
-def revoke(*, db_url: str, keyid: str) -> int:
-    from bench_agent.collector import db
+def revoke(*, db_url: str | None, keyid: str) -> int:
     from bench_agent.collector.enrollment import revoke as revoke_key
 
-    database = db.Database(db_url)
+    url = _database_of(db_url)
+    database = _open_existing(url)
     try:
-        database.migrate()
         revoked_at = revoke_key(database, keyid)
     finally:
         database.dispose()

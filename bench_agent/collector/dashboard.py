@@ -1,7 +1,9 @@
 """The dashboard: server-rendered HTML, Jinja2 with autoescape on, no JavaScript.
 
-    /                   the fleet: node, last run, verdict, failing checks, age
-    /nodes/{name}       one node: plots of its key metrics over time, its reports
+    /                   the fleet: node, its state, the newest verdict of each suite,
+                        failing checks, last run, age
+    /nodes/{name}       one node: the same per suite, plots of its key metrics over
+                        time, its reports
     /reports/{id}       one report: its verdict table
 
 Node names come from signed reports but are still untrusted text (a node may be
@@ -81,7 +83,7 @@ def fleet(request: Request) -> HTMLResponse:
         nodes = queries.list_nodes(conn, _now())
     counts: dict[str, int] = {}
     for node in nodes:
-        counts[node["last_status"] or "NONE"] = counts.get(node["last_status"] or "NONE", 0) + 1
+        counts[node["status"] or "NONE"] = counts.get(node["status"] or "NONE", 0) + 1
     return _page("fleet.html", nodes=nodes, counts=counts)
 
 

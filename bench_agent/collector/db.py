@@ -3,7 +3,8 @@
 Tables are SQLAlchemy Core (not ORM): ingest writes many small rows per report and
 the read side builds summaries, both simpler and faster with plain statements.
 
-    keys          enrolled node keys (keyid -> node name, public key, revoked_at)
+    keys          enrolled node keys (keyid -> node name, public key, revoked_at),
+                  at most one not revoked per node
     nodes         one row per node name, with a pointer to its newest report
     reports       one row per distinct payload digest, with the envelope as received
     measurements  normalized rows of each report, for plots and queries
@@ -55,6 +56,10 @@ keys = Table(
     Column("public_raw", LargeBinary(32), nullable=False),
     Column("enrolled_at", DateTime(), nullable=False),
     Column("revoked_at", DateTime(), nullable=True),
+    # One active key per node, on both backends (migration 0002): two enrollments
+    # that race cannot both leave an active key, whatever the isolation level.
+    Index("uq_keys_node_active", "node_name", unique=True,
+          sqlite_where=text("revoked_at IS NULL"), postgresql_where=text("revoked_at IS NULL")),
 )
 
 nodes = Table(

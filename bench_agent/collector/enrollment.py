@@ -1,8 +1,15 @@
 """Node keys: enroll (CLI, POST /v1/keys, auto-enroll), revoke, look up.
 
-A key is enrolled for one node name; a node may hold several keys (a reinstalled
-node gets a new key before the old one is revoked). A revoked key stays in the
-table, so its reports keep their provenance and it cannot be enrolled again.
+A key is enrolled for one node name, and a node has at most one active (not
+revoked) key: the database enforces it with a partial unique index
+(keys.node_name WHERE revoked_at IS NULL, migration 0002), so two enrollments
+racing on PostgreSQL cannot both win. A reinstalled node's new key replaces the
+old one (replace=True revokes it in the same transaction). A revoked key stays in
+the table, so its reports keep their provenance and it cannot be enrolled again.
+
+Without an admin (auto-enroll), a key is accepted only as a node's first key
+ever: once a node has had a key, even a revoked one, only an admin enrolls the
+next, else whoever saw the revocation could take the node over with any key.
 """
 
 from __future__ import annotations
@@ -12,18 +19,23 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bench_agent.attest import PublicKey
 from bench_agent.collector import db
 from bench_agent.errors import BenchAgentError
+
+# The reasons that mean "this key or node is taken": 409 on POST /v1/keys.
+CONFLICTS = ("key_conflict", "key_revoked", "node_already_enrolled")
 
 
 class EnrollmentError(BenchAgentError):
     """A key cannot be enrolled: bad PEM, bad node name, or enrolled for another node.
 
     ``reason`` is the API's reason code: invalid_key, invalid_node, key_conflict,
-    key_revoked.
+    key_revoked, node_already_enrolled.
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -53,32 +65,79 @@ def check_node_name(name: str) -> str:
     return name
 
 
-def enroll(database: db.Database, node_name: str, public_pem: str | bytes) -> tuple[str, bool]:
-    """Enroll a PEM public key for a node: (keyid, created). Re-enrolling is a no-op."""
+def enroll(database: db.Database, node_name: str, public_pem: str | bytes, *,
+           replace: bool = False) -> tuple[str, bool]:
+    """Enroll a PEM public key for a node (an admin's act): (keyid, created).
+
+    Re-enrolling the same key is a no-op. A node that has another active key is
+    refused (node_already_enrolled) unless ``replace``, which revokes that key.
+    """
     check_node_name(node_name)
     try:
         public = PublicKey.from_pem(public_pem)
     except (BenchAgentError, UnicodeEncodeError) as exc:
         raise EnrollmentError(str(exc), "invalid_key") from exc
     with database.writing(), database.engine.begin() as conn:
-        return enroll_in(conn, node_name, public)
+        return enroll_in(conn, node_name, public, by_admin=True, replace=replace)
 
 
-def enroll_in(conn: Connection, node_name: str, public: PublicKey) -> tuple[str, bool]:
+# ON CONFLICT DO NOTHING without a target covers every unique index, the partial
+# one too (postgresql.org/docs/current/sql-insert.html "ON CONFLICT Clause";
+# sqlite.org/lang_upsert.html): the loser of a race inserts nothing instead of
+# raising, which on PostgreSQL would abort the caller's whole transaction.
+_INSERT_KEY = {
+    "postgresql": pg_insert(db.keys).on_conflict_do_nothing().returning(db.keys.c.keyid),
+    "sqlite": sqlite_insert(db.keys).on_conflict_do_nothing().returning(db.keys.c.keyid),
+}
+
+
+def enroll_in(conn: Connection, node_name: str, public: PublicKey, *,
+              by_admin: bool = False, replace: bool = False) -> tuple[str, bool]:
+    """Enroll ``public`` for ``node_name`` in the caller's transaction: (keyid, created).
+
+    Without ``by_admin`` (auto-enroll) only a node's first key ever is accepted.
+    Raises EnrollmentError; the caller's transaction must then be rolled back
+    (with ``replace`` the old key was already revoked in it).
+    """
     existing = lookup_in(conn, public.keyid)
     if existing is not None:
-        if existing.node_name != node_name:
-            raise EnrollmentError(f"key {public.keyid[:16]} is enrolled for node "
-                                  f"{existing.node_name!r}, not {node_name!r}", "key_conflict")
-        if existing.revoked_at is not None:
-            raise EnrollmentError(f"key {public.keyid[:16]} was revoked; create a new node key",
-                                  "key_revoked")
-        return public.keyid, False
-    conn.execute(insert(db.keys).values(
-        keyid=public.keyid, node_name=node_name, public_raw=public.raw,
-        enrolled_at=db.utcnow(), revoked_at=None,
-    ))
-    return public.keyid, True
+        return _already(existing, node_name)
+    if not by_admin and node_has_any_key(conn, node_name):
+        raise EnrollmentError(f"node {node_name!r} has had a key before; auto-enroll only "
+                              "accepts a node's first key, an admin enrolls the next",
+                              "node_already_enrolled")
+    active = active_keyid(conn, node_name)
+    if active is not None:
+        if not replace:
+            raise EnrollmentError(f"node {node_name!r} already has the active key "
+                                  f"{active[:16]}; revoke it first or replace it",
+                                  "node_already_enrolled")
+        conn.execute(update(db.keys).where(db.keys.c.node_name == node_name,
+                                           db.keys.c.revoked_at.is_(None))
+                     .values(revoked_at=db.utcnow()))
+    inserted = conn.execute(_INSERT_KEY[conn.dialect.name], {
+        "keyid": public.keyid, "node_name": node_name, "public_raw": public.raw,
+        "enrolled_at": db.utcnow(), "revoked_at": None,
+    }).first()
+    if inserted is not None:
+        return public.keyid, True
+    # A concurrent transaction won, and has committed (PostgreSQL waits for it
+    # before deciding there is a conflict): the same key, or another key of the node.
+    existing = lookup_in(conn, public.keyid)
+    if existing is not None:
+        return _already(existing, node_name)
+    raise EnrollmentError(f"node {node_name!r} was given another key at the same time; "
+                          "a node has one active key", "node_already_enrolled")
+
+
+def _already(existing: EnrolledKey, node_name: str) -> tuple[str, bool]:
+    if existing.node_name != node_name:
+        raise EnrollmentError(f"key {existing.keyid[:16]} is enrolled for node "
+                              f"{existing.node_name!r}, not {node_name!r}", "key_conflict")
+    if existing.revoked_at is not None:
+        raise EnrollmentError(f"key {existing.keyid[:16]} was revoked; create a new node key",
+                              "key_revoked")
+    return existing.keyid, False
 
 
 def revoke(database: db.Database, keyid: str) -> datetime | None:
@@ -114,9 +173,21 @@ def lookup_in(conn: Connection, keyid: str, *, for_share: bool = False
                        row.enrolled_at, row.revoked_at)
 
 
+def active_keyid(conn: Connection, node_name: str) -> str | None:
+    """The node's one active key (the partial unique index allows no second)."""
+    keyid: str | None = conn.execute(select(db.keys.c.keyid).where(
+        db.keys.c.node_name == node_name, db.keys.c.revoked_at.is_(None)).limit(1)).scalar()
+    return keyid
+
+
 def node_has_active_key(conn: Connection, node_name: str) -> bool:
-    row = conn.execute(select(db.keys.c.keyid).where(
-        db.keys.c.node_name == node_name, db.keys.c.revoked_at.is_(None)).limit(1)).first()
+    return active_keyid(conn, node_name) is not None
+
+
+def node_has_any_key(conn: Connection, node_name: str) -> bool:
+    """Whether the node has ever had a key, revoked or not."""
+    row = conn.execute(select(db.keys.c.keyid).where(db.keys.c.node_name == node_name)
+                       .limit(1)).first()
     return row is not None
 
 

@@ -1,6 +1,11 @@
 """The read side, shared by the JSON API and the dashboard: plain dicts, ready for JSON.
 
 Times are stored as naive UTC and leave here as ISO 8601 strings with a "Z".
+
+A node's state is that of the newest report of each suite it ran, not of its
+newest report: a quick run that passes after an acceptance run that failed
+does not make the node PASS. ``status`` is the worst of those (as
+model.overall_status ranks verdicts); ``last_status`` stays the newest report's.
 """
 
 from __future__ import annotations
@@ -41,22 +46,66 @@ def _failing_checks(conn: Connection, report_ids: list[int]) -> dict[int, list[s
     return {rid: sorted(checks) for rid, checks in failing.items()}
 
 
-def _node_dict(row: Any, failing: dict[int, list[str]], now: datetime) -> dict[str, Any]:
-    return {
-        "name": row.name,
-        "first_seen_at": iso(row.first_seen_at),
-        "last_report_id": row.last_report_id,
-        "last_finished_at": iso(row.last_finished_at),
-        "last_status": row.last_status,
-        "age_seconds": age_seconds(row.last_finished_at, now),
-        "failing_checks": failing.get(row.last_report_id, []),
-    }
+# model._SEVERITY_ORDER, best first; SKIP counts only when every suite is SKIP.
+_SEVERITY = [Status.PASS.value, Status.SKIP.value, Status.WARN.value, Status.FAIL.value,
+             Status.ERROR.value]
+
+
+def worst_status(statuses: list[str]) -> str | None:
+    """The node's state from the newest status of each suite (None: no report yet)."""
+    if not statuses:
+        return None
+    judged = [s for s in statuses if s != Status.SKIP.value] or statuses
+    return max(judged, key=lambda s: _SEVERITY.index(s) if s in _SEVERITY else len(_SEVERITY))
+
+
+def _newest_per_suite(conn: Connection, node_ids: list[int] | None = None
+                      ) -> dict[int, list[dict[str, Any]]]:
+    """node id -> the newest report of each suite it ran (by finish time), by suite name."""
+    r = db.reports.c
+    rank = func.row_number().over(partition_by=(r.node_id, r.suite),
+                                  order_by=(r.finished_at.desc(), r.id.desc()))
+    ranked = select(r.node_id, r.id, r.suite, r.status, r.finished_at, rank.label("rank"))
+    if node_ids is not None:
+        ranked = ranked.where(r.node_id.in_(node_ids))
+    sub = ranked.subquery()
+    rows = conn.execute(select(sub.c.node_id, sub.c.id, sub.c.suite, sub.c.status,
+                               sub.c.finished_at).where(sub.c.rank == 1)
+                        .order_by(sub.c.node_id, sub.c.suite)).all()
+    suites: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        suites[row.node_id].append({"suite": row.suite, "status": row.status,
+                                    "report_id": row.id, "finished_at": iso(row.finished_at)})
+    return suites
+
+
+def _node_dicts(conn: Connection, rows: list[Any], now: datetime) -> list[dict[str, Any]]:
+    # One node (its page): only its reports are ranked; the fleet: all in one pass.
+    suites = _newest_per_suite(conn, [row.id for row in rows] if len(rows) == 1 else None)
+    failing = _failing_checks(conn, [s["report_id"] for row in rows
+                                     for s in suites.get(row.id, [])])
+    nodes = []
+    for row in rows:
+        newest = suites.get(row.id, [])
+        nodes.append({
+            "name": row.name,
+            "first_seen_at": iso(row.first_seen_at),
+            "status": worst_status([s["status"] for s in newest]),
+            "suites": newest,
+            "last_report_id": row.last_report_id,
+            "last_finished_at": iso(row.last_finished_at),
+            "last_status": row.last_status,
+            "age_seconds": age_seconds(row.last_finished_at, now),
+            # Of the newest report of each suite: what makes the node's state.
+            "failing_checks": sorted({check for s in newest
+                                      for check in failing.get(s["report_id"], [])}),
+        })
+    return nodes
 
 
 def list_nodes(conn: Connection, now: datetime) -> list[dict[str, Any]]:
     rows = conn.execute(select(db.nodes).order_by(db.nodes.c.name)).all()
-    failing = _failing_checks(conn, [r.last_report_id for r in rows if r.last_report_id])
-    return [_node_dict(row, failing, now) for row in rows]
+    return _node_dicts(conn, list(rows), now)
 
 
 # reports.id is an INTEGER: PostgreSQL raises on a larger bound parameter, SQLite's
@@ -81,8 +130,7 @@ def get_node(conn: Connection, name: str, now: datetime, limit: int = 100
     row = conn.execute(select(db.nodes).where(db.nodes.c.name == name)).first()
     if row is None:
         return None
-    failing = _failing_checks(conn, [row.last_report_id] if row.last_report_id else [])
-    node = _node_dict(row, failing, now)
+    node = _node_dicts(conn, [row], now)[0]
     node["keys"] = [
         {"keyid": k.keyid, "enrolled_at": iso(k.enrolled_at), "revoked_at": iso(k.revoked_at)}
         for k in enrollment.keys_of(conn, name)
