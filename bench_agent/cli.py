@@ -428,16 +428,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_report_show(args: argparse.Namespace) -> int:
     from bench_agent.display import print_table
+    from bench_agent.errors import ReportError
     from bench_agent.model import load_report
     from bench_agent.runner import exit_code
 
     path = _existing_file(args.file, "report")
-    if path.suffix == ".jsonl":
-        from bench_agent.burnin import report_from_series
+    try:
+        if path.suffix == ".jsonl":
+            from bench_agent.burnin import report_from_series
 
-        report = report_from_series(path)
-    else:
-        report = load_report(path)
+            report = report_from_series(path)
+        else:
+            report = load_report(path)
+    except ReportError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ReportError(f"{path}: {exc}") from exc  # which file, when the reader omits it
     if args.format == "json":
         sys.stdout.write(report.to_json())
     elif args.format == "csv":

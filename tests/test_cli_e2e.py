@@ -506,3 +506,24 @@ def test_report_show_piped_into_head_keeps_the_exit_code(tmp_path: Path) -> None
     assert code == 1, stderr
     assert shown == "node: FAIL - suite s, profile p\n"
     assert stderr == ""
+
+
+def test_burnin_piped_into_head_writes_the_report(tmp_path: Path, hostile_output: Path) -> None:
+    suite = tmp_path / "burnin-test.yaml"
+    suite.write_text("name: burnin-test\ninterval: 1s\nloads:\n  cpu_matmul: {size: 64}\n"
+                     "limits:\n  baseline_window: 2s\n  throughput_drop: 50%\n")
+    code, shown, _ = into_head("burnin", "--duration", "3s", "--suite-file", str(suite),
+                               "--output", str(hostile_output), "--no-plots", both=True)
+    report = only_report(hostile_output)
+    assert code == {"PASS": 0, "WARN": 0, "FAIL": 1, "ERROR": 2}[str(report["status"])]
+    assert shown == "burn-in burnin-test for 3s: loads cpu_matmul, sampling every 1 s\n"
+    assert len(list(hostile_output.glob("*/*.jsonl"))) == 1
+
+
+def test_fallback_places_in_order() -> None:
+    from bench_agent.cli import fallback_dirs
+
+    assert fallback_dirs(Path("/mnt/spare"), {"XDG_RUNTIME_DIR": "/run/user/0"}) == [
+        Path("/mnt/spare"), Path("/var/tmp/bench-agent"), Path("/run/user/0/bench-agent")]
+    assert fallback_dirs(None, {}) == [Path("/var/tmp/bench-agent")]
+    assert fallback_dirs(Path("/var/tmp/bench-agent"), {}) == [Path("/var/tmp/bench-agent")]
