@@ -527,3 +527,20 @@ def test_fallback_places_in_order() -> None:
         Path("/mnt/spare"), Path("/var/tmp/bench-agent"), Path("/run/user/0/bench-agent")]
     assert fallback_dirs(None, {}) == [Path("/var/tmp/bench-agent")]
     assert fallback_dirs(Path("/var/tmp/bench-agent"), {}) == [Path("/var/tmp/bench-agent")]
+
+
+def test_run_into_a_pipe_nobody_reads_writes_the_report(tmp_path: Path) -> None:
+    """The reader is gone before the first byte (`| true` that already exited):
+    every write to stdout fails with EPIPE, deterministically."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bench_agent.cli", "run", "inventory", "--profile",
+             str(TINY_PROFILE), "--output", str(tmp_path / "out")],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300, cwd=REPO)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert only_report(tmp_path / "out")["status"] == "PASS"
