@@ -5,9 +5,15 @@ Exit codes (documented in the README):
     1  a threshold FAILed; `verify`: the report or its signature was changed
     2  a check could not measure (ERROR), a required check did not run, or the
        run was interrupted (the partial report is written)
-    3  usage error (unknown command, check, suite or file)
-    4  configuration error (invalid suite or profile, bad unit)
-    5  the report could not be read or written
+    3  usage error: unknown command, domain, suite, check, profile name or file,
+       an option naming what does not exist (`--target /nonexistent`)
+    4  configuration error: a suite or profile that exists but is invalid
+    5  a report could not be read, or not written where it belonged (it is then
+       kept elsewhere, and stderr says where: see _save_report)
+
+One scheme: what the command line names and cannot be found is 3, whatever kind
+of thing it is; what is found and cannot be used is 4 (a suite or profile) or 5
+(a report).
 
 Only the standard library is imported at start: `bench-agent --help` must be fast
 on a node without a GPU. Each command imports what it needs.
@@ -19,11 +25,14 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bench_agent.config import Profile
     from bench_agent.fleet import FleetData
     from bench_agent.model import Report
 
@@ -55,22 +64,24 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bench_agent.config import (
-        DEFAULT_PROFILE,
-        load_profile_named,
-        load_suite,
-        resolve_targets,
-    )
-    from bench_agent.display import make_progress, print_table
-    from bench_agent.runner import Runner, exit_code, report_path
+    from bench_agent.config import DEFAULT_PROFILE, load_profile_named, load_suite, resolve_targets
+    from bench_agent.display import make_progress
+    from bench_agent.runner import Runner
 
     if args.suite_file is not None:
         if args.targets:
             raise _usage("give either targets or --suite-file, not both")
-        suite = load_suite(args.suite_file)
+        suite = load_suite(_existing_file(args.suite_file, "--suite-file"))
     else:
         suite = resolve_targets(args.targets)
-    profile = load_profile_named(args.profile or suite.profile or DEFAULT_PROFILE)
+    # A profile named on the command line that does not exist is a usage error
+    # (3); one named inside the suite file is that file's configuration error (4).
+    profile = (_profile_from_command_line(args.profile) if args.profile
+               else load_profile_named(suite.profile or DEFAULT_PROFILE))
+    if args.target is not None and not args.target.is_dir():
+        # Refused before anything runs: the storage checks would each write an ERROR.
+        raise _usage(f"--target {args.target}: "
+                     + ("not a directory" if args.target.exists() else "no such directory"))
     options = {
         "target": str(args.target) if args.target else None,
         "devices": list(args.device),
@@ -90,14 +101,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report = runner.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    # The table first: whatever happens to the file (full disk, unreadable key),
-    # the operator has seen the verdicts.
-    if args.json:
-        sys.stdout.write(report.to_json())
-    else:
-        print_table(report)
-    saved = _save_report(args, report, report_path(args.output, report))
-    code = exit_code(report) if saved else EXIT_REPORT
+    code = _keep_and_show(args, report).exit_code
     if args.upload:
         uploaded = _upload(args.output, args.upload, args.key)
         code = max(code, EXIT_ERROR if uploaded != EXIT_OK else EXIT_OK)
@@ -115,12 +119,12 @@ def _upload(spool: Path, url: str, key_path: Path | None = None) -> int:
         try:
             public_key = load_key(path).public.raw
         except ConfigError as exc:
-            print(f"upload: not offering a public key: {exc}", file=sys.stderr)
-    result = upload_spool(spool, url, log=lambda m: print(f"upload: {m}", file=sys.stderr),
+            _err(f"upload: not offering a public key: {exc}")
+    result = upload_spool(spool, url, log=lambda m: _err(f"upload: {m}"),
                           public_key=public_key)
     for path, why in result.skipped:
-        print(f"upload: skipped {path}: {why}", file=sys.stderr)
-    print(f"upload: {result.summary()}", file=sys.stderr)
+        _err(f"upload: skipped {path}: {why}")
+    _err(f"upload: {result.summary()}")
     return result.exit_code
 
 
@@ -128,50 +132,52 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     from bench_agent.burnin import Burnin, default_burnin_path, draw_plots, load_burnin_config
     from bench_agent.burnin_health import gpu_sampler_from_nvml
     from bench_agent.config import data_dir
-    from bench_agent.display import print_table
-    from bench_agent.runner import exit_code, host_identity, report_path
+    from bench_agent.runner import host_identity
     from bench_agent.units import UnitError, parse_duration
 
     try:
         duration = parse_duration(args.duration)
     except UnitError as exc:
         raise _usage(f"--duration: {exc}") from exc
-    path = args.suite_file or (default_burnin_path() if args.suite == "burnin"
-                               else data_dir() / f"{args.suite}.yaml")
+    if args.suite_file is not None:
+        path = _existing_file(args.suite_file, "--suite-file")
+    else:
+        path = (default_burnin_path() if args.suite == "burnin"
+                else data_dir() / f"{args.suite}.yaml")
+        if not path.is_file():
+            raise _usage(f"--suite {args.suite}: no such burn-in suite ({path})")
     config = load_burnin_config(path)
     if duration < 2 * config.interval:
         # A load reports once per interval: a shorter run cannot see any throughput.
         raise _usage(f"--duration {args.duration} is shorter than two sampling intervals "
                      f"({2 * config.interval:g} s, suite {config.name})")
     if args.target is not None and not args.target.is_dir():
-        raise _usage(f"--target {args.target} is not a directory")
+        raise _usage(f"--target {args.target}: "
+                     + ("not a directory" if args.target.exists() else "no such directory"))
     burnin = Burnin(config, duration, args.output, host_identity(),
                     target=str(args.target) if args.target else None,
                     peer=args.peer,
                     gpu_sampler=gpu_sampler_from_nvml())
     previous = {sig: signal.signal(sig, burnin.request_stop)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"burn-in {config.name} for {args.duration}: loads {', '.join(config.loads) or 'none'}"
-          f", sampling every {config.interval:g} s", file=sys.stderr)
+    _err(f"burn-in {config.name} for {args.duration}: loads {', '.join(config.loads) or 'none'}"
+         f", sampling every {config.interval:g} s")
     try:
         report, series = burnin.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(f"series: {series}", file=sys.stderr)
-    if args.json:
-        sys.stdout.write(report.to_json())
-    else:
-        print_table(report)
-    target = report_path(args.output, report)
-    saved = _save_report(args, report, target)
-    if not args.no_plots:
+    _err(f"series: {series}")
+    kept = _keep_and_show(args, report)
+    if not args.no_plots and kept.report is not None:
+        target = kept.report
         try:
-            plots = draw_plots(report, target.parent, target.name.removesuffix(".json"))
-            print(f"plots: {len(plots)} PNG file(s) beside the report", file=sys.stderr)
+            plots = draw_plots(report, target.parent,
+                               target.name.removesuffix(".json").removesuffix(".unsigned"))
+            _err(f"plots: {len(plots)} PNG file(s) beside the report")
         except Exception as exc:  # matplotlib missing or a full disk: the report stands
-            print(f"bench-agent: no plots: {type(exc).__name__}: {exc}", file=sys.stderr)
-    code = exit_code(report) if saved else EXIT_REPORT
+            _err(f"bench-agent: no plots: {type(exc).__name__}: {exc}")
+    code = kept.exit_code
     if args.upload:
         code = max(code, EXIT_ERROR if _upload(args.output, args.upload, args.key) else EXIT_OK)
     return code
@@ -196,17 +202,17 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
 
     data = _fleet_data(args.folder, args.collector)
     for problem in data.unreadable:
-        print(f"bench-agent: skipped {problem}", file=sys.stderr)
+        _err(f"bench-agent: skipped {problem}")
     table = fleet.node_metric_table(data)
     if table.empty:
-        print("bench-agent: no measurements found", file=sys.stderr)
+        _err("bench-agent: no measurements found")
         return EXIT_ERROR
     result = fleet.compare(table, args.z)
     render = {"table": fleet.render_text, "csv": fleet.render_csv, "html": fleet.render_html}
     text = render[args.format](result)
     if args.out:
         write_atomic(args.out, text)
-        print(f"wrote {args.out}", file=sys.stderr)
+        _err(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
     return EXIT_FAIL if result.outliers else EXIT_OK
@@ -219,14 +225,13 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     data = _fleet_data(args.folder, None)
     table = fleet.node_metric_table(data)
     if table.empty:
-        print("bench-agent: no measurements found", file=sys.stderr)
+        _err("bench-agent: no measurements found")
         return EXIT_ERROR
     result = fleet.compare(table, args.z)
     name = args.name or args.out.stem
     write_atomic(args.out, fleet.generate_baseline(
         result, name, f"{data.reports} reports of {len(table)} nodes in {args.folder}"))
-    print(f"wrote {args.out}: {len(result.stats)} metrics from {len(table)} nodes",
-          file=sys.stderr)
+    _err(f"wrote {args.out}: {len(result.stats)} metrics from {len(table)} nodes")
     return EXIT_OK
 
 
@@ -239,43 +244,150 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     return _upload(args.output, url, args.key)
 
 
-def _save_report(args: argparse.Namespace, report: Report, path: Path) -> bool:
-    """Write the report (signed unless --no-sign) and the exports; False on failure.
+# Where a report goes when its output folder cannot take it (full disk, EIO, a
+# read-only remount): --fallback-dir first, then /var/tmp (kept across reboots,
+# FHS 3.0 section 5.15), then $XDG_RUNTIME_DIR (a tmpfs in RAM on systemd hosts,
+# so usually another filesystem than a full disk; lost at reboot).
+VAR_TMP_FALLBACK = Path("/var/tmp/bench-agent")
 
-    A key that cannot be read or created does not lose the run: the report is
-    written unsigned beside where it belonged, and the exit code says so.
+
+def fallback_dirs(fallback_dir: Path | None, environ: dict[str, str] | None = None,
+                  ) -> list[Path]:
+    import os
+
+    env = os.environ if environ is None else environ
+    dirs = [fallback_dir] if fallback_dir is not None else []
+    dirs.append(VAR_TMP_FALLBACK)
+    if env.get("XDG_RUNTIME_DIR"):
+        dirs.append(Path(env["XDG_RUNTIME_DIR"]) / "bench-agent")
+    return list(dict.fromkeys(dirs))
+
+
+@dataclass
+class Kept:
+    """Where the run's files went. ``complete``: each one at its place, as asked."""
+
+    report: Path | None
+    complete: bool
+    verdict_code: int
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict_code if self.complete else EXIT_REPORT
+
+
+def _keep_and_show(args: argparse.Namespace, report: Report) -> Kept:
+    """Write the report and its exports first, then print: no fault of the display
+    (a markup bug, a closed pipe) can lose a file or change the exit code."""
+    from bench_agent.display import print_table, printable
+    from bench_agent.runner import exit_code
+
+    kept = _save_report(args, report)
+    if args.json:
+        sys.stdout.write(report.to_json())
+    else:
+        print_table(report)
+        if kept.report is not None:
+            print(printable(f"report: {kept.report} ({kept.note})"))
+    return Kept(kept.report, kept.complete, exit_code(report))
+
+
+@dataclass
+class _Saved:
+    report: Path | None
+    note: str
+    complete: bool
+
+
+def _save_report(args: argparse.Namespace, report: Report) -> _Saved:
+    """Write the report (signed unless --no-sign), then --junit and --prom.
+
+    Each file is tried at its place, then in each fallback folder; a report that
+    fits nowhere in full is tried again as a compact unsigned copy (no
+    indentation, no envelope: about three quarters of the size). stderr names
+    every failure and where each file went. A key that cannot be read or
+    created does not lose the run either: the report is written unsigned.
     """
-    from bench_agent.errors import ConfigError, ReportError
+    from bench_agent.errors import ConfigError
+    from bench_agent.model import write_atomic
+    from bench_agent.runner import report_path
+
+    elsewhere = fallback_dirs(args.fallback_dir)
+    primary = report_path(args.output, report)
+    complete = True
+    if args.no_sign:
+        text, note = report.to_json(), "unsigned"
+    else:
+        try:
+            text, note = _signed_text(args, report), "signed"
+        except ConfigError as exc:
+            _err(f"bench-agent: cannot sign the report: {exc}")
+            primary = _unsigned_name(primary)
+            text, note, complete = report.to_json(), "UNSIGNED: signing failed", False
+
+    def writer(content: str) -> Callable[[Path], None]:
+        return lambda path: write_atomic(path, content)
+
+    attempts = [(primary, writer(text), note)]
+    attempts += [(report_path(d, report).with_name(primary.name), writer(text), note)
+                 for d in elsewhere]
+    compact = json.dumps(report.to_dict(), separators=(",", ":")) + "\n"
+    compact_note = "UNSIGNED compact copy: the full report did not fit anywhere"
+    attempts += [(_unsigned_name(report_path(d, report)), writer(compact), compact_note)
+                 for d in [args.output, *elsewhere]]
+    where = _write_first("report", attempts)
+    if where is None:
+        return _Saved(None, "", False)
+    path, note = where
+    if path != primary:
+        complete = False
+        _err(f"bench-agent: the report was kept as {path!s} ({note}), not in "
+             f"{args.output!s}; move it there for `bench-agent upload`")
+    for option, export in (("--junit", args.junit), ("--prom", args.prom)):
+        if export is None:
+            continue
+        write = _export_writer(option, report)
+        went = _write_first(f"{option} file", [(export, write, "")]
+                            + [(d / export.name, write, "") for d in elsewhere])
+        if went is None or went[0] != export:
+            complete = False
+        if went is not None and went[0] != export:
+            _err(f"bench-agent: the {option} file was kept as {went[0]!s}, "
+                 f"not {export!s}")
+    return _Saved(path, note, complete)
+
+
+def _export_writer(option: str, report: Report) -> Callable[[Path], None]:
+    from bench_agent.exports import to_junit, write_prometheus
     from bench_agent.model import write_atomic
 
-    ok = True
-    try:
-        if args.no_sign:
-            write_atomic(path, report.to_json())
-            note = "unsigned"
+    if option == "--junit":
+        text = to_junit(report)
+        return lambda path: write_atomic(path, text)
+    return lambda path: write_prometheus(report, path)
+
+
+def _write_first(what: str, attempts: list[tuple[Path, Callable[[Path], None], str]],
+                 ) -> tuple[Path, str] | None:
+    """The first (path, note) whose writer succeeds; every failure is told on stderr."""
+    from bench_agent.errors import ReportError
+
+    for path, write, note in attempts:
+        try:
+            write(path)
+        except ReportError as exc:
+            _err(f"bench-agent: {exc}")
+        except OSError as exc:  # the folder itself could not be made
+            _err(f"bench-agent: cannot write {path!s}: {exc.strerror or exc}")
         else:
-            try:
-                text = _signed_text(args, report)
-                note = "signed"
-            except ConfigError as exc:
-                print(f"bench-agent: cannot sign the report: {exc}", file=sys.stderr)
-                path = path.with_name(path.name.replace(".json", ".unsigned.json"))
-                text, note, ok = report.to_json(), "UNSIGNED: signing failed", False
-            write_atomic(path, text)
-        if not args.json:
-            print(f"report: {path} ({note})")
-        if args.junit:
-            from bench_agent.exports import to_junit
+            return path, note
+    _err(f"bench-agent: the {what} could not be written anywhere "
+         f"(tried {', '.join(str(p) for p, _w, _n in attempts)})")
+    return None
 
-            write_atomic(args.junit, to_junit(report))
-        if args.prom:
-            from bench_agent.exports import write_prometheus
 
-            write_prometheus(report, args.prom)
-    except ReportError as exc:
-        print(f"bench-agent: {exc}", file=sys.stderr)
-        return False
-    return ok
+def _unsigned_name(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".json") + ".unsigned.json")
 
 
 def _signed_text(args: argparse.Namespace, report: Report) -> str:
@@ -289,9 +401,8 @@ def _signed_text(args: argparse.Namespace, report: Report) -> str:
 
         raise ConfigError(f"cannot create the node key {key_path}: {exc.strerror}") from exc
     if created:
-        print(f"bench-agent: created the node key {key_path} (keyid "
-              f"{key.public.keyid[:16]}); enroll its public key: bench-agent keys show",
-              file=sys.stderr)
+        _err(f"bench-agent: created the node key {key_path} (keyid "
+              f"{key.public.keyid[:16]}); enroll its public key: bench-agent keys show")
     return json.dumps(sign_report(report.to_dict(), key), indent=2) + "\n"
 
 
@@ -315,15 +426,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_report_show(args: argparse.Namespace) -> int:
     from bench_agent.display import print_table
+    from bench_agent.errors import ReportError
     from bench_agent.model import load_report
     from bench_agent.runner import exit_code
 
-    if args.file.suffix == ".jsonl":
-        from bench_agent.burnin import report_from_series
+    path = _existing_file(args.file, "report")
+    try:
+        if path.suffix == ".jsonl":
+            from bench_agent.burnin import report_from_series
 
-        report = report_from_series(args.file)
-    else:
-        report = load_report(args.file)
+            report = report_from_series(path)
+        else:
+            report = load_report(path)
+    except ReportError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ReportError(f"{path}: {exc}") from exc  # which file, when the reader omits it
     if args.format == "json":
         sys.stdout.write(report.to_json())
     elif args.format == "csv":
@@ -348,6 +466,8 @@ def _cmd_keys(args: argparse.Namespace) -> int:
             raise ConfigError(f"cannot create the node key {path}: {exc}") from exc
         print(f"created {path} (mode 0600)")
     else:
+        if not path.exists():
+            raise _usage(f"no node key at {path}; create one with `bench-agent keys init`")
         key = load_key(path)
     print(key.public.pem(), end="")
     print(f"keyid: {key.public.keyid}")
@@ -361,17 +481,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     try:
         pubkey = PublicKey.from_pem(args.pubkey.read_bytes(), str(args.pubkey))
     except OSError as exc:
-        print(f"bench-agent: cannot read {args.pubkey}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+        raise _usage(f"cannot read {args.pubkey}: {exc.strerror}") from exc
+    _existing_file(args.file, "report")
     try:
         envelope = json.loads(args.file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        print(f"bench-agent: {args.file}: not a signed report: {exc}", file=sys.stderr)
+        _err(f"bench-agent: {args.file}: not a signed report: {exc}")
         return EXIT_FAIL
     try:
         statement = verify_envelope(envelope, pubkey)
     except SignatureError as exc:
-        print(f"bench-agent: {args.file}: NOT VERIFIED: {exc}", file=sys.stderr)
+        _err(f"bench-agent: {args.file}: NOT VERIFIED: {exc}")
         return EXIT_FAIL
     for subject in statement["subject"]:
         print(f"verified: subject {subject['name']} sha256:{subject['digest']['sha256']} "
@@ -426,7 +546,39 @@ def _usage(message: str) -> Exception:
     return UsageError(message)
 
 
+def _err(message: str) -> None:
+    """One message on stderr, names from outside shown printable (see display.py)."""
+    from bench_agent.display import printable
+
+    print("\n".join(printable(line) for line in message.split("\n")), file=sys.stderr)
+
+
+def _existing_file(path: Path, what: str) -> Path:
+    """``path`` when it is a file; a usage error (3) when it is missing or a folder."""
+    if path.is_file():
+        return path
+    raise _usage(f"{what} {path}: " + ("not a file" if path.exists() else "no such file"))
+
+
+def _profile_from_command_line(name_or_path: str) -> Profile:
+    """--profile: a name or file that does not exist is a usage error (3); one that
+    exists and is invalid is a configuration error (4)."""
+    from bench_agent.config import load_profile, resolve_profile_path
+    from bench_agent.errors import ConfigError
+
+    try:
+        path = resolve_profile_path(name_or_path)
+    except ConfigError as exc:  # resolve_profile_path raises only for "not found"
+        raise _usage(f"--profile: {exc}") from exc
+    return load_profile(path)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from bench_agent.display import guard_std_streams
+
+    # Before anything prints: a closed pipe or a full disk behind stdout must not
+    # raise out of a print (`bench-agent list | head -1`, `run | head -1`).
+    guard_std_streams()
     args = build_parser().parse_args(argv)
     from bench_agent.errors import (
         CheckError,
@@ -454,17 +606,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except UsageError as exc:
-        print(f"bench-agent: {exc}", file=sys.stderr)
+        _err(f"bench-agent: {exc}")
         return EXIT_USAGE
     except ConfigError as exc:
-        print(f"bench-agent: configuration error: {exc}", file=sys.stderr)
+        _err(f"bench-agent: configuration error: {exc}")
         return EXIT_CONFIG
     except (ReportError, SignatureError) as exc:
-        print(f"bench-agent: {exc}", file=sys.stderr)
+        _err(f"bench-agent: {exc}")
         return EXIT_REPORT
     except CheckError as exc:
         # `parse`: the tool's output reports a failure, or cannot be read.
-        print(f"bench-agent: {exc}", file=sys.stderr)
+        _err(f"bench-agent: {exc}")
         return EXIT_ERROR
 
 

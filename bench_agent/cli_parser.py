@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import NoReturn
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG, EXIT_REPORT = 0, 1, 2, 3, 4, 5
+FALLBACK_HELP = ("where the report (and --junit, --prom) go when their place cannot take "
+                 "them (full disk); tried before /var/tmp/bench-agent and "
+                 "$XDG_RUNTIME_DIR/bench-agent; exit code 5")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", type=Path, default=Path("results"),
                      help="report folder (default: results/)")
     run.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    run.add_argument("--fallback-dir", type=Path, metavar="DIR", help=FALLBACK_HELP)
     run.add_argument("--sysroot", type=Path, default=Path("/"), help=argparse.SUPPRESS)
     run.add_argument("--key", type=Path, help="node signing key (default: see `keys show`; "
                      "created on first run)")
@@ -82,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     burnin.add_argument("--suite", default="burnin", help="burn-in suite name (default burnin)")
     burnin.add_argument("--suite-file", type=Path, help="a burn-in suite YAML file")
     burnin.add_argument("--output", type=Path, default=Path("results"))
+    burnin.add_argument("--fallback-dir", type=Path, metavar="DIR", help=FALLBACK_HELP)
     burnin.add_argument("--target", type=Path, help="directory for the storage load's file")
     burnin.add_argument("--peer", metavar="ADDRESS",
                         help="node running `bench-agent peer`, for the network load")
