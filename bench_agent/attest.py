@@ -23,11 +23,16 @@ import binascii
 import hashlib
 import json
 import os
+import re
+import stat
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from bench_agent.errors import ConfigError, ReportError, SignatureError
+from bench_agent.errors import ConfigError, ReportError, SignatureError, StrictJSONError
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -179,14 +184,37 @@ def init_key(path: Path, force: bool = False) -> NodeKey:
     return key
 
 
-def load_key(path: Path) -> NodeKey:
+def _warn(message: str) -> None:
+    print(f"bench-agent: warning: {message}", file=sys.stderr)
+
+
+def load_key(path: Path, warn: Callable[[str], None] = _warn) -> NodeKey:
+    """The node key at ``path``; refused when others may write it, ``warn`` when they
+    may read it.
+
+    After ssh, whose sshkey_perm_ok (OpenSSH authfile.c) refuses a private key
+    that group or others may access: a key another user can replace is not this
+    node's identity any more, so it is refused; one that others can read lets them
+    sign as this node, which is worth a warning, not a lost run.
+    """
     try:
-        pem = path.read_bytes()
+        # The mode is read from the open file, not the path: the file checked is
+        # the file read.
+        with path.open("rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise ConfigError(f"the node key {path} is writable by others (mode "
+                                  f"{mode:04o}): another user could replace this node's "
+                                  f"identity; check it, then chmod 600 {path}")
+            pem = handle.read()
     except FileNotFoundError:
         raise ConfigError(f"no node key at {path}; create one with `bench-agent keys init`"
                           ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the node key {path}: {exc.strerror}") from exc
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warn(f"the node key {path} is readable by others (mode {mode:04o}): anyone who reads"
+             f" it can sign reports as this node; chmod 600 {path}")
     from cryptography.exceptions import UnsupportedAlgorithm
 
     key = NodeKey(pem)
@@ -205,6 +233,95 @@ def load_or_create_key(path: Path) -> tuple[NodeKey, bool]:
     if path.exists():
         return load_key(path), False
     return init_key(path), True
+
+
+# --- strict JSON ----------------------------------------------------------------------
+
+# What a report may hold, checked when it is read (verify, report show, the
+# collector's ingest), so that nothing is shown or stored that a later reader
+# cannot decode or serve. A report nests about 8 deep (statement > predicate >
+# inventory > gpus > [i] > field); 64 leaves room for suite params and stays far
+# below the interpreter's recursion limit (1000), which the C json module and
+# FastAPI's jsonable_encoder (a few frames a level) reach when they serve it.
+MAX_JSON_DEPTH = 64
+# Far above any 64-bit counter (20 digits), below float overflow (309 digits:
+# float() of a larger int raises OverflowError) and CPython's int-string limit
+# (4300 digits, sys.int_info.default_max_str_digits: a ValueError from json.loads).
+MAX_INT_DIGITS = 64
+
+# A JSON string (RFC 8259 section 7): possessive, so a hostile body cannot make
+# the regex backtrack. Stripping strings leaves brackets that are structure.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# Decoded UTF-8 holds no surrogate; only a \uD800-\uDFFF escape can make one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def loads_strict(data: bytes | str) -> Any:
+    """JSON as RFC 8259 and I-JSON (RFC 7493) define it, or StrictJSONError.
+
+    Python's json.loads is lenient where a report must not be: it accepts NaN and
+    Infinity (not JSON, RFC 8259 section 6; a strict encoder such as the
+    collector's JSONResponse then cannot serve them), keeps the last of duplicate
+    keys (RFC 7493 section 2.3: two readers may see two reports), raises
+    ValueError past 4300 digits and RecursionError on deep nesting, and reads
+    UTF-16 bytes (RFC 8259 section 8.1: JSON exchanged between systems is UTF-8).
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StrictJSONError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    else:
+        text = data
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    depth = max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+    if depth > MAX_JSON_DEPTH:
+        raise StrictJSONError(f"nested {depth} deep, more than {MAX_JSON_DEPTH}")
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_constant,
+                           parse_float=_finite_float, parse_int=_bounded_int)
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError is a ValueError; RecursionError cannot happen after the
+        # depth check, but a typed error is the only way out of here.
+        raise StrictJSONError(str(exc) or type(exc).__name__) from exc
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise StrictJSONError("a string holds a lone surrogate escape (not Unicode text, "
+                                  "RFC 8259 section 8.2)") from exc
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise StrictJSONError(f"duplicate key {key!r:.80}")
+            seen.add(key)
+    return obj
+
+
+def _constant(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise StrictJSONError(f"the number {text[:40]}{'...' if len(text) > 40 else ''} "
+                              "is too large for a float")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        raise StrictJSONError(f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
 
 
 # --- statements and envelopes ---------------------------------------------------------
@@ -292,21 +409,25 @@ def verify_envelope(envelope: Any, pubkey: PublicKey) -> dict[str, Any]:
 def _check_statement(payload: bytes) -> dict[str, Any]:
     """A verified payload must still be our statement, bound to its inventory."""
     try:
-        statement = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        statement = loads_strict(payload)
+    except StrictJSONError as exc:
         raise SignatureError(f"signed payload is not JSON: {exc}") from exc
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise SignatureError("signed payload is not an in-toto Statement v1")
     if statement.get("predicateType") != PREDICATE_TYPE:
-        raise SignatureError(f"predicateType {statement.get('predicateType')!r} is not "
+        raise SignatureError(f"predicateType {statement.get('predicateType')!r:.200} is not "
                              f"{PREDICATE_TYPE!r}")
     predicate = statement.get("predicate")
     subjects = statement.get("subject")
     if not isinstance(predicate, dict) or not isinstance(subjects, list) or not subjects:
         raise SignatureError("statement lacks its subject or predicate")
-    expected = inventory_digest(predicate.get("inventory", {}))
-    digest = subjects[0].get("digest", {}).get("sha256") if isinstance(subjects[0], dict) else None
-    if digest != expected:
+    # Every subject is read by whoever prints or stores it (verify prints them all).
+    for subject in subjects:
+        digest = subject.get("digest") if isinstance(subject, dict) else None
+        if not isinstance(subject, dict) or not isinstance(subject.get("name"), str) \
+                or not isinstance(digest, dict) or not isinstance(digest.get("sha256"), str):
+            raise SignatureError('a subject is not {"name": TEXT, "digest": {"sha256": HEX}}')
+    if subjects[0]["digest"]["sha256"] != inventory_digest(predicate.get("inventory", {})):
         raise SignatureError("subject digest does not match the report's inventory")
     return statement
 
@@ -315,18 +436,21 @@ def read_report_file(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]
     """(report dict, envelope or None) from a signed or an unsigned report file.
 
     The envelope's signature is *not* checked here (that needs the node's public
-    key: `bench-agent verify`); the payload is only decoded.
+    key: `bench-agent verify`); the payload is only decoded, as strictly as the
+    collector decodes it (loads_strict).
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_strict(path.read_bytes())
     except FileNotFoundError as exc:
         raise ReportError(f"{path}: no such file") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except StrictJSONError as exc:
         raise ReportError(f"{path}: not a readable JSON report: {exc}") from exc
     if is_envelope(data):
         try:
-            statement = json.loads(_b64(data.get("payload"), "payload"))
-        except (SignatureError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            statement = loads_strict(_b64(data.get("payload"), "payload"))
+        except (SignatureError, StrictJSONError) as exc:
             raise ReportError(f"{path}: the envelope's payload cannot be read: {exc}") from exc
         predicate = statement.get("predicate") if isinstance(statement, dict) else None
         if not isinstance(predicate, dict):
