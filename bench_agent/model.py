@@ -44,7 +44,7 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
 
 
 def _describe(char: str) -> str:
-    return f"U+{ord(char):04X} {unicodedata.name(char, unicodedata.category(char))}"
+    return f"U+{ord(char):04X} {unicodedata.name(char, f'({unicodedata.category(char)})')}"
 
 
 def check_name(value: str, what: str) -> str:
@@ -374,4 +374,7 @@ def load_report(path: Path) -> Report:
     from bench_agent.attest import read_report_file
 
     data, _envelope = read_report_file(path)
-    return Report.from_dict(data)
+    try:
+        return Report.from_dict(data)
+    except ReportError as exc:
+        raise ReportError(f"{path}: {exc}") from exc
