@@ -351,7 +351,7 @@ def hostile_signed_payloads(key: NodeKey) -> list[tuple[bytes, str]]:
     string_digest = {**statement, "subject": [{"name": "lab-1", "digest": "abc"}]}
     return [
         (json.dumps(sign_payload(b"[" * 100_000, key)).encode(), "nested 100000 deep"),
-        (json.dumps(sign_payload(b"1" * 5000, key)).encode(), "an integer of 5000 digits"),
+        (json.dumps(sign_payload(b"1" * 5000, key)).encode(), "a number of more than 64 digits"),
         (json.dumps(sign_payload(json.dumps(string_digest).encode(), key)).encode(),
          "a subject is not"),
         (json.dumps(sign_payload(b'{"_type": 1, "_type": 2}', key)).encode(),
