@@ -475,8 +475,8 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from bench_agent.attest import PublicKey, verify_envelope
-    from bench_agent.errors import SignatureError
+    from bench_agent.attest import PublicKey, loads_strict, verify_envelope
+    from bench_agent.errors import SignatureError, StrictJSONError
 
     try:
         pubkey = PublicKey.from_pem(args.pubkey.read_bytes(), str(args.pubkey))
@@ -484,8 +484,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise _usage(f"cannot read {args.pubkey}: {exc.strerror}") from exc
     _existing_file(args.file, "report")
     try:
-        envelope = json.loads(args.file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # As strict as the collector: what verifies here is what it accepts.
+        envelope = loads_strict(args.file.read_bytes())
+    except (OSError, StrictJSONError) as exc:
         _err(f"bench-agent: {args.file}: not a signed report: {exc}")
         return EXIT_FAIL
     try:

@@ -10,7 +10,8 @@
     │   ├── ParseError     the tool's output cannot be read            -> ERROR
     │   └── CheckTimeout   the tool or check ran past its time limit   -> ERROR
     ├── ReportError        a report file cannot be read or written
-    └── SignatureError     a signed report does not verify
+    ├── SignatureError     a signed report does not verify
+    └── StrictJSONError    JSON that the strict reader of reports refuses (attest.loads_strict)
 
 Errors are raised deep, carry the tool's own words, and become verdicts in exactly
 one place (runner.py). Foreign exceptions are translated at the boundary that
@@ -99,3 +100,9 @@ class ReportError(BenchAgentError):
 
 class SignatureError(BenchAgentError):
     """A signed report does not verify: payload, type, signature or key differ."""
+
+
+class StrictJSONError(BenchAgentError):
+    """JSON that attest.loads_strict refuses: not UTF-8 JSON, a duplicate key, NaN or
+    Infinity, an oversized integer, nesting too deep, a lone surrogate. Each reader
+    turns it into its own refusal (ReportError, SignatureError, HTTP 400/422)."""

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +30,43 @@ from bench_agent.errors import ReportError
 from bench_agent.units import Unit, format_value
 
 SCHEMA_VERSION = 1
+
+# Characters no name may hold (node, check, metric, device, series names): the
+# Unicode general categories Cc (controls: NUL, tab, newline, ESC), Cf (format:
+# the bidirectional embeddings, overrides and isolates U+202A-202E and
+# U+2066-2069, the marks U+200E/F and U+061C, zero-width characters), Cs (lone
+# surrogates, not encodable as UTF-8), Zl and Zp (line and paragraph separators).
+# A bidirectional override reverses the text after it (Unicode Standard Annex #9,
+# section 2; CVE-2021-42574 "Trojan Source"): "gpu0\u202etemp" would show as
+# another name on the dashboard and in a terminal.
+REFUSED_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# The explicit directional formatting characters and marks of UAX #9 (section 2):
+# refused in free text (messages, thresholds) too, where newlines are fine.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
+
+
+def _describe(char: str) -> str:
+    return f"U+{ord(char):04X} {unicodedata.name(char, f'({unicodedata.category(char)})')}"
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` unless it holds a character of REFUSED_IN_NAMES (ValueError naming
+    ``what`` and the character)."""
+    for char in value:
+        if unicodedata.category(char) in REFUSED_IN_NAMES:
+            raise ValueError(f"{what} {value[:80]!r} contains {_describe(char)}, a control or"
+                             " format character")
+    return value
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` unless it holds a bidirectional control (ValueError naming ``what``)."""
+    for char in value:
+        if char in BIDI_CONTROLS:
+            raise ValueError(f"{what} {value[:80]!r} contains {_describe(char)}, a "
+                             "bidirectional control")
+    return value
 
 
 class Status(StrEnum):
@@ -69,6 +107,7 @@ class Measurement:
     def __post_init__(self) -> None:
         if not self.check or not self.metric:
             raise ValueError("a measurement needs a check and a metric name")
+        _check_names(self.check, self.metric, self.device)
         if isinstance(self.value, bool) or not isinstance(self.value, int | float):
             raise ValueError(f"{self.metric}: value must be a number, got {self.value!r}")
         if not math.isfinite(self.value):
@@ -145,6 +184,7 @@ class Verdict:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
+        _check_names(self.check, self.metric, self.device)
         if self.value is not None:
             if isinstance(self.value, bool) or not isinstance(self.value, int | float) \
                     or not math.isfinite(self.value):
@@ -191,6 +231,14 @@ class Verdict:
             device=data.get("device", ""),
             threshold_id=data.get("threshold_id", ""),
         )
+
+
+def _check_names(check: str, metric: str, device: str) -> None:
+    for value, what in ((check, "check name"), (metric, "metric name"),
+                        (device, "device name")):
+        if not isinstance(value, str):
+            raise ValueError(f"{what} {value!r:.80} is not a string")
+        check_name(value, what)
 
 
 _SEVERITY_ORDER = [Status.PASS, Status.SKIP, Status.WARN, Status.FAIL, Status.ERROR]
@@ -299,8 +347,9 @@ class Report:
                 series=dict(data.get("series", {})),
                 check_seconds=_check_seconds(data.get("check_seconds", {})),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ReportError(f"malformed report: {exc!r}") from exc
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            # OverflowError: float() of an integer past 1e308 (a number in samples).
+            raise ReportError(f"malformed report: {type(exc).__name__}: {exc}") from exc
 
 
 def _check_seconds(raw: Any) -> dict[str, float]:
@@ -352,4 +401,7 @@ def load_report(path: Path) -> Report:
     from bench_agent.attest import read_report_file
 
     data, _envelope = read_report_file(path)
-    return Report.from_dict(data)
+    try:
+        return Report.from_dict(data)
+    except ReportError as exc:
+        raise ReportError(f"{path}: {exc}") from exc

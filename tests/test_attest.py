@@ -6,6 +6,7 @@ import base64
 import copy
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -28,13 +29,14 @@ from bench_agent.attest import (
     inventory_digest,
     load_key,
     load_or_create_key,
+    loads_strict,
     pae,
     read_report_file,
     sign_payload,
     sign_report,
     verify_envelope,
 )
-from bench_agent.errors import ConfigError, SignatureError
+from bench_agent.errors import ConfigError, SignatureError, StrictJSONError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -286,3 +288,157 @@ def test_cli_first_run_creates_the_key_and_says_so(tmp_path: Path) -> None:
     data = json.loads(next((tmp_path / "plain").glob("*/*.json")).read_text())
     assert data["schema_version"] == 1 and "payloadType" not in data
     assert "(unsigned)" in unsigned.stdout
+
+
+# --- strict JSON, hostile signed payloads -----------------------------------------------
+
+STRICT_REFUSALS = [
+    (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
+    (b'{"x": NaN}', "NaN is not a JSON number"),
+    (b'[Infinity]', "Infinity is not a JSON number"),
+    (b'[-Infinity]', "-Infinity is not a JSON number"),
+    (b'[1e400]', "the number 1e400 is too large for a float"),
+    (b"1" * 5000, "a number of more than 64 digits"),
+    (b"-" + b"9" * 65, "a number of more than 64 digits"),
+    (b"[" * 100_000, "nested 100000 deep, more than 64"),
+    (b"[" * 65 + b"]" * 65, "nested 65 deep, more than 64"),
+    (b'["\\ud800"]', "a string holds a lone surrogate escape"),
+    (b'{"\\udfff": 1}', "a string holds a lone surrogate escape"),
+    ('{"a": 1}'.encode("utf-16"), "not UTF-8 (invalid start byte at byte 0)"),
+    (b"\xef\xbb\xbf{}", "Unexpected UTF-8 BOM"),
+    (b"{not json", "Expecting property name enclosed in double quotes"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), STRICT_REFUSALS)
+def test_loads_strict_refuses_what_json_loads_is_lenient_about(data: bytes, message: str
+                                                                ) -> None:
+    with pytest.raises(StrictJSONError, match=re.escape(message)):
+        loads_strict(data)
+
+
+def test_loads_strict_reads_every_json_a_report_holds() -> None:
+    assert loads_strict(b"[" * 64 + b"]" * 64) == json.loads("[" * 64 + "]" * 64)
+    # Brackets, quotes and digits inside strings are text, not nesting or numbers.
+    text = json.dumps({"s": "[" * 200 + '\\"{{', "k[": ["]]]", 1], "d": "9" * 99 + "e999"})
+    assert loads_strict(text) == json.loads(text)
+    assert loads_strict(b'[1e308, -1e-400, 0.5E+02]') == [1e308, -0.0, 50.0]
+    assert loads_strict(b'{"e": "\\ud83d\\ude00", "n": -' + b"9" * 64 + b", \"f\": 1e308}") == {
+        "e": "\U0001f600", "n": -int("9" * 64), "f": 1e308}
+    assert loads_strict("{\"nœud\": \"温度\"}".encode()) == {"nœud": "温度"}
+
+
+def _signed_statement(key: NodeKey, **changes: Any) -> dict[str, Any]:
+    statement = {"_type": STATEMENT_TYPE, "predicateType": PREDICATE_TYPE,
+                 "subject": [{"name": "gpu-node-17", "digest": {
+                     "sha256": inventory_digest(sample_report()["inventory"])}}],
+                 "predicate": sample_report(), **changes}
+    return sign_payload(json.dumps(statement).encode(), key)
+
+
+def hostile_envelopes(key: NodeKey) -> list[tuple[dict[str, Any], str]]:
+    """Well-signed envelopes whose payloads once raised out of verify_envelope."""
+    nan_params = sample_report()
+    nan_params["measurements"] = [{"check": "c", "metric": "m", "value": 1, "unit": "s",
+                                   "params": {"x": float("nan")}}]
+    return [
+        (sign_payload(b"[" * 100_000, key), "nested 100000 deep"),
+        (sign_payload(b"1" * 5000, key), "a number of more than 64 digits"),
+        (_signed_statement(key, subject=[{"name": "gpu-node-17", "digest": "abc"}]),
+         'a subject is not {"name": TEXT, "digest": {"sha256": HEX}}'),
+        (_signed_statement(key, subject=["gpu-node-17"]), "a subject is not"),
+        (_signed_statement(key, subject=[{"name": "gpu-node-17", "digest": {
+            "sha256": inventory_digest(sample_report()["inventory"])}}, 5]), "a subject is not"),
+        (sign_report(nan_params, key), "NaN is not a JSON number"),
+    ]
+
+
+def test_hostile_signed_payloads_are_signature_errors_not_crashes() -> None:
+    key = NodeKey.generate()
+    for envelope, message in hostile_envelopes(key):
+        with pytest.raises(SignatureError, match=re.escape(message)):
+            verify_envelope(envelope, key.public)
+
+
+def test_cli_verify_and_report_show_on_hostile_files_say_one_line(tmp_path: Path) -> None:
+    key = NodeKey.generate()
+    pem = tmp_path / "node.pub"
+    pem.write_text(key.public.pem())
+    # (file text, message, whether report show can read it: it reads the predicate
+    # and checks neither the signature nor the statement's subject).
+    files = [(json.dumps(envelope), message, "subject" in message)
+             for envelope, message in hostile_envelopes(key)]
+    files += [("[" * 100_000, "nested 100000 deep", False),
+              ('{"payloadType": "x", "signatures": [], "payload": ' + "1" * 5000 + "}",
+               "a number of more than 64 digits", False),
+              (json.dumps({**sign_report(sample_report(), key), "extra": float("inf")}),
+               "Infinity is not a JSON number", False)]
+    for index, (text, message, readable) in enumerate(files):
+        path = tmp_path / f"hostile-{index}.json"
+        path.write_text(text)
+        verify = _cli("verify", str(path), "--pubkey", str(pem))
+        # verify: 1, the report is not what was signed (README, exit codes).
+        assert (verify.returncode, verify.stdout) == (1, ""), (message, verify.stderr)
+        assert verify.stderr.startswith(f"bench-agent: {path}: ")
+        assert message in verify.stderr and verify.stderr.count("\n") == 1, verify.stderr
+        assert "Traceback" not in verify.stderr
+        if readable:
+            continue
+        show = _cli("report", "show", str(path))
+        # report show: 5, the report cannot be read.
+        assert (show.returncode, show.stdout) == (5, ""), (message, show.stderr)
+        assert show.stderr.startswith(f"bench-agent: {path}: ") and message in show.stderr
+        assert show.stderr.count("\n") == 1 and "Traceback" not in show.stderr
+
+
+# --- key file modes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602, 0o660])
+def test_a_key_others_may_write_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "node.key"
+    init_key(path)
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match=re.escape(
+            f"the node key {path} is writable by others (mode {mode:04o}): another user could "
+            f"replace this node's identity; check it, then chmod 600 {path}")):
+        load_key(path)
+    with pytest.raises(ConfigError, match="writable by others"):
+        load_or_create_key(path)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_key_others_may_read_is_used_with_a_warning(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "node.key"
+    key = init_key(path)
+    path.chmod(mode)
+    warnings: list[str] = []
+    assert load_key(path, warn=warnings.append).public == key.public
+    assert warnings == [f"the node key {path} is readable by others (mode {mode:04o}): anyone "
+                        f"who reads it can sign reports as this node; chmod 600 {path}"]
+    path.chmod(0o600)
+    warnings.clear()
+    assert load_key(path, warn=warnings.append).public == key.public
+    assert warnings == []
+
+
+def test_cli_keys_show_warns_on_a_readable_key_and_refuses_a_writable_one(tmp_path: Path
+                                                                         ) -> None:
+    path = tmp_path / "node.key"
+    key = init_key(path)
+    path.chmod(0o644)
+    shown = _cli("keys", "show", "--key", str(path))
+    assert shown.returncode == 0 and f"keyid: {key.public.keyid}" in shown.stdout
+    assert shown.stderr == (f"bench-agent: warning: the node key {path} is readable by others "
+                            f"(mode 0644): anyone who reads it can sign reports as this node; "
+                            f"chmod 600 {path}\n")
+    path.chmod(0o666)
+    refused = _cli("keys", "show", "--key", str(path))
+    assert (refused.returncode, refused.stdout) == (4, "")
+    assert "is writable by others (mode 0666)" in refused.stderr
+    # A run signs nothing with it: the report is kept unsigned and the exit code says so.
+    out = tmp_path / "out"
+    run = _cli("run", "inventory", "--key", str(path), "--output", str(out))
+    assert run.returncode == 5, run.stderr
+    assert "cannot sign the report" in run.stderr and "writable by others" in run.stderr
+    assert [p.name.endswith(".unsigned.json") for p in out.glob("*/*.json")] == [True]

@@ -1,13 +1,18 @@
-"""Ingest without HTTP: every refusal stores nothing; duplicates, even concurrent, once."""
+"""Ingest without HTTP: every refusal stores nothing; duplicates, even concurrent, once.
+The last test sends hostile and duplicate reports to a real collector over HTTP."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,11 +23,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-from bench_agent.attest import NodeKey, sign_payload
+from bench_agent.attest import NodeKey, make_statement, sign_payload, sign_report
 from bench_agent.collector import db, enrollment
 from bench_agent.collector import ingest as ingest_module
 from bench_agent.collector.ingest import Refused, ingest
 from tests.collector_support import (
+    Collector,
     envelope_bytes,
     make_report,
     postgres_available,
@@ -274,11 +280,14 @@ def test_hostile_bodies_and_unstorable_reports_are_refused_not_crashed(
     ]
     for bad in unstorable:
         assert refusal(database, envelope_bytes(bad, node_key)) == (422, "invalid_report"), bad
-    # A keyid that is no sha256 hex (NUL, surrogate) is unknown, not a database error.
+    # A keyid that is no sha256 hex (NUL) is unknown, not a database error.
     good = json.loads(envelope_bytes(report, node_key))
-    for keyid in ("\x00", "\ud800", "f" * 65):
+    for keyid in ("\x00", "f" * 65):
         odd = {**good, "signatures": [{**good["signatures"][0], "keyid": keyid}]}
         assert refusal(database, json.dumps(odd).encode()) == (401, "unknown_key")
+    # A lone surrogate is not text anywhere in the body: no JSON encoder can serve it.
+    odd = {**good, "signatures": [{**good["signatures"][0], "keyid": "\ud800"}]}
+    assert refusal(database, json.dumps(odd).encode()) == (400, "malformed_json")
 
 
 def test_node_names_may_be_unicode_but_not_control_characters(database: db.Database) -> None:
@@ -328,3 +337,325 @@ def test_auto_enroll_of_two_first_keys_at_once_trusts_one(
     assert (caught.value.status, caught.value.reason) == (403, "node_already_enrolled")
     with database.engine.connect() as conn:
         assert [k.keyid for k in enrollment.keys_of(conn, "lab-1")] == [first.public.keyid]
+
+
+def offered(key: NodeKey) -> str:
+    return base64.b64encode(key.public.raw).decode()
+
+
+def hostile_signed_payloads(key: NodeKey) -> list[tuple[bytes, str]]:
+    """Well-signed payloads that each raised out of ingest (a 500), with --auto-enroll
+    from any key: the detail each refusal must carry."""
+    report = make_report("lab-1")
+    statement = make_statement(report)
+    string_digest = {**statement, "subject": [{"name": "lab-1", "digest": "abc"}]}
+    return [
+        (json.dumps(sign_payload(b"[" * 100_000, key)).encode(), "nested 100000 deep"),
+        (json.dumps(sign_payload(b"1" * 5000, key)).encode(), "a number of more than 64 digits"),
+        (json.dumps(sign_payload(json.dumps(string_digest).encode(), key)).encode(),
+         "a subject is not"),
+        (json.dumps(sign_payload(b'{"_type": 1, "_type": 2}', key)).encode(),
+         "duplicate key '_type'"),
+    ]
+
+
+def test_hostile_signed_payloads_are_refused_even_with_auto_enroll(database: db.Database
+                                                                   ) -> None:
+    for _ in range(2):
+        key = NodeKey.generate()
+        for body, detail in hostile_signed_payloads(key):
+            with pytest.raises(Refused) as caught:
+                ingest(database, body, offered_key=offered(key), auto_enroll=True)
+            assert (caught.value.status, caught.value.reason) == (422, "invalid_report")
+            assert detail in caught.value.detail
+            assert nothing_stored(database) and count(database, "keys") == 0
+
+
+def _nan_at(report: dict[str, Any], where: str) -> dict[str, Any]:
+    bad = json.loads(json.dumps(report))
+    if where == "params":
+        bad["measurements"][0]["params"]["n"] = float("nan")
+    elif where == "stats":
+        bad["measurements"][0]["stats"] = {"stdev": float("inf")}
+    elif where == "inventory":
+        bad["inventory"]["cpu"]["bogomips"] = float("-inf")
+    return bad
+
+
+@pytest.mark.parametrize("where", ["params", "stats", "inventory"])
+def test_a_non_finite_number_anywhere_in_the_payload_is_refused(
+        database: db.Database, node_key: NodeKey, where: str) -> None:
+    body = envelope_bytes(_nan_at(make_report("node-a"), where), node_key)
+    with pytest.raises(Refused) as caught:
+        ingest(database, body)
+    assert (caught.value.status, caught.value.reason) == (422, "invalid_report")
+    assert "is not a JSON number" in caught.value.detail
+    assert nothing_stored(database)
+
+
+def test_a_non_finite_number_in_an_unsigned_field_is_refused(database: db.Database,
+                                                             node_key: NodeKey) -> None:
+    envelope = json.loads(envelope_bytes(make_report("node-a"), node_key))
+    for extra in (float("nan"), float("inf"), {"deep": [float("-inf")]}):
+        body = json.dumps({**envelope, "extra": extra}).encode()
+        with pytest.raises(Refused) as caught:
+            ingest(database, body)
+        assert (caught.value.status, caught.value.reason) == (400, "malformed_json")
+        assert "is not a JSON number" in caught.value.detail
+        assert nothing_stored(database)
+    duplicate = json.dumps(envelope)[:-1] + ', "payloadType": "x"}'
+    assert refusal(database, duplicate.encode()) == (400, "malformed_json")
+
+
+def test_burn_in_series_times_must_place_their_points_on_a_calendar(
+        database: db.Database, node_key: NodeKey) -> None:
+    report = make_report("node-a")
+    for points, detail in (
+            ([[0, 40.0], [9e11, 41.0]], "a point at 9e+11 s is more than 316224000 s"),
+            ([[-9e11, 40.0]], "a point at -9e+11 s is more than"),
+    ):
+        body = envelope_bytes({**report, "series": {"gpu.gpu0.temp_c": points}}, node_key)
+        with pytest.raises(Refused) as caught:
+            ingest(database, body)
+        assert (caught.value.status, caught.value.reason) == (422, "invalid_report")
+        assert detail in caught.value.detail
+    late = {**make_report("node-a", when=datetime(9999, 12, 31, 12, tzinfo=UTC)),
+            "series": {"gpu.gpu0.temp_c": [[0, 40.0], [86400.0, 41.0]]}}
+    with pytest.raises(Refused) as caught:
+        ingest(database, envelope_bytes(late, node_key))
+    assert "a point at 86400 s after 9999-12-31T11:59:00 is past year 9999" in \
+        caught.value.detail
+    assert nothing_stored(database)
+    # Values are any finite number: a GPU matmul load runs at about 1e15 FLOP/s.
+    fast = {**report, "series": {"load.gpu_matmul": [[0.0, 7.2e14], [14400.0, 7.1e14]]}}
+    assert ingest(database, envelope_bytes(fast, node_key)).created
+
+
+@pytest.mark.parametrize(("field", "value", "detail"), [
+    ("metric", "gpu.\u202etemp", "metric name 'gpu.\\u202etemp' contains U+202E"),
+    ("check", "gpu\u2066x", "check name 'gpu\\u2066x' contains U+2066"),
+    ("device", "nvme\u200f0", "device name 'nvme\\u200f0' contains U+200F"),
+    ("message", "ok \u202e!", "verdict message 'ok \\u202e!' contains U+202E"),
+    ("suite", "quick\u2028", "suite name 'quick\\u2028' contains U+2028"),
+    ("series", "gpu.\u202egpu0", "series name 'gpu.\\u202egpu0' contains U+202E"),
+])
+def test_names_with_bidirectional_or_control_characters_are_refused(
+        database: db.Database, node_key: NodeKey, field: str, value: str, detail: str
+        ) -> None:
+    report = make_report("node-a")
+    if field in ("metric", "check", "device"):
+        bad = _with(report, "measurements", 0, **{field: value})
+    elif field == "message":
+        bad = _with(report, "verdicts", 0, message=value)
+    elif field == "suite":
+        bad = {**report, "suite": {**report["suite"], "name": value}}
+    else:
+        bad = {**report, "series": {value: [[0, 1.0]]}}
+    with pytest.raises(Refused) as caught:
+        ingest(database, envelope_bytes(bad, node_key))
+    assert (caught.value.status, caught.value.reason) == (422, "invalid_report")
+    assert detail in caught.value.detail
+    assert nothing_stored(database)
+
+
+def test_node_names_with_bidirectional_controls_are_refused(database: db.Database) -> None:
+    key = NodeKey.generate()
+    assert refusal(database, envelope_bytes(make_report("gpu\u202e71-edon"), key),
+                   auto_enroll=True, offered_key=offered(key)) == (422, "invalid_report")
+    for name in ("gpu\u202e71", "a\u2066b", "lrm\u200e", "line\u2028sep", "zw\u200bsp"):
+        with pytest.raises(enrollment.EnrollmentError) as caught:
+            enrollment.enroll(database, name, NodeKey.generate().public.pem())
+        assert caught.value.reason == "invalid_node"
+    assert count(database, "keys") == 0
+
+
+def _resign(body: bytes, key: NodeKey, **dump: Any) -> bytes:
+    """The same statement in other payload bytes, signed again."""
+    statement = json.loads(base64.b64decode(json.loads(body)["payload"]))
+    return json.dumps(sign_payload(json.dumps(statement, **dump).encode(), key)).encode()
+
+
+def test_a_stored_payload_is_verified_again_before_it_is_acknowledged(
+        database: db.Database, node_key: NodeKey) -> None:
+    body = envelope_bytes(make_report("node-a"), node_key)
+    stored = ingest(database, body)
+    good = json.loads(body)
+    signature = good["signatures"][0]
+    flipped = bytearray(base64.b64decode(signature["sig"]))
+    flipped[0] ^= 1
+    stranger = NodeKey.generate()
+    replays = [
+        ({**good, "signatures": [{**signature, "sig": base64.b64encode(flipped).decode()}]},
+         (422, "bad_signature")),
+        ({**good, "signatures": [{"keyid": stranger.public.keyid, "sig": signature["sig"]}]},
+         (401, "unknown_key")),
+        ({**good, "payloadType": "application/json"}, (422, "bad_signature")),
+    ]
+    for replay, expected in replays:
+        with pytest.raises(Refused) as caught:
+            ingest(database, json.dumps(replay).encode())
+        assert (caught.value.status, caught.value.reason) == expected
+        # Nothing of the stored report is told to whoever sent it.
+        assert str(stored.report_id) not in caught.value.detail.split()
+    # The stranger's own signature on the stored payload, offered for auto-enroll:
+    # the node has a key, so it is a takeover, not a duplicate.
+    resigned = sign_payload(base64.b64decode(good["payload"]), stranger)
+    with pytest.raises(Refused) as caught:
+        ingest(database, json.dumps(resigned).encode(), offered_key=offered(stranger),
+               auto_enroll=True)
+    assert (caught.value.status, caught.value.reason) == (403, "node_already_enrolled")
+    assert count(database, "reports") == 1
+    assert enrollment.revoke(database, node_key.public.keyid) is not None
+    with pytest.raises(Refused) as caught:
+        ingest(database, body)
+    assert (caught.value.status, caught.value.reason) == (403, "key_revoked")
+
+
+def test_a_report_id_is_stored_once(database: db.Database, node_key: NodeKey) -> None:
+    body = envelope_bytes(make_report("node-a"), node_key)
+    first = ingest(database, body)
+    # Re-serialized (indented, sorted otherwise) and signed again: the same report.
+    for dump in ({"indent": 2}, {"sort_keys": False, "separators": (",", ":")}):
+        again = ingest(database, _resign(body, node_key, **dump))
+        assert not again.created
+        assert (again.report_id, again.digest, again.node) == (first.report_id, first.digest,
+                                                               "node-a")
+    # The same report id with other content is a conflict, naming what is stored.
+    statement = json.loads(base64.b64decode(json.loads(body)["payload"]))
+    changed = _with(statement["predicate"], "measurements", 0, value=9.9e11)
+    with pytest.raises(Refused) as caught:
+        ingest(database, envelope_bytes(changed, node_key))
+    assert (caught.value.status, caught.value.reason) == (409, "report_conflict")
+    assert caught.value.detail == (
+        f"report {statement['predicate']['report_id']} of node 'node-a' is already stored "
+        f"with other content (payload digest {first.digest}); a report id names one report")
+    assert (count(database, "reports"), count(database, "measurements")) == (1, 2)
+    # Report ids are the node's: another node's report with the same id is its own.
+    other = NodeKey.generate()
+    enrollment.enroll(database, "node-b", other.public.pem())
+    theirs = {**statement["predicate"], "host": "node-b",
+              "inventory": {"host": {"hostname": "node-b"}}}
+    assert ingest(database, envelope_bytes(theirs, other)).created
+
+
+def test_concurrent_uploads_of_one_report_in_other_bytes_store_it_once(
+        database: db.Database, node_key: NodeKey) -> None:
+    body = envelope_bytes(make_report("node-a"), node_key)
+    bodies = [_resign(body, node_key, indent=i) for i in range(8)]
+    assert len({hashlib.sha256(b).digest() for b in bodies}) == 8
+    outcomes: list[tuple[bool, int]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(bodies))
+
+    def send(one: bytes) -> None:
+        barrier.wait()
+        stored = ingest(database, one)
+        with lock:
+            outcomes.append((stored.created, stored.report_id))
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(created for created, _ in outcomes) == [False] * 7 + [True]
+    assert len({report_id for _, report_id in outcomes}) == 1
+    assert (count(database, "reports"), count(database, "measurements")) == (1, 2)
+
+
+def _at_revision(database: db.Database, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(db.MIGRATIONS))
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def test_the_migration_merges_reports_stored_twice_and_stops_on_conflicts(
+        database: db.Database, node_key: NodeKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    _at_revision(database, "0001")
+    # Stored as the collector stored them before: each new payload digest a new row.
+    monkeypatch.setattr(ingest_module, "_find", lambda conn, checked: None)
+    body = envelope_bytes(make_report("node-a"), node_key)
+    first = ingest(database, body)
+    twice = ingest(database, _resign(body, node_key, indent=1))
+    assert count(database, "reports") == 2
+    with database.engine.begin() as conn:
+        conn.execute(db.nodes.update().values(last_report_id=twice.report_id))
+    database.migrate()
+    with database.engine.connect() as conn:
+        assert conn.execute(select(db.reports.c.id)).scalars().all() == [first.report_id]
+        assert conn.execute(select(db.nodes.c.last_report_id)).scalar_one() == first.report_id
+    assert count(database, "measurements") == 2 and count(database, "verdicts") == 2
+
+    _at_revision(database, "0001")
+    report = json.loads(base64.b64decode(json.loads(body)["payload"]))["predicate"]
+    other = ingest(database, envelope_bytes(_with(report, "measurements", 0, value=1.0),
+                                            node_key))
+    with pytest.raises(RuntimeError, match=re.escape(
+            f"report id {report['report_id']} (rows {first.report_id}, {other.report_id})")):
+        database.migrate()
+    assert count(database, "reports") == 2  # nothing deleted: an operator decides
+
+
+# --- the same through a real collector (uvicorn on loopback) -----------------------------
+
+
+@pytest.fixture(params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Collector]:
+    pytest.importorskip("uvicorn")
+    sqlite = contextlib.nullcontext(f"sqlite:///{tmp_path / 'collector.db'}")
+    with postgres_database() if request.param == "postgresql" else sqlite as url:
+        collector = Collector(url, tmp_path / "server.log", "--auto-enroll")
+        try:
+            yield collector.start()
+        finally:
+            collector.stop()
+
+
+def test_over_http_what_cannot_be_served_is_refused_and_what_is_stored_is_served(
+        server: Collector) -> None:
+    def post(body: bytes, key: NodeKey | None = None) -> tuple[int, dict[str, Any]]:
+        reply = server.post(body, {"X-Bench-Agent-Public-Key": offered(key)} if key else None)
+        return reply.status, reply.json()
+
+    stranger = NodeKey.generate()
+    for body, detail in hostile_signed_payloads(stranger):
+        status, answer = post(body, stranger)
+        assert (status, answer["error"]) == (422, "invalid_report") and detail in answer["detail"]
+    key = NodeKey.generate()
+    report = make_report("lab-1")
+    status, answer = post(envelope_bytes(_nan_at(report, "params"), key), key)
+    assert (status, answer["error"]) == (422, "invalid_report")
+    unsigned_nan = json.dumps({**sign_report(report, key), "extra": float("nan")}).encode()
+    assert post(unsigned_nan, key)[0] == 400
+    late = {**report, "series": {"gpu.gpu0.temp_c": [[0, 40.0], [9e11, 41.0]]}}
+    assert post(envelope_bytes(late, key), key)[0] == 422
+    reversed_name = make_report("lab\u202e1-bal")
+    status, answer = post(envelope_bytes(reversed_name, stranger), stranger)
+    assert (status, answer["error"]) == (422, "invalid_report")
+    assert "is not a node name" in answer["detail"]
+    assert server.get("/healthz").json()["reports"] == 0
+
+    body = envelope_bytes({**report, "series": {"gpu.gpu0.temp_c": [[0, 40.0], [60, 41.0]]}},
+                          key)
+    status, created = post(body, key)
+    assert (status, created["status"]) == (201, "stored")
+    served = server.get(f"/v1/reports/{created['id']}")
+    assert served.status == 200 and served.json()["report"]["report_id"] == report["report_id"]
+    assert server.get("/nodes/lab-1").status == 200
+    status, again = post(_resign(body, key, indent=2), key)
+    assert (status, again["status"], again["id"], again["digest"]) == (
+        200, "already stored", created["id"], created["digest"])
+    status, conflict = post(envelope_bytes(_with(report, "measurements", 0, value=1.0), key))
+    assert (status, conflict["error"]) == (409, "report_conflict")
+    assert created["digest"] in conflict["detail"]
+    replay = json.loads(body)
+    replay["signatures"][0]["sig"] = base64.b64encode(b"\x00" * 64).decode()
+    status, answer = post(json.dumps(replay).encode())
+    assert (status, answer["error"]) == (422, "bad_signature")
+    assert server.get("/healthz").json()["reports"] == 1
+    assert "Traceback" not in server.log()

@@ -6,7 +6,8 @@ the read side builds summaries, both simpler and faster with plain statements.
     keys          enrolled node keys (keyid -> node name, public key, revoked_at),
                   at most one not revoked per node
     nodes         one row per node name, with a pointer to its newest report
-    reports       one row per distinct payload digest, with the envelope as received
+    reports       one row per report (distinct payload digest, and report id of a node),
+                  with the envelope as received
     measurements  normalized rows of each report, for plots and queries
     verdicts      normalized rows of each report, for the fleet's failing checks
 
@@ -79,7 +80,8 @@ reports = Table(
     # sha256 of the payload bytes as received: the idempotency key. Unique, so two
     # concurrent uploads of one report cannot both be stored.
     Column("digest", String(64), nullable=False, unique=True),
-    Column("report_uuid", String(36), nullable=False, index=True),
+    # The report's own id: stored once per node (ingest.py; migration 0003).
+    Column("report_uuid", String(36), nullable=False),
     Column("node_id", Integer, ForeignKey("nodes.id"), nullable=False),
     Column("keyid", String(64), nullable=False),
     Column("status", String(8), nullable=False),
@@ -93,6 +95,7 @@ reports = Table(
     Column("envelope", LargeBinary, nullable=False),
     Index("ix_reports_node_finished", "node_id", "finished_at"),
     Index("ix_reports_finished", "finished_at"),
+    Index("uq_reports_report_uuid_node", "report_uuid", "node_id", unique=True),
 )
 
 measurements = Table(

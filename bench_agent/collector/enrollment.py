@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from bench_agent.attest import PublicKey
 from bench_agent.collector import db
 from bench_agent.errors import BenchAgentError
+from bench_agent.model import REFUSED_IN_NAMES
 
 # The reasons that mean "this key or node is taken": 409 on POST /v1/keys.
 CONFLICTS = ("key_conflict", "key_revoked", "node_already_enrolled")
@@ -57,9 +58,10 @@ def check_node_name(name: str) -> str:
     if not isinstance(name, str) or not name or len(name) > db.NAME_LENGTH:
         raise EnrollmentError(f"a node name must have 1 to {db.NAME_LENGTH} characters",
                               "invalid_node")
-    # Control characters (NUL among them, which PostgreSQL text cannot hold) and
-    # lone surrogates (not UTF-8) never name a host.
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+    # Control and format characters (NUL, which PostgreSQL text cannot hold; the
+    # bidirectional overrides, which reverse the name on the dashboard) and lone
+    # surrogates (not UTF-8) never name a host: model.REFUSED_IN_NAMES.
+    if any(unicodedata.category(c) in REFUSED_IN_NAMES for c in name):
         raise EnrollmentError(f"the node name {name!r} contains a control character or is "
                               "not valid Unicode", "invalid_node")
     return name

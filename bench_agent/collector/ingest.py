@@ -2,20 +2,33 @@
 
 The order of the checks fixes which refusal a client gets:
 
-    400 malformed_json      the body is not JSON (or not UTF-8)
+    400 malformed_json      the body is not strict JSON (attest.loads_strict: not UTF-8,
+                            NaN/Infinity, a duplicate key, nesting over 64, an integer
+                            over 64 digits, a lone surrogate), unsigned fields included
     400 not_envelope        JSON, but no payloadType/signatures
     400 malformed_envelope  fields of the wrong type, payload or sig not base64
     401 unknown_key         no signature's keyid is enrolled (and no auto-enroll)
     403 key_revoked         the key was revoked
     422 bad_signature       the signature does not verify on the payload bytes
-    422 invalid_report      signed, but not our statement or not a valid report
+    422 invalid_report      signed, but not our statement, not strict JSON, or not a
+                            report that can be stored and served (names with control
+                            or bidirectional characters, series times out of range)
     403 subject_mismatch    the statement is about another node than the key's
     403 node_already_enrolled  auto-enroll of a new key for a node that has one
+    409 report_conflict     the node's report id is stored with other content
 
-Nothing is written before every check has passed. The payload digest (sha256 of
-the base64-decoded payload bytes) is the idempotency key: reports.digest is
-unique, so of two concurrent uploads of one report one inserts and the other
-meets the constraint, rolls back and answers 200 like any duplicate.
+Nothing is written before every check has passed, and every check runs before
+the lookup of what is stored: a stored payload under a bad or unknown signature
+is refused like any other, and learns nothing of what is stored.
+
+A report is stored once. The payload digest (sha256 of the base64-decoded
+payload bytes) answers retries: the same bytes again are 200 "already stored".
+The same report id of the same node in other bytes (re-serialized, re-signed) is
+200 "already stored" with the stored report's id and digest when its statement
+is the same JSON value (attest.canonical_json), else 409 report_conflict naming
+the stored digest: a report id names one report. reports.digest and
+(report_uuid, node_id) are unique, so of two concurrent uploads one inserts and
+the other meets a constraint, rolls back and gets the answer of a duplicate.
 """
 
 from __future__ import annotations
@@ -23,10 +36,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
@@ -34,10 +46,22 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from bench_agent.attest import PublicKey, is_envelope, pae, verify_envelope
+from bench_agent.attest import (
+    PublicKey,
+    canonical_json,
+    is_envelope,
+    loads_strict,
+    pae,
+    verify_envelope,
+)
 from bench_agent.collector import db, enrollment
-from bench_agent.errors import ReportError, SignatureError
-from bench_agent.model import Report
+from bench_agent.errors import ReportError, SignatureError, StrictJSONError
+from bench_agent.model import Report, check_name, check_text
+
+# A burn-in series point is [seconds since the start, value]. The dashboard plots
+# it at started_at + seconds, which must be a datetime (years 1 to 9999) or the
+# node's page fails. Ten years bounds any real burn-in (hours to days) by far.
+MAX_SERIES_SECONDS = 10 * 366 * 86400
 
 
 class Refused(Exception):
@@ -52,7 +76,7 @@ class Refused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    created: bool  # False: the same payload digest was already stored
+    created: bool  # False: this report was already stored (same digest, or same content)
     report_id: int
     digest: str
     node: str
@@ -64,6 +88,7 @@ class _Checked:
     key: enrollment.EnrolledKey
     new_key: bool  # auto-enrolled with this report
     report: Report
+    statement: dict[str, Any]
     started_at: datetime
     finished_at: datetime
 
@@ -77,20 +102,22 @@ def ingest(database: db.Database, body: bytes, *, offered_key: str | None = None
     """
     envelope, payload, keyids = parse_envelope(body)
     digest = hashlib.sha256(payload).hexdigest()
-    # Retries of a stored report are the common duplicate: answer them before
-    # spending a signature check.
     with database.engine.connect() as conn:
-        known = _find(conn, digest)
+        # Verified before anything stored is looked up: answering a retry first
+        # would acknowledge any signature (or none) on a stored payload, with the
+        # report's id and node.
+        checked = _check(conn, envelope, payload, digest, keyids, offered_key, auto_enroll)
+        known = _find(conn, checked)
         if known is not None:
             return known
-        checked = _check(conn, envelope, payload, digest, keyids, offered_key, auto_enroll)
     try:
         with database.writing(), database.engine.begin() as conn:
             return _store(conn, checked, body)
     except IntegrityError:
-        # A concurrent upload of the same payload won the unique digest.
+        # A concurrent upload of this payload or of this report id won a unique
+        # constraint (digest, or report_uuid and node_id).
         with database.engine.connect() as conn:
-            known = _find(conn, digest)
+            known = _find(conn, checked)
         if known is None:
             raise
         return known
@@ -99,11 +126,10 @@ def ingest(database: db.Database, body: bytes, *, offered_key: str | None = None
 def parse_envelope(body: bytes) -> tuple[dict[str, Any], bytes, list[str]]:
     """(envelope, payload bytes, signature keyids) or Refused(400)."""
     try:
-        envelope = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer of
-        # over 4300 digits (sys.int_info); RecursionError, a body nested deeper
-        # than the interpreter's stack ("[" * 100000).
+        # Strict, unsigned fields included: the envelope is stored as received and
+        # served again as JSON (GET /v1/reports/ID), which has no NaN.
+        envelope = loads_strict(body)
+    except StrictJSONError as exc:
         raise Refused(400, "malformed_json", f"the body is not JSON: {exc}") from exc
     if not is_envelope(envelope):
         raise Refused(400, "not_envelope",
@@ -169,11 +195,11 @@ def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: s
         report = Report.from_dict(predicate)
         started = _timestamp(report.started_at)
         finished = _timestamp(report.finished_at)
-        _check_storable(report)
+        _check_storable(report, started)
     except (ReportError, ValueError, TypeError, OverflowError) as exc:
         raise Refused(422, "invalid_report", f"the signed payload is not a valid report: "
                       f"{exc}") from exc
-    return _Checked(digest, key, new_key, report, started, finished)
+    return _Checked(digest, key, new_key, report, statement, started, finished)
 
 
 def _text(value: Any, column: Any, what: str) -> None:
@@ -192,11 +218,13 @@ def _text(value: Any, column: Any, what: str) -> None:
         raise ValueError(f"{what} {value[:40]!r} is not valid Unicode") from exc
 
 
-def _check_storable(report: Report) -> None:
-    """Every value that reaches a column has its type and fits (else a 422, not a 500).
+def _check_storable(report: Report, started: datetime) -> None:
+    """Every value that reaches a column has its type and fits, and every value the
+    dashboard shows can be shown (else a 422, not a 500).
 
-    Report.from_dict checks the structure but not the types of free-text fields;
-    SQLite would store a list or an overlong string, PostgreSQL raises on both.
+    Report.from_dict checks the structure, and the check, metric and device names
+    (model.check_name), but not the types of free-text fields; SQLite would store
+    a list or an overlong string, PostgreSQL raises on both.
     """
     r = db.reports.c
     for value, column, what in ((report.report_id, r.report_uuid, "report_id"),
@@ -204,6 +232,7 @@ def _check_storable(report: Report) -> None:
                                 (report.suite.name, r.suite, "suite name"),
                                 (report.profile.name, r.profile, "profile name")):
         _text(value, column, what)
+        check_name(value, what)
     m = db.measurements.c
     for measurement in report.measurements:
         for value, column, what in ((measurement.check, m.check_name, "check"),
@@ -219,19 +248,35 @@ def _check_storable(report: Report) -> None:
                                     (verdict.source, v.source, "source"),
                                     (verdict.message, v.message, "message")):
             _text(value, column, what)
+            check_text(value, f"verdict {what}")
         # The read API serves the payload as strict JSON, which has no Infinity/NaN.
         if verdict.value is not None and not math.isfinite(verdict.value):
             raise ValueError(f"verdict {verdict.check} {verdict.metric}: value "
                              f"{verdict.value} is not finite")
     # The dashboard plots the series: name -> [[seconds since start, value], ...].
     for name, points in report.series.items():
+        check_name(name, "series name")
         if not isinstance(points, list) or not all(
                 isinstance(p, list) and len(p) == 2
                 and all(isinstance(x, int | float) and not isinstance(x, bool)
-                        and math.isfinite(x) and abs(x) < 1e12 for x in p)
+                        and math.isfinite(x) for x in p)
                 for p in points):
             raise ValueError(f"series {name!r:.40} is not a list of [seconds, value] pairs "
                              "of finite numbers")
+        # Values are any finite number (a GPU matmul load runs at 1e15 FLOP/s);
+        # times must place the point on a calendar.
+        for t, _ in points:
+            if abs(t) > MAX_SERIES_SECONDS:
+                raise ValueError(f"series {name!r:.40}: a point at {t:g} s is more than "
+                                 f"{MAX_SERIES_SECONDS} s (ten years) from the start")
+        if points:
+            times = [t for t, _ in points]
+            try:
+                started + timedelta(seconds=min(times))
+                started + timedelta(seconds=max(times))
+            except OverflowError as exc:
+                raise ValueError(f"series {name!r:.40}: a point at {max(times):g} s after "
+                                 f"{started.isoformat()} is past year 9999") from exc
 
 
 def _offered(offered_key: str, keyids: list[str], envelope: dict[str, Any]
@@ -281,6 +326,11 @@ def _timestamp(text: str) -> datetime:
 _FIND = (select(db.reports.c.id, db.nodes.c.name)
          .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
          .where(db.reports.c.digest == bindparam("b_digest")))
+_FIND_REPORT_ID = (
+    select(db.reports.c.id, db.reports.c.digest, db.reports.c.envelope, db.nodes.c.name)
+    .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
+    .where(db.reports.c.report_uuid == bindparam("b_uuid"),
+           db.nodes.c.name == bindparam("b_name")))
 _NODE_ID = select(db.nodes.c.id).where(db.nodes.c.name == bindparam("b_name"))
 _INSERT_REPORT = insert(db.reports).returning(db.reports.c.id)
 _INSERT_MEASUREMENTS = insert(db.measurements)
@@ -300,9 +350,33 @@ _INSERT_NODE = {
 }
 
 
-def _find(conn: Connection, digest: str) -> Stored | None:
-    row = conn.execute(_FIND, {"b_digest": digest}).first()
-    return None if row is None else Stored(False, row.id, digest, row.name)
+def _find(conn: Connection, checked: _Checked) -> Stored | None:
+    """The stored report this one repeats; None if new; Refused(409) if its report id
+    is stored with other content."""
+    same = conn.execute(_FIND, {"b_digest": checked.digest}).first()
+    if same is not None:
+        return Stored(False, same.id, checked.digest, same.name)
+    report_id, node = checked.report.report_id, checked.key.node_name
+    row = conn.execute(_FIND_REPORT_ID, {"b_uuid": report_id, "b_name": node}).first()
+    if row is None:
+        return None
+    if _statement_of(bytes(row.envelope)) == canonical_json(checked.statement):
+        # Re-serialized (or re-signed) but the same report: the stored one answers.
+        return Stored(False, row.id, row.digest, row.name)
+    raise Refused(409, "report_conflict", f"report {report_id} of node {node!r:.80} is "
+                  f"already stored with other content (payload digest {row.digest}); a "
+                  "report id names one report")
+
+
+def _statement_of(envelope: bytes) -> bytes | None:
+    """The canonical JSON of a stored envelope's statement; None if it cannot be read
+    strictly (stored before ingest read strictly): then it is not the same."""
+    try:
+        stored = loads_strict(envelope)
+        return canonical_json(loads_strict(base64.b64decode(stored["payload"],
+                                                            validate=True)))
+    except (StrictJSONError, binascii.Error, KeyError, TypeError, ValueError):
+        return None
 
 
 def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
