@@ -22,7 +22,7 @@ from typing import Any
 from bench_agent.model import Measurement, Status, Verdict
 from bench_agent.units import Unit, format_value
 
-# XIDs that fail a GPU (Azure/azurehpc-health-checks check_gpu_xid, THRESHOLDS.md).
+# XIDs that fail a GPU (Azure/azurehpc-health-checks customTests/azure_gpu_xid.nhc, XID_EC).
 FAILING_XIDS = frozenset({48, 56, 57, 58, 62, 63, 64, 65, 68, 69, 73, 74, 79, 80, 81, 92,
                           119, 120})
 # Throttle reasons that mean the hardware protects itself (NVML clocksEventReasons):

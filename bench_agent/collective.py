@@ -12,7 +12,7 @@ Per size, like nccl-tests (src/common.cu): out-of-place buffers, ``warmup``
 untimed operations, then ``iterations`` timed back to back and divided; the time
 is gathered from every rank (nccl-tests' default ``-a 1`` averages it; we keep the
 mean and judge the max, since a collective ends when its slowest rank does).
-algbw = bytes / seconds, busbw = algbw x bus factor (THRESHOLDS.md: 2(n-1)/n for
+algbw = bytes / seconds, busbw = algbw x bus factor (nccl-tests doc/PERFORMANCE.md: 2(n-1)/n for
 all_reduce, (n-1)/n for all_gather and reduce_scatter), where bytes is the size
 of the full buffer (nccl-tests' AllGatherGetBw: count x typesize x nranks).
 

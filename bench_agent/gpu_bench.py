@@ -5,7 +5,7 @@ so a node is measured as training uses it (all GPUs hot, sharing power and
 cooling) and judged by its slowest GPU. Processes meet at a file barrier after
 allocating and warming up, so the timed phases overlap.
 
-Matmul: C = A @ B, square n x n, FLOP = 2·n³ (THRESHOLDS.md, Formulas), random
+Matmul: C = A @ B, square n x n, FLOP = 2·n³ (n³ multiply-adds of 2 FLOPs), random
 normal inputs (never zeros: zeros take less power and can hit fast paths), warm-up
 iterations untimed, several input sets used in turn so L2 never holds the next
 operands, each iteration timed by the injected ``Timer`` (CUDA events on a GPU,
@@ -14,8 +14,8 @@ torch.set_float32_matmul_precision("high"), fp32 with "highest" (PyTorch docs,
 "TensorFloat-32 (TF32) on Ampere (and later) devices").
 
 Copies: device-to-device ``dst.copy_(src)`` of a buffer far larger than L2,
-counted as read + write (2 x bytes per copy, as the H100/H200 reference figures in
-THRESHOLDS.md count them); host-to-device and device-to-host from pinned memory,
+counted as read + write (2 x bytes per copy, as the H100/H200 copy baselines in
+suites/baselines/ count them); host-to-device and device-to-host from pinned memory,
 counted once.
 
 torch is imported inside functions only: `bench-agent --help` must not load it.

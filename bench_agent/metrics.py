@@ -216,7 +216,7 @@ METRICS: dict[str, MetricInfo] = dict(
           for k, c in (("matmul_bf16", "gpu.matmul"), ("matmul_fp16", "gpu.matmul"),
                        ("matmul_tf32", "gpu.matmul"), ("matmul_fp32", "gpu.matmul"),
                        ("matmul_fp8", "gpu.matmul"), ("hbm_copy", "gpu.hbm"))],
-        # nccl: nccl-tests formulas (THRESHOLDS.md); busbw/algbw at the largest size,
+        # nccl: nccl-tests formulas (doc/PERFORMANCE.md); busbw/algbw at the largest size,
         # out-of-place; wrong = elements that differ from the exact result.
         *[_m(f"nccl.{c}_{k}", u, f"nccl.{c}", f"{c} {t}", h)
           for c in ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "broadcast",

@@ -3,7 +3,7 @@
     python benchmarks/bench_gpu.py [--n 8192] [--precision bf16] [--iterations 20]
 
 On a GPU (CUDA events for both): the issue's target is agent / raw >= 0.97 and,
-for bf16 8192³, within 5 % of THRESHOLDS.md's figure for the card. Without a GPU
+for bf16 8192³, within 5 % of the card's bf16 figure in suites/baselines/. Without a GPU
 it runs on the CPU (perf_counter, fp32, n=512) to show the overhead of the timing
 path (input rotation, the Timer interface, the finiteness check outside the timed
 span); CPU BLAS noise on a shared machine makes that ratio only indicative.

@@ -1,7 +1,7 @@
 """nccl-tests (all_reduce_perf and the other *_perf programs): read their stdout.
 
 Layout per NVIDIA/nccl-tests src/common.cu and util.cu (writeDeviceReport,
-writeResultHeader, writeResultFooter; ../shared/samples/nccl-tests/FORMAT_SPEC.txt):
+writeResultHeader, writeResultFooter):
 a "#" header, a two-line column header, one row per size, "# Out of bounds
 values" and "# Avg bus bandwidth" footers. Columns are read by their header
 names, never positions: versions before ~2.10 have no ``root`` column, versions

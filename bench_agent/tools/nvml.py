@@ -65,7 +65,7 @@ NVLINK_ERROR_COUNTERS = (0, 1, 2, 3)
 NVML_EVENT_TYPE_XID_CRITICAL_ERROR = 0x8
 NVML_PAGE_RETIREMENT_CAUSES = (0, 1)  # multiple single-bit, double-bit
 
-# XIDs that fail a node: AzNHC check_gpu_xid (THRESHOLDS.md), e.g. 48 DBE ECC, 63/64
+# XIDs that fail a node: AzNHC check_gpu_xid (customTests/azure_gpu_xid.nhc), e.g. 48 DBE ECC, 63/64
 # row remapping, 79 fallen off the bus, 94/95 are contained/uncontained ECC (not in
 # AzNHC's list, reported but not failed).
 FAILING_XIDS: frozenset[int] = frozenset(
