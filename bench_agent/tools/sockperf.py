@@ -61,7 +61,7 @@ def _latency(value: str, what: str, line: str) -> float:
     "<" threshold."""
     number = float(value)
     if not math.isfinite(number) or number <= 0:
-        raise ParseError(TOOL, f"a {what} of {value} us: {snippet(line.strip())}")
+        raise ParseError(TOOL, f"{what} {value} us is no latency: {snippet(line.strip())}")
     return number * US
 
 
