@@ -160,11 +160,11 @@ def parse_table(lines: list[str], excerpt: str = "") -> Table:
         if row is None:
             raise ParseError(TOOL, f"a result row that does not fit the header "
                                    f"({len(names)} columns): {snippet(stripped)}", excerpt)
-        key = (row.size, row.dtype, row.redop, row.root)
-        if key in seen:
+        row_key = (row.size, row.dtype, row.redop, row.root)
+        if row_key in seen:
             raise ParseError(TOOL, f"size {row.size} ({row.dtype}, {row.redop}) printed "
                                    f"twice: {snippet(stripped)}", excerpt)
-        seen.add(key)
+        seen.add(row_key)
         rows.append(row)
     if names is None:
         raise ParseError(TOOL, "no result header (a '#  size  count  type ...' line)", excerpt)
