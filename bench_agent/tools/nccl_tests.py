@@ -8,6 +8,10 @@ names, never positions: versions before ~2.10 have no ``root`` column, versions
 before ~2021 print ``error`` (a max delta such as "2e-07") instead of ``#wrong``,
 and wide figures lose their decimals ("12646" for 12646.00 us).
 
+One run prints one table: a second column header in a run, a size printed
+twice, a second run of the same collective, or a line that starts with a size
+but does not read as a row is a ParseError quoting it, never a figure.
+
 nccl-tests' GB/s is decimal (algbw = bytes / 1e9 / seconds, common.cu), so we
 store bytes/s = GB/s * 1e9. busbw = algbw * factor: 2(n-1)/n for all_reduce,
 (n-1)/n for reduce_scatter, all_gather and alltoall, 1 for broadcast and reduce

@@ -13,18 +13,22 @@ Text report (perftest_parameters.h, RESULT_FMT* headers and REPORT_FMT* rows):
   both mean 2^20 bytes/s ("--report_gbits ... (instead of MiB/sec) Note: MiB=2^20
   byte, while Gb=10^9 bits", ib_write_bw --help of perftest 6.06); "Gb/sec" with
   --report_gbits is 10^9 bits/s.
-- Rows are validated by their column count against the header's columns;
-  anything else (warnings, "Conflicting CPU frequency ...", a server's banner in
-  the same stream) is skipped. A sweep (-a) or --run_infinitely gives several
-  rows: latency reports the smallest message size, bandwidth the largest, each
-  the median of the rows of that size.
+- Inside a table every line that starts with a message size is a row and must
+  fit the header's columns with finite, non-negative figures (and latencies
+  above 0), else it is a ParseError; other lines (warnings, "Conflicting CPU
+  frequency ...", a server's banner in the same stream) are skipped. A sweep
+  (-a) or --run_infinitely gives several rows: latency reports the smallest
+  message size, bandwidth the largest, each the median of the rows of that size.
+- A loopback server and client written to one stream print the same table
+  twice; a second table with other figures is a ParseError (which one ran?).
 
 --out_json (perftest_parameters.c, write_report_lat_to_file / write_bw_report_to_file)
 writes {"test_info": {...}, "results": {"MsgSize": 2, "n_iterations": 1000,
 "t_min": ..., "t_typical": ..., "percentile_99": ..., "percentile_99.9": ...}}
 or results {"BW_peak", "BW_average", "MsgRate"} in the report's unit. perftest
 6.06 writes these keys unquoted ("MsgSize: 2,"), which is not JSON, so the file
-is read as key: value pairs, which works for both.
+is read as key: value pairs, which works for both; a key given twice, a second
+"results" or text after the object is a ParseError.
 """
 
 from __future__ import annotations
