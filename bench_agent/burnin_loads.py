@@ -98,24 +98,6 @@ def memory_bandwidth(params: dict[str, Any]) -> None:
                   Unit.BYTES_PER_SECOND)
 
 
-def _documents(buffer: str) -> tuple[list[dict[str, Any]], str]:
-    """Complete JSON documents at the start of buffer, and the unparsed rest."""
-    decoder = json.JSONDecoder()
-    docs: list[dict[str, Any]] = []
-    index = 0
-    while True:
-        start = buffer.find("{", index)
-        if start < 0:
-            return docs, ""
-        try:
-            doc, end = decoder.raw_decode(buffer, start)
-        except json.JSONDecodeError:
-            return docs, buffer[start:]
-        if isinstance(doc, dict) and "jobs" in doc:
-            docs.append(doc)
-        index = end
-
-
 def _total_ios(doc: dict[str, Any]) -> float:
     total = 0.0
     for job in doc.get("jobs", []):
@@ -131,6 +113,10 @@ def storage_fio(params: dict[str, Any]) -> None:
     HOWTO, "status-interval"); the IOPS of an interval is the difference of the
     total I/O counts of two reports over the time between them.
     """
+    from bench_agent.errors import ParseError
+    from bench_agent.tools.fio import duplicate_policy
+    from bench_agent.tools.strict_json import DocumentStream
+
     target = Path(params.get("target") or tempfile.gettempdir())
     if not target.is_dir():
         raise SystemExit(f"storage load: target {target} is not a directory")
@@ -152,7 +138,9 @@ def storage_fio(params: dict[str, Any]) -> None:
     except FileNotFoundError:
         raise NotApplicableHere("storage load: fio is not installed") from None
     assert proc.stdout is not None
-    buffer = ""
+    # fio's reports are split and read by the one strict reader (duplicate keys,
+    # NaN, deep nesting, text between reports are errors), each character once.
+    stream = DocumentStream("fio", duplicates=duplicate_policy)
     # Counted from fio's start: the first interval also holds the file layout,
     # which can only lower (never inflate) the first-minutes level.
     previous: tuple[float, float] | None = (time.time(), 0.0)
@@ -161,8 +149,10 @@ def storage_fio(params: dict[str, Any]) -> None:
             line = proc.stdout.readline()
             if not line:
                 break
-            buffer += line
-            docs, buffer = _documents(buffer)
+            try:
+                docs = [d for d in stream.feed(line) if isinstance(d.get("jobs"), list)]
+            except ParseError as exc:
+                raise SystemExit(f"storage load: {exc}") from None
             for doc in docs:
                 now, ios = time.time(), _total_ios(doc)
                 if previous is not None and now > previous[0] and ios >= previous[1]:

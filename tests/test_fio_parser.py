@@ -147,10 +147,35 @@ def test_unreadable_output_is_parse_error_with_fios_words() -> None:
         fio.parse_fio(truncated)
 
 
-def test_duplicate_keys_keep_the_last() -> None:
+def test_fios_own_repeated_percentile_slots_are_read() -> None:
+    # fio 2.x and 3.1 repeat "0.00" : 0 for unused percentile slots: not a doctored
+    # document, so it reads, and the real percentiles are kept.
     raw = text("randread_4k_libaio_numjobs2_grouped.json").replace(
         '"percentile" : {', '"percentile" : {\n "0.00" : 0, "0.00" : 0,', 1)
-    assert by_metric(fio.parse_fio(raw))["storage.randread_4k_latency_p99"].value > 0
+    assert raw.count('"0.00" : 0') == 2
+    read = json.loads(raw)["jobs"][0]["read"]
+    p99 = by_metric(fio.parse_fio(raw))["storage.randread_4k_latency_p99"]
+    assert p99.value == pytest.approx(read["clat_ns"]["percentile"]["99.000000"] * 1e-9)
+
+
+def test_a_duplicate_key_fio_does_not_print_is_refused() -> None:
+    raw = text("randread_4k_libaio_numjobs2_grouped.json").replace(
+        '"percentile" : {', '"percentile" : {\n "0.00" : 0, "0.00" : 5,', 1)
+    with pytest.raises(ParseError, match=r"duplicate key '0\.00' at jobs\[0\]\.read\.clat_ns"
+                                         r"\.percentile \(values '0', '5'\)"):
+        fio.parse_fio(raw)
+
+
+def test_an_option_given_twice_is_read_as_fio_reads_it() -> None:
+    # Each filename= adds its files (fio options.c str_filename_cb); any other
+    # option given twice: the later one is what fio ran.
+    raw = text("randread_4k_libaio_numjobs2_grouped.json").replace(
+        '"filename" : "/tmp/fxw/f",',
+        '"filename" : "/tmp/fxw/f",\n "filename" : "/tmp/fxw/g",\n "bs" : "8k",', 1)
+    assert raw.count('"filename"') == 2
+    job = fio.parse_fio_report(raw).jobs[0]
+    assert job.options["filename"] == "/tmp/fxw/f:/tmp/fxw/g"
+    assert job.options["bs"] == "4k"  # the job's own "bs" : "4k" comes after the added one
 
 
 def test_parse_command_registry() -> None:
@@ -202,24 +227,38 @@ def test_pkb_fio2_sample_reads_every_job() -> None:
     assert seq.directions["read"].io_bytes == raw_job["read"]["io_bytes"] * 1024
 
 
-def test_nan_and_huge_error_fields_are_not_a_crash() -> None:
-    # Python's JSON reader accepts NaN; int(nan) used to raise ValueError, and
-    # os.strerror of a huge errno OverflowError.
+def test_nan_is_a_parse_error_and_a_huge_errno_is_not_a_crash() -> None:
+    # Python's JSON reader accepts NaN (and int(nan) used to crash the parser):
+    # the strict reader refuses it; os.strerror of a huge errno raised OverflowError.
     doc = json.loads(text("randread_4k_libaio_numjobs2_grouped.json"))
     doc["jobs"][0]["groupid"] = float("nan")
-    assert fio.parse_fio(json.dumps(doc))
+    with pytest.raises(ParseError, match="NaN is not a number"):
+        fio.parse_fio(json.dumps(doc))
+    doc["jobs"][0]["groupid"] = 0
     doc["jobs"][0]["error"] = 1e30
     with pytest.raises(ToolFailed, match="unknown error"):
         fio.parse_fio(json.dumps(doc))
 
 
-def test_negative_or_nan_percentiles_are_not_reported() -> None:
+def test_negative_percentiles_are_not_reported_and_nan_is_refused() -> None:
     # A negative p99 would pass a latency threshold.
     doc = json.loads(text("randread_4k_libaio_numjobs2_grouped.json"))
     pct = doc["jobs"][0]["read"]["clat_ns"]["percentile"]
     pct["99.000000"] = -5
-    pct["50.000000"] = float("nan")
     ms = by_metric(fio.parse_fio(json.dumps(doc)))
     assert "storage.randread_4k_latency_p99" not in ms
-    assert "storage.randread_4k_latency_p50" not in ms
-    assert ms["storage.randread_4k_latency_p99_9"].value > 0
+    assert ms["storage.randread_4k_latency_p99_9"].value == pytest.approx(
+        pct["99.900000"] * 1e-9)
+    pct["50.000000"] = float("nan")
+    with pytest.raises(ParseError, match="NaN is not a number"):
+        fio.parse_fio(json.dumps(doc))
+
+
+@pytest.mark.skipif(not (SAMPLES / "fio_virtualclient_fio3.26_seqwrite_256k_qd64.json").exists(),
+                    reason="sample absent")
+def test_virtualclient_sample_with_two_filename_options_names_both_files() -> None:
+    raw = (SAMPLES / "fio_virtualclient_fio3.26_seqwrite_256k_qd64.json").read_text()
+    assert raw.count('"filename"') >= 2
+    devices = {m.device for m in fio.parse_fio(raw)}
+    assert devices == {"/home/azureuser/VirtualClient/linux-x64/remote_disk_1_0/fio-test.dat:"
+                       "/home/azureuser/VirtualClient/linux-x64/remote_disk_1_1/fio-test.dat"}

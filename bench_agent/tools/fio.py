@@ -32,13 +32,14 @@ What fio's JSON means (fio HOWTO, "Terse output" / "JSON output" and the
 Output is hostile: notes before the JSON ("note: both iodepth >= 1 and
 synchronous I/O engine are selected..."), several documents in a row
 (``--status-interval`` prints cumulative interim reports, the final one last),
-duplicate keys (fio 2.x and 3.1 repeat the "0.00" percentile key; JSON readers
-keep the last, which is what we want).
+duplicate keys (fio 2.x and 3.1 repeat the "0.00" percentile key; an option
+given twice is listed twice): those are resolved as fio resolves them, any other
+duplicate key is a ParseError (a doctored second "iops" must not win), as are
+NaN, huge integers, deep nesting and text after the last report (strict_json).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -48,6 +49,7 @@ from typing import Any
 
 from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
+from bench_agent.tools.strict_json import MAX_INT_DIGITS, REFUSE, Path, read_documents
 from bench_agent.units import Unit
 
 TOOL = "fio"
@@ -122,32 +124,32 @@ class DirectionSummary:
 # --- reading the text ----------------------------------------------------------------
 
 
+def duplicate_policy(path: Path, key: str, values: list[Any]) -> Any:
+    """The keys fio itself repeats, and the value fio acted on; REFUSE for any other.
+
+    - fio 2.x and 3.1 print an unused slot of the percentile list as "0.00" : 0,
+      once per slot (the public fio-plot and PerfKitBenchmarker samples repeat it
+      three to fifteen times); the "0.00" keys are skipped below anyway.
+    - "job options" / "global options" list the options as given, so an option
+      given twice appears twice. Each ``filename=`` adds its files to the job
+      (fio options.c, str_filename_cb: add_file() for every ':'-separated name),
+      so the files are joined with fio's own ':' separator; for any other option
+      the later assignment overrides the earlier, as fio's option parser does.
+    """
+    parent = path[-1] if path else None
+    if parent == "percentile" and key == "0.00" and all(v == values[0] for v in values):
+        return values[0]
+    if parent in ("job options", "global options") and all(isinstance(v, str) for v in values):
+        if key == "filename":
+            return ":".join(dict.fromkeys(values))
+        return values[-1]
+    return REFUSE
+
+
 def _json_documents(text: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every top-level JSON object in ``text`` and the text lines around them."""
-    decoder = json.JSONDecoder()
-    documents: list[dict[str, Any]] = []
-    notes: list[str] = []
-    pos = 0
-    while pos < len(text):
-        start = text.find("{", pos)
-        if start < 0:
-            notes.extend(text[pos:].splitlines())
-            break
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            # A brace inside a note ("fio: {...}") or a truncated document: take
-            # the line as text and look further.
-            line_end = text.find("\n", start)
-            line_end = len(text) if line_end < 0 else line_end + 1
-            notes.extend(text[pos:line_end].splitlines())
-            pos = line_end
-            continue
-        notes.extend(text[pos:start].splitlines())
-        if isinstance(value, dict):
-            documents.append(value)
-        pos = end
-    return documents, [n.strip() for n in notes if n.strip()]
+    """fio's JSON reports (one, or several with --status-interval) and the notes
+    before them; every other shape is a ParseError (strict_json.read_documents)."""
+    return read_documents(text, TOOL, several=True, duplicates=duplicate_policy)
 
 
 def _number(value: Any, default: float = 0.0) -> float:
@@ -196,7 +198,8 @@ def _bins(block: dict[str, Any]) -> dict[int, int]:
     for key, count in raw.items():
         # fio 3.x keys are bucket values in ns; fio 2.x JSON+ used bucket indices
         # plus "FIO_IO_U_PLAT_*" constants: those are not latencies, so skip them.
-        if not key.isdigit() or not isinstance(count, int) or count <= 0:
+        if (not key.isdigit() or len(key) > MAX_INT_DIGITS or not isinstance(count, int)
+                or count <= 0):
             continue
         out[int(key)] = out.get(int(key), 0) + count
     return out
@@ -304,7 +307,11 @@ def parse_fio_report(text: str) -> FioReport:
     are kept, so two runs written one after the other are both read.
     """
     documents, notes = _json_documents(text)
-    documents = [d for d in documents if isinstance(d.get("jobs"), list)]
+    for document in documents:
+        if not isinstance(document.get("jobs"), list):
+            keys = ", ".join(list(document)[:8])
+            raise ParseError(TOOL, f"a JSON document without a 'jobs' list (keys: {keys})",
+                             text.strip()[:300])
     if not documents:
         words = "; ".join(notes[-5:]) or "empty output"
         raise ParseError(TOOL, f"no fio JSON report in the output ({words})", text.strip()[:300])

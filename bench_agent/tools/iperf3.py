@@ -33,6 +33,7 @@ from typing import Any
 
 from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
 from bench_agent.model import Measurement
+from bench_agent.tools.strict_json import REFUSE, Path, read_document, snippet
 from bench_agent.units import Unit
 
 TOOL = "iperf3"
@@ -59,76 +60,101 @@ class Iperf3Result:
     packets: int | None = None
 
 
-def _first_json_object(text: str) -> dict[str, Any]:
-    """The first JSON object in ``text`` (iperf3 may print a warning line before it)."""
-    text = text.lstrip("\ufeff")
-    decoder = json.JSONDecoder()
-    pos = text.find("{")
-    while pos >= 0:
-        try:
-            value, _end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            pos = text.find("{", pos + 1)
-            continue
-        if isinstance(value, dict):
-            return value
-        pos = text.find("{", pos + 1)
-    raise ParseError(TOOL, "no JSON object in the output", text.strip()[:300])
+# iperf3 adds these to "start" once per connected TCP stream: -P 2 and --bidir
+# runs of iperf 3.12 repeat them (tests/data/network/iperf3_3.12_tcp_*). They are
+# socket buffer sizes, not figures read here; the last stream's are kept.
+_PER_STREAM_KEYS = frozenset({"sock_bufsize", "sndbuf_actual", "rcvbuf_actual"})
 
 
-def _number(section: dict[str, Any], key: str) -> float | None:
+def _duplicate(path: Path, key: str, values: list[Any]) -> Any:
+    return values[-1] if path == ("start",) and key in _PER_STREAM_KEYS else REFUSE
+
+
+def _document(text: str) -> dict[str, Any]:
+    """The one ``-J`` document (warning lines before it are allowed; strict_json:
+    no other duplicate key, no NaN, huge integer, deep nesting or text after it)."""
+    return read_document(text, TOOL, duplicates=_duplicate)[0]
+
+
+def _section(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """An object of the document; absent or empty is {}, any other type is an error."""
+    value = parent.get(key)
+    if value is None or value == {} or value == []:
+        return {}
+    if not isinstance(value, dict):
+        raise ParseError(TOOL, f"{where}{key} is {snippet(json.dumps(value), 60)}, "
+                               "not an object")
+    return value
+
+
+def _number(section: dict[str, Any], key: str, where: str) -> float | None:
+    """A figure of the document: absent is None; negative or not a number is an
+    error (a negative rate or count is no measurement, and would crash later)."""
     value = section.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParseError(TOOL, f"{where}{key} is {snippet(json.dumps(value), 60)}, "
+                               "not a number")
+    if value < 0:
+        raise ParseError(TOOL, f"{where}{key} is negative ({value!r})")
     return float(value)
+
+
+def _count(section: dict[str, Any], key: str, where: str) -> int | None:
+    value = _number(section, key, where)
+    if value is not None and not value.is_integer():
+        raise ParseError(TOOL, f"{where}{key} is {value!r}, not a whole count")
+    return int(value) if value is not None else None
 
 
 def parse_iperf3_result(text: str) -> Iperf3Result:
     """Read one ``iperf3 -J`` document; ToolFailed when it reports an error."""
-    doc = _first_json_object(text)
-    start = doc.get("start") or {}
+    doc = _document(text)
+    start = _section(doc, "start", "")
     version = str(start.get("version", "")).removeprefix("iperf ").strip()
     error = doc.get("error")
     if error:
         raise ToolFailed(TOOL, str(error))
-    end = doc.get("end")
-    if not isinstance(end, dict) or not end:
+    end = _section(doc, "end", "")
+    if not end:
         raise ParseError(TOOL, "no 'end' section (the test did not finish)", text.strip()[:300])
-    test = start.get("test_start") or {}
+    test = _section(start, "test_start", "start.")
     protocol = str(test.get("protocol", "TCP")).upper()
     reverse = bool(test.get("reverse", 0))
     bidir = bool(test.get("bidir", 0)) or "sum_received_bidir_reverse" in end
-    streams = int(test.get("num_streams", 1) or 1)
-    sent = end.get("sum_sent") or {}
-    received = end.get("sum_received") or {}
-    summed = end.get("sum") or {}
+    streams = _count(test, "num_streams", "start.test_start.") or 1
+    sent = _section(end, "sum_sent", "end.")
+    received = _section(end, "sum_received", "end.")
+    summed = _section(end, "sum", "end.")
     if protocol == "UDP":
         # 3.11+: sum_received is the receiver's view; before: only "sum".
-        base = received if received else summed
-        received_bps = _number(base, "bits_per_second")
-        sent_bps = _number(sent or summed, "bits_per_second")
-        jitter = _number(base, "jitter_ms")
-        lost = _number(base, "lost_packets")
-        packets = _number(base, "packets")
+        base, base_name = (received, "end.sum_received.") if received else (summed, "end.sum.")
+        received_bps = _number(base, "bits_per_second", base_name)
+        sent_bps = (_number(sent, "bits_per_second", "end.sum_sent.") if sent
+                    else _number(summed, "bits_per_second", "end.sum."))
+        jitter = _number(base, "jitter_ms", base_name)
+        lost = _count(base, "lost_packets", base_name)
+        packets = _count(base, "packets", base_name)
         if received_bps is None or sent_bps is None:
             raise ParseError(TOOL, "UDP result without bits_per_second", text.strip()[:300])
         return Iperf3Result(version, protocol, reverse, bidir, streams, received_bps, sent_bps,
                             None, jitter_s=jitter / 1e3 if jitter is not None else None,
-                            lost_packets=int(lost) if lost is not None else None,
-                            packets=int(packets) if packets is not None else None)
-    received_bps = _number(received, "bits_per_second")
-    sent_bps = _number(sent, "bits_per_second")
+                            lost_packets=lost, packets=packets)
+    received_bps = _number(received, "bits_per_second", "end.sum_received.")
+    sent_bps = _number(sent, "bits_per_second", "end.sum_sent.")
     if received_bps is None or sent_bps is None:
         raise ParseError(TOOL, "no end.sum_sent/sum_received bits_per_second", text.strip()[:300])
-    retrans = _number(sent, "retransmits")
+    retrans = _count(sent, "retransmits", "end.sum_sent.")
     reverse_bps = reverse_retrans = None
     if bidir:
-        reverse_bps = _number(end.get("sum_received_bidir_reverse") or {}, "bits_per_second")
-        value = _number(end.get("sum_sent_bidir_reverse") or {}, "retransmits")
-        reverse_retrans = int(value) if value is not None else None
+        reverse_bps = _number(_section(end, "sum_received_bidir_reverse", "end."),
+                              "bits_per_second", "end.sum_received_bidir_reverse.")
+        reverse_retrans = _count(_section(end, "sum_sent_bidir_reverse", "end."),
+                                 "retransmits", "end.sum_sent_bidir_reverse.")
     return Iperf3Result(version, protocol, reverse, bidir, streams, received_bps, sent_bps,
-                        int(retrans) if retrans is not None else None,
-                        reverse_received_bps=reverse_bps, reverse_retransmits=reverse_retrans)
+                        retrans, reverse_received_bps=reverse_bps,
+                        reverse_retransmits=reverse_retrans)
 
 
 def measurements_of(

@@ -8,6 +8,10 @@ names, never positions: versions before ~2.10 have no ``root`` column, versions
 before ~2021 print ``error`` (a max delta such as "2e-07") instead of ``#wrong``,
 and wide figures lose their decimals ("12646" for 12646.00 us).
 
+One run prints one table: a second column header in a run, a size printed
+twice, a second run of the same collective, or a line that starts with a size
+but does not read as a row is a ParseError quoting it, never a figure.
+
 nccl-tests' GB/s is decimal (algbw = bytes / 1e9 / seconds, common.cu), so we
 store bytes/s = GB/s * 1e9. busbw = algbw * factor: 2(n-1)/n for all_reduce,
 (n-1)/n for reduce_scatter, all_gather and alltoall, 1 for broadcast and reduce
@@ -23,13 +27,16 @@ from typing import Any
 
 from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
+from bench_agent.tools.strict_json import check_size, snippet
 from bench_agent.units import Unit
 
 TOOL = "nccl-tests"
 GB = 1e9
 KNOWN = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "broadcast", "reduce",
          "sendrecv")
-_FAILURE_RE = re.compile(r"Test (?:NCCL|CUDA) failure|NCCL WARN|^\s*Segmentation fault",
+# [ \t]*, not \s*: \s crosses newlines, and from each of a million blank lines it
+# would rescan all the blank lines after it (quadratic).
+_FAILURE_RE = re.compile(r"Test (?:NCCL|CUDA) failure|NCCL WARN|^[ \t]*Segmentation fault",
                          re.MULTILINE)
 # Fields of the "# nThread ..." line; "iters" must not match "warmup iters".
 _HEADER_FIELDS = {
@@ -86,15 +93,19 @@ def _split_sections(text: str) -> list[list[str]]:
     """One section per run when a file holds several (each starts at "# nThread")."""
     sections: list[list[str]] = []
     current: list[str] = []
+    has_header = False  # a flag, not a rescan of the section at every "# nThread"
     for line in text.splitlines():
-        if line.startswith("# nThread") and any(
-            ln.lstrip("# ").startswith("size") for ln in current
-        ):
+        if line.startswith("# nThread") and has_header:
             sections.append(current)
-            current = []
+            current, has_header = [], False
         current.append(line)
+        has_header = has_header or _is_column_header(line)
     sections.append(current)
     return sections
+
+
+def _is_column_header(line: str) -> bool:
+    return line.startswith("#") and line.lstrip("# ").startswith("size")
 
 
 def parse_table(lines: list[str], excerpt: str = "") -> Table:
@@ -107,6 +118,7 @@ def parse_table(lines: list[str], excerpt: str = "") -> Table:
     collective: str | None = None
     oob: int | None = None
     avg: float | None = None
+    seen: set[tuple[int, str, str, int | None]] = set()
     for line in lines:
         stripped = line.strip()
         if stripped.startswith("#"):
@@ -127,6 +139,10 @@ def parse_table(lines: list[str], excerpt: str = "") -> Table:
             elif body.startswith("out-of-place") or "out-of-place" in tokens:
                 placements = [t for t in tokens if t in ("out-of-place", "in-place")]
             elif tokens[:2] == ["size", "count"]:
+                if names is not None:
+                    # One run prints one table; a second header is a second table.
+                    raise ParseError(TOOL, f"a second result table in one run: "
+                                           f"{snippet(stripped)}", excerpt)
                 names = tokens
             elif body.startswith("Out of bounds values"):
                 match = re.search(r":\s*(\d+)", body)
@@ -139,11 +155,21 @@ def parse_table(lines: list[str], excerpt: str = "") -> Table:
                 except ValueError:
                     avg = None
             continue
-        if names is None or not stripped or not stripped[0].isdigit():
-            continue  # leading noise, NCCL INFO lines, prompts
-        row = _parse_row(stripped.split(), names, placements or ["out-of-place", "in-place"])
-        if row is not None:
-            rows.append(row)
+        tokens = stripped.split()
+        if names is None or not tokens or not tokens[0].isdigit():
+            continue  # leading noise, NCCL INFO lines ("host:pid:tid ..."), prompts
+        # A line that starts with a size is a row; one that does not read as a
+        # row is garbage in the table, not something to skip.
+        row = _parse_row(tokens, names, placements or ["out-of-place", "in-place"])
+        if row is None:
+            raise ParseError(TOOL, f"a result row that does not fit the header "
+                                   f"({len(names)} columns): {snippet(stripped)}", excerpt)
+        row_key = (row.size, row.dtype, row.redop, row.root)
+        if row_key in seen:
+            raise ParseError(TOOL, f"size {row.size} ({row.dtype}, {row.redop}) printed "
+                                   f"twice: {snippet(stripped)}", excerpt)
+        seen.add(row_key)
+        rows.append(row)
     if names is None:
         raise ParseError(TOOL, "no result header (a '#  size  count  type ...' line)", excerpt)
     error_column = "#wrong" if "#wrong" in names else "error"
@@ -247,16 +273,25 @@ def table_measurements(table: Table, collective: str, how: str) -> list[Measurem
 
 def parse_nccl_tests(text: str) -> list[Measurement]:
     """Measurements of every run in an nccl-tests output (the `parse` entry point)."""
+    check_size(TOOL, text)
     failure = _FAILURE_RE.search(text)
     out: list[Measurement] = []
+    runs: dict[str, str] = {}
     for lines in _split_sections(text):
-        section = "\n".join(lines)
-        if not any(ln.lstrip("# ").startswith("size") for ln in lines if ln.startswith("#")):
+        if not any(_is_column_header(ln) for ln in lines):
             continue
+        section = "\n".join(lines)
         table = parse_table(lines, section[:300])
         if not table.rows and failure:
             break
         collective, how = infer_collective(table, section)
+        if collective in runs:
+            # Runs of different collectives in one file are read apart; a second run
+            # of the same one gives every metric twice, and which stands is unknown.
+            raise ParseError(TOOL, f"a second {collective} run in one output "
+                                   f"({snippet(table.header.get('line', ''))} after "
+                                   f"{snippet(runs[collective])})")
+        runs[collective] = table.header.get("line", "")
         out.extend(table_measurements(table, collective, how))
     if not out:
         if failure:

@@ -13,18 +13,22 @@ Text report (perftest_parameters.h, RESULT_FMT* headers and REPORT_FMT* rows):
   both mean 2^20 bytes/s ("--report_gbits ... (instead of MiB/sec) Note: MiB=2^20
   byte, while Gb=10^9 bits", ib_write_bw --help of perftest 6.06); "Gb/sec" with
   --report_gbits is 10^9 bits/s.
-- Rows are validated by their column count against the header's columns;
-  anything else (warnings, "Conflicting CPU frequency ...", a server's banner in
-  the same stream) is skipped. A sweep (-a) or --run_infinitely gives several
-  rows: latency reports the smallest message size, bandwidth the largest, each
-  the median of the rows of that size.
+- Inside a table every line that starts with a message size is a row and must
+  fit the header's columns with finite, non-negative figures (and latencies
+  above 0), else it is a ParseError; other lines (warnings, "Conflicting CPU
+  frequency ...", a server's banner in the same stream) are skipped. A sweep
+  (-a) or --run_infinitely gives several rows: latency reports the smallest
+  message size, bandwidth the largest, each the median of the rows of that size.
+- A loopback server and client written to one stream print the same table
+  twice; a second table with other figures is a ParseError (which one ran?).
 
 --out_json (perftest_parameters.c, write_report_lat_to_file / write_bw_report_to_file)
 writes {"test_info": {...}, "results": {"MsgSize": 2, "n_iterations": 1000,
 "t_min": ..., "t_typical": ..., "percentile_99": ..., "percentile_99.9": ...}}
 or results {"BW_peak", "BW_average", "MsgRate"} in the report's unit. perftest
 6.06 writes these keys unquoted ("MsgSize: 2,"), which is not JSON, so the file
-is read as key: value pairs, which works for both.
+is read as key: value pairs, which works for both; a key given twice, a second
+"results" or text after the object is a ParseError.
 """
 
 from __future__ import annotations
@@ -42,15 +46,25 @@ from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
 from bench_agent.tools.process import run_tool
 from bench_agent.tools.sockperf import clean_text
+from bench_agent.tools.strict_json import check_size, snippet
 from bench_agent.units import Unit
 
 TOOL = "perftest"
 US = 1e-6
 BW_UNITS = {"MB/sec": 2**20 * 8.0, "MiB/sec": 2**20 * 8.0, "Gb/sec": 1e9}
-_COLUMN_RE = re.compile(r"#\w+|[\w.% ]+?\[[^\]]*\]")
-_TEST_RE = re.compile(r"^\s*(RDMA_Write|RDMA_Read|Send|Atomic)\s+(BW|Latency)\s+Test", re.M)
+# Every run of name characters is consumed whether or not a "[unit]" follows, so
+# a failed column never restarts one character later (linear on a 1 MB line; the
+# lazy "[\w.% ]+?\[" it replaces rescanned the rest of the line from each start).
+_COLUMN_RE = re.compile(r"#\w+|[\w.% ]+(?:\[[^\[\]]*\])?")
+# [ \t]*, not \s*: \s crosses newlines, and from each of a million blank lines
+# starts it would rescan all the blank lines after it.
+_TEST_RE = re.compile(r"^[ \t]*(RDMA_Write|RDMA_Read|Send|Atomic)\s+(BW|Latency)\s+Test", re.M)
 _DEVICE_RE = re.compile(r"Device\s*:\s*(\S+)")
-_PAIR_RE = re.compile(r'"?([A-Za-z_][\w.]*)"?\s*:\s*("[^"]*"|-?[0-9][0-9.eE+-]*)')
+# The look-behind keeps a key from starting inside a word: without it a 1 MB word
+# was retried from each of its characters (quadratic).
+_PAIR_RE = re.compile(r'(?<![\w."])"?([A-Za-z_][\w.]*)"?\s*:\s*("[^"]*"|-?[0-9][0-9.eE+-]*)')
+_RESULTS_RE = re.compile(r'(?<![\w."])"?results"?\s*:\s*\{')
+_BRACE_RE = re.compile(r'"[^"]*"|[{}]')
 # --out_json result keys that are figures (latencies, bandwidths, message rate).
 _NUMBER_KEY_RE = re.compile(r"^(t_|percentile_|BW_|MsgRate)")
 _ERRORS = ("Did not detect devices", "Unable to", "Couldn't", "Failed to", "failed to",
@@ -66,7 +80,35 @@ class PerftestTable:
 
 
 def header_columns(line: str) -> list[str]:
-    return [c.strip() for c in _COLUMN_RE.findall(line)]
+    return [c.strip() for c in _COLUMN_RE.findall(line) if c.startswith("#") or c.endswith("]")]
+
+
+# Latency columns: a figure of 0 or less is no reading (perftest prints usec with
+# two decimals; no RDMA operation takes under 0.005 us) and would pass a "<" threshold.
+_LATENCY_PREFIXES = ("t_min", "t_max", "t_typical", "t_avg", "99%", "99.9%")
+
+
+def _row(line: str, fields: list[str], table: PerftestTable) -> list[float]:
+    """One result row, or a ParseError quoting it: inside a table every line that
+    starts with a message size is a row, and a row that is not one is garbage."""
+    if len(fields) != len(table.columns):
+        raise ParseError(TOOL, f"a row with {len(fields)} fields under a header of "
+                               f"{len(table.columns)} columns: {snippet(line.strip())}")
+    try:
+        values = [float(f) for f in fields]
+    except ValueError:
+        raise ParseError(TOOL, f"a row with a field that is no number: "
+                               f"{snippet(line.strip())}") from None
+    # "nan", "inf" or a negative figure is no measurement: a negative latency
+    # would pass a "< 10 us" threshold.
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ParseError(TOOL, f"a row with a negative or non-finite figure: "
+                               f"{snippet(line.strip())}")
+    for name, value in zip(table.columns, values, strict=True):
+        if name.startswith(_LATENCY_PREFIXES) and value <= 0:
+            raise ParseError(TOOL, f"a latency of {value:g} us ({name}): "
+                                   f"{snippet(line.strip())}")
+    return values
 
 
 def tables(text: str) -> list[PerftestTable]:
@@ -82,21 +124,26 @@ def tables(text: str) -> list[PerftestTable]:
         if current is None:
             continue
         fields = line.split()
-        if not fields or not re.fullmatch(r"\d+", fields[0]):
+        if not fields or not fields[0].isdigit():
             if line.startswith("---"):
                 current = None
-            continue
-        if len(fields) != len(current.columns):
-            continue  # not a row of this table: a column count that does not fit
-        try:
-            values = [float(f) for f in fields]
-        except ValueError:
-            continue
-        # "nan", "inf" or a negative figure is no measurement: a negative latency
-        # would pass a "< 10 us" threshold, so such a row is dropped, not read.
-        if all(math.isfinite(v) and v >= 0 for v in values):
-            current.rows.append(values)
+            continue  # warnings ("Conflicting CPU frequency ..."), banners
+        current.rows.append(_row(line, fields, current))
     return [t for t in found if t.rows]
+
+
+def _one_table(found: list[PerftestTable]) -> PerftestTable:
+    """The result table. A loopback run's server and client written to one stream
+    print the same table twice (superbench's ib_loopback logs): that is one
+    result. A second table with other figures is a second result, and which one
+    this run measured is unknown."""
+    first = found[0]
+    for other in found[1:]:
+        if (other.kind, other.columns, other.rows) != (first.kind, first.columns, first.rows):
+            row = " ".join(f"{v:g}" for v in other.rows[0])
+            raise ParseError(TOOL, f"a second result table with other figures "
+                                   f"({len(found)} tables; the second begins {row!r})")
+    return first
 
 
 def _column(table: PerftestTable, prefix: str) -> int:
@@ -128,6 +175,7 @@ def _rows_of_size(rows: list[list[float]], largest: bool) -> list[list[float]]:
 
 def parse_perftest(text: str, device: str = "") -> list[Measurement]:
     """The text report of ib_write_lat / ib_write_bw / ib_read_lat."""
+    check_size(TOOL, text)
     text = clean_text(text)
     found = tables(text)
     if not found:
@@ -138,7 +186,7 @@ def parse_perftest(text: str, device: str = "") -> list[Measurement]:
     verb = _verb(text)
     match = _DEVICE_RE.search(text)
     device = device or (match.group(1) if match else "")
-    table = found[-1]
+    table = _one_table(found)
     if table.kind == "lat":
         rows = _rows_of_size(table.rows, largest=False)
         # t_typical is the figure judged; older perftest builds print no t_avg or
@@ -174,41 +222,97 @@ def latency_measurements(verb: str, values: dict[str, float], size: int,
     return out
 
 
+def _object_end(text: str, start: int) -> int:
+    """Where the object opening at ``start`` closes (braces inside quotes skipped);
+    -1 when it does not."""
+    depth = 0
+    for token in _BRACE_RE.finditer(text, start):
+        if token.group() == "{":
+            depth += 1
+        elif token.group() == "}":
+            depth -= 1
+            if depth == 0:
+                return token.end()
+    return -1
+
+
+def _results_pairs(text: str) -> tuple[dict[str, str], dict[str, str], str]:
+    """test_info pairs, results pairs and the results text of one --out_json file.
+
+    The file is one object; a second "results", a key given twice or text after
+    the object is a ParseError: which figure perftest wrote would be unknown.
+    """
+    check_size(TOOL, text)
+    body = text.strip()
+    if not body.startswith("{"):
+        raise ParseError(TOOL, "an --out_json file is one {...} object", body[:300])
+    end = _object_end(body, 0)
+    if end < 0:
+        raise ParseError(TOOL, "the --out_json object does not close (truncated file)",
+                         body[:300])
+    if body[end:].strip():
+        raise ParseError(TOOL, f"text after the --out_json object: {snippet(body[end:].strip())}")
+    found = list(_RESULTS_RE.finditer(body, 0, end))
+    if not found:
+        raise ParseError(TOOL, "no 'results' in the --out_json file", body[:300])
+    if len(found) > 1:
+        raise ParseError(TOOL, f"{len(found)} 'results' sections in one --out_json file: "
+                               f"{snippet(body[found[1].start():])}")
+    start = found[0].start()
+    close = body.find("}", found[0].end())
+    section = body[start:close + 1 if close >= 0 else end]
+    pairs: dict[str, str] = {}
+    for key, value in _PAIR_RE.findall(section):
+        if key in pairs:
+            raise ParseError(TOOL, f"results key {key!r} given twice in --out_json "
+                                   f"({pairs[key]} and {value.strip(chr(34))})")
+        pairs[key] = value.strip('"')
+    info = {k: v.strip('"') for k, v in _PAIR_RE.findall(body[:start])}
+    return info, pairs, section
+
+
+def _figure(pairs: dict[str, str], key: str) -> float:
+    value = float(pairs[key])
+    if not math.isfinite(value):
+        raise ValueError(f"{key} = {pairs[key]!r} is not a finite number")
+    return value
+
+
 def parse_perftest_json(text: str, gbits: bool = False, verb: str = "write",
                         device: str = "") -> list[Measurement]:
     """An --out_json file (quoted keys, or 6.06's unquoted ones)."""
-    start = text.find("results")
-    if start < 0:
-        raise ParseError(TOOL, "no 'results' in the --out_json file", text.strip()[:300])
-    pairs = {k: v.strip('"') for k, v in _PAIR_RE.findall(text[start:])}
-    info = {k: v.strip('"') for k, v in _PAIR_RE.findall(text[:start])}
+    info, pairs, section = _results_pairs(text)
     device = device or info.get("Device", "")
     for key, value in pairs.items():
         if _NUMBER_KEY_RE.match(key) and value.startswith("-"):
-            raise ParseError(TOOL, f"negative {key} in --out_json: {value}",
-                             text[start:start + 300])
+            raise ParseError(TOOL, f"negative {key} in --out_json: {value}", section[:300])
     try:
         if "t_typical" in pairs:
-            values = {"typical": float(pairs["t_typical"]) * US}
+            values = {"typical": _figure(pairs, "t_typical") * US}
             for key, name in (("avg", "t_avg"), ("p99", "percentile_99"),
                               ("p99_9", "percentile_99.9"), ("min", "t_min"),
                               ("max", "t_max")):
                 if name in pairs:
-                    values[key] = float(pairs[name]) * US
-            return latency_measurements(verb, values, int(float(pairs.get("MsgSize", 0))),
-                                        device)
+                    values[key] = _figure(pairs, name) * US
+            zero = [k for k, v in values.items() if v <= 0]
+            if zero:
+                raise ParseError(TOOL, f"a latency of 0 us in --out_json ({', '.join(zero)})",
+                                 section[:300])
+            return latency_measurements(verb, values, int(_figure(pairs, "MsgSize"))
+                                        if "MsgSize" in pairs else 0, device)
         if "BW_average" in pairs:
             factor = BW_UNITS["Gb/sec" if gbits else "MiB/sec"]
+            size = int(_figure(pairs, "MsgSize")) if "MsgSize" in pairs else 0
             return [Measurement(check="network.rdma_bandwidth",
                                 metric=f"network.rdma_{verb}_bandwidth",
-                                value=float(pairs["BW_average"]) * factor,
+                                value=_figure(pairs, "BW_average") * factor,
                                 unit=Unit.BITS_PER_SECOND, device=device, tool=TOOL,
-                                params={"size": int(float(pairs.get("MsgSize", 0))),
+                                params={"size": size,
                                         "header_unit": "Gb/sec" if gbits else "MiB/sec"})]
     except ValueError as exc:
         raise ParseError(TOOL, f"unreadable number in --out_json: {exc}") from exc
     raise ParseError(TOOL, "--out_json results have neither t_typical nor BW_average",
-                     text[start:start + 300])
+                     section[:300])
 
 
 # --- running -------------------------------------------------------------------------

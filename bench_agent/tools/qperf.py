@@ -18,6 +18,7 @@ to RTR") may come with exit code 0 or 1.
 
 from __future__ import annotations
 
+import math
 import re
 
 from bench_agent.errors import ParseError, ToolFailed
@@ -25,14 +26,21 @@ from bench_agent.metrics import METRICS
 from bench_agent.model import Measurement
 from bench_agent.tools.process import run_tool
 from bench_agent.tools.sockperf import clean_text
+from bench_agent.tools.strict_json import check_size, snippet
 from bench_agent.units import Unit
 
 TOOL = "qperf"
 _TIME = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "sec": 1.0, "s": 1.0}
 _RATE = {"bytes/sec": 1.0, "KB/sec": 1e3, "MB/sec": 1e6, "GB/sec": 1e9, "TB/sec": 1e12}
 _TEST_RE = re.compile(r"^([a-z_]+):\s*$")
-_VALUE_RE = re.compile(r"^\s+([a-z_]+)\s*=\s*([0-9.,]+)\s*(\S+)?")
-_ERROR_RE = re.compile(r"(failed to .*|.*: failed to .*|.*[Cc]ould not .*)$", re.MULTILINE)
+# Any indented "name = value" line of a test block (-vv adds msg_rate, cpus, ...).
+_LINE_RE = re.compile(r"^\s+([a-z_]+)\s*=\s*(.*)$")
+# The result's value: a figure and its unit, nothing else.
+_RESULT_RE = re.compile(r"([0-9][0-9.,]*)\s+(\S+)")
+# A failure: qperf's words contain these (qperf.c error(), "failed to connect",
+# "failed to modify QP to RTR"; rdma "could not ..."). A substring test, not
+# the backtracking ".*: failed to .*$" regex, which is quadratic on a long line.
+_ERROR_WORDS = ("failed to ", "could not ", "Could not ")
 # test -> (value key, metric, kind)
 _TESTS: dict[str, tuple[str, str, str]] = {
     "tcp_lat": ("latency", "network.tcp_latency", "time"),
@@ -42,42 +50,75 @@ _TESTS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _convert(value: str, unit: str | None, kind: str) -> float:
-    number = float(value.replace(",", ""))
+def _convert(value: str, unit: str, kind: str, line: str) -> float:
+    try:
+        number = float(value.replace(",", ""))
+    except ValueError:
+        raise ParseError(TOOL, f"no number in {snippet(line.strip())}") from None
     table = _TIME if kind == "time" else _RATE
-    if unit is None or unit not in table:
-        raise ParseError(TOOL, f"unknown unit {unit!r} for a {kind}")
-    factor = table[unit]
+    if unit not in table:
+        raise ParseError(TOOL, f"unknown unit {unit!r} for a {kind}: {snippet(line.strip())}")
+    if not math.isfinite(number):
+        raise ParseError(TOOL, f"a {kind} too large for a number: {snippet(line.strip())}")
+    # A latency of 0 would pass any "<" threshold; qperf prints 3 significant
+    # digits, so no real round trip reads 0.
+    if kind == "time" and number <= 0:
+        raise ParseError(TOOL, f"a latency of {value} {unit}: {snippet(line.strip())}")
     # Rates become bits/s, the canonical unit of network bandwidth.
-    return number * factor * (8.0 if kind == "rate" else 1.0)
+    return number * table[unit] * (8.0 if kind == "rate" else 1.0)
 
 
 def parse_qperf(text: str) -> list[Measurement]:
+    """One result per test block. qperf prints each test it ran once, so a test
+    printed twice (two documents) or a line that is neither a test name, an
+    indented "name = value" line nor qperf's failure words is a ParseError."""
+    check_size(TOOL, text)
     text = clean_text(text)
     out: list[Measurement] = []
+    seen: set[str] = set()
     current: str | None = None
+    read = False  # the current test's result line was read
+    errors: list[str] = []
+    garbage: str | None = None
     for line in text.splitlines():
+        if not line.strip():
+            continue
         test = _TEST_RE.match(line)
         if test:
-            current = test.group(1)
+            current, read = test.group(1), False
+            if current in seen:
+                raise ParseError(TOOL, f"test {current!r} printed twice (a second result "
+                                       f"of the same test): {snippet(text.strip())}")
+            seen.add(current)
             continue
-        value = _VALUE_RE.match(line)
-        if not value or current not in _TESTS:
+        if any(words in line for words in _ERROR_WORDS):
+            errors.append(line.strip())
+            continue
+        value = _LINE_RE.match(line) if line[0].isspace() and current else None
+        if value is None:
+            garbage = garbage or line
+            continue
+        if current not in _TESTS or read:
             continue
         key, metric, kind = _TESTS[current]
         if value.group(1) != key:
             continue
+        result = _RESULT_RE.fullmatch(value.group(2).strip())
+        if result is None:
+            raise ParseError(TOOL, f"the {current} result is no 'figure unit': "
+                                   f"{snippet(line.strip())}")
         unit = Unit.SECONDS if kind == "time" else Unit.BITS_PER_SECOND
         info = METRICS.get(metric)
         out.append(Measurement(check=info.check if info else metric,
                                metric=metric, unit=unit, tool=TOOL,
-                               value=_convert(value.group(2), value.group(3), kind),
+                               value=_convert(result.group(1), result.group(2), kind, line),
                                params={"test": current}))
-        current = None
+        read = True
+    if errors:
+        raise ToolFailed(TOOL, errors[0][:300])
+    if garbage is not None:
+        raise ParseError(TOOL, f"a line qperf does not print: {snippet(garbage.strip())}")
     if not out:
-        error = _ERROR_RE.search(text)
-        if error:
-            raise ToolFailed(TOOL, error.group(1).strip())
         raise ParseError(TOOL, "no test result (latency = / bw =)", text.strip()[:300])
     return out
 

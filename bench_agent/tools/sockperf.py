@@ -22,21 +22,26 @@ sockperf's default ("--tcp: Use TCP protocol (default UDP)", sockperf --help).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
 from bench_agent.tools.process import run_tool
+from bench_agent.tools.strict_json import check_size, snippet
 from bench_agent.units import Unit
 
 TOOL = "sockperf"
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_AVG_RE = re.compile(r"====>\s*avg-(lat|latency|rtt)\s*=\s*([0-9.]+)\s*\(std-dev=\s*([0-9.]+)")
-_PCT_RE = re.compile(r"--->\s*percentile\s+([0-9.]+)\s*=\s*([0-9.]+)")
-_EXTREME_RE = re.compile(r"--->\s*<(MAX|MIN)>\s*observation\s*=\s*([0-9.]+)")
+_NUM = r"([0-9]+(?:\.[0-9]+)?)"
+_AVG_RE = re.compile(r"====>\s*avg-(lat|latency|rtt)\s*=\s*" + _NUM + r"\s*\(std-dev=\s*" + _NUM)
+# The "--->" lines of a summary, whole (a line that fits neither is garbage).
+_PCT_RE = re.compile(r"--->\s*percentile\s+" + _NUM + r"\s*=\s*" + _NUM + r"\s*$")
+_EXTREME_RE = re.compile(r"--->\s*<(MAX|MIN)>\s*observation\s*=\s*" + _NUM + r"\s*$")
 _PROTO_RE = re.compile(r"^\[\s*\d+\]\s*IP\s*=.*#\s*(TCP|UDP)", re.MULTILINE)
 _VERSION_RE = re.compile(r"version\s*#?\s*([0-9][\w.-]*)")
+_SERVER_RE = re.compile(r"Printing statistics for Server No:\s*(\d+)")
 # Where the first server's summary ends: the next server's statistics or summary.
 _BLOCK_END_RE = re.compile(r"Printing statistics|====>\s*avg-")
 _ERROR_RE = re.compile(r"sockperf:\s*(ERROR:.*|No messages were received.*)")
@@ -50,16 +55,52 @@ def clean_text(text: str) -> str:
     return _ANSI_RE.sub("", text.replace("\ufeff", ""))
 
 
+def _latency(value: str, what: str, line: str) -> float:
+    """Microseconds as printed -> seconds; 0 or an overflowing figure is no latency
+    (sockperf prints ns resolution: no round trip takes 0.000 us) and would pass a
+    "<" threshold."""
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ParseError(TOOL, f"{what} {value} us is no latency: {snippet(line.strip())}")
+    return number * US
+
+
+def _first_summary(text: str) -> re.Match[str]:
+    """The first server's summary line. sockperf prints one summary per server
+    ("Printing statistics for Server No: N", several with -f); a second summary
+    under the same server, or a server twice, is a second result of one test."""
+    summaries = list(_AVG_RE.finditer(text))
+    servers = list(_SERVER_RE.finditer(text))
+    seen: dict[str | None, re.Match[str]] = {}
+    index = 0
+    for avg in summaries:
+        while index < len(servers) and servers[index].start() < avg.start():
+            index += 1
+        server = servers[index - 1].group(1) if index else None
+        if server in seen:
+            first = snippet(seen[server].group(0))
+            raise ParseError(TOOL, f"a second summary for server {server or '(unnamed)'}: "
+                                   f"{snippet(avg.group(0))} after {first}")
+        seen[server] = avg
+    numbers: set[str] = set()
+    for header in servers:
+        if header.group(1) in numbers:
+            raise ParseError(TOOL, f"statistics for server No: {header.group(1)} printed twice")
+        numbers.add(header.group(1))
+    return summaries[0]
+
+
 def parse_sockperf(text: str, protocol: str | None = None,
                    check: str | None = None) -> list[Measurement]:
     """Measurements of one ping-pong summary (the first server's, "Server No: 0")."""
+    check_size(TOOL, text)
     text = clean_text(text)
-    avg = _AVG_RE.search(text)
-    if avg is None:
+    if _AVG_RE.search(text) is None:
         error = _ERROR_RE.search(text)
         if error:
             raise ToolFailed(TOOL, error.group(1))
         raise ParseError(TOOL, "no 'avg-lat'/'avg-rtt' summary line", text.strip()[:300])
+    avg = _first_summary(text)
     found = _PROTO_RE.search(text)
     proto = (protocol or (found.group(1) if found else "UDP")).lower()
     round_trip = avg.group(1) == "rtt"
@@ -71,10 +112,32 @@ def parse_sockperf(text: str, protocol: str | None = None,
     following = _BLOCK_END_RE.search(block)
     if following:
         block = block[:following.start()]
-    percentiles = {float(p): float(v) * US for p, v in _PCT_RE.findall(block)}
-    extremes = {k: float(v) * US for k, v in _EXTREME_RE.findall(block)}
-    stats = {"std_dev": float(avg.group(3)) * US, **{f"p{p:g}": v for p, v in
-                                                     percentiles.items()}}
+    percentiles: dict[float, float] = {}
+    extremes: dict[str, float] = {}
+    for line in block.splitlines():
+        if "--->" not in line:
+            continue
+        pct, extreme = _PCT_RE.search(line), _EXTREME_RE.search(line)
+        if pct:
+            key = float(pct.group(1))
+            if key in percentiles:
+                raise ParseError(TOOL, f"percentile {pct.group(1)} printed twice: "
+                                       f"{snippet(line.strip())}")
+            percentiles[key] = _latency(pct.group(2), f"p{pct.group(1)} latency", line)
+        elif extreme:
+            if extreme.group(1) in extremes:
+                raise ParseError(TOOL, f"<{extreme.group(1)}> printed twice: "
+                                       f"{snippet(line.strip())}")
+            extremes[extreme.group(1)] = _latency(extreme.group(2),
+                                                  f"{extreme.group(1)} latency", line)
+        else:
+            raise ParseError(TOOL, f"a summary line that is no percentile or observation: "
+                                   f"{snippet(line.strip())}")
+    value = _latency(avg.group(2), "average latency", avg.group(0))
+    std_dev = float(avg.group(3))
+    if not math.isfinite(std_dev):
+        raise ParseError(TOOL, f"a std-dev of {avg.group(3)} us: {snippet(avg.group(0))}")
+    stats = {"std_dev": std_dev * US, **{f"p{p:g}": v for p, v in percentiles.items()}}
     if "MAX" in extremes:
         stats["max"] = extremes["MAX"]
     if "MIN" in extremes:
@@ -82,10 +145,10 @@ def parse_sockperf(text: str, protocol: str | None = None,
     common: dict[str, Any] = {"check": check or f"network.{proto}_latency", "unit": Unit.SECONDS,
               "tool": TOOL, "tool_version": version.group(1) if version else "",
               "params": {"protocol": proto, "full_rtt": round_trip}}
-    out = [Measurement(metric=base, value=float(avg.group(2)) * US, stats=stats, **common)]
-    for pct, suffix in REPORTED.items():
-        if pct in percentiles:
-            out.append(Measurement(metric=base + suffix, value=percentiles[pct], **common))
+    out = [Measurement(metric=base, value=value, stats=stats, **common)]
+    for pct_key, suffix in REPORTED.items():
+        if pct_key in percentiles:
+            out.append(Measurement(metric=base + suffix, value=percentiles[pct_key], **common))
     return out
 
 
