@@ -21,7 +21,7 @@ from bench_agent.config import (
     suite_names,
 )
 from bench_agent.errors import ConfigError, UsageError
-from bench_agent.metrics import METRICS
+from bench_agent.metrics import METRICS, PARSED_ONLY
 from bench_agent.thresholds import Comparator, Severity, Threshold
 from bench_agent.units import Unit
 
@@ -853,6 +853,8 @@ def test_metric_catalog_is_exactly_what_the_checks_declare() -> None:
         assert METRICS[metric].check in checks, (metric, METRICS[metric].check, checks)
     for metric in PHANTOM_METRICS:
         assert metric not in METRICS
+    # What only the parsers read is measured by no check either.
+    assert not PARSED_ONLY & (set(METRICS) | set(declared))
 
 
 def test_checks_emit_only_declared_metrics_in_catalog_units(tmp_path: Path) -> None:
@@ -909,8 +911,10 @@ def test_a_threshold_on_a_metric_no_check_measures_is_refused(
     with pytest.raises(ConfigError) as exc:
         load_profile(path)
     message = config_error(exc)
+    why = ": no check measures it (its tool's parser reads it, but no suite runs that test)"
     assert message.startswith(f"{path}: thresholds[0].metric: threshold phantom: "
-                              f"unknown metric '{metric}'; did you mean ")
+                              f"unknown metric '{metric}'"
+                              + (why if metric in PARSED_ONLY else "") + "; did you mean ")
     suggested = message.split("did you mean ")[1].rstrip("?").split(", ")
     assert suggested and all(name in METRICS for name in suggested)
 
