@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_agent.errors import ConfigError
-from bench_agent.metrics import METRICS
+from bench_agent.metrics import METRICS, unknown_metric
 from bench_agent.model import Measurement
 from bench_agent.units import Unit, UnitError, format_value, parse_quantity
 
@@ -49,36 +49,49 @@ def baselines_dir() -> Path:
 
 
 def _figure(metric: str, raw: Any, path: Path) -> Figure:
+    key = f"figures.{metric}"
     info = METRICS.get(metric)
     if info is None:
-        raise ConfigError(f"unknown metric {metric!r}", file=str(path), key=f"figures.{metric}")
+        raise ConfigError(unknown_metric(metric), file=str(path), key=key)
     if not isinstance(raw, dict) or "value" not in raw or not raw.get("source"):
-        raise ConfigError("expected {value: ..., source: ...}", file=str(path),
-                          key=f"figures.{metric}")
+        raise ConfigError("expected {value: ..., source: ...}", file=str(path), key=key)
     try:
         value = parse_quantity(raw["value"], info.unit).value
         min_bytes = (parse_quantity(raw["min_bytes"], Unit.BYTES).value
                      if "min_bytes" in raw else None)
-    except UnitError as exc:
-        raise ConfigError(str(exc), file=str(path), key=f"figures.{metric}") from exc
+    except (UnitError, TypeError) as exc:
+        raise ConfigError(str(exc), file=str(path), key=key) from exc
+    # Measurements are divided by the figure: it must be a positive amount.
+    if not value > 0:
+        raise ConfigError(f"a baseline figure must be above zero, got"
+                          f" {format_value(value, info.unit)}", file=str(path),
+                          key=f"{key}.value")
     ranks = raw.get("ranks")
-    return Figure(metric, value, info.unit, str(raw["source"]),
-                  int(ranks) if ranks is not None else None, min_bytes)
+    if ranks is not None and (isinstance(ranks, bool) or not isinstance(ranks, int)
+                              or ranks < 1):
+        raise ConfigError(f"expected a GPU count (a whole number >= 1), got {ranks!r}",
+                          file=str(path), key=f"{key}.ranks")
+    return Figure(metric, value, info.unit, str(raw["source"]), ranks, min_bytes)
 
 
 def load_baseline(path: Path) -> Baseline:
-    import yaml
+    from bench_agent.config import read_yaml
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read baseline: {exc}", file=str(path)) from exc
-    if not isinstance(data, dict) or not data.get("model") or not data.get("nvml_names"):
+    # The strict loader: duplicate keys refused (safe_load keeps the last of two
+    # gpu.matmul_bf16 figures without a word), depth and number size bounded.
+    data, _digest = read_yaml(path)
+    names = data.get("nvml_names")
+    if not data.get("model") or not names:
         raise ConfigError("a baseline needs model and nvml_names", file=str(path))
-    figures = {metric: _figure(metric, raw, path)
-               for metric, raw in (data.get("figures") or {}).items()}
-    return Baseline(str(data["model"]), tuple(str(n) for n in data["nvml_names"]), figures,
-                    str(path))
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError("expected a list of the names NVML reports", file=str(path),
+                          key="nvml_names")
+    figures = data.get("figures") or {}
+    if not isinstance(figures, dict):
+        raise ConfigError("expected a mapping of metric -> figure", file=str(path),
+                          key="figures")
+    parsed = {str(metric): _figure(str(metric), raw, path) for metric, raw in figures.items()}
+    return Baseline(str(data["model"]), tuple(names), parsed, str(path))
 
 
 def load_baselines(folder: Path | None = None) -> list[Baseline]:

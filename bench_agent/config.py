@@ -9,6 +9,7 @@ against the metric catalog, so a wrong dimension never reaches a run.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from bench_agent.errors import ConfigError, UsageError
-from bench_agent.metrics import METRICS
+from bench_agent.metrics import METRICS, unknown_metric
 from bench_agent.thresholds import Comparator, Severity, Threshold
 from bench_agent.units import UnitError, parse_duration, parse_quantity
 
@@ -49,11 +50,41 @@ def schema_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "results" / "schema"
 
 
-# --- YAML with duplicate keys refused ---------------------------------------------
+# --- YAML with duplicate keys refused, depth and numbers bounded -----------------
+
+# Suites and profiles nest three or four levels deep and hold numbers of a few
+# digits. PyYAML's composer recurses once per level (a 20,000-deep "[[[...]]]"
+# overflows Python's stack) and int() refuses more than 4,300 digits
+# (CPython's int_max_str_digits, CVE-2020-10735): both bounds are met long
+# before, with a ConfigError that says where.
+MAX_YAML_DEPTH = 64
+MAX_YAML_DIGITS = 100
+_LONG_DIGITS = re.compile(rf"\d{{{MAX_YAML_DIGITS + 1},}}")
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one),
+    nesting deeper than MAX_YAML_DEPTH and numbers longer than MAX_YAML_DIGITS."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+                raise ConfigError(f"nested deeper than {MAX_YAML_DEPTH} levels at line {line}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_scalar(self, node: yaml.Node) -> Any:
+        if isinstance(node.value, str) and _LONG_DIGITS.search(node.value):
+            line = node.start_mark.line + 1
+            raise ConfigError(f"a number of more than {MAX_YAML_DIGITS} digits at line {line}")
+        return super().construct_scalar(node)  # type: ignore[arg-type]
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -70,7 +101,24 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
+def load_yaml_text(raw: bytes | str, file: str) -> Any:
+    """Parse YAML with the strict loader; every problem is a ConfigError naming ``file``."""
+    try:
+        return yaml.load(raw, Loader=_StrictLoader)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), file=file) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=file) from exc
+    except RecursionError as exc:
+        # The depth bound comes first; this is the net under it.
+        raise ConfigError("not valid YAML: nested too deeply", file=file) from exc
+    except (ValueError, OverflowError) as exc:
+        # A value PyYAML's constructors cannot build (int() digit limit, a bad
+        # timestamp such as 2024-13-45).
+        raise ConfigError(f"not valid YAML: {exc}", file=file) from exc
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     """The parsed mapping and the sha256 of the file's bytes."""
     try:
         raw = path.read_bytes()
@@ -78,15 +126,13 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError("no such file", file=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from exc
-    try:
-        data = yaml.load(raw, Loader=_StrictLoader)
-    except ConfigError as exc:
-        raise ConfigError(str(exc), file=str(path)) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
+    data = load_yaml_text(raw, str(path))
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping at the top level", file=str(path))
     return data, hashlib.sha256(raw).hexdigest()
+
+
+_read_yaml = read_yaml  # burnin.py's name for it
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -134,7 +180,8 @@ class _SuiteFile(BaseModel):
     name: str
     description: str = ""
     profile: str | None = None
-    checks: list[_CheckEntry]
+    # A suite of no check measures nothing: its report would be all SKIP.
+    checks: list[_CheckEntry] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -292,10 +339,8 @@ def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
 def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Threshold:
     info = METRICS.get(entry.metric)
     if info is None:
-        raise ConfigError(
-            f"unknown metric {entry.metric!r}; expected one of {', '.join(METRICS)}",
-            file=str(path), key=f"{key}.metric",
-        )
+        raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric)}",
+                          file=str(path), key=f"{key}.metric")
     raw_values = entry.value if isinstance(entry.value, list) else [entry.value]
     expected_count = 2 if entry.comparator == "between" else 1
     if len(raw_values) != expected_count:
@@ -325,28 +370,44 @@ def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Thres
             required=entry.required,
         )
     except ValueError as exc:
-        raise ConfigError(str(exc), file=str(path), key=key) from exc
+        # Threshold's own checks: the limits' order and physical domain ("-25
+        # Gbit/s"), the warn band; the message starts with the threshold's id.
+        field_key = f"{key}.warn_band" if "warn_band" in str(exc) else f"{key}.value"
+        raise ConfigError(f"threshold {exc}", file=str(path), key=field_key) from exc
 
 
 def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) -> Profile:
     """A fleet baseline (`bench-agent baseline generate`) used as a profile: each
     figure's explicit limit becomes a threshold on its metric."""
     thresholds = []
-    for metric, figure in (data.get("figures") or {}).items():
+    figures = data.get("figures") or {}
+    if not isinstance(figures, dict):
+        raise ConfigError("expected a mapping of metric -> figure", file=str(path),
+                          key="figures")
+    for metric, figure in figures.items():
         key = f"figures.{metric}"
-        info = METRICS.get(metric)
-        if info is None or not isinstance(figure, dict):
-            raise ConfigError("unknown metric or malformed figure", file=str(path), key=key)
+        info = METRICS.get(str(metric))
+        if info is None:
+            raise ConfigError(unknown_metric(str(metric)), file=str(path), key=key)
+        if not isinstance(figure, dict):
+            raise ConfigError("expected {comparator, limit, unit}", file=str(path), key=key)
         if figure.get("comparator") not in (">=", "<=") or "limit" not in figure:
             raise ConfigError("a fleet figure needs comparator (>= or <=) and limit",
                               file=str(path), key=key)
         if figure.get("unit") != info.unit.value:
             raise ConfigError(f"unit {figure.get('unit')!r}, expected {info.unit.value}",
                               file=str(path), key=f"{key}.unit")
-        thresholds.append(Threshold(
-            id=f"fleet-{metric}", metric=metric, comparator=Comparator(figure["comparator"]),
-            value=float(figure["limit"]), unit=info.unit,
-            source=str(figure.get("source", f"fleet baseline {path.name}"))))
+        limit = figure["limit"]
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise ConfigError(f"expected a number, got {limit!r}", file=str(path),
+                              key=f"{key}.limit")
+        try:
+            thresholds.append(Threshold(
+                id=f"fleet-{metric}", metric=str(metric),
+                comparator=Comparator(figure["comparator"]), value=float(limit),
+                unit=info.unit, source=str(figure.get("source", f"fleet baseline {path.name}"))))
+        except (ValueError, OverflowError) as exc:
+            raise ConfigError(f"threshold {exc}", file=str(path), key=f"{key}.limit") from exc
     name = str(data.get("model") or path.stem)
     return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)])
 

@@ -490,7 +490,11 @@ def inventory_measurements(inv: dict[str, Any]) -> list[Measurement]:
         out.append(_measurement("inventory.nic_speed_max", speed, Unit.BITS_PER_SECOND, link=link))
 
     gpus = inv.get("gpus") or []
-    out.append(_measurement("inventory.gpu_count", len(gpus), Unit.COUNT))
+    # Why NVML saw none (not installed, cannot start): thresholds.py quotes it in
+    # the FAIL of a GPU profile's count.
+    note = inv.get("gpu_probe_note")
+    out.append(_measurement("inventory.gpu_count", len(gpus), Unit.COUNT,
+                            **({"note": note} if not gpus and note else {})))
     gpu_memory = [g.get("memory_total_bytes") for g in gpus]
     if gpus and all(m is not None for m in gpu_memory):
         out.append(_measurement("inventory.gpu_memory_min", min(gpu_memory), Unit.BYTES))

@@ -8,6 +8,7 @@ is a ConfigError when the file is loaded, not a surprise at the end of a run.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from bench_agent.units import Unit
@@ -107,7 +108,10 @@ METRICS: dict[str, MetricInfo] = dict(
         _m("network.rdma_write_bandwidth", Unit.BITS_PER_SECOND, "network.rdma_bandwidth",
            "RDMA write bandwidth (ib_write_bw average)"),
         # network, more: reverse direction (-R: peer to here), retransmits,
-        # percentiles, UDP; "_round_trip" metrics are sockperf --full-rtt figures.
+        # percentiles, UDP latency; "_round_trip" metrics are sockperf --full-rtt
+        # figures. The parsers read more (iperf3 -u, qperf udp_bw, ib_read_*), but no
+        # check runs those tests, so their metrics are not here: a profile cannot
+        # name a metric that nothing measures (tests/test_config.py pins this).
         _m("network.tcp_bandwidth_reverse", Unit.BITS_PER_SECOND, "network.tcp_bandwidth",
            "TCP bandwidth from the peer (iperf3 -R or --bidir)"),
         _m("network.tcp_retransmits", Unit.COUNT, "network.tcp_bandwidth",
@@ -146,12 +150,6 @@ METRICS: dict[str, MetricInfo] = dict(
            "UDP round-trip time, p99", False),
         _m("network.udp_round_trip_p99_9", Unit.SECONDS, "network.udp_latency",
            "UDP round-trip time, p99.9", False),
-        _m("network.udp_bandwidth", Unit.BITS_PER_SECOND, "network.udp_bandwidth",
-           "UDP bandwidth received (iperf3 -u, qperf udp_bw)"),
-        _m("network.udp_lost_packets", Unit.COUNT, "network.udp_bandwidth",
-           "UDP datagrams lost (iperf3 -u)", False),
-        _m("network.udp_jitter", Unit.SECONDS, "network.udp_bandwidth",
-           "UDP jitter (iperf3 -u)", False),
         _m("network.rdma_active_devices", Unit.COUNT, "network.rdma_latency",
            "RDMA devices with an ACTIVE port (/sys/class/infiniband)"),
         _m("network.rdma_write_latency_avg", Unit.SECONDS, "network.rdma_latency",
@@ -160,16 +158,6 @@ METRICS: dict[str, MetricInfo] = dict(
            "RDMA write one-way latency, p99", False),
         _m("network.rdma_write_latency_p99_9", Unit.SECONDS, "network.rdma_latency",
            "RDMA write one-way latency, p99.9", False),
-        _m("network.rdma_read_latency", Unit.SECONDS, "network.rdma_latency",
-           "RDMA read latency (ib_read_lat typical: the whole operation)", False),
-        _m("network.rdma_read_latency_avg", Unit.SECONDS, "network.rdma_latency",
-           "RDMA read latency, average", False),
-        _m("network.rdma_read_latency_p99", Unit.SECONDS, "network.rdma_latency",
-           "RDMA read latency, p99", False),
-        _m("network.rdma_read_latency_p99_9", Unit.SECONDS, "network.rdma_latency",
-           "RDMA read latency, p99.9", False),
-        _m("network.rdma_read_bandwidth", Unit.BITS_PER_SECOND, "network.rdma_bandwidth",
-           "RDMA read bandwidth (ib_read_bw average)"),
         # gpu (NVML health, torch matmul and copies; checks/gpu.py). Per-GPU values
         # carry device="gpuN"; node values are the slowest GPU (device="").
         _m("gpu.count", Unit.COUNT, "gpu.health", "GPUs NVML reports"),
@@ -219,8 +207,7 @@ METRICS: dict[str, MetricInfo] = dict(
         # nccl: nccl-tests formulas (doc/PERFORMANCE.md); busbw/algbw at the largest size,
         # out-of-place; wrong = elements that differ from the exact result.
         *[_m(f"nccl.{c}_{k}", u, f"nccl.{c}", f"{c} {t}", h)
-          for c in ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "broadcast",
-                    "reduce", "sendrecv")
+          for c in ("all_reduce", "all_gather", "reduce_scatter")
           for k, u, t, h in (
               ("busbw", Unit.BYTES_PER_SECOND, "bus bandwidth, largest size", True),
               ("algbw", Unit.BYTES_PER_SECOND, "algorithm bandwidth, largest size", True),
@@ -232,5 +219,38 @@ METRICS: dict[str, MetricInfo] = dict(
 )
 
 
+# Metrics the tool parsers can read but that no check emits (no suite runs
+# iperf3 -u, qperf udp_bw or ib_read_*): not in METRICS, so a profile cannot name
+# them; listed so that the error says why, and so the parsers' tests know them.
+PARSED_ONLY: frozenset[str] = frozenset({
+    "network.udp_bandwidth", "network.udp_lost_packets", "network.udp_jitter",
+    "network.rdma_read_latency", "network.rdma_read_latency_avg",
+    "network.rdma_read_latency_p99", "network.rdma_read_latency_p99_9",
+    "network.rdma_read_bandwidth",
+})
+
+
 def metric_info(name: str) -> MetricInfo | None:
     return METRICS.get(name)
+
+
+def close_metrics(name: str, count: int = 3) -> list[str]:
+    """The known metric names nearest to a misspelt one (difflib's ratio)."""
+    return difflib.get_close_matches(name, METRICS, n=count, cutoff=0.6)
+
+
+def unknown_metric(name: str) -> str:
+    """The message for a metric the catalog does not know, with the nearest names."""
+    near = close_metrics(name)
+    if name in PARSED_ONLY:
+        why = (f"unknown metric {name!r}: no check measures it (its tool's parser reads it,"
+               " but no suite runs that test)")
+        return why + (f"; did you mean {', '.join(near)}?" if near else "")
+    if near:
+        return f"unknown metric {name!r}; did you mean {', '.join(near)}?"
+    domain = name.split(".")[0]
+    same = [m for m in METRICS if m.split(".")[0] == domain]
+    if same:
+        return f"unknown metric {name!r}; the {domain} metrics are {', '.join(same)}"
+    domains = sorted({m.split(".")[0] for m in METRICS})
+    return f"unknown metric {name!r}; metric names begin with {', '.join(domains)}"

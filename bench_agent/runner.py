@@ -278,6 +278,9 @@ class Runner:
         measurements: list[Measurement] = []
         ok_checks: list[str] = []
         check_seconds: dict[str, float] = {}
+        # Why each check that ran measured nothing: the reason every threshold
+        # on its metrics carries (SKIP, or FAIL when the profile requires it).
+        unmeasured: dict[str, str] = {}
         for outcome in outcomes:
             check_seconds[outcome.check] = check_seconds.get(outcome.check, 0.0) + outcome.seconds
             if outcome.status is None:
@@ -290,9 +293,15 @@ class Runner:
                 status = Status.ERROR
                 message = f"required check could not run: {message}"
             verdicts.append(Verdict(check=outcome.check, status=status, message=message))
-            if status is Status.SKIP:
-                verdicts.extend(self._required_not_measured(outcome))
-        verdicts.extend(evaluate(measurements, self.profile.thresholds, ok_checks))
+            unmeasured[outcome.check] = f"not measured: {outcome.check} {status}: {message}"
+        # Every threshold of the profile gets a verdict, also those whose check is
+        # not in this suite: a report never looks complete while a rule of its
+        # profile went unjudged (a GPU profile run without gpu.health).
+        for plan in self.suite.checks:
+            if plan.check not in ok_checks:
+                unmeasured.setdefault(plan.check, f"not measured: {plan.check} did not run")
+        verdicts.extend(evaluate(measurements, self.profile.thresholds, ok_checks,
+                                 unmeasured=unmeasured, profile=self.profile.name))
         return Report(
             report_id=str(uuid.uuid4()),
             agent_version=__version__,
@@ -307,23 +316,6 @@ class Runner:
             interrupted=interrupted,
             check_seconds=check_seconds,
         )
-
-
-    def _required_not_measured(self, outcome: CheckOutcome) -> list[Verdict]:
-        """A profile that requires a metric of a check that SKIPped here FAILs it
-        (e.g. RDMA latency on a node with no RDMA device, guide-high-performance)."""
-        from bench_agent.metrics import METRICS
-
-        out = []
-        for threshold in self.profile.thresholds:
-            info = METRICS.get(threshold.metric)
-            if threshold.required and info is not None and info.check == outcome.check:
-                out.append(Verdict(
-                    check=outcome.check, status=Status.FAIL, metric=threshold.metric,
-                    threshold=threshold.describe(), source=threshold.source,
-                    message=f"required by the profile, not measured: {outcome.message}",
-                    threshold_id=threshold.id))
-        return out
 
 
 def report_path(output_dir: Path, report: Report) -> Path:

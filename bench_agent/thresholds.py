@@ -7,7 +7,8 @@ the source of the number. ``evaluate`` is pure: measurements in, verdicts out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -21,6 +22,17 @@ class Comparator(StrEnum):
     GT = ">"
     LT = "<"
     BETWEEN = "between"
+
+
+# The lowest value a quantity of each unit can take: rates, sizes, counts and
+# durations cannot be negative (Measurement refuses such values too); a
+# temperature cannot be below absolute zero (-273.15 degC, SI Brochure 2.3.1).
+_PHYSICAL_MINIMUM = {Unit.CELSIUS: -273.15}
+
+
+def physical_minimum(unit: Unit) -> float:
+    """The lowest value a quantity in ``unit`` can physically take."""
+    return _PHYSICAL_MINIMUM.get(unit, 0.0)
 
 
 class Severity(StrEnum):
@@ -58,13 +70,35 @@ class Threshold:
                 raise ValueError(f"{self.id}: 'between' needs an upper limit >= the lower")
         elif self.upper is not None:
             raise ValueError(f"{self.id}: only 'between' takes an upper limit")
+        self._check_domain()
         if self.warn_band is not None and not 0 < self.warn_band < 1:
             raise ValueError(f"{self.id}: warn_band must be a fraction in (0, 1)")
+
+    def _check_domain(self) -> None:
+        """Refuse limits outside what the metric can measure: a "-25 Gbit/s" floor
+        passes every node, a "< 0" count fails every one; both are typos."""
+        lowest = physical_minimum(self.unit)
+        for limit in (self.value, self.upper):
+            if limit is None:
+                continue
+            if not math.isfinite(limit):
+                raise ValueError(f"{self.id}: the limit must be a finite number, got {limit!r}")
+            if limit < lowest:
+                raise ValueError(
+                    f"{self.id}: {format_value(limit, self.unit)} is outside the domain of"
+                    f" {self.metric} ({self.unit.value} cannot be below"
+                    f" {format_value(lowest, self.unit)})")
+        if self.comparator is Comparator.LT and self.value <= lowest:
+            raise ValueError(
+                f"{self.id}: '< {format_value(self.value, self.unit)}' can never pass:"
+                f" {self.unit.value} cannot be below {format_value(lowest, self.unit)}")
 
     def describe(self) -> str:
         """The rule as a person reads it: ">= 32", "> 100 kIOPS", "1-2 GB/s"."""
         if self.comparator is Comparator.BETWEEN:
             assert self.upper is not None
+            if self.upper == self.value:
+                return f"exactly {format_value(self.value, self.unit)}"
             low = format_value(self.value, self.unit)
             high = format_value(self.upper, self.unit)
             return f"between {low} and {high}"
@@ -127,7 +161,12 @@ class Threshold:
         note = " (unstable: wide spread between repetitions)" if measurement.unstable else ""
         if not self.passes(value):
             status = Status.FAIL if self.severity is Severity.FAIL else Status.WARN
-            return verdict(status, f"{measurement.display} does not meet {self.describe()}{note}")
+            # A check's note on the value says why a miss is what it is ("0 GPUs":
+            # NVML cannot start; "no baseline": the model is unknown).
+            why = measurement.params.get("note")
+            why = f"; {why}" if isinstance(why, str) and why else ""
+            return verdict(status,
+                           f"{measurement.display} does not meet {self.describe()}{note}{why}")
         if self.near_limit(value):
             assert self.warn_band is not None
             return verdict(
@@ -138,18 +177,58 @@ class Threshold:
         return verdict(Status.PASS, note.strip(" ()"))
 
 
+def not_measured(threshold: Threshold, check: str, reason: str, profile: str = "",
+                 in_suite: bool = True) -> Verdict:
+    """The verdict of a rule that has no measurement: SKIP with the reason, or FAIL
+    when the profile requires the metric and its check ran here without producing
+    it (a GPU profile on a node where gpu.health finds no usable GPU).
+
+    A check the suite does not run leaves even a required metric SKIP: a suite is
+    a chosen subset (`run nccl` judges no GPU health), and the table says so.
+    """
+    failed = threshold.required and in_suite
+    message = reason
+    if failed:
+        owner = f"profile {profile}" if profile else "the profile"
+        message = f"{owner} requires {threshold.metric} {threshold.describe()}"
+        from bench_agent.metrics import METRICS
+
+        info = METRICS.get(threshold.metric)
+        if info is not None:
+            message += f" ({info.description})"
+        message += f"; {reason}"
+    return Verdict(
+        check=check,
+        metric=threshold.metric,
+        status=Status.FAIL if failed else Status.SKIP,
+        threshold=threshold.describe(),
+        source=threshold.source,
+        message=message,
+        threshold_id=threshold.id,
+    )
+
+
 def evaluate(
     measurements: Sequence[Measurement],
     thresholds: Iterable[Threshold],
     checks_ok: Iterable[str],
+    *,
+    unmeasured: Mapping[str, str] | None = None,
+    profile: str = "",
 ) -> list[Verdict]:
-    """Verdicts for every threshold whose check ran successfully.
+    """Verdicts for the thresholds, in their order.
 
-    ``checks_ok`` names the checks that ran and returned measurements; thresholds
-    on other checks are left to the runner (which gives those checks their SKIP
-    or ERROR verdict) or do not apply to this suite. A threshold whose metric the
-    check did not produce is SKIP (nothing to judge, e.g. GPU memory on a CPU
-    node), or FAIL when the threshold is ``required``.
+    ``checks_ok`` names the checks that ran and returned measurements; only their
+    measurements are judged. A threshold whose check ran but did not produce its
+    metric is SKIP (nothing to judge, e.g. GPU memory on a CPU node), or FAIL when
+    the threshold is ``required``.
+
+    Without ``unmeasured`` the thresholds of other checks are left out (the caller
+    judges a subset). With it every threshold gets a verdict: ``unmeasured`` maps
+    each check of the suite that did not measure (SKIP, ERROR) to the reason (its
+    thresholds SKIP, required ones FAIL); a check in neither is not in the suite
+    (SKIP, "metric not measured by this suite"). ``profile`` names the profile in
+    the message of a required metric that is missing.
     """
     from bench_agent.metrics import METRICS
 
@@ -158,22 +237,17 @@ def evaluate(
     for threshold in thresholds:
         info = METRICS.get(threshold.metric)
         check = info.check if info else threshold.metric.split(".")[0]
-        if check not in ran:
-            continue
-        matching = [m for m in measurements if m.metric == threshold.metric]
-        if not matching:
-            status = Status.FAIL if threshold.required else Status.SKIP
-            verdicts.append(
-                Verdict(
-                    check=check,
-                    metric=threshold.metric,
-                    status=status,
-                    threshold=threshold.describe(),
-                    source=threshold.source,
-                    message=f"{check} measured no {threshold.metric} on this node",
-                    threshold_id=threshold.id,
-                )
-            )
-            continue
-        verdicts.extend(threshold.judge(m) for m in matching)
+        # By metric, not by the catalog's check: a metric that two checks emit
+        # (network.rdma_active_devices) is judged whichever of them ran.
+        matching = [m for m in measurements if m.metric == threshold.metric and m.check in ran]
+        if matching:
+            verdicts.extend(threshold.judge(m) for m in matching)
+        elif check in ran:
+            reason = f"{check} measured no {threshold.metric} on this node"
+            verdicts.append(not_measured(threshold, check, reason, profile))
+        elif unmeasured is not None and check in unmeasured:
+            verdicts.append(not_measured(threshold, check, unmeasured[check], profile))
+        elif unmeasured is not None:
+            reason = f"metric not measured by this suite ({check} is not in it)"
+            verdicts.append(not_measured(threshold, check, reason, profile, in_suite=False))
     return verdicts

@@ -21,7 +21,7 @@ from bench_agent.config import (
     suite_names,
 )
 from bench_agent.errors import ConfigError, UsageError
-from bench_agent.metrics import METRICS
+from bench_agent.metrics import METRICS, PARSED_ONLY
 from bench_agent.thresholds import Comparator, Severity, Threshold
 from bench_agent.units import Unit
 
@@ -333,10 +333,11 @@ def test_unknown_metric(tmp_path: Path) -> None:
         load_profile(path)
     message = config_error(exc)
     assert message.startswith(
-        f"{path}: thresholds[0].metric: unknown metric 'storage.teleport_speed'"
+        f"{path}: thresholds[0].metric: threshold a: unknown metric 'storage.teleport_speed'"
     )
-    assert "expected one of" in message
-    assert "storage.randread_4k_iops" in message
+    # Nothing close by spelling: the metrics of the same domain are listed.
+    assert "; the storage metrics are storage.randread_4k_iops, " in message
+    assert "network." not in message
 
 
 def test_unknown_comparator(tmp_path: Path) -> None:
@@ -394,7 +395,7 @@ def test_between_reversed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_profile(path)
     message = config_error(exc)
-    assert message.startswith(f"{path}: thresholds[0]: ")
+    assert message.startswith(f"{path}: thresholds[0].value: threshold a: ")
     assert "upper limit >= the lower" in message
 
 
@@ -821,3 +822,324 @@ def test_unknown_target_lists_suites_and_checks(targets: list[str]) -> None:
     assert f"{targets[-1]!r} is not a domain, suite or check" in message
     assert "suites: " + ", ".join(suite_names()) in message
     assert "checks: " + ", ".join(CHECKS) in message
+
+
+# --- the metric catalog matches the checks --------------------------------------------
+
+
+# Metrics the catalog once listed although no check measures them (the parsers
+# read them, no check runs those tests): a threshold on one loaded and was never
+# judged. They must stay out until a check emits them.
+PHANTOM_METRICS = (
+    "network.udp_bandwidth", "network.udp_lost_packets", "network.udp_jitter",
+    "network.rdma_read_latency", "network.rdma_read_bandwidth",
+    "nccl.alltoall_busbw", "nccl.broadcast_busbw", "nccl.reduce_busbw", "nccl.sendrecv_busbw",
+)
+
+
+def _declared_metrics() -> dict[str, list[str]]:
+    from bench_agent.checks import get_check
+
+    declared: dict[str, list[str]] = {}
+    for name in CHECKS:
+        for metric in get_check(name).metrics:
+            declared.setdefault(metric, []).append(name)
+    return declared
+
+
+def test_metric_catalog_is_exactly_what_the_checks_declare() -> None:
+    declared = _declared_metrics()
+    assert sorted(set(METRICS) - set(declared)) == []  # catalogued, measured by no check
+    assert sorted(set(declared) - set(METRICS)) == []  # measured, not catalogued
+    for metric, checks in declared.items():
+        assert METRICS[metric].check in checks, (metric, METRICS[metric].check, checks)
+    for metric in PHANTOM_METRICS:
+        assert metric not in METRICS
+    # What only the parsers read is measured by no check either.
+    assert not PARSED_ONLY & (set(METRICS) | set(declared))
+
+
+def test_checks_emit_only_declared_metrics_in_catalog_units(tmp_path: Path) -> None:
+    """The checks that can run here, in the real worker: what they emit is declared
+    and catalogued in the unit they measure in (the declarations cannot lie)."""
+    from bench_agent.checks import get_check
+    from bench_agent.runner import run_in_child
+
+    requests = {
+        "inventory": {},
+        "cpu.gemm": {"size": 64, "repetitions": 2, "warmup": 0},
+        "memory.stream": {"repetitions": 2, "warmup": 0},
+    }
+    for check, params in requests.items():
+        outcome = run_in_child({"check": check, "params": params, "root": "/",
+                                "output_dir": str(tmp_path), "timeout": 120}, 120)
+        assert outcome.status is None, outcome.message
+        declared = set(get_check(check).metrics)
+        for m in outcome.measurements:
+            assert m.check == check
+            assert m.metric in declared, (check, m.metric)
+            assert METRICS[m.metric].unit is m.unit, m.metric
+
+
+# --- unknown metrics, limits outside the metric's domain -----------------------------
+
+
+def test_unknown_metric_names_file_id_and_nearest_metrics(tmp_path: Path) -> None:
+    path = profile_with(tmp_path, """
+        id: gpu-cnt
+        metric: gpu.cuont
+        comparator: ">="
+        value: 8
+        source: s
+    """)
+    with pytest.raises(ConfigError) as exc:
+        load_profile(path)
+    assert config_error(exc) == (
+        f"{path}: thresholds[0].metric: threshold gpu-cnt: unknown metric 'gpu.cuont';"
+        " did you mean gpu.count?")
+
+
+@pytest.mark.parametrize("metric", ["network.udp_bandwidth", "nccl.alltoall_busbw",
+                                    "network.rdma_read_latency"])
+def test_a_threshold_on_a_metric_no_check_measures_is_refused(
+        tmp_path: Path, metric: str) -> None:
+    path = profile_with(tmp_path, f"""
+        id: phantom
+        metric: {metric}
+        comparator: ">="
+        value: 1
+        source: s
+    """)
+    with pytest.raises(ConfigError) as exc:
+        load_profile(path)
+    message = config_error(exc)
+    why = ": no check measures it (its tool's parser reads it, but no suite runs that test)"
+    assert message.startswith(f"{path}: thresholds[0].metric: threshold phantom: "
+                              f"unknown metric '{metric}'"
+                              + (why if metric in PARSED_ONLY else "") + "; did you mean ")
+    suggested = message.split("did you mean ")[1].rstrip("?").split(", ")
+    assert suggested and all(name in METRICS for name in suggested)
+
+
+@pytest.mark.parametrize(("metric", "value", "says"), [
+    ("network.tcp_bandwidth", "-25 Gbit/s", "-25 Gbit/s is outside the domain of"
+                                            " network.tcp_bandwidth (bits/s cannot be below"),
+    ("storage.seqread_1m_bandwidth", "-10 GB/s", "outside the domain"),
+    ("storage.randread_4k_iops", "-100k IOPS", "outside the domain"),
+    ("inventory.logical_cpus", "-1", "outside the domain"),
+    ("network.tcp_latency", "-5 us", "outside the domain"),
+    ("gpu.temperature_max", "-300 degC", "degC cannot be below -273 °C"),
+])
+def test_a_limit_outside_the_metric_domain_is_a_config_error(
+        tmp_path: Path, metric: str, value: str, says: str) -> None:
+    path = profile_with(tmp_path, f"""
+        id: neg
+        metric: {metric}
+        comparator: ">="
+        value: "{value}"
+        source: s
+    """)
+    with pytest.raises(ConfigError) as exc:
+        load_profile(path)
+    message = config_error(exc)
+    assert message.startswith(f"{path}: thresholds[0].value: threshold neg: ")
+    assert says in message
+
+
+def test_a_below_zero_rule_that_can_never_pass_is_refused(tmp_path: Path) -> None:
+    path = profile_with(tmp_path, """
+        id: never
+        metric: gpu.xid_events
+        comparator: "<"
+        value: 0
+        source: s
+    """)
+    with pytest.raises(ConfigError, match=r"thresholds\[0\]\.value: threshold never: "
+                                          r"'< 0' can never pass"):
+        load_profile(path)
+
+
+def test_fleet_baseline_limits_are_checked_too(tmp_path: Path) -> None:
+    base = "kind: fleet\nmodel: m\nfigures:\n  {metric}:\n    comparator: '>='\n" \
+           "    limit: {limit}\n    unit: {unit}\n"
+    negative = write(tmp_path, "neg.yaml", base.format(
+        metric="network.tcp_bandwidth", limit=-1e9, unit="bits/s"))
+    with pytest.raises(ConfigError) as exc:
+        load_profile(negative)
+    assert config_error(exc).startswith(
+        f"{negative}: figures.network.tcp_bandwidth.limit:"
+        " threshold fleet-network.tcp_bandwidth:")
+    assert "outside the domain" in config_error(exc)
+    typo = write(tmp_path, "typo.yaml", base.format(
+        metric="network.tcp_bandwith", limit=1e9, unit="bits/s"))
+    with pytest.raises(ConfigError) as exc:
+        load_profile(typo)
+    assert config_error(exc) == (
+        f"{typo}: figures.network.tcp_bandwith: unknown metric 'network.tcp_bandwith';"
+        " did you mean network.tcp_bandwidth, network.tcp_bandwidth_reverse,"
+        " network.tcp_bandwidth_link_ratio?")
+    text = write(tmp_path, "text.yaml", base.format(
+        metric="network.tcp_bandwidth", limit="lots", unit="bits/s"))
+    with pytest.raises(ConfigError, match="limit: expected a number, got 'lots'"):
+        load_profile(text)
+
+
+def test_gpu_profiles_require_their_gpu_count() -> None:
+    """What makes gpu-node(-8) GPU profiles: both counts required (thresholds.py)."""
+    for name, rule in (("gpu-node", ">= 1"), ("gpu-node-8", "exactly 8")):
+        by_id = {t.id: t for t in load_profile_named(name).thresholds}
+        for tid, metric in (("gpu-present", "inventory.gpu_count"), ("gpu-count", "gpu.count")):
+            t = by_id[tid]
+            assert (t.metric, t.required, t.describe()) == (metric, True, rule), (name, tid)
+
+
+# --- YAML that would exhaust the parser ----------------------------------------------
+
+
+BOMBS = {
+    "long-int": "value: " + "9" * 5000 + "\n",
+    "int-over-float": "value: " + "9" * 4000 + "\n",
+    "long-quoted": 'value: "' + "9" * 5000 + ' GB/s"\n',
+    "deep-list": "value: " + "[" * 20000 + "]" * 20000 + "\n",
+    "deep-map": "value: " + "{a: " * 20000 + "1" + "}" * 20000 + "\n",
+}
+
+
+@pytest.mark.parametrize("loader", [load_suite, load_profile])
+@pytest.mark.parametrize("bomb", sorted(BOMBS))
+def test_huge_numbers_and_deep_nesting_are_config_errors(
+        tmp_path: Path, loader: object, bomb: str) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text("name: bomb\n" + BOMBS[bomb], encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        loader(path)  # type: ignore[operator]
+    message = config_error(exc)
+    if bomb.startswith("deep"):
+        assert message == f"{path}: nested deeper than 64 levels at line 2"
+    else:
+        assert message == f"{path}: a number of more than 100 digits at line 2"
+
+
+def test_nesting_and_numbers_within_the_bounds_still_load(tmp_path: Path) -> None:
+    from bench_agent.config import MAX_YAML_DEPTH, load_yaml_text
+
+    # The top-level mapping is level 1; "value" holds the remaining levels.
+    depth = MAX_YAML_DEPTH - 1
+    data = load_yaml_text("value: " + "[" * depth + "]" * depth + "\n", "f.yaml")
+    assert isinstance(data["value"], list)
+    assert load_yaml_text("n: " + "9" * 100 + "\n", "f.yaml") == {"n": int("9" * 100)}
+    with pytest.raises(ConfigError, match="nested deeper than 64"):
+        load_yaml_text("value: " + "[" * (depth + 1) + "]" * (depth + 1) + "\n", "f.yaml")
+
+
+def test_an_empty_suite_is_a_config_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "s.yaml", "name: s\nchecks: []\n")
+    with pytest.raises(ConfigError) as exc:
+        load_suite(path)
+    assert config_error(exc) == f"{path}: checks: List should have at least 1 item after" \
+                                " validation, not 0"
+
+
+# --- per-model baselines: the same strict loader ---------------------------------------
+
+
+def _baseline(tmp_path: Path, figures: str) -> Path:
+    return write(tmp_path, "b.yaml", "model: M\nnvml_names: [\"NVIDIA M\"]\nfigures:\n"
+                 + textwrap.indent(textwrap.dedent(figures).strip(), "  ") + "\n")
+
+
+def test_baseline_with_a_duplicate_figure_is_refused(tmp_path: Path) -> None:
+    from bench_agent.baselines import load_baseline
+
+    path = _baseline(tmp_path, """
+        gpu.matmul_bf16: {value: 700 TFLOP/s, source: s}
+        gpu.matmul_bf16: {value: 900 TFLOP/s, source: s}
+    """)
+    with pytest.raises(ConfigError) as exc:
+        load_baseline(path)
+    assert config_error(exc) == f"{path}: duplicate key 'gpu.matmul_bf16' at line 5"
+
+
+def test_baseline_figure_on_an_unknown_metric_suggests(tmp_path: Path) -> None:
+    from bench_agent.baselines import load_baseline
+
+    path = _baseline(tmp_path, "gpu.matmul_bf61: {value: 700 TFLOP/s, source: s}")
+    with pytest.raises(ConfigError) as exc:
+        load_baseline(path)
+    message = config_error(exc)
+    assert message.startswith(f"{path}: figures.gpu.matmul_bf61: unknown metric"
+                              " 'gpu.matmul_bf61'; did you mean gpu.matmul_bf16")
+
+
+@pytest.mark.parametrize(("figure", "says"), [
+    ("{value: -700 TFLOP/s, source: s}", "value: a baseline figure must be above zero"),
+    ("{value: 0, source: s}", "value: a baseline figure must be above zero, got 0 FLOP/s"),
+    ("{value: 700 TFLOP/s, ranks: eight, source: s}", "ranks: expected a GPU count"),
+])
+def test_baseline_figure_values_are_checked(tmp_path: Path, figure: str, says: str) -> None:
+    from bench_agent.baselines import load_baseline
+
+    path = _baseline(tmp_path, f"gpu.matmul_bf16: {figure}")
+    with pytest.raises(ConfigError) as exc:
+        load_baseline(path)
+    assert config_error(exc).startswith(f"{path}: figures.gpu.matmul_bf16.")
+    assert says in config_error(exc)
+
+
+def test_baseline_bomb_is_a_config_error(tmp_path: Path) -> None:
+    from bench_agent.baselines import load_baseline
+
+    path = tmp_path / "b.yaml"
+    path.write_text("model: " + "[" * 20000 + "]" * 20000 + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="nested deeper than 64 levels at line 1"):
+        load_baseline(path)
+
+
+# --- the command line: exit code 4 -------------------------------------------------
+
+
+def _cli(*args: str, tmp_path: Path) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "node.key")}
+    done = subprocess.run([sys.executable, "-m", "bench_agent.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_cli_unknown_metric_negative_limit_and_bombs_exit_4(tmp_path: Path) -> None:
+    unknown = write(tmp_path, "unknown.yaml", """
+        name: mine
+        extends: gpu-node-8
+        thresholds:
+          - {id: udp-bw, metric: network.udp_bandwith, comparator: ">=", value: 1 Gbit/s,
+             source: s}
+    """)
+    negative = profile_with(tmp_path, """
+        id: bw
+        metric: network.tcp_bandwidth
+        comparator: ">="
+        value: -25 Gbit/s
+        source: s
+    """, name="negative.yaml")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("name: b\nchecks: " + "[" * 20000 + "]" * 20000 + "\n", encoding="utf-8")
+    out = str(tmp_path / "out")
+    code, text = _cli("run", "inventory", "--profile", str(unknown), "--no-sign",
+                      "--output", out, tmp_path=tmp_path)
+    assert code == 4, text
+    assert (f"{unknown}: thresholds[0].metric: threshold udp-bw: unknown metric"
+            " 'network.udp_bandwith'; did you mean network.tcp_bandwidth,") in text
+    code, text = _cli("run", "inventory", "--profile", str(negative), "--no-sign",
+                      "--output", out, tmp_path=tmp_path)
+    assert code == 4, text
+    assert f"{negative}: thresholds[0].value: threshold bw: -25 Gbit/s is outside" in text
+    code, text = _cli("run", "--suite-file", str(bomb), "--no-sign", "--output", out,
+                      tmp_path=tmp_path)
+    assert code == 4, text
+    assert f"{bomb}: nested deeper than 64 levels at line 2" in text
+    assert "Traceback" not in text
+    assert not (tmp_path / "out").exists()  # refused before anything ran

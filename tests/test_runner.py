@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -199,8 +200,11 @@ def test_report_maps_outcomes_and_thresholds_to_verdicts() -> None:
     required = by_check[("memory.stream", "")]
     assert required.status is Status.ERROR
     assert required.message == "required check could not run: no memory"
-    # The stream threshold is not judged: its check did not run.
-    assert ("memory.stream", "memory.stream_triad") not in by_check
+    # The stream threshold is in the table: SKIP, with why its check measured nothing.
+    triad = by_check[("memory.stream", "memory.stream_triad")]
+    assert (triad.status, triad.value, triad.threshold) == (Status.SKIP, None, ">= 1 GB/s")
+    assert triad.message == (
+        "not measured: memory.stream ERROR: required check could not run: no memory")
     cpus = by_check[("inventory", "inventory.logical_cpus")]
     assert (cpus.status, cpus.value, cpus.threshold) == (Status.FAIL, 2.0, ">= 32")
     assert report.status is Status.ERROR
@@ -285,5 +289,140 @@ def test_a_required_metric_of_a_skipped_check_fails() -> None:
     statuses = [(v.metric, v.status) for v in report.verdicts]
     assert statuses == [("", Status.SKIP), ("network.rdma_write_latency", Status.FAIL)]
     assert report.verdicts[1].message == (
-        "required by the profile, not measured: no active RDMA device in /sys/class/infiniband")
+        "profile test requires network.rdma_write_latency < 10 µs (RDMA write one-way latency"
+        " (ib_write_lat typical)); not measured: network.rdma_latency SKIP: no active RDMA"
+        " device in /sys/class/infiniband")
     assert exit_code(report) == 1
+
+
+# --- every threshold of the profile in the report ---------------------------------
+
+
+def test_every_threshold_of_the_profile_gets_a_verdict() -> None:
+    """Measured ones are judged; the others SKIP with the reason, required ones of a
+    check that ran here FAIL (a GPU profile on a node where NVML cannot start)."""
+    suite = _suite(CheckPlan("inventory", {}, 10, True), CheckPlan("gpu.health", {}, 10, False))
+    profile = Profile("gpu-node-8", "", [
+        Threshold("cpus", "inventory.logical_cpus", Comparator.GE, 1, Unit.COUNT, "guide"),
+        Threshold("gpu-count", "gpu.count", Comparator.BETWEEN, 8, Unit.COUNT, "8 GPUs",
+                  upper=8, required=True),
+        Threshold("ecc", "gpu.ecc_sram_uncorrectable", Comparator.LE, 0, Unit.COUNT, "AzNHC"),
+        Threshold("iops", "storage.randread_4k_iops", Comparator.GT, 1e5, Unit.IOPS, "guide"),
+        Threshold("rdma", "network.rdma_write_latency", Comparator.LT, 1e-5, Unit.SECONDS,
+                  "guide", required=True),
+    ], "", "1" * 64)
+    outcomes = [
+        CheckOutcome("inventory", measurements=[_m("inventory", "inventory.logical_cpus", 2,
+                                                   Unit.COUNT)]),
+        CheckOutcome("gpu.health", status=Status.SKIP,
+                     message="NVML cannot start: NVML Shared Library Not Found"),
+    ]
+    report = Runner(suite, profile, host="h").build_report(outcomes, {}, "x", False)
+    rows = [(v.check, v.metric, v.status, v.message) for v in report.verdicts]
+    nvml = "not measured: gpu.health SKIP: NVML cannot start: NVML Shared Library Not Found"
+    assert rows == [
+        ("gpu.health", "", Status.SKIP, "NVML cannot start: NVML Shared Library Not Found"),
+        ("inventory", "inventory.logical_cpus", Status.PASS, ""),
+        ("gpu.health", "gpu.count", Status.FAIL,
+         "profile gpu-node-8 requires gpu.count exactly 8 (GPUs NVML reports); " + nvml),
+        ("gpu.health", "gpu.ecc_sram_uncorrectable", Status.SKIP, nvml),
+        ("storage.randread", "storage.randread_4k_iops", Status.SKIP,
+         "metric not measured by this suite (storage.randread is not in it)"),
+        # Required, but its check is not in this suite: a chosen subset, SKIP.
+        ("network.rdma_latency", "network.rdma_write_latency", Status.SKIP,
+         "metric not measured by this suite (network.rdma_latency is not in it)"),
+    ]
+    assert report.status is Status.FAIL and exit_code(report) == 1
+
+
+def test_skips_of_unmeasured_thresholds_leave_a_passing_run_passing() -> None:
+    suite = _suite(CheckPlan("inventory", {}, 10, True))
+    profile = _profile(
+        Threshold("cpus", "inventory.logical_cpus", Comparator.GE, 1, Unit.COUNT, "guide"),
+        Threshold("iops", "storage.randread_4k_iops", Comparator.GT, 1e5, Unit.IOPS, "guide"),
+        Threshold("ram", "inventory.memory_total", Comparator.GE, 1e9, Unit.BYTES, "guide"),
+    )
+    ok = CheckOutcome("inventory",
+                      measurements=[_m("inventory", "inventory.logical_cpus", 2, Unit.COUNT)])
+    report = Runner(suite, profile, host="h").build_report([ok], {}, "x", False)
+    assert [v.status for v in report.verdicts] == [Status.PASS, Status.SKIP, Status.SKIP]
+    assert report.verdicts[2].message == "inventory measured no inventory.memory_total on this node"
+    assert report.status is Status.PASS and exit_code(report) == 0
+    # All SKIP (nothing judged) stays SKIP and exit 0; an ERROR still wins.
+    skipped = Runner(suite, profile, host="h").build_report(
+        [CheckOutcome("inventory", status=Status.ERROR, message="crashed")], {}, "x", False)
+    assert {v.status for v in skipped.verdicts} == {Status.ERROR, Status.SKIP}
+    assert exit_code(skipped) == 2
+
+
+def _run_cli(tmp_path: Path, *args: str) -> tuple[int, str]:
+    import subprocess
+
+    env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "node.key")}
+    done = subprocess.run([sys.executable, "-m", "bench_agent.cli", "run", *args, "--no-sign",
+                           "--output", str(tmp_path / "out")], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    return done.returncode, done.stdout + done.stderr
+
+
+def _gpu_node_8_that_passes_here(tmp_path: Path) -> Path:
+    """A profile extending gpu-node-8 whose guide numbers this small VM meets, so that
+    only the GPU rules can fail it."""
+    path = tmp_path / "my-gpu-node-8.yaml"
+    path.write_text(
+        "name: my-gpu-node-8\nextends: gpu-node-8\nthresholds:\n"
+        "  - {id: cpu-vcpus, metric: inventory.logical_cpus, comparator: '>=', value: 1,"
+        " source: s}\n"
+        "  - {id: ram, metric: inventory.memory_total, comparator: '>=', value: 1 MB,"
+        " source: s}\n"
+        "  - {id: nvme-capacity, metric: inventory.nvme_capacity, comparator: '>=',"
+        " value: 0 B, source: s}\n", encoding="utf-8")
+    return path
+
+
+def _line(text: str, check: str, metric: str) -> str:
+    return next(ln for ln in text.splitlines() if ln.split()[:2] == [check, metric])
+
+
+def test_cli_gpu_node_8_profile_on_a_node_without_8_gpus_fails(tmp_path: Path) -> None:
+    """`run inventory` with a gpu-node-8 profile: the inventory's GPU count FAILs it,
+    with NVML's reason when NVML sees none; the health rules SKIP as not in the suite."""
+    code, text = _run_cli(tmp_path, "inventory", "--profile",
+                          str(_gpu_node_8_that_passes_here(tmp_path)))
+    assert code == 1, text
+    assert ": FAIL - suite inventory, profile my-gpu-node-8" in text
+    present = _line(text, "inventory", "inventory.gpu_count")
+    assert " exactly 8 " in present and " FAIL " in present, present
+    assert "does not meet exactly 8" in present
+    report = json.loads(next((tmp_path / "out").glob("*/*.json")).read_text())
+    if not report["inventory"]["gpus"]:
+        assert f"; {report['inventory']['gpu_probe_note']} (" in present
+    count = _line(text, "gpu.health", "gpu.count")
+    assert " SKIP " in count and "metric not measured by this suite (gpu.health is not in it)" \
+        in count
+    # Only the GPU count failed: the rest of the table passes or skips.
+    failed = [v["metric"] for v in report["verdicts"] if v["status"] == "FAIL"]
+    assert failed == ["inventory.gpu_count"]
+
+
+def test_cli_gpu_health_skipped_by_missing_nvml_fails_a_gpu_profile(tmp_path: Path) -> None:
+    """The issue's case: gpu.health SKIPs (no NVML) and the run used to PASS."""
+    from bench_agent.errors import BenchAgentError
+    from bench_agent.tools import nvml
+
+    try:
+        with nvml.session() as nv:
+            if int(nv.nvmlDeviceGetCount()) == 8:
+                pytest.skip("an 8-GPU node: gpu.health measures here")
+    except BenchAgentError:
+        pass  # no NVML, no GPU: the case under test
+    code, text = _run_cli(tmp_path, "gpu.health", "--profile",
+                          str(_gpu_node_8_that_passes_here(tmp_path)))
+    assert code in (1, 2), text  # 2 where GPUs are on the bus but NVML fails (ToolFailed)
+    line = _line(text, "gpu.health", "gpu.count")
+    assert " FAIL " in line, line
+    if code == 1:
+        skip = next(ln for ln in text.splitlines() if ln.split()[:2] == ["gpu.health", "SKIP"])
+        reason = skip.split("SKIP", 1)[1].strip()
+        assert ("profile my-gpu-node-8 requires gpu.count exactly 8 (GPUs NVML reports);"
+                f" not measured: gpu.health SKIP: {reason}") in line

@@ -449,6 +449,104 @@ def test_evaluate_accepts_iterables() -> None:
     assert [v.status for v in verdicts] == [Status.PASS]
 
 
+# --- every threshold gets a verdict (evaluate with ``unmeasured``) ------------------
+
+
+GPU_COUNT = Threshold(id="gpu-count", metric="gpu.count", comparator=Comparator.BETWEEN,
+                      value=8, upper=8, unit=Unit.COUNT, source="8-GPU nodes", required=True)
+ECC = Threshold(id="ecc", metric="gpu.ecc_sram_uncorrectable", comparator=Comparator.LE,
+                value=0, unit=Unit.COUNT, source="AzNHC")
+
+
+def test_thresholds_of_a_check_that_did_not_measure_skip_with_its_reason() -> None:
+    reason = "not measured: gpu.health SKIP: NVML cannot start: NVML Shared Library Not Found"
+    [count, ecc] = evaluate([], [GPU_COUNT, ECC], [], unmeasured={"gpu.health": reason},
+                            profile="gpu-node-8")
+    assert (ecc.check, ecc.metric, ecc.status, ecc.message) == (
+        "gpu.health", "gpu.ecc_sram_uncorrectable", Status.SKIP, reason)
+    assert (ecc.threshold, ecc.source, ecc.value) == ("<= 0", "AzNHC", None)
+    # Required: the node cannot show what the profile demands -> FAIL, never a SKIP.
+    assert (count.status, count.threshold) == (Status.FAIL, "exactly 8")
+    assert count.message == (
+        "profile gpu-node-8 requires gpu.count exactly 8 (GPUs NVML reports); " + reason)
+
+
+def test_thresholds_of_a_check_not_in_the_suite_skip_even_when_required() -> None:
+    verdicts = evaluate([], [GPU_COUNT, ECC], ["inventory"], unmeasured={})
+    assert [(v.metric, v.status, v.message) for v in verdicts] == [
+        ("gpu.count", Status.SKIP, "metric not measured by this suite (gpu.health is not in it)"),
+        ("gpu.ecc_sram_uncorrectable", Status.SKIP,
+         "metric not measured by this suite (gpu.health is not in it)"),
+    ]
+    # Without ``unmeasured`` the caller judges a subset: nothing is added.
+    assert evaluate([], [GPU_COUNT, ECC], ["inventory"]) == []
+
+
+def test_required_metric_missing_from_a_check_that_ran_names_the_profile() -> None:
+    [v] = evaluate([], [GPU_COUNT], ["gpu.health"], unmeasured={}, profile="p8")
+    assert v.status is Status.FAIL
+    assert v.message == ("profile p8 requires gpu.count exactly 8 (GPUs NVML reports);"
+                         " gpu.health measured no gpu.count on this node")
+
+
+def test_a_metric_two_checks_emit_is_judged_whichever_ran() -> None:
+    """network.rdma_active_devices comes from rdma_latency (the catalog's) and
+    rdma_bandwidth: a suite with only the latter still judges it."""
+    t = Threshold(id="rdma", metric="network.rdma_active_devices", comparator=Comparator.GE,
+                  value=1, unit=Unit.COUNT, source="s")
+    m = measure(2, unit=Unit.COUNT, metric="network.rdma_active_devices",
+                check="network.rdma_bandwidth")
+    [v] = evaluate([m], [t], ["network.rdma_bandwidth"], unmeasured={})
+    assert (v.check, v.status, v.value) == ("network.rdma_bandwidth", Status.PASS, 2.0)
+
+
+def test_a_miss_quotes_the_measurements_note() -> None:
+    t = Threshold(id="gpu-present", metric="inventory.gpu_count",
+                  comparator=Comparator.BETWEEN, value=8, upper=8, unit=Unit.COUNT, source="s")
+    m = measure(0, unit=Unit.COUNT, metric="inventory.gpu_count", check="inventory",
+                params={"note": "NVML cannot start: NVML Shared Library Not Found"})
+    v = t.judge(m)
+    assert (v.status, v.message) == (
+        Status.FAIL,
+        "0 does not meet exactly 8; NVML cannot start: NVML Shared Library Not Found")
+    # A pass does not carry it.
+    assert t.judge(measure(8, unit=Unit.COUNT, metric="inventory.gpu_count", check="inventory",
+                           params={"note": "x"})).message == ""
+
+
+# --- limits inside the metric's physical domain ------------------------------------
+
+
+@pytest.mark.parametrize("unit", [Unit.BITS_PER_SECOND, Unit.BYTES_PER_SECOND, Unit.IOPS,
+                                  Unit.COUNT, Unit.SECONDS, Unit.BYTES, Unit.FLOPS,
+                                  Unit.WATTS])
+def test_a_negative_limit_is_refused(unit: Unit) -> None:
+    with pytest.raises(ValueError, match=r"^t1: -1( \S+)? is outside the domain of "
+                                         rf"{IOPS_METRIC} \({unit.value} cannot be below 0"):
+        threshold(Comparator.GE, -1.0, unit=unit)
+    with pytest.raises(ValueError, match="outside the domain"):
+        threshold(Comparator.BETWEEN, -2.0, upper=5.0, unit=unit)
+    assert threshold(Comparator.GE, 0.0, unit=unit).value == 0.0
+
+
+def test_temperatures_stop_at_absolute_zero() -> None:
+    assert threshold(Comparator.GE, -20.0, unit=Unit.CELSIUS).value == -20.0
+    with pytest.raises(ValueError, match="outside the domain"):
+        threshold(Comparator.GE, -274.0, unit=Unit.CELSIUS)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_a_limit_must_be_finite(value: float) -> None:
+    with pytest.raises(ValueError, match="the limit must be a finite number"):
+        threshold(Comparator.LE, value)
+
+
+def test_a_rule_below_the_domain_that_can_never_pass_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"'< 0 IOPS' can never pass"):
+        threshold(Comparator.LT, 0.0)
+    assert threshold(Comparator.LE, 0.0).passes(0.0)
+
+
 # --- Verdict and Measurement (model.py) --------------------------------------------
 
 
