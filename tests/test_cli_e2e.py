@@ -110,7 +110,7 @@ def test_run_with_a_profile_the_node_cannot_meet_fails_with_the_threshold(
                if "inventory.logical_cpus" in line]
     assert len(failing) == 1
     assert ">= 96" in failing[0] and "FAIL" in failing[0]
-    assert "High-Performance 96+ vCPUs" in failing[0]
+    assert "High-Performance: 96+ vCPUs" in failing[0]
 
 
 def test_json_output_is_the_report(tmp_path: Path) -> None:

@@ -300,7 +300,12 @@ def test_slow_bodies_hold_no_slot_and_are_closed_at_their_deadline(tmp_path: Pat
         # One byte at a time, never a whole body: a per-read timeout never trips.
         while not stop.wait(0.2):
             for sock in slow:
-                readable, _, _ = select.select([sock], [], [], 0)
+                if sock.fileno() < 0:  # closed by the test's own clean-up
+                    continue
+                try:
+                    readable, _, _ = select.select([sock], [], [], 0)
+                except (OSError, ValueError):  # closed between the test and the select
+                    continue
                 if not readable:  # no answer yet: keep it busy
                     with contextlib.suppress(OSError):
                         sock.send(b" ")
