@@ -30,6 +30,7 @@ def alive(pid: int) -> bool:
 
 def marked(marker: str) -> list[int]:
     """Live processes whose argv[0] is ``marker``."""
+    assert marker, "an empty marker would match kernel threads"
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
@@ -58,8 +59,9 @@ def pids_in(path: Path) -> list[int]:
     return []
 
 
-def kill_all(marker: str, *pids: int) -> None:
-    """Cleanup: SIGKILL what this test started and left behind (only ours: marked)."""
-    for pid in {*marked(marker), *(p for p in pids if alive(p))}:
+def kill_all(marker: str | None, *pids: int) -> None:
+    """Cleanup: SIGKILL what this test started and left behind: the processes with
+    its marker and the pids it was told of (read from its own pid files)."""
+    for pid in {*(marked(marker) if marker else []), *(p for p in pids if alive(p))}:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
