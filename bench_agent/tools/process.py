@@ -479,34 +479,48 @@ class Child:
             return True  # reaped before stop(): its members are known by token only
         return not any(s.pgrp == self.pid and s.state not in "ZX" for s in _all_stats())
 
-    def _wait_gone(self, targets: dict[int, int], seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while True:
-            # Cheapest first: the known pids, the leader, then a scan for the group.
-            if not self._alive(targets) and self._exited() and self._group_gone():
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_POLL_S)
+    def _gone(self, targets: dict[int, int]) -> bool:
+        # Cheapest first: the known pids, the leader, then a scan for the group.
+        return not self._alive(targets) and self._exited() and self._group_gone()
 
     def stop(self, grace: float | None = None) -> bool:
         """SIGTERM the child's group and everything it started, SIGKILL what is left
         after ``grace`` seconds, reap it. False when something outlived SIGKILL (a
         process stuck in the kernel): we stop waiting for it."""
-        self._stopped = True
-        grace = self.grace if grace is None else grace
-        try:
-            targets = self._tree(environ=True)
-            if not targets and self._exited():
-                return True
-            self._signal(targets, signal.SIGTERM)
-            if self._wait_gone(targets, grace):
-                return True
-            targets.update(self._tree(environ=True))
-            self._signal(targets, signal.SIGKILL)
-            return self._wait_gone(targets, REAP_S)
-        finally:
-            self.popen.poll()  # reap the leader now that its group id is no longer needed
+        return stop_all([self], self.grace if grace is None else grace)
+
+
+def stop_all(children: Sequence[Child], grace: float) -> bool:
+    """Stop several children at once: SIGTERM to all, one grace period for all,
+    SIGKILL to what is left (Child.stop is this for one)."""
+    targets: dict[Child, dict[int, int]] = {}
+    try:
+        for child in children:
+            child._stopped = True
+            found = child._tree(environ=True)
+            if found or not child._exited():
+                targets[child] = found
+        for child, found in targets.items():
+            child._signal(found, signal.SIGTERM)
+        left = _wait_all_gone(targets, grace)
+        for child in left:
+            targets[child].update(child._tree(environ=True))
+            child._signal(targets[child], signal.SIGKILL)
+        return not _wait_all_gone({c: targets[c] for c in left}, REAP_S)
+    finally:
+        for child in children:
+            child.popen.poll()  # reap the leader now that its group id is no longer needed
+
+
+def _wait_all_gone(targets: dict[Child, dict[int, int]], seconds: float) -> list[Child]:
+    """Wait up to ``seconds`` for every child's tree to end; the children still running."""
+    deadline = time.monotonic() + seconds
+    left = list(targets)
+    while True:
+        left = [child for child in left if not child._gone(targets[child])]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(_POLL_S)
 
 
 def run_child(command: Sequence[str], *, data: bytes | None = None, timeout: float,
