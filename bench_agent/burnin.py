@@ -43,6 +43,7 @@ from bench_agent.burnin_loads import NOT_APPLICABLE
 from bench_agent.config import _read_yaml, _validation_error, data_dir
 from bench_agent.errors import ConfigError, ReportError
 from bench_agent.model import NamedDigest, Report, Status, Verdict
+from bench_agent.tools.process import Child, spawn
 from bench_agent.units import UnitError, parse_duration
 
 
@@ -161,12 +162,16 @@ def read_series(path: Path) -> list[dict[str, Any]]:
 @dataclass
 class RunningLoad:
     name: str
-    proc: subprocess.Popen[str]
+    child: Child
     latest: float | None = None
     stderr_tail: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopped: bool = False  # stopped by us: its exit is not a crash
     _stderr_reader: threading.Thread = field(default_factory=threading.Thread)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.child.popen
 
     def start_readers(self) -> None:
         threading.Thread(target=self._read_stdout, daemon=True).start()
@@ -191,7 +196,8 @@ class RunningLoad:
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
-            self.stderr_tail = [*self.stderr_tail[-9:], line.rstrip()]
+            text = line.decode("utf-8", errors="replace").rstrip()
+            self.stderr_tail = [*self.stderr_tail[-9:], text]
 
     def take(self) -> float | None:
         with self.lock:
@@ -199,29 +205,21 @@ class RunningLoad:
         return value
 
     def stop(self, grace: float = 15.0) -> bool:
-        """SIGTERM, then SIGKILL; False when the load outlives even SIGKILL (a process
-        stuck in the kernel, as a hung GPU driver leaves it): we stop waiting."""
-        if self.proc.poll() is not None:
-            return True
-        self.stopped = True
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return True
-            try:
-                self.proc.wait(timeout=grace)
-                return True
-            except subprocess.TimeoutExpired:
-                continue
-        return False
+        """SIGTERM the load and what it started, then SIGKILL (the seam's stop);
+        False when the load outlives even SIGKILL (a process stuck in the kernel,
+        as a hung GPU driver leaves it): we stop waiting."""
+        if self.proc.poll() is None:
+            self.stopped = True
+        return self.child.stop(grace)
 
 
 def start_load(name: str, params: dict[str, Any]) -> RunningLoad:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench_agent.burnin_loads", name, json.dumps(params)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    load = RunningLoad(name, proc)
+    # SIGTERM when the supervisor dies: the load's handler ends its loop and
+    # removes its files (the storage load's fio test file); burnin_loads sets the
+    # same itself, for a load started by other means.
+    child = spawn([sys.executable, "-m", "bench_agent.burnin_loads", name, json.dumps(params)],
+                  death_signal=signal.SIGTERM)
+    load = RunningLoad(name, child)
     load.start_readers()
     return load
 

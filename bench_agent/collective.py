@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -254,10 +253,14 @@ def launch(request: dict[str, Any], nproc: int, timeout: float, nnodes: int = 1,
            workdir: Path | None = None) -> tuple[dict[str, Any] | None, str]:
     """Run torchrun; (the result of local rank 0 or None, the output's tail).
 
-    Runs in its own session so a timeout kills every rank (torchrun's children).
+    Runs through the subprocess seam: at the timeout, or if this process is
+    interrupted, torchrun and every rank it started are stopped (TERM, so
+    torchrun can pass it on to the ranks, then KILL), and a rank that escaped
+    the group cannot hang the read of the output.
     """
-    import signal
     import tempfile
+
+    from bench_agent.tools.process import STDOUT, run_child
 
     with tempfile.TemporaryDirectory(prefix="bench-agent-nccl-", dir=workdir) as tmp:
         request_file = Path(tmp) / "request.json"
@@ -265,16 +268,15 @@ def launch(request: dict[str, Any], nproc: int, timeout: float, nnodes: int = 1,
         request_file.write_text(json.dumps({**request, "result_file": str(result_file)}))
         cmd = torchrun_command(request_file, nproc, nnodes, rdzv_endpoint, rdzv_id)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True, env=env)
         try:
-            output, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
+            done = run_child(cmd, timeout=timeout, stderr=STDOUT, env=env)
+        except OSError as exc:
+            return None, f"cannot start torchrun: {exc}"
+        output = done.stdout
+        if done.timed_out:
             return None, f"timed out after {timeout:g} s: {output[-1500:]}"
-        if proc.returncode != 0 or not result_file.is_file():
-            return None, f"exit code {proc.returncode}: {output[-1500:]}"
+        if done.returncode != 0 or not result_file.is_file():
+            return None, f"exit code {done.returncode}: {output[-1500:]}"
         result: dict[str, Any] = json.loads(result_file.read_text())
         return result, output[-1500:]
 

@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -287,11 +286,18 @@ def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
 
     Each child sees one GPU (CUDA_VISIBLE_DEVICES, PCI bus order so the index is
     NVML's), so no process creates a context on another GPU. A child that fails
-    returns {"device": ..., "error": its stderr tail}.
+    returns {"device": ..., "error": its stderr tail}. The children run through
+    the subprocess seam: at the timeout, or if this process is interrupted, each
+    is stopped with whatever it started.
     """
-    with tempfile.TemporaryDirectory(prefix="bench-agent-gpu-") as tmp:
+    import contextlib
+
+    from bench_agent.tools.process import DEVNULL, Child, spawn
+
+    with tempfile.TemporaryDirectory(prefix="bench-agent-gpu-") as tmp, \
+            contextlib.ExitStack() as owned:
         folder = Path(tmp)
-        procs: list[tuple[str, subprocess.Popen[str], Path]] = []
+        children: list[tuple[str, Child, Path]] = []
         for rank, device in enumerate(devices):
             env = dict(os.environ)
             child_device = device
@@ -304,20 +310,17 @@ def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
             cmd = [python, "-m", "bench_agent.gpu_bench", "--task", json.dumps(request),
                    "--out", str(out), "--barrier", str(folder), "--rank", str(rank),
                    "--parties", str(len(devices))]
-            procs.append((device, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                                   stderr=subprocess.PIPE, text=True), out))
+            children.append((device, owned.enter_context(spawn(cmd, env=env, stdout=DEVNULL)),
+                             out))
         results: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
-        for device, proc, out in procs:
-            try:
-                _, stderr = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, stderr = proc.communicate()
+        for device, child, out in children:
+            done = child.finish(timeout=max(1.0, deadline - time.monotonic()))
+            if done.timed_out:
                 results.append({"device": device, "error": f"timed out after {timeout:g} s"})
                 continue
-            if proc.returncode != 0 or not out.is_file():
-                tail = stderr.strip()[-800:] or f"exit code {proc.returncode}"
+            if done.returncode != 0 or not out.is_file():
+                tail = done.stderr.strip()[-800:] or f"exit code {done.returncode}"
                 results.append({"device": device, "error": tail})
                 continue
             data = json.loads(out.read_text())

@@ -43,7 +43,6 @@ import selectors
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -52,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
+
+from bench_agent.tools.process import DEVNULL, Child, spawn, stop_all
 
 PROTOCOL = 1
 # Defaults are each tool's own default port, so a peer started by hand with the
@@ -122,32 +123,19 @@ class Service:
 
     name: str
     command: list[str]
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Child | None = None
     restarts: list[float] = field(default_factory=list)
     given_up: bool = False
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # Started from the main thread (start, supervise_once): the parent-death
+        # signal then ends the server with the peer, even a SIGKILLed one.
+        self.proc = spawn(self.command, stdout=DEVNULL, stderr=DEVNULL, grace=STOP_GRACE_S)
 
 
-def _stop_processes(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    live = [p for p in procs if p.poll() is None]
-    for proc in live:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-    deadline = time.monotonic() + STOP_GRACE_S
-    for proc in live:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
+def _stop_processes(procs: Sequence[Child]) -> None:
+    """SIGTERM every server with what it started, one grace for all, then SIGKILL."""
+    stop_all(procs, STOP_GRACE_S)
 
 
 def rdma_devices(root: Path = Path("/")) -> list[str]:
@@ -201,7 +189,7 @@ class Peer:
         self.config = config
         self.out = out
         self.services, self.announced = build_services(config)
-        self.perftest_procs: list[tuple[subprocess.Popen[bytes], float, int]] = []
+        self.perftest_procs: list[tuple[Child, float, int]] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         # Set by the signal handler, which must take no lock: Event.set() takes one,
@@ -263,12 +251,15 @@ class Peer:
             # No bind address: perftest's server listens on every address for its
             # out-of-band exchange (perftest_communication.c).
             command += ["-p", str(port)]
-            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # No parent-death signal: it would fire when this client thread ends
+            # (prctl(2)), right after the answer; the TTL and stop() end it.
+            proc = spawn(command, stdout=DEVNULL, stderr=DEVNULL, die_with_parent=False,
+                         grace=STOP_GRACE_S)
             self.perftest_procs.append((proc, time.monotonic(), port))
         time.sleep(PERFTEST_START_S)
-        if proc.poll() is not None:
-            return {"ok": False, "error": f"{tool} server exited with code {proc.returncode}"}
+        code = proc.poll()
+        if code is not None:
+            return {"ok": False, "error": f"{tool} server exited with code {code}"}
         self._say(f"perftest: {' '.join(command)} (pid {proc.pid})")
         return {"ok": True, "port": port}
 
@@ -337,14 +328,15 @@ class Peer:
         now = time.monotonic()
         for service in self.services:
             proc = service.proc
-            if service.given_up or proc is None or proc.poll() is None:
+            code = None if proc is None else proc.poll()
+            if service.given_up or code is None:
                 continue
             service.restarts = [t for t in service.restarts if now - t < 60.0]
             if len(service.restarts) >= 5:
                 service.given_up = True
                 self._say(f"giving up on {service.name}: exited 5 times within a minute")
                 continue
-            self._say(f"restarting {service.name} (exited with code {proc.returncode})")
+            self._say(f"restarting {service.name} (exited with code {code})")
             service.restarts.append(now)
             service.start()
         with self.lock:

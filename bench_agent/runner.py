@@ -15,10 +15,8 @@ same with its workers).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -32,12 +30,15 @@ from bench_agent import __version__
 from bench_agent.config import CheckPlan, Profile, Suite
 from bench_agent.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.thresholds import evaluate
+from bench_agent.tools import process
+from bench_agent.tools.process import run_child
 from bench_agent.worker import PROTOCOL
 
 INVENTORY_TIMEOUT_S = 60.0
 # After SIGTERM, how long a child gets to clean up (remove fio's test file, stop
-# its servers) before SIGKILL.
-KILL_GRACE_S = 5.0
+# its servers) before SIGKILL; longer than a tool's own grace inside the worker
+# (process.TOOL_GRACE_S), so the worker can still stop its tool and answer.
+KILL_GRACE_S = process.KILL_GRACE_S
 _SKIP_ERRORS = {"ToolMissing", "NotApplicable", "NotAvailable"}
 
 
@@ -76,65 +77,46 @@ def _tail(text: str, limit: int = 600) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-def _stop_group(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM the child's process group, then SIGKILL after a grace period."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def run_in_child(
     request: dict[str, Any],
     timeout: float,
     worker_command: Sequence[str] | None = None,
 ) -> CheckOutcome:
-    """Run one worker request in a child process; never raises but KeyboardInterrupt."""
+    """Run one worker request in a child process; never raises but KeyboardInterrupt.
+
+    The worker runs through the one subprocess seam (tools/process.py): its own
+    session, a parent-death signal (it dies with the agent, even by SIGKILL), and
+    on a timeout or Ctrl-C/SIGTERM in the agent its whole tree is stopped: the
+    group, the tools it started in their own sessions, and escapees.
+    """
     name = str(request.get("check", "inventory"))
     command = list(worker_command or default_worker_command())
     started = time.monotonic()
+    payload = json.dumps({"protocol": PROTOCOL, **request}).encode()
     try:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # own process group: killable as a whole
-        )
+        # A KeyboardInterrupt inside stops the worker's tree before it propagates.
+        done = run_child(command, data=payload, timeout=timeout, grace=KILL_GRACE_S)
     except OSError as exc:
         return CheckOutcome(name, status=Status.ERROR, message=f"cannot start worker: {exc}")
-    try:
-        stdout, stderr = proc.communicate(json.dumps({"protocol": PROTOCOL, **request}),
-                                          timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _stop_group(proc)
-        try:
-            stdout, stderr = proc.communicate(timeout=KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            # A process outside the group (it called setsid) still holds the
-            # pipes, or the child is stuck in the kernel (D state): give up on
-            # its output rather than hang the agent.
-            stdout, stderr = "", "its output pipes stayed open after it was killed"
+    seconds = time.monotonic() - started
+    if done.timed_out:
+        stderr = done.stderr
+        if done.pipes_held:
+            # Something we could not stop (stuck in the kernel, or it left our
+            # session and its token behind) still holds the pipes: we stopped
+            # waiting for its output rather than hang the agent.
+            stderr += "\n(its output pipes stayed open after it was killed)"
         return CheckOutcome(
             name,
             status=Status.ERROR,
             message=f"timed out after {timeout:g} s and was stopped"
             + (f"; last output: {_tail(stderr, 300)}" if stderr.strip() else ""),
-            seconds=time.monotonic() - started,
+            seconds=seconds,
         )
-    except BaseException:
-        # Ctrl-C or SIGTERM in the agent: stop the child and its tools, then re-raise.
-        _stop_group(proc)
-        raise
-    seconds = time.monotonic() - started
-    return _outcome_from_output(name, proc.returncode, stdout, stderr, seconds)
+    if done.returncode is None:  # it outlived SIGKILL: stuck in the kernel
+        return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+                            message="its process could not be stopped (stuck in the kernel)")
+    return _outcome_from_output(name, done.returncode, done.stdout, done.stderr, seconds)
 
 
 def _signal_name(number: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -159,6 +160,31 @@ def test_bad_suite_file_is_a_config_error_naming_file_and_key(tmp_path: Path) ->
     assert f"{suite}: checks[0].params.size" in result.stderr
 
 
+def _default_sigint() -> None:
+    # A shell that starts the test run in the background ("pytest &" in a script)
+    # makes it, and so the agent, ignore SIGINT (POSIX sh, "Asynchronous Lists"),
+    # and an ignored SIGINT stays ignored in Python: the agent would run on. The
+    # agent under test gets Ctrl-C's usual meaning back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _workers_of(parent: int) -> list[int]:
+    """The agent's live `bench_agent.worker` children."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if fields[0] not in "ZX" and int(fields[1]) == parent and b"bench_agent.worker" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 def test_sigint_stops_the_run_and_writes_a_partial_report(tmp_path: Path) -> None:
     suite = tmp_path / "long.yaml"
     suite.write_text(
@@ -169,20 +195,31 @@ def test_sigint_stops_the_run_and_writes_a_partial_report(tmp_path: Path) -> Non
         [sys.executable, "-m", "bench_agent.cli", "run", "--suite-file", str(suite),
          "--output", str(tmp_path / "out")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        preexec_fn=_default_sigint,
     )
+    workers: list[int] = []
     try:
-        deadline = time.monotonic() + 60
-        # Wait until the GEMM child is running, then interrupt the agent alone.
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline() if proc.stderr else ""
+        assert proc.stderr is not None
+        # Wait for a real state: the GEMM check started and its worker runs.
+        for line in proc.stderr:
             if "cpu.gemm ..." in line:
                 break
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=60)
+        deadline = time.monotonic() + 120
+        while not (workers := _workers_of(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert workers, "the cpu.gemm worker never started"
+        proc.send_signal(signal.SIGINT)  # the agent alone: the worker has its own session
+        stdout, _ = proc.communicate(timeout=120)
+        # The agent stopped its worker before it wrote the report and exited.
+        assert [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                and Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"] == []
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.kill()  # its worker dies with it (parent-death signal)
+            proc.wait(timeout=30)
+        for pid in workers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 2
     report = only_report(tmp_path / "out")
     assert report["interrupted"] is True

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from bench_agent.model import Measurement, Status
 from bench_agent.runner import CheckOutcome, Runner, exit_code, report_path, run_in_child
 from bench_agent.thresholds import Comparator, Threshold
 from bench_agent.units import Unit
+from tests.process_support import alive, kill_all, marked, pids_in, unique_marker, wait_until
 
 DATA = Path(__file__).parent / "data"
 WORKER = DATA / "workers" / "misbehaving_worker.py"
@@ -85,11 +87,12 @@ def test_killed_child_whose_escaped_grandchild_holds_the_pipes_does_not_hang(
         thread.join(timeout=20)
         assert not thread.is_alive(), "run_in_child hung on pipes held by a setsid grandchild"
     finally:
-        if pidfile.exists():
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        kill_all(None, *pids_in(pidfile))
         thread.join(timeout=10)
     assert outcomes[0].status is Status.ERROR
     assert outcomes[0].message.startswith("timed out after 1 s")
+    # The grandchild left the group (setsid) but not the worker's tree: stopped too.
+    assert not alive(int(pidfile.read_text()))
 
 
 def test_child_killed_by_a_realtime_signal_is_error_not_a_crash() -> None:
@@ -426,3 +429,65 @@ def test_cli_gpu_health_skipped_by_missing_nvml_fails_a_gpu_profile(tmp_path: Pa
         reason = skip.split("SKIP", 1)[1].strip()
         assert ("profile my-gpu-node-8 requires gpu.count exactly 8 (GPUs NVML reports);"
                 f" not measured: gpu.health SKIP: {reason}") in line
+
+
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    """SIGINT as Python's default (KeyboardInterrupt), also when the test run was
+    started in the background by a shell, which ignores it (POSIX sh, "&")."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("mode", ["hang-with-tool", "hang-ignoring-sigterm"])
+def test_sigint_stops_the_running_worker_and_its_tool_and_gives_a_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sigint_raises: None,
+        mode: str) -> None:
+    monkeypatch.setattr(runner_module, "KILL_GRACE_S", 1.0)
+    marker = unique_marker("sigint")
+    pidfile = tmp_path / "tool.pid"
+    suite = _suite(CheckPlan("cpu.gemm", {}, 600, False), CheckPlan("memory.stream", {}, 600,
+                                                                    False))
+    workers: list[int] = []
+
+    class Watch(runner_module.SilentProgress):
+        def check_started(self, check: str, index: int, total: int) -> None:
+            if index == 0:
+                threading.Thread(target=interrupt_once_running, daemon=True).start()
+
+    def worker_pids() -> list[int]:
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and str(WORKER).encode() in _cmdline(int(p.name)) and alive(int(p.name))]
+
+    def interrupt_once_running() -> None:
+        # A real state, not a sleep: the worker runs (and, with a tool, its tool runs).
+        if wait_until(lambda: bool(worker_pids()) and
+                      (mode != "hang-with-tool" or len(marked(marker)) == 1)):
+            workers.extend(worker_pids())
+            os.kill(os.getpid(), signal.SIGINT)
+
+    runner = Runner(suite, _profile(), host="h", progress=Watch(),
+                    worker_command=worker(mode, str(pidfile), marker))
+    runner.collect_inventory = lambda: {}  # type: ignore[method-assign]
+    try:
+        report = runner.run()
+        assert workers, "the worker never started"
+        # Stopped before run() returned: nothing of the check is left running.
+        assert [pid for pid in workers if alive(pid)] == []
+        assert marked(marker) == []
+    finally:
+        kill_all(marker, *workers, *pids_in(pidfile))
+    assert report.interrupted and exit_code(report) == 2
+    assert [(v.check, v.status, v.message) for v in report.verdicts] == [
+        ("cpu.gemm", Status.ERROR, "interrupted while running (Ctrl-C or SIGTERM)"),
+        ("memory.stream", Status.SKIP, "not run: the run was interrupted")]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

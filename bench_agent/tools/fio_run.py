@@ -8,10 +8,10 @@ with a job error inside is a failure too.
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
 from bench_agent.tools.fio import TOOL, FioReport, parse_fio_report
+from bench_agent.tools.process import TOOL_GRACE_S, run_child
 
 
 def find_fio() -> str:
@@ -25,8 +25,10 @@ def engines(fio: str) -> set[str]:
     """Engines compiled into this fio (``fio --enghelp``); compiled is not usable:
     io_uring can still be refused by the kernel or a seccomp filter."""
     try:
-        done = subprocess.run([fio, "--enghelp"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        done = run_child([fio, "--enghelp"], timeout=10)
+    except OSError:
+        return set()
+    if done.timed_out:
         return set()
     return {line.strip() for line in done.stdout.splitlines()[1:] if line.strip()}
 
@@ -48,13 +50,16 @@ def run_fio(
         command.append("--readonly")
     command.append("-")
     try:
-        done = subprocess.run(command, input=job_file, capture_output=True, text=True,
-                              errors="replace",
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise CheckTimeout(f"fio ran past {timeout:.0f} s and was stopped") from exc
+        # Through the seam: at the time limit fio's job processes (fio forks one
+        # per job unless --thread) are stopped with it, not left running.
+        done = run_child(command, data=job_file.encode(), timeout=timeout, grace=TOOL_GRACE_S)
     except OSError as exc:
         raise ToolFailed(TOOL, f"cannot start {fio}: {exc}") from exc
+    if done.timed_out:
+        raise CheckTimeout(f"fio ran past {timeout:.0f} s and was stopped"
+                           + (f"; last output: {_tail(done.stderr, 300)}"
+                              if done.stderr.strip() else ""))
+    assert done.returncode is not None  # it exited: that is what ended the wait
     words = "\n".join(line for line in (done.stderr + "\n" + done.stdout).splitlines()
                       if line.strip() and not line.lstrip().startswith(("{", "}", '"')))
     if done.returncode != 0:

@@ -23,9 +23,9 @@ What the JSON means (iperf3's iperf_api.c, ``iperf_print_results`` and its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from typing import Any
 
 from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
 from bench_agent.model import Measurement
+from bench_agent.tools.process import TOOL_GRACE_S, spawn
 from bench_agent.tools.strict_json import REFUSE, Path, read_document, snippet
 from bench_agent.units import Unit
 
@@ -233,29 +234,22 @@ def run_parallel(commands: Sequence[list[str]], timeout: float) -> list[Iperf3Re
     """
     if shutil.which(TOOL) is None:
         raise ToolMissing(TOOL, "install iperf3 (apt install iperf3)")
-    procs: list[subprocess.Popen[str]] = []
     deadline = time.monotonic() + timeout
     outputs: list[tuple[int, str, str]] = []
-    try:
-        # Started inside the try: if a later client cannot start, the earlier ones
-        # are stopped in the finally below instead of running on.
-        for command in commands:
-            procs.append(subprocess.Popen(list(command), stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True, errors="replace"))
-        for proc in procs:
-            try:
-                stdout, stderr = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                raise CheckTimeout(f"iperf3 ran past {timeout:g} s "
-                                   f"({' '.join(map(str, commands[procs.index(proc)]))})"
-                                   ) from None
-            outputs.append((proc.returncode, stdout, stderr))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    # Every client is owned by the stack from its start: if a later one cannot
+    # start, or the time runs out, or we are interrupted, all are stopped.
+    with contextlib.ExitStack() as owned:
+        try:
+            children = [owned.enter_context(spawn(list(command), grace=TOOL_GRACE_S))
+                        for command in commands]
+        except OSError as exc:
+            raise ToolFailed(TOOL, f"cannot start {TOOL}: {exc}") from exc
+        for child in children:
+            done = child.finish(timeout=max(0.1, deadline - time.monotonic()))
+            if done.timed_out:
+                raise CheckTimeout(f"iperf3 ran past {timeout:g} s ({' '.join(child.command)})")
+            assert done.returncode is not None  # it exited: that is what ended the wait
+            outputs.append((done.returncode, done.stdout, done.stderr))
     results = []
     for returncode, stdout, stderr in outputs:
         try:

@@ -2,7 +2,7 @@
 
 runner.py's worker command is its seam for tests: these are real child processes
 that hang, crash or print garbage, so the runner's handling is tested for real.
-Usage: misbehaving_worker.py MODE [PIDFILE]
+Usage: misbehaving_worker.py MODE [PIDFILE [MARKER]]
 """
 
 import json
@@ -32,6 +32,15 @@ elif mode == "hang-with-escaped-grandchild":
                              start_new_session=True)
     with open(sys.argv[2], "w") as handle:
         handle.write(str(child.pid))
+    time.sleep(600)
+elif mode == "hang-with-tool":
+    # A check whose tool was started through the seam, as run_tool does.
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+    from bench_agent.tools.process import spawn
+
+    tool = spawn(["bash", "-c", f"exec -a {sys.argv[3]} sleep 600"])
+    with open(sys.argv[2], "w") as handle:
+        handle.write(str(tool.pid))
     time.sleep(600)
 elif mode == "realtime-signal":
     os.kill(os.getpid(), signal.SIGRTMIN + 1)  # default action: terminate
