@@ -13,21 +13,35 @@ The documents changed here are the captured outputs of tests/data.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from bench_agent.attest import NodeKey, make_statement, sign_payload, sign_report
+from bench_agent.display import print_table, printable
 from bench_agent.errors import ParseError
-from bench_agent.model import Measurement
+from bench_agent.exports import to_junit, to_prometheus
+from bench_agent.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.tools import PARSERS, parse_tool_output
+from bench_agent.units import Unit
+from bench_agent.upload import PUBLIC_KEY_HEADER
 from tests import hostile
+from tests.collector_support import Collector, Reply, envelope_bytes, make_report
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
@@ -189,3 +203,279 @@ def test_bench_agent_parse_refuses_in_one_line(tool: str, path: str, figure: str
     assert result.returncode == 2  # a CheckError: the output cannot be read
     assert result.stdout == ""
     assert one_line_error(result).startswith(f"bench-agent: cannot read {tool.split('-')[0]}")
+
+
+# --- the table ------------------------------------------------------------------------
+
+ALL_NAMES = {**hostile.LEGAL_NAMES, **hostile.CONTROL_NAMES}
+SAFE_CHECK, SAFE_DEVICE = "storage.randread", "nvme0n1"
+_SGR = re.compile(r"\x1b\[[0-9;]*m")  # rich's own styles (ECMA-48 SGR)
+
+
+def named_report(name: str) -> Report:
+    """``name`` in every field a person reads: host, suite, profile, check, device,
+    threshold, source, message. Check and device names cannot hold a control
+    character (model.check_name): there a control name is replaced by a safe one."""
+    legal = name in hostile.LEGAL_NAMES.values()
+    check = name if legal else SAFE_CHECK
+    device = name if legal else SAFE_DEVICE
+    metric = "storage.randread_4k_iops"
+    return Report(
+        report_id="6f1c2b8e-6a51-4a51-9d2e-1c5d3f7a9b10", agent_version="0.1.0", host=name,
+        inventory={"host": {"hostname": name}}, suite=NamedDigest(name, "a" * 64),
+        profile=NamedDigest(name, "b" * 64), started_at="2026-11-27T10:00:00Z",
+        finished_at="2026-11-27T10:01:30Z",
+        measurements=[Measurement(check, metric, 85512.5, Unit.IOPS, device=device),
+                      Measurement(check, metric, 1.0, Unit.IOPS, device=device + "-2")],
+        verdicts=[Verdict(check, Status.FAIL, metric, 85512.5, Unit.IOPS, name, name, name,
+                          device=device, threshold_id="iops-min")],
+        check_seconds={check: 1.5})
+
+
+def places(name: str) -> int:
+    """How often the table shows ``name``: host, suite and profile in the summary; the
+    verdict's check, device, threshold, message and source; the unjudged
+    measurement's check and device (a control name is only in the free text)."""
+    return 10 if name in hostile.LEGAL_NAMES.values() else 6
+
+
+class Terminal(io.StringIO):
+    """What rich sees on a terminal (pty-like): it styles, and it would interpret
+    markup in a str."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["rich", "plain"])
+@pytest.mark.parametrize("name", ALL_NAMES.values(), ids=ALL_NAMES)
+def test_the_table_shows_every_hostile_name_escaped(name: str, terminal: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    stream: io.StringIO = Terminal() if terminal else io.StringIO()
+    print_table(named_report(name), stream)
+    out = stream.getvalue()
+    for raw in ("\x00", "\x07", "\r", "\u202e"):
+        assert raw not in out
+    assert hostile.ESC not in (_SGR.sub("", out) if terminal else out)
+    shown = printable(name)
+    if len(shown) > 200:  # folded by rich across lines: every character is still there
+        assert out.count("n") >= places(name) * len(name)
+        assert out.count(shown) == places(name) or terminal
+    else:
+        assert out.count(shown) == places(name), out
+    if name not in hostile.LEGAL_NAMES.values():
+        assert name not in out  # the raw control name never
+
+
+# --- the exports ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL_NAMES.values(), ids=ALL_NAMES)
+def test_junit_is_valid_and_names_every_hostile_name(name: str) -> None:
+    import xmlschema
+
+    text = to_junit(named_report(name))
+    schema = xmlschema.XMLSchema(str(DATA / "junit" / "junit-10.xsd"))
+    assert [f"{e.reason} at {e.path}" for e in schema.iter_errors(text)] == []
+    root = ET.fromstring(text)
+    case = root.find("testsuite/testcase")
+    assert case is not None
+    failure = case.find("failure")
+    assert failure is not None
+    kept = re.sub("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]",
+                  lambda m: f"\\x{{{ord(m.group()):x}}}", name)
+    assert kept in (failure.get("message") or "") + (failure.text or "")
+    if name in hostile.LEGAL_NAMES.values():
+        assert name in case.attrib["name"] or name in case.attrib["classname"]
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package "
+                    "prometheus; `make test` installs it)")
+@pytest.mark.parametrize("name", ALL_NAMES.values(), ids=ALL_NAMES)
+def test_promtool_accepts_the_textfile_of_hostile_names(name: str) -> None:
+    assert PROMTOOL is not None
+    text = to_prometheus(named_report(name))
+    checked = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                             text=True, timeout=60)
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    devices = {s.labels.get("device") for f in families.values() for s in f.samples}
+    if name in hostile.LEGAL_NAMES.values():
+        assert name in devices  # the label holds the name as it is, escaped by the format
+
+
+# --- verify and report show -----------------------------------------------------------
+
+EXIT_FAIL, EXIT_REPORT = 1, 5  # cli.py: verify refuses (1), a report that cannot be read (5)
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A node key, its public PEM file, a good report and its envelope's text."""
+    folder = tmp_path_factory.mktemp("signed")
+    key = NodeKey.generate()
+    pem = folder / "node.pub"
+    pem.write_text(key.public.pem())
+    report = make_report("node-7")
+    envelope = json.dumps(sign_report(report, key), indent=2)
+    statement = json.dumps(make_statement(report), indent=2)
+    return {"key": key, "pem": pem, "report": report, "envelope": envelope,
+            "statement": statement, "folder": folder}
+
+
+def hostile_files(signed: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The envelope changed on disk, and hostile payloads under a valid signature."""
+    out = [(f"envelope-{name}", data)
+           for name, data in hostile.report_file_variants(signed["envelope"])]
+    out += [(f"signed-payload-{name}",
+             json.dumps(sign_payload(data, signed["key"])).encode())
+            for name, data in hostile.report_file_variants(signed["statement"])]
+    return out
+
+
+FILE_CASES = [name for name, _ in hostile.report_file_variants('{"a": 1}')]
+
+
+@pytest.mark.parametrize("where", ["envelope", "signed-payload"])
+@pytest.mark.parametrize("case", FILE_CASES)
+def test_verify_and_report_show_refuse_a_hostile_file_in_one_line(
+        signed: dict[str, Any], where: str, case: str, tmp_path: Path) -> None:
+    data = dict(hostile_files(signed))[f"{where}-{case}"]
+    path = tmp_path / "report.json"
+    path.write_bytes(data)
+    verified = run_cli("verify", str(path), "--pubkey", str(signed["pem"]))
+    assert verified.returncode == EXIT_FAIL, verified.stderr
+    assert verified.stdout == ""
+    line = one_line_error(verified)
+    assert line.startswith(f"bench-agent: {path}: ")
+    assert "NOT VERIFIED" in line or where == "envelope", line
+    shown = run_cli("report", "show", str(path))
+    assert shown.returncode == EXIT_REPORT, shown.stderr
+    assert shown.stdout == ""
+    assert one_line_error(shown).startswith(f"bench-agent: {path}: ")
+
+
+def test_the_good_file_verifies_and_shows(signed: dict[str, Any], tmp_path: Path) -> None:
+    """The hostile files above are refused for what was changed, not for the base."""
+    path = tmp_path / "report.json"
+    path.write_text(signed["envelope"])
+    verified = run_cli("verify", str(path), "--pubkey", str(signed["pem"]))
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith("verified: subject node-7 sha256:")
+    shown = run_cli("report", "show", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "node-7: PASS" in shown.stdout
+
+
+# --- the collector --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    """The real collector (`bench-agent collector serve`, SQLite) on loopback; nodes
+    enroll with their first report (--auto-enroll)."""
+    pytest.importorskip("fastapi")
+    folder = tmp_path_factory.mktemp("collector")
+    server = Collector(f"sqlite:///{folder / 'collector.db'}", folder / "server.log",
+                       "--auto-enroll", "--no-access-log")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+NODE_KEYS: dict[str, NodeKey] = {}
+
+
+def post_signed(server: Collector, report: dict[str, Any]) -> Reply:
+    """The report signed by its node's key (one per node: auto-enroll trusts a
+    node's first key only)."""
+    key = NODE_KEYS.setdefault(report["host"], NodeKey.generate())
+    offered = base64.b64encode(key.public.raw).decode()
+    return server.post(envelope_bytes(report, key), {PUBLIC_KEY_HEADER: offered})
+
+
+def refused(reply: Reply, status: int, reason: str) -> str:
+    """The refusal's detail, after checking its status and reason code."""
+    assert reply.status == status, (reply.status, reply.body[:300])
+    body = reply.json()
+    assert body["error"] == reason, body
+    assert isinstance(body["detail"], str) and body["detail"]
+    return str(body["detail"])
+
+
+@pytest.mark.parametrize("case", FILE_CASES)
+def test_the_collector_refuses_a_hostile_body_with_its_reason(
+        collector: Collector, signed: dict[str, Any], case: str) -> None:
+    body = dict(hostile_files(signed))[f"envelope-{case}"]
+    reply = collector.post(body)
+    if case == "not-an-object":
+        refused(reply, 400, "not_envelope")
+    else:
+        refused(reply, 400, "malformed_json")
+
+
+@pytest.mark.parametrize("case", FILE_CASES)
+def test_the_collector_refuses_a_hostile_signed_payload_with_its_reason(
+        collector: Collector, signed: dict[str, Any], case: str) -> None:
+    body = dict(hostile_files(signed))[f"signed-payload-{case}"]
+    offered = base64.b64encode(signed["key"].public.raw).decode()
+    refused(collector.post(body, {PUBLIC_KEY_HEADER: offered}), 422, "invalid_report")
+
+
+# Where a name goes in a report, and which names the collector must refuse there.
+NAME_FIELDS = ["host", "check", "device", "message"]
+
+
+def report_named(name: str, field: str) -> dict[str, Any]:
+    report = make_report(name if field == "host" else "node-hostile")
+    measurement, verdict = report["measurements"][0], report["verdicts"][0]
+    if field in ("check", "device"):
+        measurement[field], verdict[field] = name, name
+    elif field == "message":
+        verdict["status"], verdict["message"] = "FAIL", name
+        report["status"] = "FAIL"
+    report["report_id"] = str(uuid.uuid4())
+    return report
+
+
+def storable(name: str, field: str) -> bool:
+    """Control and format characters never name anything (model.check_name); a
+    message may hold them, except NUL (PostgreSQL text) and bidirectional controls
+    (model.check_text). A node name has at most 255 characters (db.NAME_LENGTH)."""
+    if field == "message":
+        return "\x00" not in name and "\u202e" not in name
+    if field == "host" and len(name) > 255:
+        return False
+    return name in hostile.LEGAL_NAMES.values() and len(name) <= 255
+
+
+@pytest.mark.parametrize("field", NAME_FIELDS)
+@pytest.mark.parametrize("name", ALL_NAMES.values(), ids=ALL_NAMES)
+def test_the_collector_stores_a_legal_name_and_refuses_the_others(
+        collector: Collector, name: str, field: str) -> None:
+    reply = post_signed(collector, report_named(name, field))
+    if not storable(name, field):
+        detail = refused(reply, 422, "invalid_report")
+        assert "contains" in detail or "character" in detail, detail
+        return
+    assert reply.status == 201, reply.body[:300]
+    report_id = reply.json()["id"]
+    node = name if field == "host" else "node-hostile"
+    import markupsafe  # Jinja2's escaping, what the pages use
+
+    escaped = str(markupsafe.escape(name))
+    pages = ["/", f"/nodes/{quote(node, safe='')}", f"/reports/{report_id}"]
+    for page in pages:
+        got = collector.get(page)
+        assert got.status == 200, (page, got.body[:300])
+        html = got.body.decode("utf-8")
+        assert "<script>alert(1)</script>" not in html
+        # The fleet and node pages name nodes and suites; the report page shows
+        # every verdict's check, device and message.
+        if field == "host" or page.startswith("/reports/"):
+            assert escaped in html, page
