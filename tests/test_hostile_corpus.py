@@ -479,3 +479,68 @@ def test_the_collector_stores_a_legal_name_and_refuses_the_others(
         # every verdict's check, device and message.
         if field == "host" or page.startswith("/reports/"):
             assert escaped in html, page
+
+
+# --- nothing is a PASS ------------------------------------------------------------------
+
+FIO_OUTPUT = "fio/randread_4k_libaio_numjobs2_grouped.json"
+# A fio that names its engines and prints the given document for any job: the
+# storage check runs it as it runs the real one (tools/fio_run.py).
+FAKE_FIO = """#!/bin/sh
+if [ "$1" = "--enghelp" ]; then printf 'Available IO engines:\\n\\tlibaio\\n\\tpsync\\n'; exit 0; fi
+cat > /dev/null
+cat "{document}"
+"""
+TINY_RANDREAD = """name: hostile-fio
+description: storage.randread, small, against a fio that lies
+checks:
+  - check: storage.randread
+    timeout: 60s
+    params: {iodepth: 1, numjobs: 1, runtime: 1s, ramp_time: 0s, size: 1MiB}
+"""
+
+
+def run_with_fake_fio(document: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str],
+                                                              dict[str, Any]]:
+    """`bench-agent run` of storage.randread with ``document`` as fio's output:
+    (the process, the report it wrote)."""
+    bin_dir, target, out = tmp_path / "bin", tmp_path / "target", tmp_path / "out"
+    for folder in (bin_dir, target):
+        folder.mkdir()
+    (tmp_path / "fio-output.json").write_text(document, encoding="utf-8")
+    fake = bin_dir / "fio"
+    fake.write_text(FAKE_FIO.format(document=tmp_path / "fio-output.json"))
+    fake.chmod(0o755)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(TINY_RANDREAD)
+    result = run_cli("run", "--suite-file", str(suite), "--target", str(target), "--no-sign",
+                     "--output", str(out), env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+                     cwd=tmp_path)
+    reports = list(out.glob("*/*.json"))
+    assert len(reports) == 1, (result.stdout, result.stderr)
+    return result, json.loads(reports[0].read_text())
+
+
+def test_the_true_fio_output_is_judged(tmp_path: Path) -> None:
+    """The base of the cases below: 85.5 kIOPS fails the guide's > 100K IOPS."""
+    result, report = run_with_fake_fio((DATA / FIO_OUTPUT).read_text(), tmp_path)
+    assert (result.returncode, report["status"]) == (1, "FAIL"), result.stderr
+    iops = [m for m in report["measurements"] if m["metric"] == "storage.randread_4k_iops"]
+    assert [m["value"] for m in iops] == [85512.487512]
+
+
+RUN_CASES = ["json-duplicate-key", "json-nan", "json-huge-int", "json-truncated",
+             "json-null-figure"]
+
+
+@pytest.mark.parametrize("variant_id", RUN_CASES)
+def test_a_run_whose_fio_lies_is_an_error_not_a_pass(variant_id: str, tmp_path: Path) -> None:
+    text = (DATA / FIO_OUTPUT).read_text()
+    variant = next(v for v in hostile.json_variants(text, "iops") if v.id == variant_id)
+    result, report = run_with_fake_fio(variant.text, tmp_path)
+    assert (result.returncode, report["status"]) == (2, "ERROR"), result.stderr
+    assert report["measurements"] == []
+    (verdict,) = report["verdicts"]
+    assert (verdict["check"], verdict["status"]) == ("storage.randread", "ERROR")
+    assert verdict["message"].startswith("cannot read fio output: ")
+    assert "Traceback" not in result.stderr + result.stdout
