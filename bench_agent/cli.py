@@ -67,7 +67,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench_agent.config import DEFAULT_PROFILE, load_profile_named, load_suite, resolve_targets
     from bench_agent.display import make_progress
     from bench_agent.runner import Runner
+    from bench_agent.upload import check_collector_url
 
+    if args.upload:
+        check_collector_url(args.upload)  # before the run, not after an hour of it
     if args.suite_file is not None:
         if args.targets:
             raise _usage("give either targets or --suite-file, not both")
@@ -134,7 +137,10 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     from bench_agent.config import data_dir
     from bench_agent.runner import host_identity
     from bench_agent.units import UnitError, parse_duration
+    from bench_agent.upload import check_collector_url
 
+    if args.upload:
+        check_collector_url(args.upload)  # before the run, not after it
     try:
         duration = parse_duration(args.duration)
     except UnitError as exc:

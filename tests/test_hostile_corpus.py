@@ -544,3 +544,68 @@ def test_a_run_whose_fio_lies_is_an_error_not_a_pass(variant_id: str, tmp_path: 
     assert (verdict["check"], verdict["status"]) == ("storage.randread", "ERROR")
     assert verdict["message"].startswith("cannot read fio output: ")
     assert "Traceback" not in result.stderr + result.stdout
+
+
+# --- upload ----------------------------------------------------------------------------
+
+BAD_URLS = ["collector:8080", "http://", "http://[::1", "http://a b/", "http://x:port/",
+            "ftp://collector/"]
+
+
+def spool_with_a_report(tmp_path: Path, body: bytes) -> Path:
+    report = tmp_path / "spool" / "node-7" / "20261127T100000Z-quick.json"
+    report.parent.mkdir(parents=True)
+    report.write_bytes(body)
+    return report
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_upload_to_a_url_that_is_no_http_url_is_a_usage_error(
+        url: str, signed: dict[str, Any], tmp_path: Path) -> None:
+    report = spool_with_a_report(tmp_path, signed["envelope"].encode())
+    result = run_cli("upload", "--collector", url, "--output", str(tmp_path / "spool"),
+                     "--key", str(tmp_path / "no-key"))
+    assert result.returncode == 3, result.stderr
+    assert one_line_error(result).startswith(f"bench-agent: collector URL {url!r}")
+    assert report.read_text() == signed["envelope"]  # waiting, untouched
+
+
+def test_run_upload_to_a_url_without_scheme_stops_before_running(tmp_path: Path) -> None:
+    result = run_cli("run", "--suite-file", str(DATA / "suites" / "tiny-cpu.yaml"), "--no-sign",
+                     "--output", str(tmp_path / "out"), "--upload", "collector:8080")
+    assert result.returncode == 3
+    assert "give it as http://HOST:PORT" in one_line_error(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_spool_file_the_collector_would_refuse_waits_unread(
+        collector: Collector, signed: dict[str, Any], tmp_path: Path) -> None:
+    """Read as strictly as the collector reads it: NaN in an unsigned field is not
+    sent (and refused, and moved to rejected/), it is counted and stays."""
+    text = signed["envelope"]
+    report = spool_with_a_report(tmp_path, ('{"note": NaN, ' + text[1:]).encode())
+    result = run_cli("upload", "--collector", collector.url, "--output",
+                     str(tmp_path / "spool"), "--key", str(tmp_path / "no-key"))
+    assert result.returncode == 2, result.stderr
+    assert "not a readable JSON file: NaN is not a JSON number" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert report.exists() and not (report.parent / "rejected").exists()
+
+
+def test_a_refusal_with_a_hostile_body_is_kept_with_its_words(
+        signed: dict[str, Any], tmp_path: Path) -> None:
+    """The collector's answer is read strictly too: a body nested 100,000 deep (a
+    RecursionError for json.loads) is a reason, quoted, not a crash."""
+    from bench_agent.upload import Response, upload_spool
+
+    report = spool_with_a_report(tmp_path, signed["envelope"].encode())
+    deep = "[" * 100_000
+
+    def answer(url: str, body: bytes, timeout: float, headers: dict[str, str]) -> Response:
+        return Response(400, {"content-type": "application/json"}, deep)
+
+    result = upload_spool(tmp_path / "spool", "http://127.0.0.1:9", transport=answer)
+    assert result.exit_code == 1
+    (rejected, reason), = result.rejected
+    assert rejected == report.parent / "rejected" / report.name
+    assert reason == "HTTP 400: " + deep[:500]
