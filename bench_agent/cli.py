@@ -53,7 +53,9 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
 
     inventory = collect_inventory(args.sysroot)
     if args.json:
-        print(json.dumps(inventory, indent=2))
+        from bench_agent.model import finite_inventory
+
+        print(json.dumps(finite_inventory(inventory), indent=2))
     else:
         print_inventory(inventory)
     return EXIT_OK
@@ -337,7 +339,7 @@ def _save_report(args: argparse.Namespace, report: Report) -> _Saved:
     attempts = [(primary, writer(text), note)]
     attempts += [(report_path(d, report).with_name(primary.name), writer(text), note)
                  for d in elsewhere]
-    compact = json.dumps(report.to_dict(), separators=(",", ":")) + "\n"
+    compact = report.to_json(compact=True)
     compact_note = "UNSIGNED compact copy: the full report did not fit anywhere"
     attempts += [(_unsigned_name(report_path(d, report)), writer(compact), compact_note)
                  for d in [args.output, *elsewhere]]

@@ -32,9 +32,9 @@ from urllib.parse import quote
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench_agent.attest import NodeKey, make_statement, sign_payload, sign_report
+from bench_agent.attest import NodeKey, loads_strict, make_statement, sign_payload, sign_report
 from bench_agent.display import print_table, printable
-from bench_agent.errors import ParseError
+from bench_agent.errors import ParseError, ReportError
 from bench_agent.exports import to_junit, to_prometheus
 from bench_agent.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.tools import PARSERS, parse_tool_output
@@ -609,3 +609,115 @@ def test_a_refusal_with_a_hostile_body_is_kept_with_its_words(
     (rejected, reason), = result.rejected
     assert rejected == report.parent / "rejected" / report.name
     assert reason == "HTTP 400: " + deep[:500]
+
+
+# --- NaN made by the agent itself ----------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["params", "stats"])
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_a_measurement_refuses_nan_in_its_params_and_stats(field: str, number: float) -> None:
+    values = {"params": {"runtime": 30, "jobs": [{"depth": number}]}, "stats": {"p99": number}}
+    where = {"params": r"params\.jobs\[0\]\.depth", "stats": r"stats\.p99"}[field]
+    with pytest.raises(ValueError, match=rf"^m\.x: {where}: NaN or an infinity is no figure"):
+        Measurement("c", "m.x", 1.0, Unit.SECONDS, **{field: values[field]})  # type: ignore[arg-type]
+
+
+def nan_inventory_report() -> Report:
+    report = named_report("node-nan")
+    report.inventory = {"host": {"hostname": "node-nan"},
+                        "gpus": [{"index": 0, "power_w": math.nan, "temp_c": math.inf}]}
+    return report
+
+
+def test_a_fact_read_as_nan_is_written_as_null_and_named(tmp_path: Path) -> None:
+    data = loads_strict(nan_inventory_report().to_json())
+    assert data["inventory"]["gpus"] == [{"index": 0, "power_w": None, "temp_c": None}]
+    assert data["inventory"]["non_finite_facts"] == ["gpus[0].power_w", "gpus[0].temp_c"]
+    compact = loads_strict(nan_inventory_report().to_json(compact=True))
+    assert compact == data
+
+
+def test_a_report_with_a_nan_fact_is_signed_as_strict_json_and_stored(
+        collector: Collector, signed: dict[str, Any], tmp_path: Path) -> None:
+    """Before: json.dumps signed "NaN" into the payload, which verify, report show
+    and the collector then refused, so the run's report could go nowhere."""
+    report = nan_inventory_report().to_dict()
+    report["host"] = "node-nan"
+    envelope = sign_report(report, signed["key"])
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(envelope))
+    assert run_cli("verify", str(path), "--pubkey", str(signed["pem"])).returncode == 0
+    shown = run_cli("report", "show", str(path))
+    assert shown.returncode == 1 and "node-nan: FAIL" in shown.stdout, shown.stderr
+    key = NODE_KEYS.setdefault("node-nan", NodeKey.generate())
+    reply = collector.post(json.dumps(sign_report(report, key)).encode(),
+                           {PUBLIC_KEY_HEADER: base64.b64encode(key.public.raw).decode()})
+    assert reply.status == 201, reply.body[:300]
+
+
+def test_a_nan_that_reaches_the_writer_is_refused_where_it_is() -> None:
+    report = named_report("node-nan")
+    report.series = {"load.cpu_matmul": [[0.0, 1.0], [1.0, math.nan]]}
+    with pytest.raises(ReportError, match=r"NaN or an infinity at series\.load\.cpu_matmul"
+                                          r"\[1\]\[1\], which JSON cannot carry"):
+        report.to_json()
+    with pytest.raises(ReportError, match=r"at predicate\.series\.load\.cpu_matmul\[1\]\[1\]"):
+        sign_report(report.to_dict(), NodeKey.generate())
+
+
+# --- burn-in series ------------------------------------------------------------------
+
+
+def test_a_burnin_reading_of_nan_is_no_point_and_the_series_stays_strict(
+        tmp_path: Path) -> None:
+    from bench_agent.burnin import SeriesWriter, read_series
+    from bench_agent.burnin_health import HealthRules, Limits
+
+    rules = HealthRules(Limits(), ["cpu_matmul"])
+    sample = {"type": "sample", "elapsed": 5.0, "loads": {"cpu_matmul": math.nan},
+              "cpu": {"temp_c_max": math.inf, "load1": 0.5}}
+    rules.feed(sample)
+    assert rules.series == {"cpu.load1": [(5.0, 0.5)]}
+    writer = SeriesWriter(tmp_path / "s.jsonl")
+    writer.write({"type": "start", "host": "n1"})
+    writer.write(sample)
+    writer.close()
+    assert read_series(tmp_path / "s.jsonl")[1] == {
+        "type": "sample", "elapsed": 5.0, "loads": {"cpu_matmul": None},
+        "cpu": {"temp_c_max": None, "load1": 0.5}}
+
+
+@pytest.mark.parametrize("line", ['{"type": "sample", "elapsed": NaN}',
+                                  '{"type": "sample", "type": "end"}',
+                                  '{"type": "sample", "elapsed": ' + "9" * 5000 + "}",
+                                  "[" * 100_000, "\x00garbage"])
+def test_a_damaged_series_line_is_named_not_skipped(line: str, tmp_path: Path) -> None:
+    series = tmp_path / "s.jsonl"
+    start = json.dumps({"type": "start", "host": "n1", "started_at": "2026-11-27T10:00:00Z"})
+    series.write_text(f"{start}\n{line}\n" + json.dumps({"type": "end"}) + "\n")
+    result = run_cli("report", "show", str(series))
+    assert result.returncode == EXIT_REPORT
+    assert one_line_error(result).startswith(f"bench-agent: {series}: line 2 is not a ")
+    # The last line alone may be cut by a crash: it is ignored, as before.
+    series.write_text(f"{start}\n{line}")
+    assert run_cli("report", "show", str(series)).returncode != EXIT_REPORT
+
+
+# --- fleet ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["nan", "duplicate-key", "huge-int", "deep"])
+def test_fleet_skips_a_hostile_report_and_says_so(case: str, signed: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    from bench_agent.fleet import load_dir
+
+    good = tmp_path / "good.json"
+    good.write_text(signed["envelope"])
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(dict(hostile.report_file_variants(json.dumps(signed["report"])))[case])
+    data = load_dir(tmp_path)
+    assert data.reports == 1
+    (problem,) = data.unreadable
+    assert problem.startswith(f"{bad}: ")
