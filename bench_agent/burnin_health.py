@@ -9,7 +9,6 @@ killed run's time series can be judged again from its JSON-lines file.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -81,7 +80,14 @@ def sample_cpu(root: Path = Path("/")) -> dict[str, Any]:
 def parse_smart_log(text: str) -> dict[str, float]:
     """nvme-cli `smart-log -o json`: temperature (Kelvin in nvme-cli's JSON, as in
     the NVMe spec's SMART log), media errors, percentage used."""
-    data = json.loads(text)
+    from bench_agent.attest import loads_strict
+    from bench_agent.errors import StrictJSONError
+
+    try:
+        # Strict: "temperature": Infinity (or 1e400) would be a reading of +inf °C.
+        data = loads_strict(text)
+    except StrictJSONError as exc:
+        raise ValueError(f"nvme smart-log printed no readable JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"nvme smart-log printed a JSON {type(data).__name__}, not an object")
     out: dict[str, float] = {}

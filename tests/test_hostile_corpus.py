@@ -721,3 +721,14 @@ def test_fleet_skips_a_hostile_report_and_says_so(case: str, signed: dict[str, A
     assert data.reports == 1
     (problem,) = data.unreadable
     assert problem.startswith(f"{bad}: ")
+
+
+@pytest.mark.parametrize("text", ['{"temperature": Infinity}', '{"temperature": 1e400}',
+                                  '{"temperature": 310, "temperature": 9999}',
+                                  '{"media_errors": NaN}'])
+def test_a_hostile_smart_log_is_no_reading(text: str) -> None:
+    from bench_agent.burnin_health import parse_smart_log
+
+    # sample_nvme turns a ValueError into "unreadable" for the drive.
+    with pytest.raises(ValueError, match="nvme smart-log printed no readable JSON: "):
+        parse_smart_log(text)
