@@ -376,7 +376,10 @@ def sign_payload(payload: bytes, key: NodeKey, payload_type: str = PAYLOAD_TYPE)
 
 def sign_report(report: dict[str, Any], key: NodeKey) -> dict[str, Any]:
     """The DSSE envelope of the report's in-toto statement."""
-    payload = json.dumps(make_statement(report), indent=None, sort_keys=True).encode()
+    from bench_agent.model import dumps_finite
+
+    # No NaN: what is signed here must be what every strict reader accepts.
+    payload = dumps_finite(make_statement(report), indent=None, sort_keys=True).encode()
     return sign_payload(payload, key)
 
 

@@ -16,6 +16,7 @@ from it, which `bench-agent report show FILE.jsonl` prints.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench_agent import __version__
+from bench_agent.attest import loads_strict
 from bench_agent.burnin_health import (
     HealthRules,
     Limits,
@@ -41,8 +43,8 @@ from bench_agent.burnin_health import (
 )
 from bench_agent.burnin_loads import NOT_APPLICABLE
 from bench_agent.config import _read_yaml, _validation_error, data_dir
-from bench_agent.errors import ConfigError, ReportError
-from bench_agent.model import NamedDigest, Report, Status, Verdict
+from bench_agent.errors import ConfigError, ReportError, StrictJSONError
+from bench_agent.model import NamedDigest, Report, Status, Verdict, finite_or_none
 from bench_agent.tools.process import Child, spawn
 from bench_agent.units import UnitError, parse_duration
 
@@ -129,7 +131,9 @@ class SeriesWriter:
         self._handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record) + "\n")
+        # A reading that is NaN or infinite is written as null (not known): a NaN
+        # in the file would make every later line unreadable to read_series.
+        self._handle.write(json.dumps(finite_or_none(record), allow_nan=False) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
@@ -138,19 +142,26 @@ class SeriesWriter:
 
 
 def read_series(path: Path) -> list[dict[str, Any]]:
-    """Every complete line; a last line cut by a crash is ignored."""
+    """Every line, read strictly (attest.loads_strict, as a report is); a last line
+    cut by a crash is ignored. Any other line that is not a JSON object is a
+    ReportError naming it: SeriesWriter writes whole, fsynced lines, so a damaged
+    line before the last is not a crash's doing, and skipping it would hide it."""
     records = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().splitlines()
     except OSError as exc:
         raise ReportError(f"{path}: cannot read: {exc.strerror}") from exc
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
+            record = loads_strict(line)
+        except StrictJSONError as exc:
+            if number == len(lines):
+                continue  # cut short by a crash mid-write
+            raise ReportError(f"{path}: line {number} is not a readable record: {exc}"
+                              ) from exc
+        if not isinstance(record, dict):
+            raise ReportError(f"{path}: line {number} is not a JSON object")
+        records.append(record)
     if not records or records[0].get("type") != "start":
         raise ReportError(f"{path}: not a bench-agent burn-in series")
     return records
@@ -187,8 +198,10 @@ class RunningLoad:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             try:
-                value = float(json.loads(line)["value"])
-            except (ValueError, KeyError, TypeError):
+                value = float(loads_strict(line)["value"])
+            except (StrictJSONError, ValueError, KeyError, TypeError):
+                continue  # not a reading (a load prints one JSON line per reading)
+            if not math.isfinite(value):
                 continue
             with self.lock:
                 self.latest = value

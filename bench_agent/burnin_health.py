@@ -9,7 +9,7 @@ killed run's time series can be judged again from its JSON-lines file.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import shutil
 import statistics
@@ -80,7 +80,14 @@ def sample_cpu(root: Path = Path("/")) -> dict[str, Any]:
 def parse_smart_log(text: str) -> dict[str, float]:
     """nvme-cli `smart-log -o json`: temperature (Kelvin in nvme-cli's JSON, as in
     the NVMe spec's SMART log), media errors, percentage used."""
-    data = json.loads(text)
+    from bench_agent.attest import loads_strict
+    from bench_agent.errors import StrictJSONError
+
+    try:
+        # Strict: "temperature": Infinity (or 1e400) would be a reading of +inf °C.
+        data = loads_strict(text)
+    except StrictJSONError as exc:
+        raise ValueError(f"nvme smart-log printed no readable JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"nvme smart-log printed a JSON {type(data).__name__}, not an object")
     out: dict[str, float] = {}
@@ -168,7 +175,10 @@ class HealthRules:
         out.append(event)
 
     def _track(self, name: str, elapsed: float, value: float) -> None:
-        self.series.setdefault(name, []).append((elapsed, value))
+        # NaN or an infinity is no reading (SeriesWriter writes it as null); kept,
+        # it would make the report one that JSON cannot carry.
+        if math.isfinite(value) and math.isfinite(elapsed):
+            self.series.setdefault(name, []).append((elapsed, value))
 
     def settled(self, load: str) -> bool:
         """The load's end has been judged already (crashed, stuck, or not applicable)."""
@@ -240,7 +250,7 @@ class HealthRules:
                 f"cannot read the SMART log of {device}: {smart['unreadable']}", device), out)
 
     def _check_drop(self, load: str, t: float, out: list[Event]) -> None:
-        points = self.series[f"load.{load}"]
+        points = self.series.get(f"load.{load}", [])  # none yet if every reading was NaN
         early = [v for (when, v) in points if when <= self.limits.baseline_seconds]
         if t <= self.limits.baseline_seconds or not early or len(points) < 3:
             return

@@ -53,7 +53,9 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
 
     inventory = collect_inventory(args.sysroot)
     if args.json:
-        print(json.dumps(inventory, indent=2))
+        from bench_agent.model import finite_inventory
+
+        print(json.dumps(finite_inventory(inventory), indent=2))
     else:
         print_inventory(inventory)
     return EXIT_OK
@@ -67,7 +69,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench_agent.config import DEFAULT_PROFILE, load_profile_named, load_suite, resolve_targets
     from bench_agent.display import make_progress
     from bench_agent.runner import Runner
+    from bench_agent.upload import check_collector_url
 
+    if args.upload:
+        check_collector_url(args.upload)  # before the run, not after an hour of it
     if args.suite_file is not None:
         if args.targets:
             raise _usage("give either targets or --suite-file, not both")
@@ -134,7 +139,10 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     from bench_agent.config import data_dir
     from bench_agent.runner import host_identity
     from bench_agent.units import UnitError, parse_duration
+    from bench_agent.upload import check_collector_url
 
+    if args.upload:
+        check_collector_url(args.upload)  # before the run, not after it
     try:
         duration = parse_duration(args.duration)
     except UnitError as exc:
@@ -331,7 +339,7 @@ def _save_report(args: argparse.Namespace, report: Report) -> _Saved:
     attempts = [(primary, writer(text), note)]
     attempts += [(report_path(d, report).with_name(primary.name), writer(text), note)
                  for d in elsewhere]
-    compact = json.dumps(report.to_dict(), separators=(",", ":")) + "\n"
+    compact = report.to_json(compact=True)
     compact_note = "UNSIGNED compact copy: the full report did not fit anywhere"
     attempts += [(_unsigned_name(report_path(d, report)), writer(compact), compact_note)
                  for d in [args.output, *elsewhere]]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import urllib.parse
 import urllib.request
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench_agent.errors import ReportError
+from bench_agent.errors import ReportError, StrictJSONError
 from bench_agent.metrics import METRICS
 from bench_agent.units import Unit, format_value
 
@@ -63,17 +62,20 @@ def _rows_of(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def load_dir(folder: Path) -> FleetData:
     """Every report under folder (signed envelopes or plain JSON), recursively."""
+    from bench_agent.attest import loads_strict
+
     data = FleetData()
-    decoder = json.JSONDecoder()
     for path in sorted(folder.rglob("*.json")):
         if path.parent.name == "schema":
             continue
         try:
-            raw = decoder.decode(path.read_text(encoding="utf-8"))
+            # As strictly as verify, report show and the collector read reports: a
+            # duplicate "value" or a NaN is not a figure to compare nodes by.
+            raw = loads_strict(path.read_bytes())
             if isinstance(raw, dict) and "payloadType" in raw:
-                statement = json.loads(base64.b64decode(raw["payload"]))
-                raw = statement.get("predicate")
-        except (OSError, UnicodeDecodeError, ValueError, KeyError) as exc:
+                statement = loads_strict(base64.b64decode(raw["payload"], validate=True))
+                raw = statement.get("predicate") if isinstance(statement, dict) else None
+        except (OSError, StrictJSONError, ValueError, KeyError, TypeError) as exc:
             data.unreadable.append(f"{path}: {exc}")
             continue
         if not isinstance(raw, dict) or "measurements" not in raw:
@@ -107,9 +109,14 @@ def load_collector(url: str, timeout: float = 60) -> FleetData:
 def _load_collector(base: str, timeout: float) -> FleetData:
     data = FleetData()
 
+    from bench_agent.attest import loads_strict
+
     def get(path: str) -> Any:
         with urllib.request.urlopen(base + path, timeout=timeout) as reply:
-            return json.loads(reply.read())
+            try:
+                return loads_strict(reply.read())
+            except StrictJSONError as exc:
+                raise ValueError(f"{path}: not the collector's JSON: {exc}") from exc
 
     nodes = get("/v1/nodes")
     nodes = nodes.get("nodes", nodes) if isinstance(nodes, dict) else nodes

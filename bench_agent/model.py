@@ -69,6 +69,57 @@ def check_text(value: str, what: str) -> str:
     return value
 
 
+def non_finite_paths(value: Any, where: str = "") -> list[str]:
+    """Where ``value`` (JSON-like: dicts, lists, numbers, text) holds NaN or an
+    infinity, as "gpus[0].power_w" paths. One iterative walk: no nesting can
+    exhaust the interpreter's recursion limit."""
+    found: list[str] = []
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            found.append(path or "the value")
+        elif isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+    return sorted(found)
+
+
+def finite_or_none(value: Any) -> Any:
+    """A copy of ``value`` with every NaN and infinity replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+# The inventory key that lists the facts read as NaN or an infinity (a sensor
+# that answered "nan"): each is written as null, "not known", and named here.
+NON_FINITE_FACTS = "non_finite_facts"
+
+
+def finite_inventory(inventory: dict[str, Any]) -> dict[str, Any]:
+    """``inventory`` as JSON can carry it: JSON has no NaN or Infinity (RFC 8259,
+    section 6), and a report that held one would be signed here and refused by
+    every strict reader (verify, report show, the collector). A fact that is not
+    a number is not known: null, and its path listed under NON_FINITE_FACTS."""
+    paths = non_finite_paths(inventory)
+    if not paths:
+        return inventory
+    return {**finite_or_none(inventory), NON_FINITE_FACTS: paths}
+
+
+def _check_finite(value: Any, what: str) -> None:
+    paths = non_finite_paths(value, what)
+    if paths:
+        raise ValueError(f"{', '.join(paths[:5])}: NaN or an infinity is no figure (JSON "
+                         "cannot carry it)")
+
+
 class Status(StrEnum):
     """Verdict statuses, from best to worst for the exit code."""
 
@@ -123,6 +174,10 @@ class Measurement:
         if not all(math.isfinite(s) for s in samples):
             raise ValueError(f"{self.metric}: samples must be finite")
         object.__setattr__(self, "samples", samples)
+        # Refused here, where the check builds them, rather than signed into a
+        # report that no strict reader accepts.
+        _check_finite(self.params, f"{self.metric}: params")
+        _check_finite(self.stats, f"{self.metric}: stats")
 
     @property
     def display(self) -> str:
@@ -310,15 +365,18 @@ class Report:
             "finished_at": self.finished_at,
             "suite": self.suite.to_dict(),
             "profile": self.profile.to_dict(),
-            "inventory": self.inventory,
+            "inventory": finite_inventory(self.inventory),
             "measurements": [m.to_dict() for m in self.measurements],
             "verdicts": [v.to_dict() for v in self.verdicts],
             **({"series": self.series} if self.series else {}),
             **({"check_seconds": self.check_seconds} if self.check_seconds else {}),
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+    def to_json(self, compact: bool = False) -> str:
+        """The report as JSON text; ReportError naming the place of a NaN or an
+        infinity that reached it (JSON cannot carry one: see finite_inventory)."""
+        return dumps_finite(self.to_dict(), indent=None if compact else 2,
+                            separators=(",", ":") if compact else None) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
@@ -350,6 +408,17 @@ class Report:
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             # OverflowError: float() of an integer past 1e308 (a number in samples).
             raise ReportError(f"malformed report: {type(exc).__name__}: {exc}") from exc
+
+
+def dumps_finite(data: Any, **options: Any) -> str:
+    """json.dumps that refuses NaN and infinities (ReportError naming where) instead
+    of writing the ``NaN`` that is not JSON."""
+    try:
+        return json.dumps(data, allow_nan=False, **options)
+    except ValueError as exc:
+        where = ", ".join(non_finite_paths(data)[:5]) or str(exc)
+        raise ReportError(f"the report holds NaN or an infinity at {where}, which JSON "
+                          "cannot carry; it is not written or signed") from exc
 
 
 def _check_seconds(raw: Any) -> dict[str, float]:

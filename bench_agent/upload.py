@@ -61,7 +61,6 @@ import binascii
 import fcntl
 import hashlib
 import http.client
-import json
 import os
 import random
 import time
@@ -72,7 +71,10 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
+
+from bench_agent.attest import loads_strict
+from bench_agent.errors import StrictJSONError, UsageError
 
 SENT = "sent"
 REJECTED = "rejected"
@@ -235,8 +237,10 @@ def _load(path: Path) -> _Sendable | _NotSendable | None:
     except OSError as exc:
         return _NotSendable(False, f"not a readable JSON file: {exc}")
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # As strictly as the collector reads it (collector/ingest.py): a file it
+        # would refuse as malformed JSON stays here, counted, rather than rejected.
+        data = loads_strict(body)
+    except StrictJSONError as exc:
         return _NotSendable(False, f"not a readable JSON file: {exc}")
     if not isinstance(data, dict) or "payloadType" not in data:
         return _NotSendable(True, UNSIGNED)
@@ -258,8 +262,8 @@ def _payload_digest(payload: object) -> str | None:
 def _not_acknowledged(response: Response, digest: str | None) -> str | None:
     """None if the answer names the report's digest, else what it says instead."""
     try:
-        data = json.loads(response.body)
-    except (ValueError, RecursionError):
+        data = loads_strict(response.body)
+    except StrictJSONError:
         kind = response.headers.get("content-type", "no Content-Type")
         return f"the answer is not JSON ({kind}): {_snippet(response.body)}"
     named = data.get("digest") if isinstance(data, dict) else None
@@ -301,14 +305,34 @@ def _move(path: Path, folder: str) -> Path:
 
 def _reason(response: Response) -> str:
     try:
-        data = json.loads(response.body)
-    except json.JSONDecodeError:
+        data = loads_strict(response.body)
+    except StrictJSONError:
         return response.body.strip()[:500] or f"HTTP {response.status}"
     if isinstance(data, dict):
         parts = [str(data[k]) for k in ("error", "detail") if data.get(k)]
         if parts:
             return ": ".join(parts)
     return response.body.strip()[:500]
+
+
+def check_collector_url(url: str) -> str:
+    """``url`` without its trailing slashes, or UsageError when it is not an http or
+    https URL with a host: urllib would refuse it only when the first report is
+    sent (and ``http://[::1`` with a bare ValueError), after the retries, with a
+    report waiting for an address that can never answer."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - ValueError for a port that is not a number
+    except ValueError as exc:
+        raise UsageError(f"collector URL {url!r:.200}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise UsageError(f"collector URL {url!r:.200} is not an http:// or https:// URL with "
+                         "a host; give it as http://HOST:PORT (e.g. http://collector:8080)")
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise UsageError(f"collector URL {url!r:.200} contains a space or a control "
+                         "character")
+    return url.rstrip("/")
 
 
 def upload_spool(
@@ -326,6 +350,7 @@ def upload_spool(
     One upload at a time per spool (a timer and `run --upload` may overlap): an
     exclusive lock on ``<spool>/.upload.lock`` makes the second wait its turn.
     """
+    collector_url = check_collector_url(collector_url)
     spool.mkdir(parents=True, exist_ok=True)
     with open(spool / ".upload.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

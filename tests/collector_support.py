@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_agent.attest import NodeKey, sign_report
+from bench_agent.attest import NodeKey, make_statement, sign_payload, sign_report
+from bench_agent.errors import ReportError
 from bench_agent.model import Report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +75,15 @@ def make_report(host: str, *, when: datetime | None = None, gemm: float = 1.2e12
 
 
 def envelope_bytes(report: dict[str, Any], key: NodeKey) -> bytes:
-    return json.dumps(sign_report(report, key)).encode()
+    """The envelope of ``report`` signed as the agent signs it (sign_report), or, for
+    a report the agent would refuse to sign (NaN: model.dumps_finite), as a node
+    that signs it anyway: the collector must refuse it on its own."""
+    try:
+        envelope = sign_report(report, key)
+    except ReportError:
+        payload = json.dumps(make_statement(report), sort_keys=True).encode()
+        envelope = sign_payload(payload, key)
+    return json.dumps(envelope).encode()
 
 
 def free_port() -> int:

@@ -30,6 +30,7 @@ from bench_agent.attest import (
     load_key,
     load_or_create_key,
     loads_strict,
+    make_statement,
     pae,
     read_report_file,
     sign_payload,
@@ -349,7 +350,9 @@ def hostile_envelopes(key: NodeKey) -> list[tuple[dict[str, Any], str]]:
         (_signed_statement(key, subject=["gpu-node-17"]), "a subject is not"),
         (_signed_statement(key, subject=[{"name": "gpu-node-17", "digest": {
             "sha256": inventory_digest(sample_report()["inventory"])}}, 5]), "a subject is not"),
-        (sign_report(nan_params, key), "NaN is not a JSON number"),
+        # sign_report refuses NaN (model.dumps_finite): a node that signs it anyway.
+        (sign_payload(json.dumps(make_statement(nan_params)).encode(), key),
+         "NaN is not a JSON number"),
     ]
 
 

@@ -101,7 +101,7 @@ def test_shared_samples() -> None:
             assert out["busbw"] == pytest.approx(out["algbw"] * 30 / 16, rel=0.01)
 
 
-@pytest.mark.parametrize("figure", ["-nan", "nan", "inf", "garbage"])
+@pytest.mark.parametrize("figure", ["-nan", "nan", "inf"])
 def test_avg_bus_bandwidth_without_a_figure_is_not_a_crash(figure: str) -> None:
     text = (DATA / "all_reduce_v2.19_4gpu.txt").read_text()
     bad = text.replace("# Avg bus bandwidth    : 294.603", f"# Avg bus bandwidth    : {figure}")
@@ -109,3 +109,14 @@ def test_avg_bus_bandwidth_without_a_figure_is_not_a_crash(figure: str) -> None:
     m = {x.metric: x for x in parse_nccl_tests(bad)}
     assert "nccl.all_reduce_avg_busbw" not in m
     assert m["nccl.all_reduce_busbw"].value == 400e9
+
+
+@pytest.mark.parametrize("figure", ["garbage", "-294.603", "9" * 400, "1e400", "2\x0094.603"])
+def test_avg_bus_bandwidth_that_is_not_a_figure_is_refused(figure: str) -> None:
+    """Not what nccl-tests prints for a run that went wrong (-nan, inf): a doctored
+    or corrupted line, so no figure of the output is read."""
+    text = (DATA / "all_reduce_v2.19_4gpu.txt").read_text()
+    bad = text.replace("# Avg bus bandwidth    : 294.603", f"# Avg bus bandwidth    : {figure}")
+    with pytest.raises(ParseError, match=r"the average bus bandwidth is not a figure: "
+                                         r"'Avg bus bandwidth    : "):
+        parse_nccl_tests(bad)

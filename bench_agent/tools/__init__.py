@@ -11,8 +11,8 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_agent.errors import UsageError
-from bench_agent.model import Measurement
+from bench_agent.errors import ParseError, UsageError
+from bench_agent.model import Measurement, check_name
 
 # tool name -> "module:function"; the function takes the output text and returns
 # measurements, or raises ToolFailed (the output reports a failure) or ParseError.
@@ -42,3 +42,14 @@ def parse_tool_output(tool: str, path: Path) -> list[Measurement]:
         importlib.import_module(module_name), function_name
     )
     return parser(text)
+
+
+def tool_name(tool: str, value: str, what: str = "device name") -> str:
+    """A name read from a tool's output (a device, a file), or ParseError when it
+    holds a control or format character (ESC, NUL, CR, a bidirectional override)
+    that no Measurement may hold (model.check_name): the output is not what the
+    tool prints, and it must not reach a terminal or a page."""
+    try:
+        return check_name(value, what)
+    except ValueError as exc:
+        raise ParseError(tool, str(exc)) from None

@@ -49,6 +49,7 @@ from typing import Any
 
 from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
+from bench_agent.tools import tool_name
 from bench_agent.tools.strict_json import MAX_INT_DIGITS, REFUSE, Path, read_documents
 from bench_agent.units import Unit
 
@@ -222,21 +223,46 @@ def _latency_block(direction: dict[str, Any]) -> tuple[dict[str, Any], float, st
     return {}, _NS_PER_S, "clat"
 
 
-def _direction(raw: Any, v2: bool) -> DirectionStats | None:
+# Printed in every read/write/trim object by every fio version (stat.c
+# show_ddir_status_json), with "bw" (KiB/s) or 3.x's "bw_bytes"; the others are
+# optional here.
+_REQUIRED_FIGURES = ("iops",)
+
+
+def _figure(raw: dict[str, Any], key: str, where: str) -> float:
+    """A figure of a direction object: a finite number >= 0 (fio prints numbers,
+    some builds as strings), or 0 when an optional one is absent. Anything else
+    is a ParseError: a missing, null or negative "iops" read as 0 would be a
+    figure that fio never printed."""
+    if key not in raw:
+        if key in _REQUIRED_FIGURES:
+            raise ParseError(TOOL, f"{where} has no {key!r}")
+        return 0.0
+    value = raw[key]
+    number = None if isinstance(value, bool) else _number(value, default=math.nan)
+    if number is None or math.isnan(number) or number < 0:
+        raise ParseError(TOOL, f"{where}.{key} is {str(value)[:40]!r}, not a figure "
+                               "(a number >= 0)")
+    return number
+
+
+def _direction(raw: Any, v2: bool, where: str) -> DirectionStats | None:
     if not isinstance(raw, dict):
         return None
-    iops = _number(raw.get("iops"))
+    iops = _figure(raw, "iops", where)
     # "bw" is KiB/s in every version; fio 3.x adds "bw_bytes" in bytes/s.
-    kib = _number(raw.get("bw")) * 1024
-    bandwidth = _number(raw.get("bw_bytes")) if "bw_bytes" in raw else kib
+    if "bw" not in raw and "bw_bytes" not in raw:
+        raise ParseError(TOOL, f"{where} has neither 'bw' nor 'bw_bytes'")
+    kib = _figure(raw, "bw", where) * 1024
+    bandwidth = _figure(raw, "bw_bytes", where) if "bw_bytes" in raw else kib
     if "io_kbytes" in raw:
-        io_bytes = int(_number(raw.get("io_kbytes")) * 1024)
+        io_bytes = int(_figure(raw, "io_kbytes", where) * 1024)
     elif v2:
-        io_bytes = int(_number(raw.get("io_bytes")) * 1024)  # fio 2.x: KiB
+        io_bytes = int(_figure(raw, "io_bytes", where) * 1024)  # fio 2.x: KiB
     else:
-        io_bytes = int(_number(raw.get("io_bytes")))
-    runtime_s = _number(raw.get("runtime")) / 1000.0
-    total_ios = int(_number(raw.get("total_ios")))
+        io_bytes = int(_figure(raw, "io_bytes", where))
+    runtime_s = _figure(raw, "runtime", where) / 1000.0
+    total_ios = int(_figure(raw, "total_ios", where))
     if total_ios == 0 and iops > 0 and runtime_s > 0:
         total_ios = round(iops * runtime_s)
     if iops <= 0 and bandwidth <= 0 and io_bytes <= 0:
@@ -271,12 +297,12 @@ def _jobs_of(document: dict[str, Any]) -> list[FioJob]:
     if not isinstance(jobs, list):
         return []
     out: list[FioJob] = []
-    for raw in jobs:
+    for index, raw in enumerate(jobs):
         if not isinstance(raw, dict):
             continue
         directions = {}
         for name in DIRECTIONS:
-            stats = _direction(raw.get(name), v2)
+            stats = _direction(raw.get(name), v2, f"jobs[{index}].{name}")
             if stats is not None:
                 directions[name] = stats
         out.append(
@@ -485,7 +511,7 @@ def parse_fio(text: str) -> list[Measurement]:
     out: list[Measurement] = []
     for jobs in groups.values():
         options = jobs[0].options
-        device = options.get("filename", jobs[0].name)
+        device = tool_name(TOOL, options.get("filename", jobs[0].name))
         for direction in ("read", "write"):
             summary = summarize(jobs, direction)
             if summary is None:

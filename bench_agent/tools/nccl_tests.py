@@ -89,6 +89,26 @@ def _number(token: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# What nccl-tests prints for the average of a run that went wrong (printf "%g"
+# of NaN or an infinity, glibc's spelling): no figure, not a crash.
+_NOT_A_FIGURE = ("nan", "-nan", "inf", "-inf")
+_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{0,20})?(?:[eE][-+]?[0-9]{1,3})?")
+
+
+def _average(body: str, excerpt: str) -> float | None:
+    """The figure of "# Avg bus bandwidth : 294.603", None for "-nan" or "inf" or
+    nothing after the colon (an output cut there). A figure that is not a number
+    >= 0 of at most 20 digits before the point (printf "%g" never prints more),
+    or that overflows a float, is a ParseError: the line said it was a figure."""
+    token = body.partition(":")[2].strip()
+    if not token or token.lower() in _NOT_A_FIGURE:
+        return None
+    if _DECIMAL.fullmatch(token) is None or not math.isfinite(float(token)):
+        raise ParseError(TOOL, f"the average bus bandwidth is not a figure: "
+                               f"{snippet(body)}", excerpt)
+    return float(token)
+
+
 def _split_sections(text: str) -> list[list[str]]:
     """One section per run when a file holds several (each starts at "# nThread")."""
     sections: list[list[str]] = []
@@ -148,12 +168,7 @@ def parse_table(lines: list[str], excerpt: str = "") -> Table:
                 match = re.search(r":\s*(\d+)", body)
                 oob = int(match.group(1)) if match else None
             elif body.startswith("Avg bus bandwidth"):
-                # "-nan" or "inf" when a run went wrong: no figure, not a crash.
-                match = re.search(r":\s*(\S+)", body)
-                try:
-                    avg = _number(match.group(1)) if match else None
-                except ValueError:
-                    avg = None
+                avg = _average(body, excerpt)
             continue
         tokens = stripped.split()
         if names is None or not tokens or not tokens[0].isdigit():

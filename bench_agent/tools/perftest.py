@@ -44,6 +44,7 @@ from typing import Any
 
 from bench_agent.errors import ParseError, ToolFailed
 from bench_agent.model import Measurement
+from bench_agent.tools import tool_name
 from bench_agent.tools.process import run_tool
 from bench_agent.tools.sockperf import clean_text
 from bench_agent.tools.strict_json import check_size, snippet
@@ -185,7 +186,7 @@ def parse_perftest(text: str, device: str = "") -> list[Measurement]:
         raise ParseError(TOOL, "no result table (#bytes header and rows)", text.strip()[:300])
     verb = _verb(text)
     match = _DEVICE_RE.search(text)
-    device = device or (match.group(1) if match else "")
+    device = tool_name(TOOL, device or (match.group(1) if match else ""))
     table = _one_table(found)
     if table.kind == "lat":
         rows = _rows_of_size(table.rows, largest=False)
@@ -282,7 +283,7 @@ def parse_perftest_json(text: str, gbits: bool = False, verb: str = "write",
                         device: str = "") -> list[Measurement]:
     """An --out_json file (quoted keys, or 6.06's unquoted ones)."""
     info, pairs, section = _results_pairs(text)
-    device = device or info.get("Device", "")
+    device = tool_name(TOOL, device or info.get("Device", ""))
     for key, value in pairs.items():
         if _NUMBER_KEY_RE.match(key) and value.startswith("-"):
             raise ParseError(TOOL, f"negative {key} in --out_json: {value}", section[:300])
