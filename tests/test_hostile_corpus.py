@@ -540,9 +540,13 @@ def test_a_run_whose_fio_lies_is_an_error_not_a_pass(variant_id: str, tmp_path: 
     result, report = run_with_fake_fio(variant.text, tmp_path)
     assert (result.returncode, report["status"]) == (2, "ERROR"), result.stderr
     assert report["measurements"] == []
-    (verdict,) = report["verdicts"]
+    # The check's own verdict is the ERROR; the profile's thresholds on its metrics
+    # follow as SKIP rows naming that reason, and none of them is a PASS.
+    (verdict,) = [v for v in report["verdicts"] if not v.get("metric")]
     assert (verdict["check"], verdict["status"]) == ("storage.randread", "ERROR")
     assert verdict["message"].startswith("cannot read fio output: ")
+    judged = [v for v in report["verdicts"] if v.get("metric")]
+    assert judged and all(v["status"] in ("SKIP", "FAIL") for v in judged)
     assert "Traceback" not in result.stderr + result.stdout
 
 
