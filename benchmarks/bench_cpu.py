@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402  (after the sys.path insert, on purpose)
 from numpy.typing import NDArray  # noqa: E402
 
 from bench_agent.checks.base import CheckContext  # noqa: E402
-from bench_agent.checks.cpu import (  # noqa: E402
+from bench_agent.checks.cpu.checks import (  # noqa: E402
     STREAM_SCALAR,
     GemmCheck,
     GemmParams,
@@ -40,7 +40,7 @@ from bench_agent.checks.cpu import (  # noqa: E402
     StreamParams,
     stream_array_bytes,
 )
-from bench_agent.units import Unit, format_value  # noqa: E402
+from bench_agent.core.units import Unit, format_value  # noqa: E402
 
 SIZE = 2048
 REPETITIONS = 5
@@ -137,7 +137,7 @@ def main() -> int:
 
 
 def agent_blas() -> str:
-    from bench_agent.checks.cpu import blas_info
+    from bench_agent.checks.cpu.checks import blas_info
 
     info = blas_info()
     if not info:

@@ -50,7 +50,7 @@ def raw_matmul(torch: Any, device: str, dtype: Any, n: int, iterations: int) -> 
 def main() -> int:
     import torch
 
-    from bench_agent.gpu_bench import (
+    from bench_agent.checks.gpu.kernels import (
         CudaEventTimer,
         PerfCounterTimer,
         Timer,

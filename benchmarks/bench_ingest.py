@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_agent.attest import NodeKey, sign_report
 from bench_agent.collector import db, enrollment
 from bench_agent.collector.ingest import ingest
+from bench_agent.report.attest import NodeKey, sign_report
 from tests.collector_support import (
     Collector,
     make_report,

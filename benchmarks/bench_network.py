@@ -32,7 +32,7 @@ DURATION, OMIT, STREAMS, PROCESSES, LAT_S = 5, 1, 4, 2, 3
 AGENT = """
 import json, sys
 from bench_agent.checks.base import CheckContext
-from bench_agent.checks.network import TcpBandwidthCheck, TcpLatencyCheck
+from bench_agent.checks.network.checks import TcpBandwidthCheck, TcpLatencyCheck
 name, peer = sys.argv[1], sys.argv[2]
 ctx = CheckContext(extra={"peer": peer}, timeout=120)
 if name == "bw":

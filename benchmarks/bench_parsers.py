@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_agent.errors import BenchAgentError
+from bench_agent.core.errors import BenchAgentError
 from bench_agent.tools.fio import parse_fio
 from bench_agent.tools.iperf3 import parse_iperf3
 from bench_agent.tools.nccl_tests import parse_nccl_tests

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench_agent.checks.storage import (  # noqa: E402
+from bench_agent.checks.storage.checks import (  # noqa: E402
     RandReadCheck,
     SeqReadCheck,
     SequentialParams,
@@ -35,8 +35,8 @@ from bench_agent.checks.storage import (  # noqa: E402
     choose_engine,
     layout_job,
 )
+from bench_agent.core.units import Unit, format_value  # noqa: E402
 from bench_agent.tools import fio_run  # noqa: E402
-from bench_agent.units import Unit, format_value  # noqa: E402
 
 SIZE = 512 << 20
 RUNTIME_S = 5
@@ -101,7 +101,7 @@ def main() -> int:
 
 def _job(check: RandReadCheck | SeqReadCheck, target: Target, params: StorageParams,
          engine: str) -> str:
-    from bench_agent.checks.storage import measure_job
+    from bench_agent.checks.storage.checks import measure_job
 
     return measure_job([target], check.rw, check.block, params, engine)
 

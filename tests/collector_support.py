@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_agent.attest import NodeKey, make_statement, sign_payload, sign_report
-from bench_agent.errors import ReportError
-from bench_agent.model import Report
+from bench_agent.core.errors import ReportError
+from bench_agent.core.model import Report
+from bench_agent.report.attest import NodeKey, make_statement, sign_payload, sign_report
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO
 PG_ADMIN_URL = os.environ.get("BENCH_AGENT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from bench_agent.baselines import load_baselines
-from bench_agent.config import load_profile_named, profile_names
+from bench_agent.config.baselines import load_baselines
+from bench_agent.config.loader import load_profile_named, profile_names
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 GUIDE_FILE = ROOT.parent / "shared" / "REQUIREMENTS-GUIDE.md"
 
 GUIDE_TITLE = "AI Infrastructure Requirements Guide"

@@ -32,18 +32,25 @@ from urllib.parse import quote
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench_agent.attest import NodeKey, loads_strict, make_statement, sign_payload, sign_report
-from bench_agent.display import print_table, printable
-from bench_agent.errors import ParseError, ReportError
-from bench_agent.exports import to_junit, to_prometheus
-from bench_agent.model import Measurement, NamedDigest, Report, Status, Verdict
+from bench_agent.core.errors import ParseError, ReportError
+from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
+from bench_agent.core.units import Unit
+from bench_agent.report.attest import (
+    NodeKey,
+    loads_strict,
+    make_statement,
+    sign_payload,
+    sign_report,
+)
+from bench_agent.report.display import print_table, printable
+from bench_agent.report.exports import to_junit, to_prometheus
+from bench_agent.report.upload import PUBLIC_KEY_HEADER
 from bench_agent.tools import PARSERS, parse_tool_output
-from bench_agent.units import Unit
-from bench_agent.upload import PUBLIC_KEY_HEADER
 from tests import hostile
 from tests.collector_support import Collector, Reply, envelope_bytes, make_report
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO
 DATA = REPO / "tests" / "data"
 PYTHON = sys.executable
 
@@ -600,7 +607,7 @@ def test_a_refusal_with_a_hostile_body_is_kept_with_its_words(
         signed: dict[str, Any], tmp_path: Path) -> None:
     """The collector's answer is read strictly too: a body nested 100,000 deep (a
     RecursionError for json.loads) is a reason, quoted, not a crash."""
-    from bench_agent.upload import Response, upload_spool
+    from bench_agent.report.upload import Response, upload_spool
 
     report = spool_with_a_report(tmp_path, signed["envelope"].encode())
     deep = "[" * 100_000
@@ -675,8 +682,8 @@ def test_a_nan_that_reaches_the_writer_is_refused_where_it_is() -> None:
 
 def test_a_burnin_reading_of_nan_is_no_point_and_the_series_stays_strict(
         tmp_path: Path) -> None:
-    from bench_agent.burnin import SeriesWriter, read_series
-    from bench_agent.burnin_health import HealthRules, Limits
+    from bench_agent.burnin.engine import SeriesWriter, read_series
+    from bench_agent.burnin.health import HealthRules, Limits
 
     rules = HealthRules(Limits(), ["cpu_matmul"])
     sample = {"type": "sample", "elapsed": 5.0, "loads": {"cpu_matmul": math.nan},
@@ -715,7 +722,7 @@ def test_a_damaged_series_line_is_named_not_skipped(line: str, tmp_path: Path) -
 def test_fleet_skips_a_hostile_report_and_says_so(case: str, signed: dict[str, Any],
                                                   tmp_path: Path) -> None:
     pytest.importorskip("pandas")
-    from bench_agent.fleet import load_dir
+    from bench_agent.fleet.analysis import load_dir
 
     good = tmp_path / "good.json"
     good.write_text(signed["envelope"])
@@ -731,7 +738,7 @@ def test_fleet_skips_a_hostile_report_and_says_so(case: str, signed: dict[str, A
                                   '{"temperature": 310, "temperature": 9999}',
                                   '{"media_errors": NaN}'])
 def test_a_hostile_smart_log_is_no_reading(text: str) -> None:
-    from bench_agent.burnin_health import parse_smart_log
+    from bench_agent.burnin.health import parse_smart_log
 
     # sample_nvme turns a ValueError into "unreadable" for the drive.
     with pytest.raises(ValueError, match="nvme smart-log printed no readable JSON: "):

@@ -10,28 +10,28 @@ from __future__ import annotations
 import importlib
 
 from bench_agent.checks.base import Check
-from bench_agent.errors import UsageError
+from bench_agent.core.errors import UsageError
 
 # check name -> "module:Class". Order is the order `bench-agent list` shows.
 CHECKS: dict[str, str] = {
-    "inventory": "bench_agent.checks.inventory:InventoryCheck",
-    "cpu.gemm": "bench_agent.checks.cpu:GemmCheck",
-    "memory.stream": "bench_agent.checks.cpu:StreamCheck",
-    "gpu.health": "bench_agent.checks.gpu:HealthCheck",
-    "gpu.matmul": "bench_agent.checks.gpu:MatmulCheck",
-    "gpu.hbm": "bench_agent.checks.gpu:HbmCheck",
-    "nccl.all_reduce": "bench_agent.checks.nccl:AllReduceCheck",
-    "nccl.all_gather": "bench_agent.checks.nccl:AllGatherCheck",
-    "nccl.reduce_scatter": "bench_agent.checks.nccl:ReduceScatterCheck",
-    "storage.randread": "bench_agent.checks.storage:RandReadCheck",
-    "storage.randwrite": "bench_agent.checks.storage:RandWriteCheck",
-    "storage.seqread": "bench_agent.checks.storage:SeqReadCheck",
-    "storage.seqwrite": "bench_agent.checks.storage:SeqWriteCheck",
-    "network.tcp_bandwidth": "bench_agent.checks.network:TcpBandwidthCheck",
-    "network.tcp_latency": "bench_agent.checks.network:TcpLatencyCheck",
-    "network.udp_latency": "bench_agent.checks.network:UdpLatencyCheck",
-    "network.rdma_latency": "bench_agent.checks.network:RdmaLatencyCheck",
-    "network.rdma_bandwidth": "bench_agent.checks.network:RdmaBandwidthCheck",
+    "inventory": "bench_agent.checks.inventory.checks:InventoryCheck",
+    "cpu.gemm": "bench_agent.checks.cpu.checks:GemmCheck",
+    "memory.stream": "bench_agent.checks.cpu.checks:StreamCheck",
+    "gpu.health": "bench_agent.checks.gpu.checks:HealthCheck",
+    "gpu.matmul": "bench_agent.checks.gpu.checks:MatmulCheck",
+    "gpu.hbm": "bench_agent.checks.gpu.checks:HbmCheck",
+    "nccl.all_reduce": "bench_agent.checks.nccl.checks:AllReduceCheck",
+    "nccl.all_gather": "bench_agent.checks.nccl.checks:AllGatherCheck",
+    "nccl.reduce_scatter": "bench_agent.checks.nccl.checks:ReduceScatterCheck",
+    "storage.randread": "bench_agent.checks.storage.checks:RandReadCheck",
+    "storage.randwrite": "bench_agent.checks.storage.checks:RandWriteCheck",
+    "storage.seqread": "bench_agent.checks.storage.checks:SeqReadCheck",
+    "storage.seqwrite": "bench_agent.checks.storage.checks:SeqWriteCheck",
+    "network.tcp_bandwidth": "bench_agent.checks.network.checks:TcpBandwidthCheck",
+    "network.tcp_latency": "bench_agent.checks.network.checks:TcpLatencyCheck",
+    "network.udp_latency": "bench_agent.checks.network.checks:UdpLatencyCheck",
+    "network.rdma_latency": "bench_agent.checks.network.checks:RdmaLatencyCheck",
+    "network.rdma_bandwidth": "bench_agent.checks.network.checks:RdmaBandwidthCheck",
 }
 
 

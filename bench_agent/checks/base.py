@@ -15,8 +15,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from bench_agent.model import Measurement
-from bench_agent.units import Unit, UnitError, parse_quantity
+from bench_agent.core.model import Measurement
+from bench_agent.core.units import Unit, UnitError, parse_quantity
 
 
 def _bytes_from_text(value: Any) -> Any:
@@ -38,6 +38,36 @@ class NoParams(BaseModel):
     """Parameters of a check that takes none; unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric a check declares: the only place its name, unit and meaning are written.
+
+    The metric catalog (`bench-agent list --metrics`), profile and baseline
+    validation, fleet analysis and the README's check table all derive from these.
+    """
+
+    name: str
+    unit: Unit
+    meaning: str
+    higher_is_better: bool = True
+    per_device: bool = False
+
+
+@dataclass(frozen=True)
+class BurninVariant:
+    """The check's own kernel in a loop, for `bench-agent burnin`.
+
+    ``loop`` names a function ``(ctx, params, emit, stopping) -> None`` as
+    "module:function"; it runs in the one worker child and reports ``rate`` once
+    per interval through ``emit``, until ``stopping()`` is true.
+    """
+
+    load: str
+    rate: MetricSpec
+    params_model: type[BaseModel]
+    loop: str
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from bench_agent.collector import db, enrollment, metrics, queries
 from bench_agent.collector.ingest import Refused, Stored, ingest
 from bench_agent.collector.settings import Settings
-from bench_agent.model import Status
+from bench_agent.core.model import Status
 
 log = logging.getLogger("bench_agent.collector")
 router = APIRouter()
@@ -279,7 +279,7 @@ def database_unavailable(request: Request, exc: Exception) -> Response:
     """503 with Retry-After when the database cannot be reached or is locked.
 
     Not a 500: nothing is wrong with the request, and an uploader keeps the
-    report and retries (bench_agent/upload.py RETRY_STATUSES).
+    report and retries (bench_agent/report/upload.py RETRY_STATUSES).
     """
     log.error("%s %s: database unavailable: %s", request.method, request.url.path,
               str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

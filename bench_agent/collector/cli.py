@@ -1,4 +1,4 @@
-"""What `bench-agent collector serve|init|enroll|revoke` runs (bench_agent/cli.py parses).
+"""What `bench-agent collector serve|init|enroll|revoke` runs (bench_agent/cli/main.py parses).
 
 Every command finds its database by one rule (settings.resolve_db_url: --db, else
 $BENCH_AGENT_COLLECTOR_DB, else the default path) and says on stderr which one it
@@ -6,7 +6,7 @@ used. Only serve and init create a database; enroll and revoke refuse one that
 does not exist or has no collector schema, since a key written into a new empty
 database is a key no collector ever reads.
 
-Exit codes follow bench_agent/cli.py: 0 done, 3 usage (unknown key), 4 configuration
+Exit codes follow bench_agent/cli/main.py: 0 done, 3 usage (unknown key), 4 configuration
 (bad or missing database, token file, PEM).
 """
 
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench_agent.errors import ConfigError
+from bench_agent.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from bench_agent.collector import db

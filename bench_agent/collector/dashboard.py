@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bench_agent.collector import queries, svg
-from bench_agent.units import Unit, format_value
+from bench_agent.core.units import Unit, format_value
 
 router = APIRouter()
 
@@ -109,8 +109,8 @@ def node_page(request: Request, name: str) -> HTMLResponse:
 
 
 def _series_unit(name: str) -> str:
-    """The unit of a burn-in series, from its name (bench_agent/burnin_health.py)."""
-    from bench_agent.burnin_health import LOAD_UNITS
+    """The unit of a burn-in series, from its name (bench_agent/burnin/health.py)."""
+    from bench_agent.burnin.health import LOAD_UNITS
 
     if name.startswith("load."):
         unit = LOAD_UNITS.get(name.removeprefix("load."))

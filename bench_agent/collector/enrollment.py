@@ -23,10 +23,10 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bench_agent.attest import PublicKey
 from bench_agent.collector import db
-from bench_agent.errors import BenchAgentError
-from bench_agent.model import REFUSED_IN_NAMES
+from bench_agent.core.errors import BenchAgentError
+from bench_agent.core.model import REFUSED_IN_NAMES
+from bench_agent.report.attest import PublicKey
 
 # The reasons that mean "this key or node is taken": 409 on POST /v1/keys.
 CONFLICTS = ("key_conflict", "key_revoked", "node_already_enrolled")

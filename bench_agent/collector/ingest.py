@@ -46,7 +46,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from bench_agent.attest import (
+from bench_agent.collector import db, enrollment
+from bench_agent.core.errors import ReportError, SignatureError, StrictJSONError
+from bench_agent.core.model import Report, check_name, check_text
+from bench_agent.report.attest import (
     PublicKey,
     canonical_json,
     is_envelope,
@@ -54,9 +57,6 @@ from bench_agent.attest import (
     pae,
     verify_envelope,
 )
-from bench_agent.collector import db, enrollment
-from bench_agent.errors import ReportError, SignatureError, StrictJSONError
-from bench_agent.model import Report, check_name, check_text
 
 # A burn-in series point is [seconds since the start, value]. The dashboard plots
 # it at started_at + seconds, which must be a datetime (years 1 to 9999) or the

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from bench_agent.collector import queries
-from bench_agent.model import Status
+from bench_agent.core.model import Status
 
 PREFIX = "bench_agent_collector"
 

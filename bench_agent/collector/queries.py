@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from bench_agent.collector import db, enrollment
-from bench_agent.model import Status
+from bench_agent.core.model import Status
 
 FAILING = (Status.FAIL.value, Status.ERROR.value)
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-from bench_agent.units import Unit, format_value
+from bench_agent.core.units import Unit, format_value
 
 WIDTH, HEIGHT = 560, 170
 # Room for the value labels on the left and the dates below.

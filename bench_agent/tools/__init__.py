@@ -11,8 +11,8 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_agent.errors import ParseError, UsageError
-from bench_agent.model import Measurement, check_name
+from bench_agent.core.errors import ParseError, UsageError
+from bench_agent.core.model import Measurement, check_name
 
 # tool name -> "module:function"; the function takes the output text and returns
 # measurements, or raises ToolFailed (the output reports a failure) or ParseError.

@@ -47,11 +47,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench_agent.errors import ParseError, ToolFailed
-from bench_agent.model import Measurement
+from bench_agent.core.errors import ParseError, ToolFailed
+from bench_agent.core.model import Measurement
+from bench_agent.core.strict_json import MAX_INT_DIGITS, REFUSE, Path, read_documents
+from bench_agent.core.units import Unit
 from bench_agent.tools import tool_name
-from bench_agent.tools.strict_json import MAX_INT_DIGITS, REFUSE, Path, read_documents
-from bench_agent.units import Unit
 
 TOOL = "fio"
 DIRECTIONS = ("read", "write", "trim")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shutil
 
-from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.core.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.core.process import TOOL_GRACE_S, run_child
 from bench_agent.tools.fio import TOOL, FioReport, parse_fio_report
-from bench_agent.tools.process import TOOL_GRACE_S, run_child
 
 
 def find_fio() -> str:

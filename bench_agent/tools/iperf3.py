@@ -31,11 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench_agent.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
-from bench_agent.model import Measurement
-from bench_agent.tools.process import TOOL_GRACE_S, spawn
-from bench_agent.tools.strict_json import REFUSE, Path, read_document, snippet
-from bench_agent.units import Unit
+from bench_agent.core.errors import CheckTimeout, ParseError, ToolFailed, ToolMissing
+from bench_agent.core.model import Measurement
+from bench_agent.core.process import TOOL_GRACE_S, spawn
+from bench_agent.core.strict_json import REFUSE, Path, read_document, snippet
+from bench_agent.core.units import Unit
 
 TOOL = "iperf3"
 

@@ -25,10 +25,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench_agent.errors import ParseError, ToolFailed
-from bench_agent.model import Measurement
-from bench_agent.tools.strict_json import check_size, snippet
-from bench_agent.units import Unit
+from bench_agent.core.errors import ParseError, ToolFailed
+from bench_agent.core.model import Measurement
+from bench_agent.core.strict_json import check_size, snippet
+from bench_agent.core.units import Unit
 
 TOOL = "nccl-tests"
 GB = 1e9

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench_agent.errors import NotApplicable, ToolFailed, ToolMissing
+from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 
 TOOL = "nvml"
 

@@ -42,13 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_agent.errors import ParseError, ToolFailed
-from bench_agent.model import Measurement
+from bench_agent.core.errors import ParseError, ToolFailed
+from bench_agent.core.model import Measurement
+from bench_agent.core.process import run_tool
+from bench_agent.core.strict_json import check_size, snippet
+from bench_agent.core.units import Unit
 from bench_agent.tools import tool_name
-from bench_agent.tools.process import run_tool
 from bench_agent.tools.sockperf import clean_text
-from bench_agent.tools.strict_json import check_size, snippet
-from bench_agent.units import Unit
 
 TOOL = "perftest"
 US = 1e-6

@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 import re
 
-from bench_agent.errors import ParseError, ToolFailed
-from bench_agent.metrics import METRICS
-from bench_agent.model import Measurement
-from bench_agent.tools.process import run_tool
+from bench_agent.core.errors import ParseError, ToolFailed
+from bench_agent.core.metrics import METRICS
+from bench_agent.core.model import Measurement
+from bench_agent.core.process import run_tool
+from bench_agent.core.strict_json import check_size, snippet
+from bench_agent.core.units import Unit
 from bench_agent.tools.sockperf import clean_text
-from bench_agent.tools.strict_json import check_size, snippet
-from bench_agent.units import Unit
 
 TOOL = "qperf"
 _TIME = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "sec": 1.0, "s": 1.0}

@@ -26,11 +26,11 @@ import math
 import re
 from typing import Any
 
-from bench_agent.errors import ParseError, ToolFailed
-from bench_agent.model import Measurement
-from bench_agent.tools.process import run_tool
-from bench_agent.tools.strict_json import check_size, snippet
-from bench_agent.units import Unit
+from bench_agent.core.errors import ParseError, ToolFailed
+from bench_agent.core.model import Measurement
+from bench_agent.core.process import run_tool
+from bench_agent.core.strict_json import check_size, snippet
+from bench_agent.core.units import Unit
 
 TOOL = "sockperf"
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -1,4 +1,4 @@
-"""A stand-in for `python -m bench_agent.worker` that misbehaves on purpose.
+"""A stand-in for `python -m bench_agent.run.worker` that misbehaves on purpose.
 
 runner.py's worker command is its seam for tests: these are real child processes
 that hang, crash or print garbage, so the runner's handling is tested for real.
@@ -36,7 +36,7 @@ elif mode == "hang-with-escaped-grandchild":
 elif mode == "hang-with-tool":
     # A check whose tool was started through the seam, as run_tool does.
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-    from bench_agent.tools.process import spawn
+    from bench_agent.core.process import spawn
 
     tool = spawn(["bash", "-c", f"exec -a {sys.argv[3]} sleep 600"])
     with open(sys.argv[2], "w") as handle:

@@ -1,0 +1,1 @@
+"""GPU checks and their torch kernels."""

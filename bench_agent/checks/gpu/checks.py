@@ -1,0 +1,433 @@
+"""GPU checks: NVML health under load, matmul FLOP/s, memory bandwidth.
+
+gpu.health reads NVML before, during and after a short load (one bf16 matmul
+process per GPU, gpu_bench.py): the PCIe link is read under load because an idle
+GPU drops its link to a lower generation to save power (PCIe ASPM / NVIDIA's
+dynamic link speed), so an idle "Gen1" is no finding. gpu.matmul and gpu.hbm run
+gpu_bench.py on every GPU at once; the node value is its slowest GPU.
+
+Per-GPU measurements carry device="gpuN" (N = the NVML index; CUDA indices are
+made to match with CUDA_DEVICE_ORDER=PCI_BUS_ID). Without NVML, torch or a GPU,
+every check SKIPs with the reason.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench_agent.checks.base import Check, CheckContext
+from bench_agent.config import baselines
+from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
+from bench_agent.core.model import Measurement
+from bench_agent.core.stats import summarize
+from bench_agent.core.units import Unit
+from bench_agent.tools import nvml
+
+# Runs the load on the given GPU indices for some seconds (tests inject a fake).
+LoadRunner = Callable[[list[int], float], dict[str, Any]]
+KernelLogReader = Callable[[Path], tuple[str, str | None]]
+
+
+def _dev(index: int) -> str:
+    return f"gpu{index}"
+
+
+def torch_gpu_reason() -> str | None:
+    """None when torch sees a CUDA GPU, else why not (-> SKIP)."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed (pip install 'bench-agent[gpu]')"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False)"
+    return None
+
+
+# PCI vendor id of NVIDIA, and the PCI classes of GPUs: 0x0300 VGA controller and
+# 0x0302 3D controller (PCI Code and ID Assignment Specification); an NVSwitch is
+# 0x0680 ("other bridge") and is not counted.
+NVIDIA_VENDOR = "0x10de"
+GPU_CLASSES = ("0x0300", "0x0302")
+
+
+def nvidia_pci_gpus(root: Path = Path("/")) -> list[str]:
+    """Bus ids of NVIDIA GPUs on the PCI bus, whatever the driver's state."""
+    found = []
+    for device in sorted((root / "sys/bus/pci/devices").glob("*")):
+        try:
+            vendor = (device / "vendor").read_text().strip()
+            pci_class = (device / "class").read_text().strip()
+        except OSError:
+            continue
+        if vendor == NVIDIA_VENDOR and pci_class.startswith(GPU_CLASSES):
+            found.append(device.name)
+    return found
+
+
+def skip_or_fail(root: Path, reason: str) -> str:
+    """The reason to SKIP a GPU check here, unless the node has NVIDIA GPUs on its
+    PCI bus: then the software stack is broken on a GPU node, which is an ERROR
+    (raised), never a quiet SKIP that lets `run gpu` exit 0."""
+    gpus = nvidia_pci_gpus(root)
+    if gpus:
+        shown = ", ".join(gpus[:4]) + (" ..." if len(gpus) > 4 else "")
+        raise ToolFailed("gpu stack", f"{len(gpus)} NVIDIA GPU(s) on the PCI bus ({shown}) "
+                         f"but {reason}")
+    return reason
+
+
+def default_load(indices: list[int], seconds: float) -> dict[str, Any]:
+    if seconds <= 0 or not indices:
+        return {"ran": False, "why": "no load asked for"}
+    if (why := torch_gpu_reason()) is not None:
+        return {"ran": False, "why": why}
+    from bench_agent.checks.gpu.kernels import run_on_devices
+
+    results = run_on_devices([f"cuda:{i}" for i in indices],
+                             {"kind": "load", "seconds": seconds}, timeout=seconds + 120)
+    errors = [r for r in results if "error" in r]
+    return {"ran": not errors, "why": "; ".join(f"{r['device']}: {r['error']}" for r in errors)}
+
+
+def read_kernel_log(root: Path) -> tuple[str, str | None]:
+    """(kernel log text, None) or ("", why it cannot be read). dmesg needs root on
+    kernels with dmesg_restrict=1; a sysroot's var/log/kern.log is read instead."""
+    if root != Path("/"):
+        path = root / "var" / "log" / "kern.log"
+        return (path.read_text(errors="replace"), None) if path.is_file() else ("", "no kern.log")
+    try:
+        done = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "", f"dmesg: {exc}"
+    if done.returncode != 0:
+        return "", f"dmesg: {done.stderr.strip()[:200]}"
+    return done.stdout, None
+
+
+class HealthParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # 20 s of load: long enough for the link to train up and clocks to settle
+    # (DCGM's short diag runs its PCIe and power tests for tens of seconds).
+    load_seconds: float = Field(default=20.0, ge=0)
+    sample_interval: float = Field(default=0.5, gt=0)
+    kernel_log: bool = True
+
+
+class HealthCheck(Check):
+    name: ClassVar[str] = "gpu.health"
+    domain: ClassVar[str] = "gpu"
+    description: ClassVar[str] = "NVML: count, PCIe under load, ECC, row remaps, throttling, XIDs"
+    metrics: ClassVar[tuple[str, ...]] = (
+        "gpu.count", "gpu.pcie_width_below_max", "gpu.pcie_gen_below_max", "gpu.pcie_replays",
+        "gpu.ecc_mode_enabled", "gpu.ecc_dram_correctable", "gpu.ecc_dram_uncorrectable",
+        "gpu.ecc_sram_correctable", "gpu.ecc_sram_uncorrectable", "gpu.ecc_volatile_corrected",
+        "gpu.ecc_volatile_uncorrected", "gpu.row_remap_pending", "gpu.row_remap_failure",
+        "gpu.retired_pages", "gpu.retired_pages_pending", "gpu.throttle_hw_slowdown",
+        "gpu.throttle_thermal", "gpu.health_under_load", "gpu.temperature_max",
+        "gpu.power_max", "gpu.power_limit",
+        "gpu.nvlink_down", "gpu.nvlink_errors", "gpu.xid_events", "gpu.xid_kernel_log",
+    )
+    params_model: ClassVar[type[BaseModel]] = HealthParams
+
+    def __init__(self, load: LoadRunner = default_load,
+                 kernel_log: KernelLogReader = read_kernel_log) -> None:
+        self.load = load
+        self.kernel_log = kernel_log
+
+    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+        if not isinstance(p := params, HealthParams):
+            raise TypeError(f"expected HealthParams, got {type(params).__name__}")
+        try:
+            return self._run(ctx, p)
+        except (ToolMissing, NotApplicable) as exc:
+            skip_or_fail(ctx.root, str(exc))  # raises ToolFailed on a node with GPUs
+            raise
+
+    def _run(self, ctx: CheckContext, p: HealthParams) -> list[Measurement]:
+        with nvml.session() as nv:
+            count = int(nv.nvmlDeviceGetCount())
+            if count == 0:
+                raise NotApplicable("NVML reports no GPU on this node")
+            handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            system = nvml.system_facts(nv)
+            facts = [nvml.device_facts(nv, h, i) for i, h in enumerate(handles)]
+            before = [nvml.counters(nv, h) for h in handles]
+            watcher = nvml.XidWatcher(nv, handles)
+            watcher.start()
+            samples: list[list[dict[str, Any]]] = [[] for _ in handles]
+            load_result: dict[str, Any] = {}
+            worker = threading.Thread(
+                target=lambda: load_result.update(self.load(list(range(count)), p.load_seconds)),
+                daemon=True)
+            worker.start()
+            # Sample while the load runs, and at least once (no load: one idle sample).
+            while True:
+                for i, h in enumerate(handles):
+                    samples[i].append(nvml.sample(nv, h))
+                if not worker.is_alive():
+                    break
+                time.sleep(p.sample_interval)
+            worker.join()
+            after = [nvml.counters(nv, h) for h in handles]
+            limits = [nvml.power_limit_w(nv, h) for h in handles]
+            xids = watcher.stop()
+        log_text, log_note = self.kernel_log(ctx.root) if p.kernel_log else ("", "not read")
+        kernel_xids = nvml.parse_kernel_xids(log_text)
+        loaded = bool(load_result.get("ran"))
+        common = {"driver_version": system["driver_version"],
+                  "cuda_driver_version": system["cuda_driver_version"],
+                  "under_load": loaded, "load_note": load_result.get("why") or None}
+        out = [Measurement(check=self.name, metric="gpu.count", value=count, unit=Unit.COUNT,
+                           tool="nvml", params={**common, "gpus": facts,
+                                                "xid_watch_note": watcher.note,
+                                                "kernel_log_note": log_note})]
+        # Whether the readings were taken under load: PCIe generation and throttling
+        # are only judged then, so a load that could not run must show (a WARN).
+        out.append(Measurement(check=self.name, metric="gpu.health_under_load",
+                               value=1 if loaded else 0, unit=Unit.COUNT, tool="nvml",
+                               params={"load_note": load_result.get("why") or None}))
+        for i in range(count):
+            out += self._per_gpu(i, facts[i], before[i], after[i], samples[i], limits[i],
+                                 [x for x in xids if x["gpu"] == i],
+                                 [x for x in kernel_xids
+                                  if nvml.bus_matches(x["bus"], facts[i]["pci_bus_id"])],
+                                 loaded)
+        # Kernel XIDs of a bus NVML does not list (a GPU that fell off the bus).
+        orphans = [x for x in kernel_xids
+                   if not any(nvml.bus_matches(x["bus"], f["pci_bus_id"]) for f in facts)]
+        if orphans:
+            out.append(self._m("gpu.xid_kernel_log",
+                               sum(x["xid"] in nvml.FAILING_XIDS for x in orphans),
+                               "unmatched", {"xids": orphans[:20]}))
+        return out
+
+    def _m(self, metric: str, value: float, device: str, params: dict[str, Any],
+           unit: Unit = Unit.COUNT) -> Measurement:
+        return Measurement(check=self.name, metric=metric, value=value, unit=unit,
+                           device=device, tool="nvml", params=params)
+
+    def _per_gpu(self, i: int, facts: dict[str, Any], before: dict[str, Any],
+                 after: dict[str, Any], samples: list[dict[str, Any]], limit: float | None,
+                 xids: list[dict[str, Any]], kernel_xids: list[dict[str, Any]],
+                 loaded: bool) -> list[Measurement]:
+        dev = _dev(i)
+        ident = {"uuid": facts["uuid"], "name": facts["name"], "serial": facts["serial"],
+                 "pci_bus_id": facts["pci_bus_id"]}
+        out: list[Measurement] = []
+
+        def add(metric: str, value: float | None, unit: Unit = Unit.COUNT,
+                **extra: Any) -> None:
+            if value is not None:
+                out.append(self._m(metric, value, dev, {**ident, **extra}, unit))
+
+        widths = [s["pcie_width"] for s in samples if s["pcie_width"] is not None]
+        gens = [s["pcie_gen"] for s in samples if s["pcie_gen"] is not None]
+        if widths and facts["pcie_width_max"]:
+            # The narrowest width seen: a link that drops lanes under load is the finding.
+            add("gpu.pcie_width_below_max", facts["pcie_width_max"] - min(widths),
+                width=min(widths), width_max=facts["pcie_width_max"], under_load=loaded)
+        if gens and facts["pcie_gen_max"] and loaded:
+            # Only under load: idle links downtrain on purpose (module docstring).
+            add("gpu.pcie_gen_below_max", facts["pcie_gen_max"] - max(gens),
+                gen=max(gens), gen_max=facts["pcie_gen_max"])
+        for key, metric in (("pcie_replays", "gpu.pcie_replays"),
+                            ("ecc_volatile_corrected", "gpu.ecc_volatile_corrected"),
+                            ("ecc_volatile_uncorrected", "gpu.ecc_volatile_uncorrected")):
+            if after.get(key) is not None:
+                delta = after[key] - before[key] if before.get(key) is not None else None
+                value = delta if metric == "gpu.pcie_replays" else after[key]
+                add(metric, value, before=before.get(key), after=after[key])
+        if facts["ecc_mode_current"] is not None:
+            add("gpu.ecc_mode_enabled", int(facts["ecc_mode_current"] == 1),
+                pending=facts["ecc_mode_pending"])
+        for key in ("ecc_dram_correctable", "ecc_dram_uncorrectable", "ecc_sram_correctable",
+                    "ecc_sram_uncorrectable", "row_remap_pending", "row_remap_failure",
+                    "retired_pages", "retired_pages_pending"):
+            extra: dict[str, Any] = {}
+            if key.startswith("row_remap"):
+                extra = {"correctable_rows": after.get("row_remap_correctable"),
+                         "uncorrectable_rows": after.get("row_remap_uncorrectable")}
+            add(f"gpu.{key}", after.get(key), Unit.COUNT, **extra)
+        masks = [s["clock_event_reasons"] for s in samples if s["clock_event_reasons"] is not None]
+        if masks:
+            seen = sorted({name for m in masks for name in nvml.reason_names(m)})
+            add("gpu.throttle_hw_slowdown", sum(bool(m & nvml.HW_SLOWDOWN_MASK) for m in masks),
+                samples=len(masks), reasons_seen=seen)
+            add("gpu.throttle_thermal", sum(bool(m & nvml.THERMAL_MASK) for m in masks),
+                samples=len(masks), reasons_seen=seen)
+        temps = [s["temperature"] for s in samples if s["temperature"] is not None]
+        add("gpu.temperature_max", max(temps) if temps else None, Unit.CELSIUS)
+        powers = [s["power_w"] for s in samples if s["power_w"] is not None]
+        add("gpu.power_max", max(powers) if powers else None, Unit.WATTS)
+        add("gpu.power_limit", limit, Unit.WATTS)
+        links = after.get("nvlink") or {}
+        if links:
+            down = [link for link, s in links.items() if not s["active"]]
+            add("gpu.nvlink_down", len(down), links=len(links), down=down)
+            grown = sum(max(0, s["errors"] - before["nvlink"].get(link, {}).get("errors", 0))
+                        for link, s in links.items())
+            add("gpu.nvlink_errors", grown)
+        add("gpu.xid_events", sum(x["xid"] in nvml.FAILING_XIDS for x in xids),
+            xids=[x["xid"] for x in xids])
+        add("gpu.xid_kernel_log", sum(x["xid"] in nvml.FAILING_XIDS for x in kernel_xids),
+            lines=[x["line"] for x in kernel_xids[:10]])
+        return out
+
+
+# --- matmul and memory bandwidth -----------------------------------------------------
+
+
+def _gpu_indices() -> list[int]:
+    import torch
+
+    return list(range(torch.cuda.device_count()))
+
+
+def _gpu_name(results: list[dict[str, Any]]) -> str:
+    names = {r.get("name", "") for r in results}
+    return names.pop() if len(names) == 1 else " / ".join(sorted(names))
+
+
+def _raise_errors(results: list[dict[str, Any]], what: str) -> None:
+    errors = [f"{r['device']}: {r['error']}" for r in results if "error" in r]
+    if errors:
+        raise ToolFailed(what, "; ".join(errors))
+
+
+def node_measurements(check: str, metric: str, unit: Unit,
+                      per_gpu: dict[int, tuple[list[float], dict[str, Any]]],
+                      tool_version: str) -> list[Measurement]:
+    """One ``<metric>_per_gpu`` per GPU (median of its samples) and ``<metric>`` = the
+    slowest GPU's median, the figure the node is judged by."""
+    out: list[Measurement] = []
+    for index, (samples, params) in sorted(per_gpu.items()):
+        summary = summarize(samples)
+        out.append(Measurement(check=check, metric=f"{metric}_per_gpu", value=summary.median,
+                               unit=unit, samples=tuple(samples), unstable=summary.unstable,
+                               device=_dev(index), tool="torch", tool_version=tool_version,
+                               params=params, stats=summary.to_dict()))
+    slowest = min(out, key=lambda m: m.value)
+    out.append(Measurement(
+        check=check, metric=metric, value=slowest.value, unit=unit, samples=slowest.samples,
+        unstable=slowest.unstable, tool="torch", tool_version=tool_version,
+        stats=slowest.stats,
+        params={**slowest.params, "slowest": slowest.device,
+                "per_gpu": {m.device: m.value for m in out}}))
+    return out
+
+
+class MatmulParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    precisions: list[Literal["bf16", "fp16", "tf32", "fp32", "fp8"]] = [
+        "bf16", "fp16", "tf32", "fp32", "fp8"]
+    # Square sizes swept; each is skipped when it does not fit in memory.
+    sizes: list[int] = Field(default=[4096, 8192, 16384], min_length=1)
+    # The size the node is judged at: 8192³, the shape of the H200 bf16 baseline's measurement.
+    reference_size: int = 8192
+    warmup: int = Field(default=5, ge=0)
+    iterations: int = Field(default=20, ge=1)
+
+
+class MatmulCheck(Check):
+    name: ClassVar[str] = "gpu.matmul"
+    domain: ClassVar[str] = "gpu"
+    description: ClassVar[str] = "matmul TFLOP/s per precision, all GPUs at once (torch)"
+    metrics: ClassVar[tuple[str, ...]] = (
+        *(f"gpu.matmul_{p}{s}" for p in ("bf16", "fp16", "tf32", "fp32", "fp8")
+          for s in ("", "_per_gpu", "_baseline_fraction")), "gpu.baseline_known")
+    params_model: ClassVar[type[BaseModel]] = MatmulParams
+
+    def available(self, ctx: CheckContext) -> str | None:
+        reason = torch_gpu_reason()
+        return skip_or_fail(ctx.root, reason) if reason is not None else None
+
+    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+        from bench_agent.checks.gpu.kernels import rates, run_on_devices
+
+        if not isinstance(p := params, MatmulParams):
+            raise TypeError(f"expected MatmulParams, got {type(params).__name__}")
+        indices = _gpu_indices()
+        task = {"kind": "matmul", "precisions": p.precisions, "sizes": p.sizes,
+                "warmup": p.warmup, "iterations": p.iterations}
+        results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
+        _raise_errors(results, "gpu matmul")
+        name = _gpu_name(results)
+        baseline = baselines.baseline_for(name)
+        out = [baselines.baseline_known(self.name, name, baseline)]
+        for precision in p.precisions:
+            per_gpu: dict[int, tuple[list[float], dict[str, Any]]] = {}
+            for index, result in zip(indices, results, strict=True):
+                runs = result.get("matmul", {}).get(precision) or []
+                if not runs:
+                    continue
+                by_n = {r["n"]: r for r in runs}
+                chosen = by_n.get(p.reference_size) or by_n[max(by_n)]
+                sweep = {str(r["n"]): max(rates(r["flop"], r["seconds"])) for r in runs}
+                per_gpu[index] = (rates(chosen["flop"], chosen["seconds"]), {
+                    "precision": precision, "m": chosen["n"], "n": chosen["n"],
+                    "k": chosen["n"], "flop_per_product": chosen["flop"],
+                    "input_sets": chosen["sets"], "iterations": p.iterations,
+                    "warmup": p.warmup, "name": result.get("name"),
+                    "max_flops_by_size": sweep, "skipped": result.get("skipped", {}),
+                    "timer": "CUDA events"})
+            if not per_gpu:
+                continue  # fp8 on an A100, or no size fits: the reason is in "skipped"
+            measured = node_measurements(self.name, f"gpu.matmul_{precision}", Unit.FLOPS,
+                                         per_gpu, results[0].get("torch", ""))
+            out += measured
+            if (frac := baselines.fraction(measured[-1], baseline)) is not None:
+                out.append(frac)
+        return out
+
+
+class HbmParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # 1 GiB: 20x an H100's 50 MiB L2 (raised to 8x L2 on larger caches, capped by memory).
+    bytes: int = Field(default=1 << 30, ge=1 << 20)
+    warmup: int = Field(default=3, ge=0)
+    iterations: int = Field(default=20, ge=1)
+
+
+class HbmCheck(Check):
+    name: ClassVar[str] = "gpu.hbm"
+    domain: ClassVar[str] = "gpu"
+    description: ClassVar[str] = "device-to-device copy (read+write counted), pinned H2D/D2H"
+    metrics: ClassVar[tuple[str, ...]] = (
+        *(f"gpu.{k}{s}" for k in ("hbm_copy", "h2d", "d2h") for s in ("", "_per_gpu")),
+        "gpu.hbm_copy_baseline_fraction")
+    params_model: ClassVar[type[BaseModel]] = HbmParams
+
+    def available(self, ctx: CheckContext) -> str | None:
+        reason = torch_gpu_reason()
+        return skip_or_fail(ctx.root, reason) if reason is not None else None
+
+    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+        from bench_agent.checks.gpu.kernels import rates, run_on_devices
+
+        if not isinstance(p := params, HbmParams):
+            raise TypeError(f"expected HbmParams, got {type(params).__name__}")
+        indices = _gpu_indices()
+        task = {"kind": "copy", "bytes": p.bytes, "warmup": p.warmup,
+                "iterations": p.iterations}
+        results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
+        _raise_errors(results, "gpu copy")
+        baseline = baselines.baseline_for(_gpu_name(results))
+        out: list[Measurement] = []
+        for kind in ("hbm_copy", "h2d", "d2h"):
+            per_gpu = {i: (rates(r["copy"][kind]["bytes_counted"], r["copy"][kind]["seconds"]),
+                           {k: v for k, v in r["copy"][kind].items() if k != "seconds"})
+                       for i, r in zip(indices, results, strict=True) if kind in r["copy"]}
+            if per_gpu:
+                measured = node_measurements(self.name, f"gpu.{kind}", Unit.BYTES_PER_SECOND,
+                                             per_gpu, results[0].get("torch", ""))
+                out += measured
+                if (frac := baselines.fraction(measured[-1], baseline)) is not None:
+                    out.append(frac)
+        return out

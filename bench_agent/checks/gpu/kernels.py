@@ -1,0 +1,351 @@
+"""GPU matmul throughput and memory bandwidth with torch, one process per device.
+
+Every GPU runs its own process (``python -m bench_agent.checks.gpu.kernels``), all at once,
+so a node is measured as training uses it (all GPUs hot, sharing power and
+cooling) and judged by its slowest GPU. Processes meet at a file barrier after
+allocating and warming up, so the timed phases overlap.
+
+Matmul: C = A @ B, square n x n, FLOP = 2·n³ (n³ multiply-adds of 2 FLOPs), random
+normal inputs (never zeros: zeros take less power and can hit fast paths), warm-up
+iterations untimed, several input sets used in turn so L2 never holds the next
+operands, each iteration timed by the injected ``Timer`` (CUDA events on a GPU,
+perf_counter on the CPU in tests). tf32 is asked for explicitly with
+torch.set_float32_matmul_precision("high"), fp32 with "highest" (PyTorch docs,
+"TensorFloat-32 (TF32) on Ampere (and later) devices").
+
+Copies: device-to-device ``dst.copy_(src)`` of a buffer far larger than L2,
+counted as read + write (2 x bytes per copy, as the H100/H200 copy baselines in
+suites/baselines/ count them); host-to-device and device-to-host from pinned memory,
+counted once.
+
+torch is imported inside functions only: `bench-agent --help` must not load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+MIB = 1 << 20
+GIB = 1 << 30
+# Bytes per element of each matmul input precision.
+ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "tf32": 4, "fp32": 4, "fp8": 1}
+# Share of free device memory a benchmark may allocate: leaves room for the CUDA
+# context, cuBLAS workspaces and the allocator's fragmentation.
+MEMORY_SHARE = 0.5
+
+
+class Timer(Protocol):
+    """Seconds of each of ``iterations`` calls of ``fn(i)``."""
+
+    def measure(self, fn: Callable[[int], None], iterations: int) -> list[float]: ...
+
+
+class PerfCounterTimer:
+    """Wall clock around each call: right on the CPU, where torch ops are synchronous."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+
+    def measure(self, fn: Callable[[int], None], iterations: int) -> list[float]:
+        out: list[float] = []
+        for i in range(iterations):
+            start = self.clock()
+            fn(i)
+            out.append(self.clock() - start)
+        return out
+
+
+class CudaEventTimer:
+    """CUDA events around each call, one synchronize at the end.
+
+    Events time the GPU's work, not the host's launch; synchronizing only once
+    keeps the launch queue full, as a training step does (CUDA C++ Best Practices
+    Guide, "Using CUDA GPU Timers").
+    """
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+
+    def measure(self, fn: Callable[[int], None], iterations: int) -> list[float]:
+        cuda = self.torch.cuda
+        pairs = [(cuda.Event(enable_timing=True), cuda.Event(enable_timing=True))
+                 for _ in range(iterations)]
+        for i, (start, end) in enumerate(pairs):
+            start.record()
+            fn(i)
+            end.record()
+        cuda.synchronize()
+        return [start.elapsed_time(end) / 1000.0 for start, end in pairs]  # ms -> s
+
+
+def matmul_flop(m: int, n: int, k: int) -> int:
+    """2·M·N·K: one multiply and one add per inner-product term."""
+    return 2 * m * n * k
+
+
+def rates(work: float, seconds: Sequence[float]) -> list[float]:
+    if any(s <= 0 for s in seconds):
+        raise ValueError(f"the timer returned a non-positive duration: {list(seconds)!r}")
+    return [work / s for s in seconds]
+
+
+def rotation_sets(n: int, element_bytes: int, l2_bytes: int, cap: int = 16) -> int:
+    """Input sets to cycle through so the operands of one iteration are not in L2.
+
+    Two sets whose combined size is at least twice L2 evict each other (an LRU-like
+    cache holds at most L2 bytes of the previous iteration's inputs).
+    """
+    per_set = 2 * n * n * element_bytes
+    return max(2, min(cap, math.ceil(2 * l2_bytes / per_set)))
+
+
+def _torch_dtype(torch: Any, precision: str) -> Any:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32,
+            "fp32": torch.float32, "fp8": getattr(torch, "float8_e4m3fn", None)}[precision]
+
+
+def fp8_supported(torch: Any, device: str) -> str | None:
+    """None when fp8 matmul can run, else why not (Ada/Hopper, sm_89+, needed)."""
+    if not device.startswith("cuda"):
+        return "fp8 matmul needs a CUDA GPU"
+    if getattr(torch, "float8_e4m3fn", None) is None or not hasattr(torch, "_scaled_mm"):
+        return "this torch has no float8 matmul"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < (8, 9):
+        return f"compute capability {major}.{minor} < 8.9 has no fp8 tensor cores"
+    return None
+
+
+def time_matmul(torch: Any, device: str, precision: str, n: int, warmup: int,
+                iterations: int, timer: Timer, sets: int = 2) -> dict[str, Any]:
+    """Seconds per n x n x n product; the caller turns them into FLOP/s."""
+    dtype = _torch_dtype(torch, precision)
+    gen = torch.Generator(device=device).manual_seed(1234 + n)
+    if precision == "fp8":
+        # torch._scaled_mm takes e4m3 inputs, B column-major, per-tensor scales.
+        make = [(torch.randn(n, n, device=device, generator=gen).to(dtype),
+                 torch.randn(n, n, device=device, generator=gen).to(dtype).t())
+                for _ in range(sets)]
+        one = torch.ones((), device=device, dtype=torch.float32)
+
+        def run(i: int) -> None:
+            a, b = make[i % sets]
+            torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    else:
+        make = [(torch.randn(n, n, device=device, dtype=dtype, generator=gen),
+                 torch.randn(n, n, device=device, dtype=dtype, generator=gen))
+                for _ in range(sets)]
+        out = torch.empty(n, n, device=device, dtype=dtype)
+
+        def run(i: int) -> None:
+            a, b = make[i % sets]
+            torch.matmul(a, b, out=out)
+
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+    try:
+        for i in range(warmup):
+            run(i)
+        seconds = timer.measure(run, iterations)
+        if precision != "fp8" and not bool(torch.isfinite(out).all()):
+            raise RuntimeError(f"{precision} matmul produced non-finite values")
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    return {"n": n, "seconds": seconds, "flop": matmul_flop(n, n, n), "sets": sets}
+
+
+def time_copies(torch: Any, device: str, size: int, warmup: int, iterations: int,
+                timer: Timer, host: bool) -> dict[str, Any]:
+    """Device-to-device copy (read+write counted), and pinned H2D/D2H when ``host``."""
+    src = torch.empty(size, dtype=torch.uint8, device=device).random_(0, 255)
+    dst = torch.empty_like(src)
+    results: dict[str, Any] = {}
+
+    def d2d(_: int) -> None:
+        dst.copy_(src)
+
+    for i in range(warmup):
+        d2d(i)
+    seconds = timer.measure(d2d, iterations)
+    results["hbm_copy"] = {"bytes": size, "bytes_counted": 2 * size,
+                           "counted": "read+write (2 x buffer per copy)", "seconds": seconds}
+    if host:
+        pinned = torch.empty(size, dtype=torch.uint8, pin_memory=True)
+
+        def h2d(_: int) -> None:
+            dst.copy_(pinned, non_blocking=True)
+
+        def d2h(_: int) -> None:
+            pinned.copy_(src, non_blocking=True)
+
+        for name, fn in (("h2d", h2d), ("d2h", d2h)):
+            for i in range(warmup):
+                fn(i)
+            results[name] = {"bytes": size, "bytes_counted": size, "counted": "once, pinned",
+                             "seconds": timer.measure(fn, iterations)}
+    return results
+
+
+def _device_memory(torch: Any, device: str) -> tuple[int | None, int]:
+    """(free bytes or None on the CPU, L2 bytes) of a device."""
+    if not device.startswith("cuda"):
+        return None, 0
+    free, _total = torch.cuda.mem_get_info(device)
+    props = torch.cuda.get_device_properties(device)
+    return int(free), int(getattr(props, "L2_cache_size", 0) or 0)
+
+
+def bench_device(task: dict[str, Any], barrier: Callable[[], None] = lambda: None,
+                 timer: Timer | None = None) -> dict[str, Any]:
+    """One device's results: task = {device, kind: matmul|copy|load, ...}."""
+    import torch
+
+    device = task.get("device", "cuda:0")
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(device)
+    timer = timer or (CudaEventTimer(torch) if cuda else PerfCounterTimer())
+    free, l2 = _device_memory(torch, device)
+    result: dict[str, Any] = {"device": device, "torch": torch.__version__, "skipped": {}}
+    if cuda:
+        result["name"] = torch.cuda.get_device_name(device)
+        result["l2_bytes"] = l2
+        result["free_bytes"] = free
+    kind = task["kind"]
+    if kind == "load":
+        # Health check load: bf16 products for a set time, keeping the PCIe link and
+        # clocks at their working state while NVML samples them.
+        barrier()
+        n = int(task.get("n", 8192))
+        deadline = time.monotonic() + float(task.get("seconds", 10))
+        loops = 0
+        while time.monotonic() < deadline:
+            time_matmul(torch, device, "bf16" if cuda else "fp32", n, 0, 5, timer)
+            loops += 1
+        result["loops"] = loops
+        return result
+    if kind == "copy":
+        size = int(task.get("bytes", GIB))
+        size = max(size, 8 * l2)  # "much larger than L2"
+        if free is not None:
+            size = min(size, int(free * MEMORY_SHARE / 2))
+        barrier()
+        result["copy"] = time_copies(torch, device, size, int(task.get("warmup", 3)),
+                                     int(task.get("iterations", 20)), timer, host=cuda)
+        return result
+    matmul: dict[str, Any] = {}
+    first = True
+    for precision in task.get("precisions", ["bf16"]):
+        if precision == "fp8" and (why := fp8_supported(torch, device)):
+            result["skipped"]["fp8"] = why
+            continue
+        per_size: list[dict[str, Any]] = []
+        for n in task.get("sizes", [8192]):
+            element = ELEMENT_BYTES[precision]
+            sets = rotation_sets(n, element, l2) if cuda else int(task.get("sets", 2))
+            need = (2 * sets + 2) * n * n * max(element, 2)
+            if free is not None and need > free * MEMORY_SHARE:
+                result["skipped"][f"{precision}@{n}"] = (
+                    f"needs {need / GIB:.1f} GiB, more than {MEMORY_SHARE:.0%} of free memory")
+                continue
+            if first:
+                barrier()  # every GPU starts its timed work together
+                first = False
+            per_size.append(time_matmul(torch, device, precision, n,
+                                        int(task.get("warmup", 5)),
+                                        int(task.get("iterations", 20)), timer, sets))
+        matmul[precision] = per_size
+    result["matmul"] = matmul
+    return result
+
+
+def _file_barrier(folder: Path, rank: int, parties: int, timeout: float) -> Callable[[], None]:
+    def wait() -> None:
+        (folder / f"ready-{rank}").touch()
+        deadline = time.monotonic() + timeout
+        while len(list(folder.glob("ready-*"))) < parties:
+            if time.monotonic() > deadline:
+                return  # a slow sibling must not hang us; its times just overlap less
+            time.sleep(0.05)
+
+    return wait
+
+
+def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
+                   python: str = sys.executable) -> list[dict[str, Any]]:
+    """Run ``task`` on every device at once, one child process each; results in order.
+
+    Each child sees one GPU (CUDA_VISIBLE_DEVICES, PCI bus order so the index is
+    NVML's), so no process creates a context on another GPU. A child that fails
+    returns {"device": ..., "error": its stderr tail}. The children run through
+    the subprocess seam: at the timeout, or if this process is interrupted, each
+    is stopped with whatever it started.
+    """
+    import contextlib
+
+    from bench_agent.core.process import DEVNULL, Child, spawn
+
+    with tempfile.TemporaryDirectory(prefix="bench-agent-gpu-") as tmp, \
+            contextlib.ExitStack() as owned:
+        folder = Path(tmp)
+        children: list[tuple[str, Child, Path]] = []
+        for rank, device in enumerate(devices):
+            env = dict(os.environ)
+            child_device = device
+            if device.startswith("cuda:"):
+                env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+                env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+                child_device = "cuda:0"
+            out = folder / f"result-{rank}.json"
+            request = {**task, "device": child_device}
+            cmd = [python, "-m", "bench_agent.checks.gpu.kernels", "--task", json.dumps(request),
+                   "--out", str(out), "--barrier", str(folder), "--rank", str(rank),
+                   "--parties", str(len(devices))]
+            children.append((device, owned.enter_context(spawn(cmd, env=env, stdout=DEVNULL)),
+                             out))
+        results: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        for device, child, out in children:
+            done = child.finish(timeout=max(1.0, deadline - time.monotonic()))
+            if done.timed_out:
+                results.append({"device": device, "error": f"timed out after {timeout:g} s"})
+                continue
+            if done.returncode != 0 or not out.is_file():
+                tail = done.stderr.strip()[-800:] or f"exit code {done.returncode}"
+                results.append({"device": device, "error": tail})
+                continue
+            data = json.loads(out.read_text())
+            data["device"] = device
+            results.append(data)
+        return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="one device's GPU benchmark (internal)")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--barrier", type=Path)
+    parser.add_argument("--rank", type=int, default=0)
+    parser.add_argument("--parties", type=int, default=1)
+    args = parser.parse_args(argv)
+    barrier: Callable[[], None] = lambda: None  # noqa: E731
+    if args.barrier is not None:
+        barrier = _file_barrier(args.barrier, args.rank, args.parties, timeout=300)
+    result = bench_device(json.loads(args.task), barrier)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The inventory as a check: the node's facts as measurements."""

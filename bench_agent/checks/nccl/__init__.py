@@ -1,0 +1,1 @@
+"""NCCL collectives under torchrun."""

@@ -1,0 +1,1 @@
+"""Network checks: TCP/UDP (iperf3, sockperf, qperf) and RDMA (perftest)."""

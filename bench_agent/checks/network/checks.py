@@ -1,0 +1,300 @@
+"""Network checks against a peer running `bench-agent peer` (see peer.py).
+
+    network.tcp_bandwidth   iperf3 -J, several processes x streams, both directions
+    network.tcp_latency     sockperf ping-pong --tcp (qperf tcp_lat as the fallback)
+    network.udp_latency     sockperf ping-pong (UDP) (qperf udp_lat as the fallback)
+    network.rdma_latency    ib_write_lat per RDMA device (-d, -x GID index)
+    network.rdma_bandwidth  ib_write_bw per RDMA device
+
+Every check first asks the peer's control port what it serves ("hello"); a peer
+that does not answer is an ERROR naming the address, within a few seconds rather
+than at the check's time limit. Without --peer the checks are SKIP.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench_agent.checks.base import Check, CheckContext
+from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
+from bench_agent.core.model import Measurement
+from bench_agent.core.units import Unit
+from bench_agent.peer.protocol import DEFAULT_PORTS, peer_request
+
+HELLO_TIMEOUT_S = 5.0
+# Extra time a tool gets beyond its own duration: start-up, connection, the
+# results exchange at the end (iperf3 exchanges JSON results after the test).
+TOOL_SLACK_S = 15.0
+
+
+class PeerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    control_port: int = Field(default=DEFAULT_PORTS["control"], ge=1, le=65535)
+
+
+def _peer_address(ctx: CheckContext) -> str:
+    peer = ctx.extra.get("peer")
+    if not peer:
+        raise NotApplicable("no peer given: run `bench-agent peer` on another node and "
+                            "`bench-agent run network --peer ADDRESS` here")
+    return str(peer)
+
+
+def hello(ctx: CheckContext, control_port: int) -> tuple[str, dict[str, Any]]:
+    """The peer's address and its hello response; ToolFailed naming the address."""
+    host = _peer_address(ctx)
+    timeout = min(HELLO_TIMEOUT_S, max(1.0, ctx.timeout / 4))
+    try:
+        response = peer_request(host, control_port, {"op": "hello"}, timeout=timeout)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(
+            exc).__name__
+        raise ToolFailed("bench-agent peer", f"peer {host}:{control_port} unreachable: {why} "
+                         "(is `bench-agent peer` running there?)") from exc
+    if not response.get("ok"):
+        raise ToolFailed("bench-agent peer", f"peer {host}:{control_port} refused hello: "
+                         f"{response.get('error')}")
+    return host, response
+
+
+# --- link speed of the route to the peer --------------------------------------------
+
+
+def route_interface(host: str) -> str | None:
+    """The interface `ip route get` picks for ``host`` (None if unknown)."""
+    try:
+        proc = subprocess.run(["ip", "-j", "route", "get", host], capture_output=True,
+                              text=True, timeout=5, check=False)
+        routes = json.loads(proc.stdout or "[]")
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        return None
+    if routes and isinstance(routes, list) and isinstance(routes[0], dict):
+        dev = routes[0].get("dev")
+        return str(dev) if dev else None
+    return None
+
+
+def link_speed_bps(root: Path, interface: str) -> float | None:
+    """/sys/class/net/IF/speed in Mbit/s as bits/s; None when unknown (-1, virtual)."""
+    try:
+        mbit = int((root / "sys/class/net" / interface / "speed").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return mbit * 1e6 if 0 < mbit < 0xFFFFFFFF else None
+
+
+# --- bandwidth ----------------------------------------------------------------------
+
+
+class BandwidthParams(PeerParams):
+    # iperf3 -t and -O: 10 s measured after 2 s omitted (TCP slow start and
+    # window growth; iperf3(1): "-O, --omit N: omit the first n seconds").
+    duration: int = Field(default=10, ge=1, le=3600)
+    omit: int = Field(default=2, ge=0, le=60)
+    streams: int = Field(default=4, ge=1, le=128)
+    # How many iperf3 processes (and peer server ports) to run at once; capped by
+    # what the peer offers.
+    processes: int = Field(default=2, ge=1, le=64)
+    reverse: bool = True
+
+
+class TcpBandwidthCheck(Check):
+    name: ClassVar[str] = "network.tcp_bandwidth"
+    domain: ClassVar[str] = "network"
+    description: ClassVar[str] = "TCP bandwidth to the peer (iperf3, both directions)"
+    metrics: ClassVar[tuple[str, ...]] = (
+        "network.tcp_bandwidth", "network.tcp_bandwidth_reverse", "network.tcp_retransmits",
+        "network.tcp_retransmits_reverse", "network.tcp_bandwidth_link_ratio")
+    params_model: ClassVar[type[BaseModel]] = BandwidthParams
+
+    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+        from bench_agent.tools import iperf3
+
+        assert isinstance(params, BandwidthParams)
+        host, info = hello(ctx, params.control_port)
+        ports = [int(p) for p in (info.get("services") or {}).get("iperf3") or []]
+        if not ports:
+            raise ToolMissing("iperf3", f"the peer {host} runs no iperf3 server")
+        ports = ports[: params.processes]
+        per_run = params.duration + params.omit + TOOL_SLACK_S
+        settings = {"duration_s": params.duration, "omit_s": params.omit, "peer": host}
+        out: list[Measurement] = []
+        for reverse in (False, True) if params.reverse else (False,):
+            commands = [iperf3.client_command(host, port, params.streams, params.duration,
+                                              params.omit, reverse) for port in ports]
+            results = iperf3.run_parallel(commands, per_run)
+            out += iperf3.measurements_of(results, check=self.name, params=settings)
+        interface = route_interface(host)
+        speed = link_speed_bps(ctx.root, interface) if interface else None
+        forward = next((m for m in out if m.metric == "network.tcp_bandwidth"), None)
+        if speed and forward and interface:
+            out.append(link_ratio_measurement(self.name, interface, speed, forward))
+        return out
+
+
+def link_ratio_measurement(check: str, interface: str, link_bps: float,
+                           forward: Measurement) -> Measurement:
+    """Measured TCP bandwidth over the link speed of the interface that routes to the
+    peer; both figures go in the device label, so the verdict shows them together."""
+    link = Measurement("x", "x", link_bps, Unit.BITS_PER_SECOND).display
+    label = f"{interface}: {forward.display} measured, {link} link"
+    return Measurement(check=check, metric="network.tcp_bandwidth_link_ratio",
+                       value=forward.value / link_bps, unit=Unit.COUNT, device=label,
+                       tool="iperf3", params={"interface": interface,
+                                              "link_speed_bits_per_second": link_bps,
+                                              "measured_bits_per_second": forward.value})
+
+
+# --- latency ------------------------------------------------------------------------
+
+
+class LatencyParams(PeerParams):
+    duration: int = Field(default=5, ge=1, le=3600)
+    # sockperf -m; None: sockperf's default (14 bytes). qperf's default is 1 byte.
+    msg_size: int | None = Field(default=None, ge=1, le=65000)
+    # --full-rtt: report round-trip metrics (network.*_round_trip*) instead.
+    full_rtt: bool = False
+    tool: str = Field(default="auto", pattern="^(auto|sockperf|qperf)$")
+
+
+class _LatencyCheck(Check):
+    protocol: ClassVar[str]
+    domain: ClassVar[str] = "network"
+    params_model: ClassVar[type[BaseModel]] = LatencyParams
+
+    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+        import shutil
+
+        from bench_agent.tools import qperf, sockperf
+
+        assert isinstance(params, LatencyParams)
+        host, info = hello(ctx, params.control_port)
+        services = info.get("services") or {}
+        timeout = params.duration + TOOL_SLACK_S
+        use_sockperf = (params.tool in ("auto", "sockperf") and services.get("sockperf")
+                        and shutil.which("sockperf"))
+        if use_sockperf:
+            command = sockperf.client_command(host, int(services["sockperf"]), self.protocol,
+                                              params.duration, params.msg_size, params.full_rtt)
+            text = sockperf.run_sockperf(command, timeout)
+            found = sockperf.parse_sockperf(text, protocol=self.protocol, check=self.name)
+        elif params.tool in ("auto", "qperf") and services.get("qperf"):
+            if params.full_rtt:
+                raise NotApplicable("qperf reports one-way latency only; full_rtt needs sockperf")
+            command = qperf.client_command(host, int(services["qperf"]),
+                                           f"{self.protocol}_lat", params.duration)
+            found = [replace(m, check=self.name)
+                     for m in qperf.parse_qperf(qperf.run_qperf(command, timeout))
+                     if m.unit is Unit.SECONDS]
+        else:
+            raise ToolMissing("sockperf", f"neither sockperf nor qperf is usable with {host} "
+                              f"(peer serves: {json.dumps(services)})")
+        return [replace(m, params={**m.params, "peer": host, "duration_s": params.duration})
+                for m in found]
+
+
+class TcpLatencyCheck(_LatencyCheck):
+    name: ClassVar[str] = "network.tcp_latency"
+    protocol: ClassVar[str] = "tcp"
+    description: ClassVar[str] = "TCP one-way latency to the peer (sockperf ping-pong)"
+    metrics: ClassVar[tuple[str, ...]] = (
+        "network.tcp_latency", "network.tcp_latency_p50", "network.tcp_latency_p99",
+        "network.tcp_latency_p99_9", "network.tcp_round_trip", "network.tcp_round_trip_p50",
+        "network.tcp_round_trip_p99", "network.tcp_round_trip_p99_9")
+
+
+class UdpLatencyCheck(_LatencyCheck):
+    name: ClassVar[str] = "network.udp_latency"
+    protocol: ClassVar[str] = "udp"
+    description: ClassVar[str] = "UDP one-way latency to the peer (sockperf ping-pong)"
+    metrics: ClassVar[tuple[str, ...]] = (
+        "network.udp_latency", "network.udp_latency_p50", "network.udp_latency_p99",
+        "network.udp_latency_p99_9", "network.udp_round_trip", "network.udp_round_trip_p50",
+        "network.udp_round_trip_p99", "network.udp_round_trip_p99_9")
+
+
+# --- RDMA ---------------------------------------------------------------------------
+
+
+class RdmaParams(PeerParams):
+    # -x: the GID index, needed for RoCE (perftest: "Test uses GID with GID index");
+    # None lets perftest choose (IB: no GID; Ethernet: 0).
+    gid_index: int | None = Field(default=None, ge=0, le=255)
+    devices: list[str] = Field(default_factory=list)  # empty: every active port
+    size: int | None = Field(default=None, ge=1)  # None: perftest's default
+    iterations: int = Field(default=5000, ge=5)
+    peer_device: str | None = None  # None: same name as the local device
+
+
+def rdma_ports(root: Path) -> list[dict[str, Any]]:
+    from bench_agent.inventory.collect import collect_inventory
+
+    ports: list[dict[str, Any]] = collect_inventory(root, gpu_probe=lambda: []).get(
+        "infiniband") or []
+    return ports
+
+
+class _RdmaCheck(Check):
+    tool: ClassVar[str]
+    default_size: ClassVar[int]
+    domain: ClassVar[str] = "network"
+    params_model: ClassVar[type[BaseModel]] = RdmaParams
+
+    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+        from bench_agent.tools import perftest
+
+        assert isinstance(params, RdmaParams)
+        ports = [p for p in rdma_ports(ctx.root) if str(p.get("state", "")).endswith("ACTIVE")]
+        devices = sorted({str(p["device"]) for p in ports})
+        if params.devices:
+            devices = [d for d in devices if d in params.devices]
+        count = Measurement(check=self.name, metric="network.rdma_active_devices",
+                            value=len(devices), unit=Unit.COUNT,
+                            params={"source": "/sys/class/infiniband"})
+        if not devices:
+            # SKIP with the reason; a profile that requires RDMA (required: true on
+            # its threshold) turns it into a FAIL (runner.py).
+            wanted = f" among {', '.join(params.devices)}" if params.devices else ""
+            raise NotApplicable(f"no active RDMA device{wanted} in /sys/class/infiniband "
+                                "(InfiniBand or RoCE)")
+        host, _info = hello(ctx, params.control_port)
+        size = params.size or self.default_size
+        out = [count]
+        for device in devices:
+            response = peer_request(host, params.control_port, {
+                "op": "perftest", "tool": self.tool, "device": params.peer_device or device,
+                "gid_index": params.gid_index, "size": size,
+                "iterations": params.iterations}, timeout=HELLO_TIMEOUT_S + 5)
+            if not response.get("ok"):
+                raise ToolFailed(self.tool, f"peer {host} could not start a server: "
+                                 f"{response.get('error')}")
+            out += perftest.run_client(self.tool, host, int(response["port"]), device,
+                                       params.gid_index, size, params.iterations,
+                                       timeout=max(30.0, ctx.timeout / max(1, len(devices))))
+        return out
+
+
+class RdmaLatencyCheck(_RdmaCheck):
+    name: ClassVar[str] = "network.rdma_latency"
+    tool: ClassVar[str] = "ib_write_lat"
+    default_size: ClassVar[int] = 2  # perftest DEF_SIZE_LAT
+    description: ClassVar[str] = "RDMA write latency to the peer (ib_write_lat, per HCA)"
+    metrics: ClassVar[tuple[str, ...]] = (
+        "network.rdma_active_devices", "network.rdma_write_latency",
+        "network.rdma_write_latency_avg", "network.rdma_write_latency_p99",
+        "network.rdma_write_latency_p99_9")
+
+
+class RdmaBandwidthCheck(_RdmaCheck):
+    name: ClassVar[str] = "network.rdma_bandwidth"
+    tool: ClassVar[str] = "ib_write_bw"
+    default_size: ClassVar[int] = 65536  # perftest DEF_SIZE_BW
+    description: ClassVar[str] = "RDMA write bandwidth to the peer (ib_write_bw, per HCA)"
+    metrics: ClassVar[tuple[str, ...]] = ("network.rdma_active_devices",
+                                          "network.rdma_write_bandwidth")

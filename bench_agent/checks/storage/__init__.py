@@ -1,0 +1,1 @@
+"""Storage checks (fio) and the safety rules for raw devices."""

@@ -1,0 +1,1 @@
+"""Suites, profiles and baselines: strict YAML in, validated pydantic models out."""

@@ -1,0 +1,473 @@
+"""Suites (what runs) and profiles (what passes): load, validate, resolve.
+
+Both are YAML files shipped inside the wheel (``suites/`` and
+``suites/profiles/``). Every problem is a ConfigError naming the file, the key
+and what was expected; values with units ("10 GB/s", "128 GiB") are parsed here
+against the metric catalog, so a wrong dimension never reaches a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from bench_agent.core.errors import ConfigError, UsageError
+from bench_agent.core.metrics import METRICS, unknown_metric
+from bench_agent.core.thresholds import Comparator, Severity, Threshold
+from bench_agent.core.units import UnitError, parse_duration, parse_quantity
+
+DEFAULT_PROFILE = "guide-minimum"
+DEFAULT_TIMEOUT_S = 300.0
+DOMAINS = ("cpu", "storage", "network", "gpu", "nccl")
+
+
+def data_dir() -> Path:
+    """The suites folder: inside the installed wheel, or the repository's own."""
+    packaged = Path(__file__).resolve().parents[1] / "_data" / "suites"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "suites"
+
+
+def schema_dir() -> Path:
+    packaged = Path(__file__).resolve().parents[1] / "_data" / "schema"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "results" / "schema"
+
+
+# --- YAML with duplicate keys refused, depth and numbers bounded -----------------
+
+# Suites and profiles nest three or four levels deep and hold numbers of a few
+# digits. PyYAML's composer recurses once per level (a 20,000-deep "[[[...]]]"
+# overflows Python's stack) and int() refuses more than 4,300 digits
+# (CPython's int_max_str_digits, CVE-2020-10735): both bounds are met long
+# before, with a ConfigError that says where.
+MAX_YAML_DEPTH = 64
+MAX_YAML_DIGITS = 100
+_LONG_DIGITS = re.compile(rf"\d{{{MAX_YAML_DIGITS + 1},}}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one),
+    nesting deeper than MAX_YAML_DEPTH and numbers longer than MAX_YAML_DIGITS."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+                raise ConfigError(f"nested deeper than {MAX_YAML_DEPTH} levels at line {line}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_scalar(self, node: yaml.Node) -> Any:
+        if isinstance(node.value, str) and _LONG_DIGITS.search(node.value):
+            line = node.start_mark.line + 1
+            raise ConfigError(f"a number of more than {MAX_YAML_DIGITS} digits at line {line}")
+        return super().construct_scalar(node)  # type: ignore[arg-type]
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in mapping:
+            line = key_node.start_mark.line + 1
+            raise ConfigError(f"duplicate key {key!r} at line {line}")
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml_text(raw: bytes | str, file: str) -> Any:
+    """Parse YAML with the strict loader; every problem is a ConfigError naming ``file``."""
+    try:
+        return yaml.load(raw, Loader=_StrictLoader)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), file=file) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=file) from exc
+    except RecursionError as exc:
+        # The depth bound comes first; this is the net under it.
+        raise ConfigError("not valid YAML: nested too deeply", file=file) from exc
+    except (ValueError, OverflowError) as exc:
+        # A value PyYAML's constructors cannot build (int() digit limit, a bad
+        # timestamp such as 2024-13-45).
+        raise ConfigError(f"not valid YAML: {exc}", file=file) from exc
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
+    """The parsed mapping and the sha256 of the file's bytes."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+    data = load_yaml_text(raw, str(path))
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping at the top level", file=str(path))
+    return data, hashlib.sha256(raw).hexdigest()
+
+
+_read_yaml = read_yaml  # burnin.py's name for it
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's ("thresholds", 0, "value") as "thresholds[0].value"."""
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _validation_error(exc: ValidationError, path: Path, model: type[BaseModel] | None = None
+                      ) -> ConfigError:
+    first = exc.errors()[0]
+    message = first["msg"]
+    if first["type"] == "extra_forbidden" and model is not None:
+        message += f" (allowed keys: {', '.join(_allowed_keys(model, first['loc']))})"
+    return ConfigError(message, file=str(path), key=_key_path(first["loc"]))
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the (nested) model where an unknown key was found."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        annotation = current.model_fields[part].annotation
+        args = getattr(annotation, "__args__", None)
+        current = args[0] if args else annotation
+    return list(current.model_fields) if hasattr(current, "model_fields") else []
+
+
+# --- suites ------------------------------------------------------------------------
+
+
+class _CheckEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    check: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout: str | float = DEFAULT_TIMEOUT_S
+    required: bool = False
+
+
+class _SuiteFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    profile: str | None = None
+    # A suite of no check measures nothing: its report would be all SKIP.
+    checks: list[_CheckEntry] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """One check to run: validated params (as a dict), time limit, required flag."""
+
+    check: str
+    params: dict[str, Any]
+    timeout: float
+    required: bool
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    checks: list[CheckPlan]
+    path: str
+    sha256: str
+    profile: str | None = None
+
+
+def load_suite(path: Path) -> Suite:
+    from bench_agent.checks import CHECKS, get_check
+
+    data, digest = _read_yaml(path)
+    try:
+        parsed = _SuiteFile.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, path, _SuiteFile) from exc
+    plans: list[CheckPlan] = []
+    for index, entry in enumerate(parsed.checks):
+        key = f"checks[{index}]"
+        if entry.check not in CHECKS:
+            raise ConfigError(
+                f"unknown check {entry.check!r}; expected one of {', '.join(CHECKS)}",
+                file=str(path),
+                key=f"{key}.check",
+            )
+        try:
+            timeout = parse_duration(entry.timeout)
+        except UnitError as exc:
+            raise ConfigError(str(exc), file=str(path), key=f"{key}.timeout") from exc
+        check = get_check(entry.check)
+        try:
+            params = check.params_model.model_validate(entry.params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(
+                first["msg"], file=str(path), key=f"{key}.params.{_key_path(first['loc'])}"
+            ) from exc
+        plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required))
+    return Suite(parsed.name, parsed.description, plans, str(path), digest, parsed.profile)
+
+
+def suite_path(name: str) -> Path:
+    return data_dir() / f"{name}.yaml"
+
+
+# Suites of another kind, run by their own command (`bench-agent burnin`).
+OTHER_KIND_SUITES = ("burnin",)
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in data_dir().glob("*.yaml") if p.stem not in OTHER_KIND_SUITES)
+
+
+def resolve_targets(targets: list[str]) -> Suite:
+    """Turn `run` arguments (domains, suite names, check names) into one suite.
+
+    A domain is the suite of the same name. Several targets are merged in order;
+    a check named twice runs once, with its first parameters.
+    """
+    from bench_agent.checks import CHECKS, get_check
+
+    if not targets:
+        targets = ["quick"]
+    for target in targets:
+        if target in OTHER_KIND_SUITES:
+            raise UsageError(f"{target!r} is run with `bench-agent {target} --duration ...`")
+    if len(targets) == 1 and suite_path(targets[0]).is_file():
+        return load_suite(suite_path(targets[0]))
+    plans: list[CheckPlan] = []
+    digests: list[str] = []
+    profile: str | None = None
+    for target in targets:
+        path = suite_path(target)
+        if path.is_file():
+            suite = load_suite(path)
+            plans.extend(suite.checks)
+            digests.append(suite.sha256)
+            profile = profile or suite.profile
+        elif target in CHECKS:
+            defaults = get_check(target).params_model().model_dump()
+            plans.append(CheckPlan(target, defaults, DEFAULT_TIMEOUT_S, False))
+            digests.append(hashlib.sha256(target.encode()).hexdigest())
+        else:
+            raise UsageError(
+                f"{target!r} is not a domain, suite or check; see `bench-agent list`"
+                f" (suites: {', '.join(suite_names())}; checks: {', '.join(CHECKS)})"
+            )
+    unique: dict[str, CheckPlan] = {}
+    for plan in plans:
+        unique.setdefault(plan.check, plan)
+    digest = hashlib.sha256("\n".join(digests).encode()).hexdigest()
+    return Suite("+".join(targets), "", list(unique.values()), "", digest, profile)
+
+
+# --- profiles ----------------------------------------------------------------------
+
+
+class _ThresholdEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    metric: str
+    comparator: Literal[">=", "<=", ">", "<", "between"]
+    # Strict: YAML `true` must not become a threshold of 1.
+    value: StrictStr | StrictFloat | StrictInt | list[StrictStr | StrictFloat | StrictInt]
+    severity: Literal["fail", "warn"] = "fail"
+    warn_band: str | float | None = None
+    required: bool = False
+    source: str = Field(min_length=1)
+
+
+class _ProfileFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    extends: str | None = None
+    thresholds: list[_ThresholdEntry] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    thresholds: list[Threshold]
+    path: str
+    sha256: str
+    sources: list[str] = field(default_factory=list)
+
+
+def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, str) and raw.strip().endswith("%"):
+            return float(raw.strip()[:-1]) / 100
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"expected a fraction or a percentage like '10%', got {raw!r}",
+                          file=str(path), key=key) from exc
+
+
+def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Threshold:
+    info = METRICS.get(entry.metric)
+    if info is None:
+        raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric)}",
+                          file=str(path), key=f"{key}.metric")
+    raw_values = entry.value if isinstance(entry.value, list) else [entry.value]
+    expected_count = 2 if entry.comparator == "between" else 1
+    if len(raw_values) != expected_count:
+        shape = "a list [low, high]" if expected_count == 2 else "a single value"
+        raise ConfigError(f"comparator {entry.comparator!r} takes {shape}",
+                          file=str(path), key=f"{key}.value")
+    values: list[float] = []
+    for raw in raw_values:
+        try:
+            values.append(parse_quantity(raw, info.unit).value)
+        except UnitError as exc:
+            raise ConfigError(
+                f"{exc} (metric {entry.metric} is measured in {info.unit.value})",
+                file=str(path), key=f"{key}.value",
+            ) from exc
+    try:
+        return Threshold(
+            id=entry.id,
+            metric=entry.metric,
+            comparator=Comparator(entry.comparator),
+            value=values[0],
+            upper=values[1] if len(values) == 2 else None,
+            unit=info.unit,
+            source=entry.source,
+            severity=Severity(entry.severity),
+            warn_band=_parse_band(entry.warn_band, path, f"{key}.warn_band"),
+            required=entry.required,
+        )
+    except ValueError as exc:
+        # Threshold's own checks: the limits' order and physical domain ("-25
+        # Gbit/s"), the warn band; the message starts with the threshold's id.
+        field_key = f"{key}.warn_band" if "warn_band" in str(exc) else f"{key}.value"
+        raise ConfigError(f"threshold {exc}", file=str(path), key=field_key) from exc
+
+
+def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) -> Profile:
+    """A fleet baseline (`bench-agent baseline generate`) used as a profile: each
+    figure's explicit limit becomes a threshold on its metric."""
+    thresholds = []
+    figures = data.get("figures") or {}
+    if not isinstance(figures, dict):
+        raise ConfigError("expected a mapping of metric -> figure", file=str(path),
+                          key="figures")
+    for metric, figure in figures.items():
+        key = f"figures.{metric}"
+        info = METRICS.get(str(metric))
+        if info is None:
+            raise ConfigError(unknown_metric(str(metric)), file=str(path), key=key)
+        if not isinstance(figure, dict):
+            raise ConfigError("expected {comparator, limit, unit}", file=str(path), key=key)
+        if figure.get("comparator") not in (">=", "<=") or "limit" not in figure:
+            raise ConfigError("a fleet figure needs comparator (>= or <=) and limit",
+                              file=str(path), key=key)
+        if figure.get("unit") != info.unit.value:
+            raise ConfigError(f"unit {figure.get('unit')!r}, expected {info.unit.value}",
+                              file=str(path), key=f"{key}.unit")
+        limit = figure["limit"]
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise ConfigError(f"expected a number, got {limit!r}", file=str(path),
+                              key=f"{key}.limit")
+        try:
+            thresholds.append(Threshold(
+                id=f"fleet-{metric}", metric=str(metric),
+                comparator=Comparator(figure["comparator"]), value=float(limit),
+                unit=info.unit, source=str(figure.get("source", f"fleet baseline {path.name}"))))
+        except (ValueError, OverflowError) as exc:
+            raise ConfigError(f"threshold {exc}", file=str(path), key=f"{key}.limit") from exc
+    name = str(data.get("model") or path.stem)
+    return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)])
+
+
+def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
+    """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it."""
+    data, digest = _read_yaml(path)
+    if data.get("kind") == "fleet":
+        return _profile_from_fleet_baseline(data, path, digest)
+    try:
+        parsed = _ProfileFile.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, path, _ProfileFile) from exc
+    by_id: dict[str, Threshold] = {}
+    sources = [str(path)]
+    if parsed.extends:
+        chain = (*_chain, str(path.resolve()))
+        parent_path = resolve_profile_path(parsed.extends, relative_to=path.parent)
+        if str(parent_path.resolve()) in chain:
+            raise ConfigError(f"profile inheritance loops through {parsed.extends!r}",
+                              file=str(path), key="extends")
+        parent = load_profile(parent_path, chain)
+        by_id = {t.id: t for t in parent.thresholds}
+        sources = [*parent.sources, str(path)]
+        digest = hashlib.sha256((parent.sha256 + digest).encode()).hexdigest()
+    seen: set[str] = set()
+    for index, entry in enumerate(parsed.thresholds):
+        key = f"thresholds[{index}]"
+        if entry.id in seen:
+            raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path), key=key)
+        seen.add(entry.id)
+        by_id[entry.id] = _threshold_from_entry(entry, path, key)
+    return Profile(parsed.name, parsed.description, list(by_id.values()), str(path), digest,
+                   sources)
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in (data_dir() / "profiles").glob("*.yaml"))
+
+
+def resolve_profile_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """A profile by name (shipped), or by path (a user's own file)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_absolute() and relative_to is not None:
+            beside = relative_to / candidate
+            if beside.is_file():
+                return beside
+        if candidate.is_file():
+            return candidate
+        raise ConfigError("no such profile file", file=name_or_path)
+    shipped = data_dir() / "profiles" / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    if relative_to is not None and (relative_to / f"{name_or_path}.yaml").is_file():
+        return relative_to / f"{name_or_path}.yaml"
+    raise ConfigError(
+        f"unknown profile {name_or_path!r}; shipped profiles: {', '.join(profile_names())}"
+    )
+
+
+def load_profile_named(name_or_path: str) -> Profile:
+    return load_profile(resolve_profile_path(name_or_path))

@@ -1,0 +1,461 @@
+"""The records every other module passes around: Measurement, Verdict, Report.
+
+Small frozen records, validated when built (after pyperf's ``Run``): a
+Measurement with a NaN value or an unknown unit cannot exist, so nothing
+downstream has to re-check it.
+
+Report JSON format versions (``schema_version``):
+    1  first version: measurements, verdicts, inventory, suite and profile digests;
+       optional "series" (burn-in time series), absent from other reports;
+       optional "check_seconds" (how long each check ran) and verdict
+       "threshold_id" (the profile rule that judged it), added later: a reader
+       without them reads {} and "".
+Loaders refuse a version newer than they know, and keep reading older ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import unicodedata
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from bench_agent.core.errors import ReportError
+from bench_agent.core.units import Unit, format_value
+
+SCHEMA_VERSION = 1
+
+# Characters no name may hold (node, check, metric, device, series names): the
+# Unicode general categories Cc (controls: NUL, tab, newline, ESC), Cf (format:
+# the bidirectional embeddings, overrides and isolates U+202A-202E and
+# U+2066-2069, the marks U+200E/F and U+061C, zero-width characters), Cs (lone
+# surrogates, not encodable as UTF-8), Zl and Zp (line and paragraph separators).
+# A bidirectional override reverses the text after it (Unicode Standard Annex #9,
+# section 2; CVE-2021-42574 "Trojan Source"): "gpu0\u202etemp" would show as
+# another name on the dashboard and in a terminal.
+REFUSED_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# The explicit directional formatting characters and marks of UAX #9 (section 2):
+# refused in free text (messages, thresholds) too, where newlines are fine.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
+
+
+def _describe(char: str) -> str:
+    return f"U+{ord(char):04X} {unicodedata.name(char, f'({unicodedata.category(char)})')}"
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` unless it holds a character of REFUSED_IN_NAMES (ValueError naming
+    ``what`` and the character)."""
+    for char in value:
+        if unicodedata.category(char) in REFUSED_IN_NAMES:
+            raise ValueError(f"{what} {value[:80]!r} contains {_describe(char)}, a control or"
+                             " format character")
+    return value
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` unless it holds a bidirectional control (ValueError naming ``what``)."""
+    for char in value:
+        if char in BIDI_CONTROLS:
+            raise ValueError(f"{what} {value[:80]!r} contains {_describe(char)}, a "
+                             "bidirectional control")
+    return value
+
+
+def non_finite_paths(value: Any, where: str = "") -> list[str]:
+    """Where ``value`` (JSON-like: dicts, lists, numbers, text) holds NaN or an
+    infinity, as "gpus[0].power_w" paths. One iterative walk: no nesting can
+    exhaust the interpreter's recursion limit."""
+    found: list[str] = []
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            found.append(path or "the value")
+        elif isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+    return sorted(found)
+
+
+def finite_or_none(value: Any) -> Any:
+    """A copy of ``value`` with every NaN and infinity replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+# The inventory key that lists the facts read as NaN or an infinity (a sensor
+# that answered "nan"): each is written as null, "not known", and named here.
+NON_FINITE_FACTS = "non_finite_facts"
+
+
+def finite_inventory(inventory: dict[str, Any]) -> dict[str, Any]:
+    """``inventory`` as JSON can carry it: JSON has no NaN or Infinity (RFC 8259,
+    section 6), and a report that held one would be signed here and refused by
+    every strict reader (verify, report show, the collector). A fact that is not
+    a number is not known: null, and its path listed under NON_FINITE_FACTS."""
+    paths = non_finite_paths(inventory)
+    if not paths:
+        return inventory
+    return {**finite_or_none(inventory), NON_FINITE_FACTS: paths}
+
+
+def _check_finite(value: Any, what: str) -> None:
+    paths = non_finite_paths(value, what)
+    if paths:
+        raise ValueError(f"{', '.join(paths[:5])}: NaN or an infinity is no figure (JSON "
+                         "cannot carry it)")
+
+
+class Status(StrEnum):
+    """Verdict statuses, from best to worst for the exit code."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    SKIP = "SKIP"
+    FAIL = "FAIL"
+    ERROR = "ERROR"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One measured value in its canonical unit, with how it was obtained.
+
+    ``metric`` is a dotted name without a unit in it ("cpu.gemm_fp64_all_cores");
+    ``device`` tells apart several measurements of one metric (one per drive, GPU).
+    ``samples`` are the repetitions the value summarizes (same unit); ``unstable``
+    is set when their spread is wide, which is noise, not failure.
+    """
+
+    check: str
+    metric: str
+    value: float
+    unit: Unit
+    samples: tuple[float, ...] = ()
+    unstable: bool = False
+    device: str = ""
+    tool: str = ""
+    tool_version: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.check or not self.metric:
+            raise ValueError("a measurement needs a check and a metric name")
+        _check_names(self.check, self.metric, self.device)
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+            raise ValueError(f"{self.metric}: value must be a number, got {self.value!r}")
+        if not math.isfinite(self.value):
+            raise ValueError(f"{self.metric}: value must be finite, got {self.value!r}")
+        object.__setattr__(self, "value", float(self.value))
+        object.__setattr__(self, "unit", Unit(self.unit))
+        # Only a temperature can be below zero: a negative latency, rate or count is
+        # a parser reading garbage, and it would pass every "<=" threshold.
+        if self.value < 0 and self.unit is not Unit.CELSIUS:
+            raise ValueError(f"{self.metric}: a {self.unit.value} value cannot be negative,"
+                             f" got {self.value!r}")
+        samples = tuple(float(s) for s in self.samples)
+        if not all(math.isfinite(s) for s in samples):
+            raise ValueError(f"{self.metric}: samples must be finite")
+        object.__setattr__(self, "samples", samples)
+        # Refused here, where the check builds them, rather than signed into a
+        # report that no strict reader accepts.
+        _check_finite(self.params, f"{self.metric}: params")
+        _check_finite(self.stats, f"{self.metric}: stats")
+
+    @property
+    def display(self) -> str:
+        return format_value(self.value, self.unit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "metric": self.metric,
+            "value": self.value,
+            "unit": self.unit.value,
+            "samples": list(self.samples),
+            "unstable": self.unstable,
+            "device": self.device,
+            "tool": self.tool,
+            "tool_version": self.tool_version,
+            "params": self.params,
+            "stats": self.stats,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        return cls(
+            check=data["check"],
+            metric=data["metric"],
+            value=data["value"],
+            unit=Unit(data["unit"]),
+            samples=tuple(data.get("samples", ())),
+            unstable=bool(data.get("unstable", False)),
+            device=data.get("device", ""),
+            tool=data.get("tool", ""),
+            tool_version=data.get("tool_version", ""),
+            params=dict(data.get("params", {})),
+            stats=dict(data.get("stats", {})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The judgement of one metric (or of a whole check that could not run).
+
+    ``metric`` is empty for check-level verdicts (SKIP, ERROR). ``threshold`` is the
+    human rendering of the rule ("> 100 kIOPS"), ``source`` where the rule comes
+    from (the guide section or the baseline), ``threshold_id`` the id of that rule
+    in the profile: two rules on one metric give two verdicts that only it tells
+    apart (the exports key their testcases and series by it).
+    """
+
+    check: str
+    status: Status
+    metric: str = ""
+    value: float | None = None
+    unit: Unit | None = None
+    threshold: str = ""
+    source: str = ""
+    message: str = ""
+    device: str = ""
+    threshold_id: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
+        _check_names(self.check, self.metric, self.device)
+        if self.value is not None:
+            if isinstance(self.value, bool) or not isinstance(self.value, int | float) \
+                    or not math.isfinite(self.value):
+                raise ValueError(f"{self.check} {self.metric}: verdict value must be a finite"
+                                 f" number, got {self.value!r}")
+            object.__setattr__(self, "value", float(self.value))
+        if self.unit is not None:
+            object.__setattr__(self, "unit", Unit(self.unit))
+        if self.status in (Status.PASS, Status.WARN) and self.value is None:
+            # The central promise of the tool: nothing passes without a measurement.
+            raise ValueError(f"{self.check} {self.metric}: {self.status} needs a measured value")
+
+    @property
+    def display_value(self) -> str:
+        if self.value is None or self.unit is None:
+            return ""
+        return format_value(self.value, self.unit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "status": self.status.value,
+            "metric": self.metric,
+            "value": self.value,
+            "unit": self.unit.value if self.unit else None,
+            "threshold": self.threshold,
+            "source": self.source,
+            "message": self.message,
+            "device": self.device,
+            "threshold_id": self.threshold_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        return cls(
+            check=data["check"],
+            status=Status(data["status"]),
+            metric=data.get("metric", ""),
+            value=data.get("value"),
+            unit=Unit(data["unit"]) if data.get("unit") else None,
+            threshold=data.get("threshold", ""),
+            source=data.get("source", ""),
+            message=data.get("message", ""),
+            device=data.get("device", ""),
+            threshold_id=data.get("threshold_id", ""),
+        )
+
+
+def _check_names(check: str, metric: str, device: str) -> None:
+    for value, what in ((check, "check name"), (metric, "metric name"),
+                        (device, "device name")):
+        if not isinstance(value, str):
+            raise ValueError(f"{what} {value!r:.80} is not a string")
+        check_name(value, what)
+
+
+_SEVERITY_ORDER = [Status.PASS, Status.SKIP, Status.WARN, Status.FAIL, Status.ERROR]
+
+
+def overall_status(verdicts: list[Verdict], measured: bool = False) -> Status:
+    """The worst status: ERROR > FAIL > WARN > PASS; SKIP only when all are SKIP.
+
+    A check that does not apply here (SKIP) does not make a passing node look
+    less than PASS. With no verdict at all, a run that measured something
+    (metrics with no threshold in the profile) is PASS; one that measured
+    nothing is ERROR.
+    """
+    if not verdicts:
+        return Status.PASS if measured else Status.ERROR
+    judged = [v.status for v in verdicts if v.status is not Status.SKIP]
+    if not judged:
+        return Status.SKIP
+    return max(judged, key=_SEVERITY_ORDER.index)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedDigest:
+    """A suite or profile as it was used: its name, file and sha256 of its bytes."""
+
+    name: str
+    sha256: str
+    path: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "sha256": self.sha256, "path": self.path}
+
+
+@dataclass(slots=True)
+class Report:
+    report_id: str
+    agent_version: str
+    host: str
+    inventory: dict[str, Any]
+    suite: NamedDigest
+    profile: NamedDigest
+    started_at: str
+    finished_at: str
+    measurements: list[Measurement]
+    verdicts: list[Verdict]
+    interrupted: bool = False
+    schema_version: int = SCHEMA_VERSION
+    # Time series of a burn-in run: name -> [[seconds since start, value], ...].
+    series: dict[str, list[list[float]]] = field(default_factory=dict)
+    # Wall-clock seconds each check's child ran (runner.CheckOutcome.seconds),
+    # summed when a suite runs a check twice: the time of its JUnit testcases.
+    check_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def status(self) -> Status:
+        if self.interrupted:
+            return Status.ERROR
+        return overall_status(self.verdicts, measured=bool(self.measurements))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "report_id": self.report_id,
+            "agent_version": self.agent_version,
+            "host": self.host,
+            "status": self.status.value,
+            "interrupted": self.interrupted,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "suite": self.suite.to_dict(),
+            "profile": self.profile.to_dict(),
+            "inventory": finite_inventory(self.inventory),
+            "measurements": [m.to_dict() for m in self.measurements],
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            **({"series": self.series} if self.series else {}),
+            **({"check_seconds": self.check_seconds} if self.check_seconds else {}),
+        }
+
+    def to_json(self, compact: bool = False) -> str:
+        """The report as JSON text; ReportError naming the place of a NaN or an
+        infinity that reached it (JSON cannot carry one: see finite_inventory)."""
+        return dumps_finite(self.to_dict(), indent=None if compact else 2,
+                            separators=(",", ":") if compact else None) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version < 1:
+            raise ReportError(f"not a bench-agent report (schema_version={version!r})")
+        if version > SCHEMA_VERSION:
+            raise ReportError(
+                f"report schema version {version} is newer than this agent reads"
+                f" ({SCHEMA_VERSION}); upgrade bench-agent"
+            )
+        try:
+            return cls(
+                schema_version=version,
+                report_id=data["report_id"],
+                agent_version=data["agent_version"],
+                host=data["host"],
+                inventory=data.get("inventory", {}),
+                suite=NamedDigest(**data["suite"]),
+                profile=NamedDigest(**data["profile"]),
+                started_at=data["started_at"],
+                finished_at=data["finished_at"],
+                measurements=[Measurement.from_dict(m) for m in data["measurements"]],
+                verdicts=[Verdict.from_dict(v) for v in data["verdicts"]],
+                interrupted=bool(data.get("interrupted", False)),
+                series=dict(data.get("series", {})),
+                check_seconds=_check_seconds(data.get("check_seconds", {})),
+            )
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            # OverflowError: float() of an integer past 1e308 (a number in samples).
+            raise ReportError(f"malformed report: {type(exc).__name__}: {exc}") from exc
+
+
+def dumps_finite(data: Any, **options: Any) -> str:
+    """json.dumps that refuses NaN and infinities (ReportError naming where) instead
+    of writing the ``NaN`` that is not JSON."""
+    try:
+        return json.dumps(data, allow_nan=False, **options)
+    except ValueError as exc:
+        where = ", ".join(non_finite_paths(data)[:5]) or str(exc)
+        raise ReportError(f"the report holds NaN or an infinity at {where}, which JSON "
+                          "cannot carry; it is not written or signed") from exc
+
+
+def _check_seconds(raw: Any) -> dict[str, float]:
+    """check name -> seconds, each a finite number >= 0 (else ValueError)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"check_seconds must be an object, got {type(raw).__name__}")
+    out: dict[str, float] = {}
+    for check, seconds in raw.items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+                or not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"check_seconds[{check!r}] must be a finite number >= 0,"
+                             f" got {seconds!r}")
+        out[str(check)] = float(seconds)
+    return out
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that a reader sees the old content or the new, never half.
+
+    Temp file in the same directory, fsync, rename, then fsync the directory so
+    the rename survives a power loss. On failure (ENOSPC) the temp file is
+    removed and the error raised as ReportError; an existing file is untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

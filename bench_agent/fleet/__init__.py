@@ -1,0 +1,1 @@
+"""Fleet analysis over many reports: outliers, baselines."""

@@ -1,0 +1,318 @@
+"""Fleet analysis: compare nodes with each other, find outliers, derive baselines.
+
+A fleet of healthy nodes of one model is its own best reference: a node whose
+figure sits far from the fleet's median, in the bad direction, is worth a look
+even when it passes the guide. "Far" is measured with the modified z-score of
+Iglewicz and Hoaglin (1993), 0.6745 · (x − median) / MAD, robust to the very
+outliers it looks for; they suggest |z| > 3.5 as the outlier line.
+
+Input is the newest report of each node (a folder of report files, signed or
+not, or a collector's API). Per node, a metric measured on several devices
+(drives, GPUs) is reduced to its worst device: a node is as good as its slowest
+GPU. pandas is imported here only, never at `bench-agent --help` time.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench_agent.core.errors import ReportError, StrictJSONError
+from bench_agent.core.metrics import METRICS
+from bench_agent.core.units import Unit, format_value
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Iglewicz & Hoaglin's constants: 0.6745 is the 0.75 quantile of the standard
+# normal, so the modified z of a normal sample has a standard deviation of ~1.
+MODIFIED_Z = 0.6745
+OUTLIER_Z = 3.5
+# When more than half the nodes share a value the MAD is 0; IBM SPSS's fallback
+# scales the mean absolute deviation by 1.253314 (= sqrt(pi/2)) instead.
+MEAN_AD_SCALE = 1.253314
+
+
+@dataclass
+class FleetData:
+    """Long-format rows (node, report, time, metric, device, value, unit)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    reports: int = 0
+
+
+def _rows_of(report: dict[str, Any]) -> list[dict[str, Any]]:
+    node = str(report.get("host", ""))
+    finished = str(report.get("finished_at", ""))
+    report_id = str(report.get("report_id", ""))
+    return [{"node": node, "report_id": report_id, "finished_at": finished,
+             "metric": m["metric"], "device": m.get("device", ""), "value": float(m["value"]),
+             "unit": m["unit"]}
+            for m in report.get("measurements", [])
+            if isinstance(m, dict) and "metric" in m and "value" in m]
+
+
+def load_dir(folder: Path) -> FleetData:
+    """Every report under folder (signed envelopes or plain JSON), recursively."""
+    from bench_agent.report.attest import loads_strict
+
+    data = FleetData()
+    for path in sorted(folder.rglob("*.json")):
+        if path.parent.name == "schema":
+            continue
+        try:
+            # As strictly as verify, report show and the collector read reports: a
+            # duplicate "value" or a NaN is not a figure to compare nodes by.
+            raw = loads_strict(path.read_bytes())
+            if isinstance(raw, dict) and "payloadType" in raw:
+                statement = loads_strict(base64.b64decode(raw["payload"], validate=True))
+                raw = statement.get("predicate") if isinstance(statement, dict) else None
+        except (OSError, StrictJSONError, ValueError, KeyError, TypeError) as exc:
+            data.unreadable.append(f"{path}: {exc}")
+            continue
+        if not isinstance(raw, dict) or "measurements" not in raw:
+            data.unreadable.append(f"{path}: not a report")
+            continue
+        try:
+            rows = _rows_of(raw)
+        except (TypeError, ValueError) as exc:  # a value that is no number, a list that is not
+            data.unreadable.append(f"{path}: unreadable measurements: {exc}")
+            continue
+        data.reports += 1
+        data.rows.extend(rows)
+    return data
+
+
+def load_collector(url: str, timeout: float = 60) -> FleetData:
+    """The newest report of each node, from the collector's read API.
+
+    Raises ReportError when the collector cannot be reached or answers with
+    something that is not its API's JSON.
+    """
+    try:
+        return _load_collector(url.rstrip("/"), timeout)
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        raise ReportError(f"cannot read reports from the collector {url}: {exc}") from exc
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ReportError(f"the collector {url} answered in an unexpected shape: "
+                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def _load_collector(base: str, timeout: float) -> FleetData:
+    data = FleetData()
+
+    from bench_agent.report.attest import loads_strict
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(base + path, timeout=timeout) as reply:
+            try:
+                return loads_strict(reply.read())
+            except StrictJSONError as exc:
+                raise ValueError(f"{path}: not the collector's JSON: {exc}") from exc
+
+    nodes = get("/v1/nodes")
+    nodes = nodes.get("nodes", nodes) if isinstance(nodes, dict) else nodes
+    for node in nodes:
+        name = node["name"] if isinstance(node, dict) else str(node)
+        listing = get(f"/v1/reports?node={urllib.parse.quote(name)}")
+        reports = listing.get("reports", listing) if isinstance(listing, dict) else listing
+        if not reports:
+            continue
+        newest = max(reports, key=lambda r: str(r.get("finished_at") or r.get("received_at")))
+        full = get(f"/v1/reports/{newest['id']}")
+        report = full.get("report", full) if isinstance(full, dict) else full
+        data.reports += 1
+        data.rows.extend(_rows_of(report))
+    return data
+
+
+def node_metric_table(data: FleetData) -> pd.DataFrame:
+    """Nodes × metrics: each node's newest report, each metric at its worst device."""
+    import pandas as pd
+
+    if not data.rows:
+        return pd.DataFrame()
+    long = pd.DataFrame.from_records(data.rows)
+    newest = long.groupby("node")["finished_at"].transform("max")
+    long = long[long["finished_at"] == newest]
+    higher = long["metric"].map(lambda m: METRICS[m].higher_is_better if m in METRICS else True)
+    # Worst device first: lowest where higher is better, highest otherwise.
+    long = long.assign(score=long["value"].where(higher, -long["value"]))
+    worst = long.sort_values("score").groupby(["node", "metric"], as_index=False).first()
+    return worst.pivot(index="node", columns="metric", values="value").sort_index()
+
+
+@dataclass(frozen=True)
+class MetricStats:
+    metric: str
+    unit: Unit | None
+    n: int
+    median: float
+    mad: float
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class Outlier:
+    node: str
+    metric: str
+    value: float
+    z: float
+    median: float
+
+
+@dataclass
+class Comparison:
+    table: pd.DataFrame
+    stats: list[MetricStats]
+    outliers: list[Outlier]
+    z_limit: float
+
+
+def modified_z(values: pd.Series, median: float, mad: float) -> pd.Series:
+    if mad > 0:
+        return MODIFIED_Z * (values - median) / mad
+    mean_ad = float((values - median).abs().mean())
+    if mean_ad == 0:
+        return values * 0.0
+    return (values - median) / (MEAN_AD_SCALE * mean_ad)
+
+
+def compare(table: pd.DataFrame, z_limit: float = OUTLIER_Z) -> Comparison:
+    stats: list[MetricStats] = []
+    outliers: list[Outlier] = []
+    for metric in table.columns:
+        column = table[metric].dropna()
+        if column.empty:
+            continue
+        median = float(column.median())
+        mad = float((column - median).abs().median())
+        info = METRICS.get(metric)
+        higher = info.higher_is_better if info else True
+        stats.append(MetricStats(metric, info.unit if info else None, len(column), median, mad,
+                                 higher))
+        if len(column) < 3:
+            continue  # no fleet to speak of
+        z = modified_z(column, median, mad)
+        bad = z < -z_limit if higher else z > z_limit
+        for node in column[bad].index:
+            outliers.append(Outlier(str(node), metric, float(column[node]), float(z[node]),
+                                    median))
+    outliers.sort(key=lambda o: (o.metric, -abs(o.z)))
+    return Comparison(table, stats, outliers, z_limit)
+
+
+def _fmt(value: float, unit: Unit | None) -> str:
+    return format_value(value, unit) if unit is not None else f"{value:.4g}"
+
+
+def render_text(result: Comparison) -> str:
+    lines = [f"{len(result.table)} node(s); outliers: modified z beyond {result.z_limit:g} "
+             "in the bad direction", "",
+             f"{'metric':<36} {'n':>5} {'median':>14} {'MAD':>14}  better"]
+    for s in result.stats:
+        lines.append(f"{s.metric:<36} {s.n:>5} {_fmt(s.median, s.unit):>14} "
+                     f"{_fmt(s.mad, s.unit):>14}  {'higher' if s.higher_is_better else 'lower'}")
+    lines.append("")
+    if not result.outliers:
+        lines.append("no outliers")
+    for o in result.outliers:
+        unit = METRICS[o.metric].unit if o.metric in METRICS else None
+        lines.append(f"OUTLIER {o.node}: {o.metric} = {_fmt(o.value, unit)} "
+                     f"(fleet median {_fmt(o.median, unit)}, z = {o.z:+.1f})")
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(result: Comparison) -> str:
+    """One row per node and metric, with the z-score and the outlier flag."""
+    flagged = {(o.node, o.metric) for o in result.outliers}
+    out = io.StringIO()
+    out.write("node,metric,value,unit,fleet_median,fleet_mad,modified_z,outlier\n")
+    for s in result.stats:
+        column = result.table[s.metric].dropna()
+        z = modified_z(column, s.median, s.mad)
+        for node, value in column.items():
+            out.write(f"{node},{s.metric},{value!r},{s.unit.value if s.unit else ''},"
+                      f"{s.median!r},{s.mad!r},{float(z[node]):.4f},"
+                      f"{str((node, s.metric) in flagged).lower()}\n")
+    return out.getvalue()
+
+
+def render_html(result: Comparison) -> str:
+    """A self-contained page (no internet): a histogram per metric, outliers marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>bench-agent fleet"
+             "</title><style>body{font-family:sans-serif}td,th{padding:2px 8px}"
+             ".bad{color:#b00}</style></head><body>",
+             f"<h1>Fleet: {len(result.table)} nodes</h1>"]
+    parts.append("<h2>Outliers</h2><table><tr><th>node</th><th>metric</th><th>value</th>"
+                 "<th>median</th><th>z</th></tr>")
+    for o in result.outliers:
+        unit = METRICS[o.metric].unit if o.metric in METRICS else None
+        parts.append(f"<tr class='bad'><td>{html.escape(o.node)}</td><td>{html.escape(o.metric)}"
+                     f"</td><td>{_fmt(o.value, unit)}</td><td>{_fmt(o.median, unit)}</td>"
+                     f"<td>{o.z:+.1f}</td></tr>")
+    parts.append("</table>" + ("<p>none</p>" if not result.outliers else ""))
+    for s in result.stats:
+        column = result.table[s.metric].dropna()
+        figure, axes = plt.subplots(figsize=(6, 2.5))
+        axes.hist(column.to_numpy(), bins=min(50, max(5, int(math.sqrt(len(column))))))
+        for o in (o for o in result.outliers if o.metric == s.metric):
+            axes.axvline(o.value, color="#b00", linewidth=0.8)
+        axes.set_title(f"{s.metric} ({s.unit.value if s.unit else ''})")
+        buffer = io.BytesIO()
+        figure.tight_layout()
+        figure.savefig(buffer, format="png", dpi=70)
+        plt.close(figure)
+        encoded = base64.b64encode(buffer.getvalue()).decode()
+        parts.append(f"<h3>{html.escape(s.metric)}</h3><p>n={s.n}, median "
+                     f"{_fmt(s.median, s.unit)}, MAD {_fmt(s.mad, s.unit)}</p>"
+                     f"<img alt='{html.escape(s.metric)} distribution' "
+                     f"src='data:image/png;base64,{encoded}'>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def generate_baseline(result: Comparison, name: str, source: str) -> str:
+    """A baseline YAML from a healthy fleet: per metric the median, the limit a node
+    must meet (median ∓ z_limit robust deviations) and the fraction that misses it."""
+    import yaml
+
+    figures: dict[str, Any] = {}
+    for s in result.stats:
+        if s.unit is None:
+            continue
+        column = result.table[s.metric].dropna()
+        spread = s.mad / MODIFIED_Z if s.mad > 0 else float(
+            MEAN_AD_SCALE * (column - s.median).abs().mean())
+        if s.higher_is_better:
+            limit = s.median - result.z_limit * spread
+            failing = float((column < limit).mean())
+            comparator = ">="
+        else:
+            limit = s.median + result.z_limit * spread
+            failing = float((column > limit).mean())
+            comparator = "<="
+        figures[s.metric] = {
+            "value": float(s.median), "unit": s.unit.value, "mad": float(s.mad),
+            "comparator": comparator, "limit": float(limit), "nodes": s.n,
+            "fail_fraction": round(failing, 6),
+            "source": f"{source}: median of {s.n} nodes; limit = median "
+                      f"{'-' if s.higher_is_better else '+'} {result.z_limit:g} x MAD/0.6745",
+        }
+    document = {"kind": "fleet", "model": name, "nvml_names": [], "figures": figures}
+    header = (f"# Fleet baseline {name}: generated by `bench-agent baseline generate` from\n"
+              f"# {source}. Use it as a profile: bench-agent run --profile THIS_FILE\n")
+    return header + yaml.safe_dump(document, sort_keys=False)

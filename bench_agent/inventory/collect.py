@@ -1,0 +1,501 @@
+"""Node facts: CPU, RAM, NUMA, disks, NICs, InfiniBand, GPUs, OS.
+
+Everything is read from /proc and /sys under one injectable ``root`` (psutil's
+idea), so tests feed captured trees from tests/data/sysroots/. Hardware files
+are hostile: a file may be missing (a virtual device, an older kernel, a
+container), unreadable (EACCES) or fail on read although it exists (sysfs
+``speed`` of a NIC whose interface is down returns EINVAL, net/core/net-sysfs.c
+``speed_show``). So every read is defensive: a file that cannot be read gives
+None or an empty list, never an exception. A fact that is unknown is None,
+never a guess.
+
+``collect_inventory`` returns a plain JSON-serializable dict: it goes into the
+report as is. ``inventory_measurements`` turns the facts the guide sizes a node
+by into Measurements (metric names in metrics.py), judged like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shlex
+import socket
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from bench_agent.core.errors import NotApplicable, ToolMissing
+from bench_agent.core.model import Measurement
+from bench_agent.core.units import Unit
+
+CHECK_NAME = "inventory"
+
+# /sys/block entries that are not disks anyone sizes a node by: loop devices
+# (snaps, images), RAM disks, compressed swap in RAM, device-mapper volumes
+# (they sit on top of real disks, which are listed themselves).
+_SKIPPED_BLOCK_PREFIXES = ("loop", "ram", "zram", "dm-")
+
+# /sys/block/<disk>/size counts 512-byte sectors whatever the device's logical
+# block size: block/genhd.c prints bdev_nr_sectors(), and a "sector" in the
+# block layer is always 1 << SECTOR_SHIFT = 512 bytes (include/linux/blk_types.h).
+# A 4Kn NVMe namespace still reports its size in 512-byte units here.
+_SYSFS_SECTOR_BYTES = 512
+
+# /proc/meminfo and the per-node meminfo print "kB" but mean KiB: the kernel
+# shifts page counts by (PAGE_SHIFT - 10) (fs/proc/meminfo.c show_val_kb;
+# drivers/base/node.c uses K(x) = x << (PAGE_SHIFT - 10)). proc(5) documents
+# the "name: value kB" format.
+_MEMINFO_KB_BYTES = 1024
+
+# sysfs NIC speed is in Mbit/s (Documentation/ABI/testing/sysfs-class-net,
+# "speed"). SPEED_UNKNOWN is -1 (include/uapi/linux/ethtool.h); old kernels
+# printed it unsigned, as 4294967295. Zero is no speed either.
+_MBIT = 1_000_000
+_SPEED_UNKNOWN_U32 = 0xFFFFFFFF
+
+# CPU flags that matter for AI work on the host: AVX-512 (all its subsets), AMX
+# (Intel's matrix tiles), and the VNNI/FMA/AVX2 baseline of every BLAS kernel.
+_AI_FLAG_PREFIXES = ("avx512", "amx")
+_AI_FLAGS = {"avx2", "fma", "avx_vnni"}
+
+# An InfiniBand port's rate as drivers/infiniband/core/sysfs.c rate_show()
+# writes it: "%d%s Gb/sec (%dX%s)", e.g. "400 Gb/sec (4X NDR)" or "2.5 Gb/sec (1X)".
+_IB_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
+_CACHE_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]?)\s*$")
+_CACHE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+_NODE_MEMTOTAL_RE = re.compile(r"^Node\s+\d+\s+MemTotal:\s+(\d+)\s*kB", re.MULTILINE)
+_NUMBERED_RE = re.compile(r"^(?:cpu|node)(\d+)$")
+
+GpuProbe = Callable[[], list[dict[str, Any]]]
+
+
+# --- defensive readers -------------------------------------------------------------
+
+
+def _read_text(path: Path) -> str | None:
+    """The file's text, or None when it is missing or cannot be read.
+
+    OSError covers ENOENT, EACCES, EISDIR and the EINVAL/ENODEV that sysfs show
+    functions return for a device in the wrong state; ValueError covers a file
+    that is not text.
+    """
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except (OSError, ValueError):
+        return None
+
+
+def _read_line(path: Path) -> str | None:
+    text = _read_text(path)
+    return None if text is None else text.strip()
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(_read_line(path) or "")
+    except ValueError:
+        return None
+
+
+def _list_dir(path: Path) -> list[str]:
+    """Sorted entry names; empty when the directory is missing or unreadable."""
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _numbered(names: Iterable[str]) -> list[tuple[int, str]]:
+    """("cpu12" or "node3") entries with their number, in numeric order."""
+    matches = [(_NUMBERED_RE.match(name), name) for name in names]
+    return sorted((int(m.group(1)), name) for m, name in matches if m)
+
+
+def parse_cpulist(text: str | None) -> list[int] | None:
+    """CPU numbers of a sysfs cpulist ("0-31,64-95"); None when it cannot be read.
+
+    Format: Documentation/admin-guide/cputopology.rst (the "online" file) and
+    lib/bitmap-str.c bitmap_parselist (ranges joined by commas).
+    """
+    if text is None:
+        return None
+    cpus: list[int] = []
+    try:
+        for part in filter(None, text.strip().split(",")):
+            first, _, last = part.partition("-")
+            start = int(first)
+            end = int(last) if last else start
+            cpus.extend(range(start, end + 1))
+    except ValueError:
+        return None
+    return cpus
+
+
+# --- host and OS ---------------------------------------------------------------------
+
+
+def _is_live(root: Path) -> bool:
+    return root.resolve() == Path("/")
+
+
+def _host(root: Path) -> dict[str, Any]:
+    hostname = _read_line(root / "proc/sys/kernel/hostname")
+    if not hostname and _is_live(root):
+        # /proc may be absent in odd sandboxes; the live machine still has a name.
+        hostname = socket.gethostname()
+    return {"hostname": hostname or None}
+
+
+def _os_release_field(root: Path, key: str) -> str | None:
+    """One field of os-release(5): /etc/os-release, else /usr/lib/os-release."""
+    text = _read_text(root / "etc/os-release") or _read_text(root / "usr/lib/os-release")
+    for line in (text or "").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == key:
+            # Values use shell quoting (os-release(5)); shlex undoes it.
+            try:
+                return " ".join(shlex.split(value))
+            except ValueError:
+                return value.strip().strip("\"'")
+    return None
+
+
+def _os(root: Path) -> dict[str, Any]:
+    if _is_live(root):
+        machine = platform.machine()
+    else:
+        # /proc/sys/kernel/arch (newer kernels) is uname -m; a capture may lack it.
+        machine = _read_line(root / "proc/sys/kernel/arch") or ""
+    return {
+        "pretty_name": _os_release_field(root, "PRETTY_NAME"),
+        "kernel": _read_line(root / "proc/sys/kernel/osrelease"),
+        "machine": machine,
+    }
+
+
+# --- CPU ---------------------------------------------------------------------------
+
+
+def parse_cpuinfo(text: str) -> list[dict[str, str]]:
+    """The processor blocks of /proc/cpuinfo, as "key: value" dicts.
+
+    Blocks are separated by blank lines and keys padded with tabs (proc(5)).
+    Blocks without a "processor" key (the "Hardware"/"Revision" trailer of
+    older ARM kernels) are dropped.
+    """
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in [*text.splitlines(), ""]:
+        if not line.strip():
+            if "processor" in current:
+                blocks.append(current)
+            current = {}
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            current[key.strip()] = value.strip()
+    return blocks
+
+
+def _parse_cache_size(text: str | None) -> int | None:
+    """Bytes from a sysfs cache size ("32768K": drivers/base/cacheinfo.c prints KiB)."""
+    match = _CACHE_SIZE_RE.match(text or "")
+    return int(match.group(1)) * _CACHE_FACTORS[match.group(2)] if match else None
+
+
+def _l3_cache_bytes(cpu_dir: Path) -> int | None:
+    cache = cpu_dir / "cpu0/cache"
+    for name in _list_dir(cache):
+        if name.startswith("index") and _read_line(cache / name / "level") == "3":
+            return _parse_cache_size(_read_line(cache / name / "size"))
+    return None
+
+
+def _cpuinfo_topology(blocks: list[dict[str, str]]) -> list[tuple[int, int]]:
+    """(physical id, core id) of each processor; [] unless every block has both.
+
+    x86 prints them (arch/x86/kernel/cpu/proc.c show_cpuinfo_core); arm64 does not.
+    """
+    try:
+        return [(int(b["physical id"]), int(b["core id"])) for b in blocks]
+    except (KeyError, ValueError):
+        return []
+
+
+def _sysfs_topology(cpu_dir: Path, online: list[int] | None) -> list[tuple[int, int]]:
+    """(package, core) of each CPU from sysfs topology (cputopology.rst).
+
+    Used when /proc/cpuinfo lacks "physical id"/"core id", as on ARM. Offline
+    CPUs have no topology directory, and are filtered by the online list too.
+    """
+    pairs = []
+    for number, name in _numbered(_list_dir(cpu_dir)):
+        if online is not None and number not in online:
+            continue
+        package = _read_int(cpu_dir / name / "topology/physical_package_id")
+        core = _read_int(cpu_dir / name / "topology/core_id")
+        if package is not None and core is not None:
+            pairs.append((package, core))
+    return pairs
+
+
+def _cpu(root: Path) -> dict[str, Any]:
+    cpu_dir = root / "sys/devices/system/cpu"
+    cpuinfo = _read_text(root / "proc/cpuinfo")
+    blocks = parse_cpuinfo(cpuinfo) if cpuinfo is not None else []
+    first = blocks[0] if blocks else {}
+    online = parse_cpulist(_read_line(cpu_dir / "online"))
+
+    # /proc/cpuinfo lists the online CPUs (arch/x86/kernel/cpu/proc.c walks
+    # cpu_online_mask); so does sysfs "online", which glibc reads for
+    # sysconf(_SC_NPROCESSORS_ONLN), hence os.cpu_count(). They agree on a sane
+    # machine; a disagreement (hotplug between the reads, a partial capture) is
+    # kept as a note. sysfs stands in when /proc/cpuinfo cannot be read.
+    logical: int | None = len(blocks) if blocks else None
+    note = None
+    if online:
+        if logical is None:
+            logical = len(online)
+        elif logical != len(online):
+            note = f"/proc/cpuinfo lists {logical} processors, sysfs online has {len(online)}"
+
+    pairs = _cpuinfo_topology(blocks)
+    if not pairs:
+        pairs = _sysfs_topology(cpu_dir, online)
+    per_core = Counter(pairs)
+
+    flags = first.get("flags", "").split()
+    flags_ai = sorted({f for f in flags if f.startswith(_AI_FLAG_PREFIXES) or f in _AI_FLAGS})
+    result: dict[str, Any] = {
+        "model": first.get("model name"),
+        "vendor": first.get("vendor_id"),
+        "sockets": len({package for package, _ in pairs}) if pairs else None,
+        "physical_cores": len(per_core) if per_core else None,
+        "logical_cpus": logical,
+        "flags_ai": flags_ai,
+        # The most hardware threads on one core (hybrid CPUs mix 2 and 1).
+        "threads_per_core": max(per_core.values()) if per_core else None,
+        "l3_cache_bytes": _l3_cache_bytes(cpu_dir),
+    }
+    if note:
+        result["logical_cpus_note"] = note
+    return result
+
+
+# --- memory and NUMA -------------------------------------------------------------------
+
+
+def _meminfo_total(root: Path) -> int | None:
+    text = _read_text(root / "proc/meminfo")
+    if text is None:
+        return None
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip() == "MemTotal":
+            fields = rest.split()
+            if fields and fields[0].isdigit():
+                return int(fields[0]) * _MEMINFO_KB_BYTES
+    return None
+
+
+def _numa_nodes(root: Path) -> list[dict[str, Any]]:
+    """Nodes of Documentation/ABI/stable/sysfs-devices-node: cpulist and meminfo."""
+    node_dir = root / "sys/devices/system/node"
+    nodes = []
+    for number, name in _numbered(_list_dir(node_dir)):
+        meminfo = _read_text(node_dir / name / "meminfo") or ""
+        match = _NODE_MEMTOTAL_RE.search(meminfo)
+        nodes.append(
+            {
+                "node": number,
+                "cpus": _read_line(node_dir / name / "cpulist"),
+                "memory_bytes": int(match.group(1)) * _MEMINFO_KB_BYTES if match else None,
+            }
+        )
+    return nodes
+
+
+# --- disks, NICs, InfiniBand -----------------------------------------------------------
+
+
+def _flag(path: Path) -> bool | None:
+    value = _read_int(path)
+    return None if value is None else value != 0
+
+
+def _disks(root: Path) -> list[dict[str, Any]]:
+    block = root / "sys/block"
+    disks = []
+    for name in _list_dir(block):
+        if name.startswith(_SKIPPED_BLOCK_PREFIXES):
+            continue
+        sectors = _read_int(block / name / "size")
+        # SCSI and NVMe pad the model with spaces (SCSI INQUIRY, NVMe Identify).
+        model = _read_line(block / name / "device/model")
+        disks.append(
+            {
+                "name": name,
+                "model": model or None,
+                "size_bytes": sectors * _SYSFS_SECTOR_BYTES if sectors is not None else None,
+                "rotational": _flag(block / name / "queue/rotational"),
+                "nvme": name.startswith("nvme"),
+                "removable": _flag(block / name / "removable"),
+            }
+        )
+    return disks
+
+
+def _driver_name(device_dir: Path) -> str | None:
+    """Basename of the device/driver symlink; None for a virtual interface."""
+    try:
+        return os.path.basename(os.readlink(device_dir / "driver")) or None
+    except OSError:
+        return None
+
+
+def _nics(root: Path) -> list[dict[str, Any]]:
+    net = root / "sys/class/net"
+    nics = []
+    for name in _list_dir(net):
+        if name == "lo":
+            continue
+        mbit = _read_int(net / name / "speed")
+        speed = mbit if mbit is not None and 0 < mbit < _SPEED_UNKNOWN_U32 else None
+        nics.append(
+            {
+                "name": name,
+                "speed_bits_per_second": speed * _MBIT if speed is not None else None,
+                "driver": _driver_name(net / name / "device"),
+                "operstate": _read_line(net / name / "operstate"),
+                "mac": _read_line(net / name / "address"),
+            }
+        )
+    return nics
+
+
+def parse_ib_rate(text: str | None) -> int | None:
+    """Bits/s of an IB port rate ("400 Gb/sec (4X NDR)" -> 4e11); None if unreadable."""
+    if text is None:
+        return None
+    match = _IB_RATE_RE.match(text)
+    if not match:
+        return None
+    # Decimal giga: IBTA rates are decimal (2.5, 5, 10, 14, 25, 50, 100 Gb/s per lane).
+    return round(float(match.group(1)) * 1e9)
+
+
+def _infiniband(root: Path) -> list[dict[str, Any]]:
+    ib = root / "sys/class/infiniband"
+    ports = []
+    for device in _list_dir(ib):
+        port_dir = ib / device / "ports"
+        for port in sorted(_list_dir(port_dir), key=lambda p: (not p.isdigit(), p.zfill(8))):
+            rate = _read_line(port_dir / port / "rate")
+            ports.append(
+                {
+                    "device": device,
+                    "port": int(port) if port.isdigit() else port,
+                    "state": _read_line(port_dir / port / "state"),
+                    "rate": rate,
+                    "rate_bits_per_second": parse_ib_rate(rate),
+                    "link_layer": _read_line(port_dir / port / "link_layer"),
+                }
+            )
+    return ports
+
+
+# --- GPUs and the whole inventory --------------------------------------------------------
+
+
+def _default_gpu_probe() -> list[dict[str, Any]]:
+    # Imported here so that the inventory does not depend on the tools package
+    # at import time; nvml itself imports pynvml only when called.
+    from bench_agent.tools.nvml import list_gpus
+
+    return list_gpus()
+
+
+def collect_inventory(root: Path = Path("/"), gpu_probe: GpuProbe | None = None) -> dict[str, Any]:
+    """The node's facts as a JSON-serializable dict; never raises for a bad file.
+
+    ``gpu_probe`` lists GPUs (tests inject one); by default NVML. A node without
+    NVML or without a GPU has ``gpus == []`` and the reason in
+    ``gpu_probe_note``. Other probe errors (ToolFailed: a GPU fell off the bus)
+    are raised: they are findings, not absences.
+    """
+    note: str | None = None
+    probe = gpu_probe if gpu_probe is not None else _default_gpu_probe
+    try:
+        gpus = probe()
+    except (ToolMissing, NotApplicable) as exc:
+        gpus = []
+        note = str(exc)
+    return {
+        "host": _host(root),
+        "os": _os(root),
+        "cpu": _cpu(root),
+        "memory": {"total_bytes": _meminfo_total(root), "numa_nodes": _numa_nodes(root)},
+        "disks": _disks(root),
+        "nics": _nics(root),
+        "infiniband": _infiniband(root),
+        "gpus": gpus,
+        "gpu_probe_note": note,
+    }
+
+
+def _measurement(metric: str, value: float, unit: Unit, **params: Any) -> Measurement:
+    return Measurement(check=CHECK_NAME, metric=metric, value=value, unit=unit, params=params)
+
+
+def inventory_measurements(inv: dict[str, Any]) -> list[Measurement]:
+    """The sized facts of an inventory as measurements; unknown facts are omitted.
+
+    An omitted metric becomes "could not measure" in thresholds.py, never a PASS.
+    """
+    out: list[Measurement] = []
+    cpu = inv.get("cpu") or {}
+    memory = inv.get("memory") or {}
+    for metric, value, unit in (
+        ("inventory.logical_cpus", cpu.get("logical_cpus"), Unit.COUNT),
+        ("inventory.physical_cores", cpu.get("physical_cores"), Unit.COUNT),
+        ("inventory.memory_total", memory.get("total_bytes"), Unit.BYTES),
+    ):
+        if value is not None:
+            out.append(_measurement(metric, value, unit))
+
+    # No NVMe disk is a real 0 bytes. One NVMe disk of unknown size makes the sum
+    # unknown: a partial sum would understate the node without saying so.
+    nvme_sizes = [d.get("size_bytes") for d in inv.get("disks") or [] if d.get("nvme")]
+    if all(size is not None for size in nvme_sizes):
+        out.append(
+            _measurement(
+                "inventory.nvme_capacity", sum(nvme_sizes), Unit.BYTES, drives=len(nvme_sizes)
+            )
+        )
+
+    links: list[tuple[int, str]] = [
+        (nic["speed_bits_per_second"], nic.get("name", ""))
+        for nic in inv.get("nics") or []
+        if nic.get("speed_bits_per_second") is not None
+    ]
+    links += [
+        (port["rate_bits_per_second"], f"{port.get('device', '')}/{port.get('port', '')}")
+        for port in inv.get("infiniband") or []
+        if port.get("rate_bits_per_second") is not None
+    ]
+    if links:
+        speed, link = max(links, key=lambda pair: pair[0])  # first of equals
+        out.append(_measurement("inventory.nic_speed_max", speed, Unit.BITS_PER_SECOND, link=link))
+
+    gpus = inv.get("gpus") or []
+    # Why NVML saw none (not installed, cannot start): thresholds.py quotes it in
+    # the FAIL of a GPU profile's count.
+    note = inv.get("gpu_probe_note")
+    out.append(_measurement("inventory.gpu_count", len(gpus), Unit.COUNT,
+                            **({"note": note} if not gpus and note else {})))
+    gpu_memory = [g.get("memory_total_bytes") for g in gpus]
+    if gpus and all(m is not None for m in gpu_memory):
+        out.append(_measurement("inventory.gpu_memory_min", min(gpu_memory), Unit.BYTES))
+    return out

@@ -1,0 +1,1 @@
+"""`bench-agent peer`: the servers the other node of a network test talks to."""

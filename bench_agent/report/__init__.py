@@ -1,0 +1,1 @@
+"""What leaves the run: signing (DSSE), the spool and upload, exports, the table."""

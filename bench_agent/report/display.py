@@ -1,0 +1,343 @@
+"""What people see: live progress and the verdict table.
+
+rich on a terminal, plain lines otherwise (logs, Ansible, CI). rich is imported
+only when it is about to print, so `bench-agent --help` never loads it.
+
+Everything shown comes from outside (host, device and tool names, tool messages,
+paths the operator typed), so two rules hold for every string printed here:
+
+* rich gets ``Text`` objects, never markup strings: ``[/tmp/reports]`` is a path,
+  not a closing tag, and ``[nvme0n1]`` is a device, not a style (rich's markup
+  syntax: https://rich.readthedocs.io/en/stable/markup.html).
+* control and format characters (ESC of an ANSI sequence, CR, BEL, bidi
+  overrides) are shown as escapes (``\\x1b``), never sent raw: a tool's output must
+  not move the cursor, retitle the terminal or hide text (ECMA-48; Unicode's
+  "Other" and "Separator" categories, which is what ``str.isprintable`` tests).
+
+The standard streams are guarded (``guard_std_streams``): a reader that goes
+away (``| head -1``) or a full disk behind ``> file`` silences the stream instead
+of raising, so the display can never cost the report or change the exit code.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
+
+from bench_agent.core.model import Report, Status
+from bench_agent.core.units import Unit, format_value
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from bench_agent.run.runner import CheckOutcome
+
+_STYLE = {
+    "PASS": "green",
+    "WARN": "yellow",
+    "SKIP": "dim",
+    "FAIL": "bold red",
+    "ERROR": "bold magenta",
+    "-": "dim",
+}
+COLUMNS = ("check", "metric", "value", "threshold", "status", "source / message")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with each non-printable character written as a visible escape.
+
+    ``str.isprintable`` is false for Unicode's "Other" (Cc controls such as ESC,
+    Cf format characters such as U+202E RIGHT-TO-LEFT OVERRIDE, Cs, Co, Cn) and
+    "Separator" categories except the ASCII space; printable letters (``ü``) stay.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable():
+            out.append(char)
+        elif char in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[char])
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return "".join(out)
+
+
+# --- the standard streams ----------------------------------------------------------
+
+
+class GuardedStream:
+    """A text stream that stops writing, instead of raising, once writing fails.
+
+    A reader that closed the pipe (EPIPE: ``bench-agent run | head -1``; Python
+    ignores SIGPIPE, so the write fails instead of killing the process) or a full
+    disk behind ``> file`` must cost nothing but the rest of this stream's output.
+    On the first failure the file descriptor is pointed at /dev/null, so that the
+    interpreter's own flush at exit cannot fail either (it would print "Exception
+    ignored ... BrokenPipeError" and exit 120; Python's signal docs, "Note on
+    SIGPIPE", recommend the same dup2).
+    """
+
+    def __init__(self, inner: TextIO, name: str, on_failure: Any = None) -> None:
+        self._inner = inner
+        self._name = name
+        self._on_failure = on_failure
+        self.silenced = False
+
+    def _fail(self, exc: BaseException) -> None:
+        self.silenced = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._inner.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        broken_pipe = isinstance(exc, OSError) and exc.errno == errno.EPIPE
+        if self._on_failure is not None and not broken_pipe:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._on_failure(f"bench-agent: {self._name}: cannot write ({why}); "
+                             "the rest of its output is dropped\n")
+
+    def write(self, text: str) -> int:
+        if not self.silenced:
+            try:
+                self._inner.write(text)
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.silenced:
+            try:
+                self._inner.flush()
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+
+    def isatty(self) -> bool:
+        try:
+            return not self.silenced and self._inner.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return self._inner.encoding
+
+    @property
+    def errors(self) -> str | None:
+        return self._inner.errors
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _ensure_std_fds() -> None:
+    """Open /dev/null on any of fds 0-2 that is closed (``bench-agent run >&-``):
+    else the next file opened (the report) would get that number, and output
+    meant for the terminal would land in it (POSIX: open returns the lowest free
+    descriptor)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+
+
+def guard_std_streams() -> None:
+    """Make stdout and stderr safe to write for the rest of the process."""
+    _ensure_std_fds()
+    if not isinstance(sys.stderr, GuardedStream):
+        stderr = sys.stderr or open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        sys.stderr = cast(TextIO, GuardedStream(stderr, "stderr"))
+    if not isinstance(sys.stdout, GuardedStream):
+        stdout = sys.stdout or open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        sys.stdout = cast(TextIO, GuardedStream(stdout, "stdout",
+                                                on_failure=lambda m: sys.stderr.write(m)))
+
+
+# --- the verdict table -------------------------------------------------------------
+
+
+def table_rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
+    """One row per verdict, then one per measurement that no threshold judged.
+
+    Cells are made printable here, once, for both the rich and the plain table."""
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    judged: set[tuple[str, str]] = set()
+    for v in report.verdicts:
+        metric = v.metric + (f" [{v.device}]" if v.device else "")
+        note = v.source
+        if v.status not in (Status.PASS,) and v.message:
+            note = v.message + (f" ({v.source})" if v.source else "")
+        elif v.message:
+            note = f"{v.source} - {v.message}" if v.source else v.message
+        rows.append(_printable_row(
+            (v.check, metric, v.display_value, v.threshold, v.status.value, note)))
+        judged.add((v.metric, v.device))
+    for m in report.measurements:
+        if (m.metric, m.device) in judged:
+            continue
+        metric = m.metric + (f" [{m.device}]" if m.device else "")
+        note = "measured; no threshold in this profile"
+        if m.unstable:
+            note += " (unstable: wide spread between repetitions)"
+        rows.append(_printable_row(
+            (m.check, metric, format_value(m.value, m.unit), "", "-", note)))
+    return rows
+
+
+def _printable_row(
+    row: tuple[str, str, str, str, str, str],
+) -> tuple[str, str, str, str, str, str]:
+    a, b, c, d, e, f = (printable(cell) for cell in row)
+    return a, b, c, d, e, f
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return hasattr(stream, "isatty") and stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def summary_line(report: Report) -> str:
+    return printable(
+        f"{report.host}: {report.status.value} - suite {report.suite.name}, "
+        f"profile {report.profile.name}"
+        + (" (INTERRUPTED: partial report)" if report.interrupted else "")
+    )
+
+
+def print_table(report: Report, stream: IO[str] | None = None) -> None:
+    stream = stream or sys.stdout
+    rows = table_rows(report)
+    summary = summary_line(report)
+    if _is_terminal(stream):
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=Text(summary), show_lines=False)
+        for column in COLUMNS:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            # Text, not str: a str cell is parsed as markup (and emoji codes).
+            table.add_row(*(Text(cell) for cell in row[:4]),
+                          Text(row[4], style=_STYLE.get(row[4], "")), Text(row[5]))
+        Console(file=stream).print(table)
+        return
+    widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) if rows else len(COLUMNS[i])
+              for i in range(5)]
+    print(summary, file=stream)
+    header = "  ".join(c.ljust(w) for c, w in zip(COLUMNS[:5], widths, strict=True))
+    print(f"{header}  {COLUMNS[5]}", file=stream)
+    for row in rows:
+        cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True))
+        print(f"{cells}  {row[5]}", file=stream)
+
+
+# --- progress ----------------------------------------------------------------------
+
+
+def _finished_parts(outcome: CheckOutcome) -> tuple[str, str, str]:
+    state = outcome.status.value if outcome.status else "measured"
+    detail = f": {printable(outcome.message)}" if outcome.message else ""
+    return printable(outcome.check), state, f" in {outcome.seconds:.1f} s{detail}"
+
+
+@dataclass
+class PlainProgress:
+    """One line per check on stderr: for logs and Ansible output."""
+
+    # Looked up when built, not at import: guard_std_streams may replace sys.stderr.
+    stream: IO[str] = field(default_factory=lambda: sys.stderr)
+
+    def check_started(self, check: str, index: int, total: int) -> None:
+        print(f"[{index + 1}/{total}] {printable(check)} ...", file=self.stream, flush=True)
+
+    def check_finished(self, outcome: CheckOutcome) -> None:
+        check, state, rest = _finished_parts(outcome)
+        print(f"      {check} {state}{rest}", file=self.stream, flush=True)
+
+
+class RichProgress:
+    """A spinner per running check on a terminal (stderr), finished lines kept."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self._status: Any = None
+
+    def _text(self, *parts: tuple[str, str] | str) -> Text:
+        from rich.text import Text
+
+        return Text.assemble(*parts)
+
+    def check_started(self, check: str, index: int, total: int) -> None:
+        self._status = self.console.status(
+            self._text(f"[{index + 1}/{total}] running {printable(check)} ..."))
+        self._status.start()
+
+    def check_finished(self, outcome: CheckOutcome) -> None:
+        if self._status is not None:
+            self._status.stop()
+        check, state, rest = _finished_parts(outcome)
+        self.console.print(self._text(f"  {check} ", (state, _STYLE.get(state, "green")), rest))
+
+
+def make_progress() -> PlainProgress | RichProgress:
+    return RichProgress() if _is_terminal(sys.stderr) else PlainProgress()
+
+
+def print_inventory(inventory: dict[str, Any]) -> None:
+    """A one-screen summary of collect_inventory()'s facts (each line made printable)."""
+    for line in inventory_lines(inventory):
+        print(printable(line))
+
+
+def inventory_lines(inventory: dict[str, Any]) -> list[str]:
+    cpu = inventory.get("cpu", {})
+    mem = inventory.get("memory", {})
+    lines = []
+    total = mem.get("total_bytes")
+    lines.append(f"host     {inventory.get('host', {}).get('hostname', '?')}")
+    lines.append(f"os       {inventory.get('os', {}).get('pretty_name', '?')}, kernel "
+                 f"{inventory.get('os', {}).get('kernel', '?')}")
+    lines.append(f"cpu      {cpu.get('model', '?')}: {cpu.get('sockets')} socket(s), "
+                 f"{cpu.get('physical_cores')} cores, {cpu.get('logical_cpus')} logical; "
+                 f"AI flags: {' '.join(cpu.get('flags_ai') or []) or 'none'}")
+    lines.append(f"memory   {format_value(total, Unit.BYTES) if total else '?'}, "
+                 f"{len(mem.get('numa_nodes') or [])} NUMA node(s)")
+    for disk in inventory.get("disks", []):
+        size = format_value(disk["size_bytes"], Unit.BYTES) if disk.get("size_bytes") else "?"
+        kind = "NVMe" if disk.get("nvme") else ("HDD" if disk.get("rotational") else "SSD")
+        lines.append(f"disk     {disk.get('name')}: {disk.get('model') or '?'} {size} {kind}")
+    for nic in inventory.get("nics", []):
+        speed = nic.get("speed_bits_per_second")
+        shown = format_value(speed, Unit.BITS_PER_SECOND) if speed else "unknown speed"
+        lines.append(f"nic      {nic.get('name')}: {shown}, driver {nic.get('driver') or '-'}")
+    for port in inventory.get("infiniband", []):
+        lines.append(f"ib       {port.get('device')}/{port.get('port')}: {port.get('state')}, "
+                     f"{port.get('rate')}, {port.get('link_layer')}")
+    gpus = inventory.get("gpus", [])
+    lines.append(f"gpus     {len(gpus)}" + (f" ({inventory['gpu_probe_note']})"
+                                             if not gpus and inventory.get("gpu_probe_note")
+                                             else ""))
+    return lines

@@ -1,0 +1,1 @@
+"""The engine: a plan of checks -> one child process per check -> measurements -> verdicts."""

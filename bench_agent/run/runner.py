@@ -1,0 +1,322 @@
+"""plan -> child processes -> measurements -> verdicts -> report.
+
+This is the one place where failures become verdicts. Each check runs in its own
+child process (``python -m bench_agent.run.worker``) in a new session, under the
+suite's time limit: a hung driver call or tool is killed with its whole process
+group, and the agent carries on with the next check (pyperf's manager does the
+same with its workers).
+
+    child said ToolMissing / NotApplicable / NotAvailable   -> SKIP (ERROR if required)
+    child said ToolFailed / ParseError / CheckTimeout / ...  -> ERROR, with its words
+    child crashed, was killed, printed garbage, timed out    -> ERROR, with stderr
+    child returned measurements                              -> thresholds.evaluate
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from bench_agent import __version__
+from bench_agent.config.loader import CheckPlan, Profile, Suite
+from bench_agent.core import process
+from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
+from bench_agent.core.process import run_child
+from bench_agent.core.thresholds import evaluate
+from bench_agent.run.worker import PROTOCOL
+
+INVENTORY_TIMEOUT_S = 60.0
+# After SIGTERM, how long a child gets to clean up (remove fio's test file, stop
+# its servers) before SIGKILL; longer than a tool's own grace inside the worker
+# (process.TOOL_GRACE_S), so the worker can still stop its tool and answer.
+KILL_GRACE_S = process.KILL_GRACE_S
+_SKIP_ERRORS = {"ToolMissing", "NotApplicable", "NotAvailable"}
+
+
+def default_worker_command() -> list[str]:
+    return [sys.executable, "-m", "bench_agent.run.worker"]
+
+
+@dataclass
+class CheckOutcome:
+    """What came back from one child: measurements, or the status and the why."""
+
+    check: str
+    measurements: list[Measurement] = field(default_factory=list)
+    status: Status | None = None  # None: measured; SKIP or ERROR otherwise
+    message: str = ""
+    seconds: float = 0.0
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Progress(Protocol):
+    def check_started(self, check: str, index: int, total: int) -> None: ...
+
+    def check_finished(self, outcome: CheckOutcome) -> None: ...
+
+
+class SilentProgress:
+    def check_started(self, check: str, index: int, total: int) -> None:
+        pass
+
+    def check_finished(self, outcome: CheckOutcome) -> None:
+        pass
+
+
+def _tail(text: str, limit: int = 600) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def run_in_child(
+    request: dict[str, Any],
+    timeout: float,
+    worker_command: Sequence[str] | None = None,
+) -> CheckOutcome:
+    """Run one worker request in a child process; never raises but KeyboardInterrupt.
+
+    The worker runs through the one subprocess seam (tools/process.py): its own
+    session, a parent-death signal (it dies with the agent, even by SIGKILL), and
+    on a timeout or Ctrl-C/SIGTERM in the agent its whole tree is stopped: the
+    group, the tools it started in their own sessions, and escapees.
+    """
+    name = str(request.get("check", "inventory"))
+    command = list(worker_command or default_worker_command())
+    started = time.monotonic()
+    payload = json.dumps({"protocol": PROTOCOL, **request}).encode()
+    try:
+        # A KeyboardInterrupt inside stops the worker's tree before it propagates.
+        done = run_child(command, data=payload, timeout=timeout, grace=KILL_GRACE_S)
+    except OSError as exc:
+        return CheckOutcome(name, status=Status.ERROR, message=f"cannot start worker: {exc}")
+    seconds = time.monotonic() - started
+    if done.timed_out:
+        stderr = done.stderr
+        if done.pipes_held:
+            # Something we could not stop (stuck in the kernel, or it left our
+            # session and its token behind) still holds the pipes: we stopped
+            # waiting for its output rather than hang the agent.
+            stderr += "\n(its output pipes stayed open after it was killed)"
+        return CheckOutcome(
+            name,
+            status=Status.ERROR,
+            message=f"timed out after {timeout:g} s and was stopped"
+            + (f"; last output: {_tail(stderr, 300)}" if stderr.strip() else ""),
+            seconds=seconds,
+        )
+    if done.returncode is None:  # it outlived SIGKILL: stuck in the kernel
+        return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+                            message="its process could not be stopped (stuck in the kernel)")
+    return _outcome_from_output(name, done.returncode, done.stdout, done.stderr, seconds)
+
+
+def _signal_name(number: int) -> str:
+    """SIGKILL for 9; real-time signals (SIGRTMIN+1...) have no enum member."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"{number}"
+
+
+def _outcome_from_output(
+    name: str, returncode: int, stdout: str, stderr: str, seconds: float
+) -> CheckOutcome:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    response: Any = None
+    if lines:
+        try:
+            response = json.loads(lines[-1])
+        except json.JSONDecodeError:
+            response = None
+    if not isinstance(response, dict) or "ok" not in response:
+        if returncode < 0:
+            why = f"killed by signal {_signal_name(-returncode)}"
+        elif returncode > 0:
+            why = f"crashed with exit code {returncode}"
+        else:
+            why = "returned unreadable output"
+        detail = _tail(stderr) or _tail(stdout, 300) or "no output"
+        return CheckOutcome(name, status=Status.ERROR, message=f"{why}: {detail}",
+                            seconds=seconds)
+    if not response["ok"]:
+        error = str(response.get("error", "Error"))
+        message = str(response.get("message", "")) or error
+        status = Status.SKIP if error in _SKIP_ERRORS else Status.ERROR
+        if error == "Crash":
+            message = f"check crashed: {message}"
+        return CheckOutcome(name, status=status, message=message, seconds=seconds)
+    if "inventory" in response:
+        return CheckOutcome(name, seconds=seconds, payload={"inventory": response["inventory"]})
+    try:
+        measurements = [Measurement.from_dict(m) for m in response.get("measurements", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+                            message=f"invalid measurement from check: {exc}")
+    if not measurements:
+        return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+                            message="the check returned no measurement")
+    return CheckOutcome(name, measurements=measurements, seconds=seconds)
+
+
+def collect_inventory_in_child(
+    root: Path = Path("/"), worker_command: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The inventory, read in a child under a time limit: NVML on a sick driver can
+    hang, and a hang here must not cost the report. ``{"error": ...}`` if it failed."""
+    outcome = run_in_child({"inventory": True, "root": str(root)}, INVENTORY_TIMEOUT_S,
+                           worker_command)
+    if outcome.status is not None:
+        return {"error": outcome.message}
+    inventory: dict[str, Any] = outcome.payload["inventory"]
+    return inventory
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def host_identity() -> str:
+    return socket.gethostname()
+
+
+@dataclass
+class Runner:
+    """Runs a suite against a profile. ``worker_command`` and ``root`` are the seams."""
+
+    suite: Suite
+    profile: Profile
+    output_dir: Path = Path("results")
+    root: Path = Path("/")
+    progress: Progress = field(default_factory=SilentProgress)
+    worker_command: Sequence[str] | None = None
+    host: str = field(default_factory=host_identity)
+    # Run-wide options from the command line that checks read from their
+    # context (storage --target/--device/--destructive, network --peer).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def _request(self, plan: CheckPlan) -> dict[str, Any]:
+        return {
+            "check": plan.check,
+            "params": plan.params,
+            "root": str(self.root),
+            "output_dir": str(self.output_dir),
+            "timeout": plan.timeout,
+            "options": self.options,
+        }
+
+    def collect_inventory(self) -> dict[str, Any]:
+        return collect_inventory_in_child(self.root, self.worker_command)
+
+    def run(self) -> Report:
+        started = _utc_now()
+        outcomes: list[CheckOutcome] = []
+        try:
+            inventory = self.collect_inventory()
+        except KeyboardInterrupt:
+            # Stopped before any check ran: still a report, marked interrupted.
+            skipped = [CheckOutcome(p.check, status=Status.SKIP,
+                                    message="not run: the run was interrupted")
+                       for p in self.suite.checks]
+            return self.build_report(skipped, {"error": "interrupted while collecting"},
+                                     started, True)
+        interrupted = False
+        total = len(self.suite.checks)
+        for index, plan in enumerate(self.suite.checks):
+            self.progress.check_started(plan.check, index, total)
+            try:
+                outcome = run_in_child(self._request(plan), plan.timeout, self.worker_command)
+            except KeyboardInterrupt:
+                interrupted = True
+                outcome = CheckOutcome(plan.check, status=Status.ERROR,
+                                       message="interrupted while running (Ctrl-C or SIGTERM)")
+                self.progress.check_finished(outcome)
+                outcomes.append(outcome)
+                for rest in self.suite.checks[index + 1 :]:
+                    outcomes.append(CheckOutcome(rest.check, status=Status.SKIP,
+                                                 message="not run: the run was interrupted"))
+                break
+            self.progress.check_finished(outcome)
+            outcomes.append(outcome)
+        return self.build_report(outcomes, inventory, started, interrupted)
+
+    def build_report(
+        self,
+        outcomes: list[CheckOutcome],
+        inventory: dict[str, Any],
+        started: str,
+        interrupted: bool,
+    ) -> Report:
+        required = {p.check for p in self.suite.checks if p.required}
+        verdicts: list[Verdict] = []
+        measurements: list[Measurement] = []
+        ok_checks: list[str] = []
+        check_seconds: dict[str, float] = {}
+        # Why each check that ran measured nothing: the reason every threshold
+        # on its metrics carries (SKIP, or FAIL when the profile requires it).
+        unmeasured: dict[str, str] = {}
+        for outcome in outcomes:
+            check_seconds[outcome.check] = check_seconds.get(outcome.check, 0.0) + outcome.seconds
+            if outcome.status is None:
+                measurements.extend(outcome.measurements)
+                ok_checks.append(outcome.check)
+                continue
+            status = outcome.status
+            message = outcome.message
+            if status is Status.SKIP and outcome.check in required:
+                status = Status.ERROR
+                message = f"required check could not run: {message}"
+            verdicts.append(Verdict(check=outcome.check, status=status, message=message))
+            unmeasured[outcome.check] = f"not measured: {outcome.check} {status}: {message}"
+        # Every threshold of the profile gets a verdict, also those whose check is
+        # not in this suite: a report never looks complete while a rule of its
+        # profile went unjudged (a GPU profile run without gpu.health).
+        for plan in self.suite.checks:
+            if plan.check not in ok_checks:
+                unmeasured.setdefault(plan.check, f"not measured: {plan.check} did not run")
+        verdicts.extend(evaluate(measurements, self.profile.thresholds, ok_checks,
+                                 unmeasured=unmeasured, profile=self.profile.name))
+        return Report(
+            report_id=str(uuid.uuid4()),
+            agent_version=__version__,
+            host=self.host,
+            inventory=inventory,
+            suite=NamedDigest(self.suite.name, self.suite.sha256, self.suite.path),
+            profile=NamedDigest(self.profile.name, self.profile.sha256, self.profile.path),
+            started_at=started,
+            finished_at=_utc_now(),
+            measurements=measurements,
+            verdicts=verdicts,
+            interrupted=interrupted,
+            check_seconds=check_seconds,
+        )
+
+
+def report_path(output_dir: Path, report: Report) -> Path:
+    """<output>/<host>/<UTC timestamp>-<suite>.json, names made safe for a path."""
+    stamp = report.started_at.replace("-", "").replace(":", "")
+    safe_suite = "".join(c if c.isalnum() or c in "-_+." else "_" for c in report.suite.name)
+    safe_host = "".join(c if c.isalnum() or c in "-_." else "_" for c in report.host) or "host"
+    return output_dir / safe_host / f"{stamp}-{safe_suite}.json"
+
+
+def exit_code(report: Report) -> int:
+    """0 all PASS (WARN and SKIP allowed), 1 a FAIL, 2 an ERROR or an incomplete run.
+
+    When a run has both, the higher code wins: a node we could not fully measure
+    is reported as such even when something else failed too.
+    """
+    status = report.status
+    if status is Status.ERROR:
+        return 2
+    if status is Status.FAIL:
+        return 1
+    return 0

@@ -1,0 +1,450 @@
+"""ansible/: the roles and playbooks, run for real on this machine.
+
+`ansible-playbook -i localhost, -c local` deploys the collector and the agent into a
+temporary tree (venvs, key, unit files: never /etc or /opt), twice (the second run
+must change nothing), then runs acceptance.yml with the quick suite against the
+guide's minimum (this small machine must fail, and the play must say why) and
+against tests/data/profiles/tiny-node.yaml (it must pass), and network-pairs.yml
+between two inventory aliases of this machine. A real collector on loopback takes
+the enrollments and the uploads. ansible-lint must be clean.
+
+The filters of the role (pairing, durations, report summaries) are tested without
+Ansible. The Ansible tests skip cleanly when ansible-playbook is not installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import csv
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.paths import REPO
+
+REPO = REPO
+ANSIBLE = REPO / "ansible"
+FILTERS = ANSIBLE / "roles" / "bench_agent" / "filter_plugins" / "bench_agent_filters.py"
+TOKEN = "ansible-test-admin-token-0123456789"
+RUN_TIMEOUT = 420
+
+
+def _tool(name: str) -> str | None:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+PLAYBOOK = _tool("ansible-playbook")
+LINT = _tool("ansible-lint")
+needs_ansible = pytest.mark.skipif(PLAYBOOK is None, reason="ansible-playbook is not installed "
+                                   "(pip install ansible-core)")
+
+
+def _filters() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_agent_filters", FILTERS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the filters, without Ansible ---------------------------------------------------
+
+@pytest.mark.parametrize("count", range(2, 10))
+def test_pair_rounds_are_disjoint_and_everyone_tests(count: int) -> None:
+    pair_rounds = _filters().pair_rounds
+    hosts = [f"n{i}" for i in range(count)]
+    per_round = 2 if count % 2 == 0 else 3  # both ways, plus the left-out node when odd
+    for rounds in range(1, count + 2):
+        steps = pair_rounds(hosts, rounds)
+        assert len(steps) == per_round * min(rounds, count - 1 + count % 2)
+        for step in steps:
+            busy = [p["server"] for p in step] + [p["client"] for p in step]
+            assert len(busy) == len(set(busy)), f"a node twice in one step: {step}"
+            assert all(p["server"] != p["client"] for p in step)
+        for r in range(0, len(steps), per_round):
+            clients = {p["client"] for step in steps[r:r + per_round] for p in step}
+            assert clients == set(hosts), f"round {r // per_round}: {clients} tested"
+    assert pair_rounds(["solo"], 3) == []
+    if count % 2 == 0:  # N-1 rounds: every node has tested every other
+        met = {(p["client"], p["server"]) for step in pair_rounds(hosts, count) for p in step}
+        assert met == {(a, b) for a in hosts for b in hosts if a != b}
+
+
+def test_durations() -> None:
+    seconds = _filters().duration_seconds
+    assert seconds("4h") == 14400
+    assert seconds("30m") == 1800
+    assert seconds("1h30m") == 5400
+    assert seconds("90s") == 90
+    assert seconds(45) == 45
+    assert seconds("2d") == 172800
+    for bad in ("", "soon", "4x", "h"):
+        with pytest.raises(ValueError):
+            seconds(bad)
+
+
+def _envelope(report: dict[str, Any]) -> str:
+    statement = {"_type": "https://in-toto.io/Statement/v1", "subject": [],
+                 "predicateType": "x", "predicate": report}
+    return json.dumps({"payloadType": "application/vnd.in-toto+json", "signatures": [],
+                       "payload": base64.b64encode(json.dumps(statement).encode()).decode()})
+
+
+def test_report_summary_and_fleet_table() -> None:
+    f = _filters()
+    report = {"status": "FAIL", "host": "vm", "suite": {"name": "quick"},
+              "profile": {"name": "guide-minimum"}, "verdicts": [
+                  {"check": "inventory", "metric": "inventory.logical_cpus", "status": "FAIL",
+                   "value": 2, "unit": "count", "threshold": ">= 32",
+                   "message": "2 does not meet >= 32"},
+                  {"check": "cpu.gemm", "metric": "cpu.gemm_fp64_all_cores", "status": "PASS",
+                   "value": 1e11, "unit": "FLOP/s"},
+                  {"check": "storage.seqread", "metric": "storage.seqread_1m_bandwidth",
+                   "status": "ERROR", "device": "nvme0n1", "message": "fio: no such device"}]}
+    signed = f.report_summary(_envelope(report), "quick", 2, "/r.json")
+    assert signed == f.report_summary(json.dumps(report), "quick", 2, "/r.json")
+    assert signed["counts"] == {"PASS": 1, "WARN": 0, "FAIL": 1, "ERROR": 1, "SKIP": 0}
+    assert signed["problems"] == [
+        "FAIL inventory.logical_cpus: 2 does not meet >= 32",
+        "ERROR storage.seqread_1m_bandwidth [nvme0n1]: fio: no such device"]
+    assert f.report_summary("", "quick", 124)["status"] == "NO REPORT"
+    passed = f.report_summary(json.dumps({"status": "PASS", "verdicts": []}), "quick", 0)
+    hostvars = {"b": {"bench_agent_results": [signed]}, "a": {"bench_agent_results": [passed]},
+                "c": {}}
+    lines = f.fleet_table(["a", "b", "c"], hostvars)
+    assert [line.split()[0] for line in lines if line[:1] in "abc"] == ["c", "b", "a"]
+    assert "could not measure" in next(line for line in lines if line.startswith("b"))
+    assert lines[-1] == "1 of 3 run(s) passed, 2 did not"
+    rows = list(csv.reader(f.fleet_csv(["a", "b"], hostvars).splitlines()))
+    assert rows[0][:4] == ["node", "run", "status", "exit"] and rows[2][:4] == [
+        "b", "quick", "FAIL", "2"]
+    assert "logical_cpus" in f.describe_result(signed)
+
+
+def test_systemd_args_quote_and_escape() -> None:
+    args = _filters().systemd_args
+    assert args(["/v/bin/bench-agent", "run", "quick"]) == "/v/bin/bench-agent run quick"
+    assert args(["--db", "postgresql://u:p%40ss@h/db"]) == "--db postgresql://u:p%%40ss@h/db"
+    assert args(["a b", 'say "x"']) == '"a b" "say \\"x\\""'
+
+
+# --- the playbooks, on this machine -----------------------------------------------------
+
+_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+                    re.MULTILINE)
+
+
+@dataclass
+class Played:
+    rc: int
+    output: str
+    recap: dict[str, dict[str, int]]
+
+    def describe(self) -> str:
+        return f"exit {self.rc}; last output:\n{self.output[-6000:]}"
+
+
+@dataclass
+class Lab:
+    root: Path
+    vars_file: Path
+    env: dict[str, str]
+    collector_url: str | None
+
+    def play(self, playbook: str, *extra: str, inventory: str = "localhost,") -> Played:
+        cmd = [str(PLAYBOOK), "-i", inventory, "-c", "local", "-e", f"@{self.vars_file}",
+               *extra, f"playbooks/{playbook}"]
+        proc = subprocess.run(cmd, cwd=ANSIBLE, env=self.env, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT, check=False)
+        output = proc.stdout + proc.stderr
+        recap = {m[1]: {"ok": int(m[2]), "changed": int(m[3]), "unreachable": int(m[4]),
+                        "failed": int(m[5])} for m in _RECAP.finditer(proc.stdout)}
+        with (self.root / f"{playbook}.log").open("a") as log:
+            log.write(output)
+        return Played(proc.returncode, output, recap)
+
+
+def _snapshot_source(dest: Path) -> Path:
+    """The files the wheel is built from, copied: others may edit the tree meanwhile,
+    and a changed source would (rightly) make the second deploy change something."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, dest / name)
+    shutil.copytree(REPO / "bench_agent", dest / "bench_agent", ignore=ignore)
+    shutil.copytree(REPO / "suites", dest / "suites", ignore=ignore)
+    shutil.copytree(REPO / "results" / "schema", dest / "results" / "schema", ignore=ignore)
+    return dest
+
+
+def _collector_importable() -> bool:
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("fastapi", "uvicorn", "sqlalchemy"))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if PLAYBOOK is None:
+        pytest.skip("ansible-playbook is not installed")
+    root = tmp_path_factory.mktemp("ansible")
+    collector = None
+    if _collector_importable():
+        from tests.collector_support import Collector
+
+        (root / "token").write_text(TOKEN + "\n")
+        collector = Collector(f"sqlite:///{root / 'collector.db'}", root / "collector.log",
+                              "--admin-token-file", str(root / "token"), "--no-access-log")
+        collector.start()
+    t = root / "tree"
+    extra: dict[str, Any] = {
+        "ansible_python_interpreter": sys.executable,
+        "bench_nodes_hosts": "all", "collector_hosts": "all",
+        "bench_agent_source_dir": str(_snapshot_source(root / "src")),
+        "bench_agent_local_wheelhouse": str(root / "wheelhouse"),
+        "bench_agent_prefix": str(t / "opt/bench-agent"),
+        "bench_agent_config_dir": str(t / "etc/bench-agent"),
+        "bench_agent_state_dir": str(t / "var/lib/bench-agent"),
+        "bench_agent_unit_dir": str(t / "etc/systemd/system"),
+        "bench_agent_python": sys.executable,
+        "bench_agent_install_system_packages": False,
+        "bench_agent_fetch_dir": str(root / "fetched"),
+        "bench_agent_poll_interval": 2,
+        "bench_agent_timer_on_calendar": "*-*-* 04:30:00",
+        "bench_agent_timer_randomized_delay": "45min",
+        "collector_prefix": str(t / "opt/bench-collector"),
+        "collector_state_dir": str(t / "var/lib/bench-collector"),
+        "collector_config_dir": str(t / "etc/bench-collector"),
+        "collector_unit_dir": str(t / "etc/systemd/system"),
+        "collector_python": sys.executable,
+        "collector_install_system_packages": False,
+        "collector_manage_user": False, "collector_user": "root", "collector_group": "root",
+        "collector_admin_token": TOKEN,
+    }
+    if collector is not None:
+        extra |= {"bench_agent_collector_url": collector.url,
+                  "bench_agent_collector_admin_token": TOKEN}
+    vars_file = root / "vars.json"
+    vars_file.write_text(json.dumps(extra, indent=1))
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_LOCAL_TEMP": str(root / "ansible-tmp"),
+           "ANSIBLE_REMOTE_TEMP": str(root / "ansible-tmp"),
+           "ANSIBLE_ASYNC_DIR": str(root / "ansible-async"),
+           "ANSIBLE_HOME": str(root / "ansible-home"),
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    try:
+        yield Lab(root, vars_file, env, collector.url if collector else None)
+    finally:
+        if collector is not None:
+            collector.stop()
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Lab) -> tuple[Played, Played]:
+    first = lab.play("deploy.yml")
+    assert first.rc == 0, first.describe()
+    second = lab.play("deploy.yml")
+    return first, second
+
+
+def _tree(lab: Lab) -> Path:
+    return lab.root / "tree"
+
+
+@needs_ansible
+def test_deploy_from_a_clean_state(lab: Lab, deployed: tuple[Played, Played]) -> None:
+    first, _ = deployed
+    assert first.recap["localhost"]["failed"] == 0, first.describe()
+    assert first.recap["localhost"]["changed"] > 0
+    tree = _tree(lab)
+    agent = tree / "opt/bench-agent/venv/bin/bench-agent"
+    assert agent.exists() and (tree / "opt/bench-collector/venv/bin/bench-agent").exists()
+    version = subprocess.run([str(agent), "--version"], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+    assert version.startswith("bench-agent ")
+    key = tree / "etc/bench-agent/node.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert (tree / "etc/bench-agent").stat().st_mode & 0o777 == 0o700
+    token = tree / "etc/bench-collector/admin-token"
+    assert token.read_text().strip() == TOKEN and token.stat().st_mode & 0o777 == 0o640
+    # the nodes installed from the copied wheelhouse, with no index
+    assert list((tree / "opt/bench-agent/wheelhouse").glob("bench_agent-*.whl"))
+    assert (tree / "opt/bench-agent/wheelhouse.tar").exists()
+    if lab.collector_url:
+        assert re.search(r"TASK \[bench_agent : Enroll the key with the collector\][^\n]*\n"
+                         r"changed: \[localhost\]", first.output), first.describe()
+
+
+@needs_ansible
+def test_second_deploy_changes_nothing(deployed: tuple[Played, Played]) -> None:
+    _, second = deployed
+    assert second.rc == 0, second.describe()
+    recap = second.recap["localhost"]
+    assert (recap["changed"], recap["failed"]) == (0, 0), second.describe()
+
+
+def _unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None,
+                                       comment_prefixes=("#", ";"))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(path.read_text())
+    return parser
+
+
+@needs_ansible
+def test_unit_files(lab: Lab, deployed: tuple[Played, Played]) -> None:
+    units = _tree(lab) / "etc/systemd/system"
+    tree = _tree(lab)
+    timer = _unit(units / "bench-agent.timer")
+    assert timer["Timer"]["OnCalendar"] == "*-*-* 04:30:00"
+    assert timer["Timer"]["RandomizedDelaySec"] == "45min"
+    assert timer["Timer"]["Persistent"] == "true"
+    assert timer["Timer"]["Unit"] == "bench-agent.service"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    service = _unit(units / "bench-agent.service")
+    assert service["Service"]["Type"] == "oneshot"
+    argv = service["Service"]["ExecStart"].split()
+    assert argv[:3] == [f"{tree}/opt/bench-agent/venv/bin/bench-agent", "run", "quick"]
+    assert argv[argv.index("--key") + 1] == f"{tree}/etc/bench-agent/node.key"
+    assert argv[argv.index("--output") + 1] == f"{tree}/var/lib/bench-agent/results"
+    if lab.collector_url:
+        assert argv[argv.index("--upload") + 1] == lab.collector_url
+    assert service["Service"]["SuccessExitStatus"] == "1"
+    collector = _unit(units / "bench-collector.service")
+    cargv = collector["Service"]["ExecStart"].split()
+    assert cargv[:3] == [f"{tree}/opt/bench-collector/venv/bin/bench-agent", "collector", "serve"]
+    assert cargv[cargv.index("--db") + 1] == f"sqlite:///{tree}/var/lib/bench-collector/collector.db"
+    assert cargv[cargv.index("--admin-token-file") + 1] == f"{tree}/etc/bench-collector/admin-token"
+    analyze = shutil.which("systemd-analyze")
+    if analyze:
+        proc = subprocess.run([analyze, "verify", *(str(units / u) for u in (
+            "bench-agent.service", "bench-agent.timer", "bench-collector.service"))],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "Unknown" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def _fleet_rows(lab: Lab) -> list[dict[str, str]]:
+    with (lab.root / "fetched" / "fleet-verdicts.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@needs_ansible
+def test_acceptance_fails_a_small_node_and_says_why(lab: Lab,
+                                                     deployed: tuple[Played, Played]) -> None:
+    played = lab.play("acceptance.yml", "-e", "acceptance_suite=quick",
+                      "-e", "acceptance_profile=guide-minimum")
+    assert played.rc != 0, played.describe()
+    assert played.recap["localhost"]["failed"] == 1, played.describe()
+    assert "localhost did not pass: quick: FAIL" in played.output, played.describe()
+    if (os.cpu_count() or 0) < 32:
+        assert re.search(r"FAIL inventory\.logical_cpus: \d+ does not meet >= 32",
+                         played.output), played.describe()
+    assert "0 of 1 run(s) passed, 1 did not" in played.output  # the fleet table
+    row = _fleet_rows(lab)[0]
+    assert (row["node"], row["run"], row["status"], row["exit"]) == (
+        "localhost", "quick", "FAIL", "1")
+    fetched = Path(row["report"])
+    assert fetched.is_relative_to(lab.root / "fetched" / "localhost") and fetched.exists()
+    assert "payloadType" in json.loads(fetched.read_text())  # signed
+    if lab.collector_url:
+        from tests.collector_support import http
+
+        nodes = http("GET", lab.collector_url + "/v1/nodes").json()["nodes"]
+        assert [n["last_status"] for n in nodes if n["name"] == socket.gethostname()] == [
+            "FAIL"], nodes
+
+
+@needs_ansible
+def test_acceptance_passes_with_a_profile_the_node_meets(
+        lab: Lab, deployed: tuple[Played, Played]) -> None:
+    profile = REPO / "tests" / "data" / "profiles" / "tiny-node.yaml"
+    played = lab.play("acceptance.yml", "-e", "acceptance_suite=quick",
+                      "-e", f"acceptance_profile_file={profile}")
+    assert played.rc == 0, played.describe()
+    assert played.recap["localhost"]["failed"] == 0
+    assert "1 of 1 run(s) passed, 0 did not" in played.output, played.describe()
+    row = _fleet_rows(lab)[0]
+    assert (row["exit"], row["status"]) == ("0", "PASS"), row
+    copied = _tree(lab) / "var/lib/bench-agent/profiles/tiny-node.yaml"
+    assert copied.read_text() == profile.read_text()
+
+
+@needs_ansible
+def test_network_pairs_between_two_aliases(lab: Lab, deployed: tuple[Played, Played]) -> None:
+    inventory = lab.root / "pairs.ini"
+    inventory.write_text("".join(
+        f"{name} ansible_connection=local bench_agent_peer_address=127.0.0.1\n"
+        for name in ("node-a", "node-b")))
+    # One short check per direction: network.tcp_latency (sockperf; SKIP where absent).
+    played = lab.play("network-pairs.yml", "-e", "network_target=network.tcp_latency",
+                      "-e", "network_time_limit=120", inventory=str(inventory))
+    assert set(played.recap) == {"node-a", "node-b"}, played.describe()
+    assert "step 1: node-a <- node-b; step 2: node-b <- node-a" in played.output
+    rows = {r["node"]: r for r in _fleet_rows(lab)}
+    assert rows["node-a"]["run"] == "network<-node-b", rows
+    assert rows["node-b"]["run"] == "network<-node-a", rows
+    for row in rows.values():  # measured (or skipped), never an error or a timeout
+        assert row["exit"] in ("0", "1"), played.describe()
+        assert played.recap[row["node"]]["failed"] == (row["exit"] != "0")
+    assert not (_tree(lab) / "var/lib/bench-agent/peer.pid").exists()
+
+
+@needs_ansible
+def test_burnin_runs_for_its_duration(lab: Lab, deployed: tuple[Played, Played]) -> None:
+    played = lab.play("burnin.yml", "-e", "burnin_duration=25s", "-e", "burnin_grace=120",
+                      "-e", '{"burnin_extra_args": ["--no-plots"]}')
+    row = _fleet_rows(lab)[0]
+    assert row["run"] == "burnin 25s", played.describe()
+    # Finished within its limit with a judged report: the CPU and storage loads ran
+    # (the GPU load SKIPs here); 1 only if this busy machine's load sagged.
+    assert row["exit"] in ("0", "1"), played.describe()
+    assert played.recap["localhost"]["failed"] == (row["exit"] != "0"), played.describe()
+    assert Path(row["report"]).exists()
+
+
+@needs_ansible
+def test_nccl_multinode_passes_the_rendezvous(lab: Lab, deployed: tuple[Played, Played]
+                                              ) -> None:
+    # One node, no GPU here: the NCCL check SKIPs; the inventory is judged as usual.
+    played = lab.play("nccl-multinode.yml", "-e", "gpu_nodes_hosts=all", "-e",
+                      "bench_agent_peer_address=127.0.0.1", "-e", "nccl_time_limit=240",
+                      "-e", "nccl_rdzv_id=ansible-test")
+    row = _fleet_rows(lab)[0]
+    assert row["run"] == "nccl x1", played.describe()
+    assert row["exit"] in ("0", "1"), played.describe()
+    assert played.recap["localhost"]["failed"] == (row["exit"] != "0"), played.describe()
+
+
+@needs_ansible
+def test_every_playbook_parses(lab: Lab) -> None:
+    playbooks = sorted(p.name for p in (ANSIBLE / "playbooks").glob("*.yml"))
+    assert playbooks == ["acceptance.yml", "burnin.yml", "deploy.yml", "nccl-multinode.yml",
+                         "network-pairs.yml"]
+    proc = subprocess.run([str(PLAYBOOK), "-i", "localhost,", "--syntax-check",
+                           *(f"playbooks/{p}" for p in playbooks)], cwd=ANSIBLE, env=lab.env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(LINT is None, reason="ansible-lint is not installed (pip install ansible-lint)")
+def test_ansible_lint_is_clean(tmp_path: Path) -> None:
+    # A copy: ansible-lint keeps a cache (.ansible/) in the project it checks.
+    copy = tmp_path / "ansible"
+    shutil.copytree(ANSIBLE, copy, ignore=shutil.ignore_patterns(".ansible", "__pycache__"))
+    env = {**os.environ, "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "NO_COLOR": "1"}
+    proc = subprocess.run([str(LINT), "--offline"], cwd=copy, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,135 @@
+"""tools/nvml.py through the fake NVML injected at its one seam (use_loader)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bench_agent.core.errors import NotApplicable, ToolMissing
+from bench_agent.tools import nvml
+from tests.fake_nvml import FakeNvml
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeNvml]:
+    nv = FakeNvml()
+    with nvml.use_loader(lambda: nv):
+        yield nv
+
+
+def test_no_library_is_tool_missing() -> None:
+    def missing() -> None:
+        raise ImportError("No module named 'pynvml'")
+
+    with nvml.use_loader(missing), pytest.raises(ToolMissing, match="nvidia-ml-py"):
+        nvml.list_gpus()
+
+
+def test_no_driver_is_not_applicable() -> None:
+    nv = FakeNvml(init_error=12)
+    with nvml.use_loader(lambda: nv), pytest.raises(NotApplicable,
+                                                    match="NVML Shared Library Not Found"):
+        nvml.list_gpus()
+
+
+def test_zero_gpus_lists_none() -> None:
+    nv = FakeNvml(gpus=[])
+    with nvml.use_loader(lambda: nv):
+        assert nvml.list_gpus() == []
+    assert nv.calls == ["init", "shutdown"]
+
+
+def test_list_gpus_keeps_its_shape(fake: FakeNvml) -> None:
+    gpus = nvml.list_gpus()
+    assert len(gpus) == 8
+    assert gpus[3] == {"index": 3, "name": "NVIDIA H100 80GB HBM3",
+                       "uuid": "GPU-00000003-1111-2222-3333-444444444444",
+                       "memory_total_bytes": 85520809984, "driver_version": "550.54.15"}
+
+
+def test_device_facts_and_counters(fake: FakeNvml) -> None:
+    fake.gpus[0].ecc = {(0, 1, 2): 5, (1, 1, 7): 1, (0, 0, 2): 2}
+    fake.gpus[0].remap = (3, 0, 1, 0)
+    with nvml.session() as nv:
+        handle = nv.nvmlDeviceGetHandleByIndex(0)
+        facts = nvml.device_facts(nv, handle, 0)
+        counters = nvml.counters(nv, handle)
+        system = nvml.system_facts(nv)
+    assert facts["serial"] == "1654321000"
+    assert facts["pci_bus_id"] == "00000000:18:00.0"
+    assert (facts["pcie_gen_max"], facts["pcie_width_max"]) == (5, 16)
+    assert facts["ecc_mode_current"] == 1
+    assert counters["ecc_dram_correctable"] == 5
+    assert counters["ecc_sram_uncorrectable"] == 1
+    assert counters["ecc_volatile_corrected"] == 2
+    assert counters["row_remap_pending"] == 1 and counters["row_remap_correctable"] == 3
+    assert len(counters["nvlink"]) == 18
+    assert system == {"driver_version": "550.54.15", "cuda_driver_version": "12.4"}
+
+
+def test_not_supported_readings_are_absent(fake: FakeNvml) -> None:
+    """A PCIe card without NVLink, a pre-Ampere GPU without row remapping."""
+    fake.gpus[0].nvlink = None
+    fake.gpus[0].remap = None
+    with nvml.session() as nv:
+        counters = nvml.counters(nv, nv.nvmlDeviceGetHandleByIndex(0))
+    assert counters["nvlink"] == {}
+    assert "row_remap_pending" not in counters
+    # the fake has no retired-pages functions at all (AttributeError path)
+    assert "retired_pages" not in counters
+
+
+def test_clock_event_reason_names() -> None:
+    assert nvml.reason_names(0x8 | 0x1) == ["gpu_idle", "hw_slowdown"]
+    assert nvml.reason_names(0) == []
+
+
+def test_xid_watcher_collects_events(fake: FakeNvml) -> None:
+    fake.pending_xids = [(2, 79), (5, 13)]
+    with nvml.session() as nv:
+        handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(8)]
+        watcher = nvml.XidWatcher(nv, handles, wait_ms=10)
+        watcher.start()
+        import time
+
+        deadline = time.monotonic() + 5
+        while len(watcher.events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        events = watcher.stop()
+    assert events == [{"xid": 79, "gpu": 2}, {"xid": 13, "gpu": 5}]
+
+
+KERNEL_LOG = """\
+[    4.123456] nvidia: loading out-of-tree module taints kernel.
+[ 8123.000001] NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus.
+[ 8124.000002] NVRM: Xid (PCI:0000:5e:00): 13, pid=99, Graphics Exception: ESR 0x50df30=0x0
+Mar  1 10:00:00 node kernel: NVRM: Xid (0000:03:00): 48, An uncorrectable double bit error
+"""
+
+
+def test_kernel_log_xids() -> None:
+    found = nvml.parse_kernel_xids(KERNEL_LOG)
+    assert [(x["bus"], x["xid"]) for x in found] == [
+        ("0000:3b:00", 79), ("0000:5e:00", 13), ("0000:03:00", 48)]
+    assert nvml.bus_matches("0000:3b:00", "00000000:3B:00.0")
+    assert not nvml.bus_matches("0000:3b:00", "00000000:3C:00.0")
+    assert not nvml.bus_matches("0000:3b:00", None)
+
+
+def test_failing_xids_are_aznhc_list() -> None:
+    assert 79 in nvml.FAILING_XIDS and 48 in nvml.FAILING_XIDS
+    assert 13 not in nvml.FAILING_XIDS  # an application error, not a node fault
+
+
+def test_bench_agent_help_imports_neither_torch_nor_pynvml() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from bench_agent.cli.main import build_parser; build_parser();"
+            "import bench_agent.tools.nvml, bench_agent.checks.gpu.checks,"
+            " bench_agent.checks.nccl.checks;"
+            "print('torch' in sys.modules, 'pynvml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "False"]
