@@ -1,42 +1,271 @@
-"""Burn-in health: what is sampled every interval, and the rules that judge it.
+"""Burn-in health: what is sampled every interval, as readings with units and events.
 
 Samplers read the node (CPU frequency, temperature and load; NVMe SMART; GPUs
-through NVML); ``HealthRules`` turns a stream of samples into timed events
-(FAIL or WARN, each with the moment it happened) and, at the end, into
-measurements and verdicts. The rules are pure: they see only samples, so a
-killed run's time series can be judged again from its JSON-lines file.
+through NVML, tools/nvml.py). ``HealthReader`` turns each raw sample into
+``Reading``s (a metric of HEALTH_METRICS, a device, a value in its unit) and
+``Event``s (a kind from the closed set EventKind, with the tool's words): facts
+only. Verdicts come from the burn-in's thresholds (core/thresholds.py) over the
+series of readings; nothing here says PASS or FAIL.
+
+The raw sample is the samplers' own shape ({"cpu": {...}, "nvme": {...}, "gpus":
+[...]}); ``_CPU``, ``_NVME`` and ``_GPU`` map each of its keys to a metric and a
+unit, explicitly. Series files written before readings existed hold raw samples,
+read by the same reader (burnin/series.py).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import statistics
-import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bench_agent.core.model import Measurement, Status, Verdict
-from bench_agent.core.units import Unit, format_value
+from bench_agent.core.metrics import MetricInfo
+from bench_agent.core.units import Unit
 
-# XIDs that fail a GPU (Azure/azurehpc-health-checks customTests/azure_gpu_xid.nhc, XID_EC).
-FAILING_XIDS = frozenset({48, 56, 57, 58, 62, 63, 64, 65, 68, 69, 73, 74, 79, 80, 81, 92,
-                          119, 120})
-# Throttle reasons that mean the hardware protects itself (NVML clocksEventReasons):
-# software power capping and idle are normal under load, these are not.
-BAD_THROTTLE = frozenset({"hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown",
-                          "hw_power_brake_slowdown"})
 
-LOAD_UNITS = {
-    "cpu_matmul": Unit.FLOPS,
-    "memory_bandwidth": Unit.BYTES_PER_SECOND,
-    "storage_fio": Unit.IOPS,
-    "gpu_matmul": Unit.FLOPS,
-    "network_iperf3": Unit.BITS_PER_SECOND,
+class EventKind(StrEnum):
+    """What can happen to a burn-in besides its readings (a closed set)."""
+
+    LOAD_NOT_APPLICABLE = "LOAD_NOT_APPLICABLE"  # the load cannot run here (no GPU, no peer)
+    LOAD_CRASHED = "LOAD_CRASHED"  # it ended on its own, with its words
+    LOAD_STUCK = "LOAD_STUCK"  # it outlived SIGKILL: stuck in the kernel
+    XID = "XID"  # NVML reported an XID (value: its number)
+    THROTTLE = "THROTTLE"  # a hardware or thermal slowdown began (detail: its reasons)
+    GPU_UNREADABLE = "GPU_UNREADABLE"  # NVML failed at a sample
+    NVME_UNREADABLE = "NVME_UNREADABLE"  # a drive's SMART log did not answer
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    metric: str
+    value: float
+    unit: Unit
+    device: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "device": self.device, "value": self.value,
+                "unit": self.unit.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reading:
+        value = data["value"]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"reading {data.get('metric')!r}: value {value!r} is not a number")
+        return cls(str(data["metric"]), float(value), Unit(data["unit"]),
+                   str(data.get("device", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    elapsed: float
+    device: str = ""  # a GPU, a drive, or the load's name
+    value: float | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "event", "kind": self.kind.value, "elapsed": self.elapsed,
+                "device": self.device, "value": self.value, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        value = data.get("value")
+        return cls(EventKind(data["kind"]), float(data["elapsed"]), str(data.get("device", "")),
+                   None if value is None else float(value), str(data.get("detail", "")))
+
+
+def _info(name: str, unit: Unit, check: str, description: str,
+          higher: bool = False) -> tuple[str, MetricInfo]:
+    return name, MetricInfo(name, unit, check, description, higher)
+
+
+# What the burn-in samples besides the loads' rates (burnin/loads.py adds those).
+HEALTH_METRICS: dict[str, MetricInfo] = dict([
+    _info("burnin.cpu_temperature", Unit.CELSIUS, "burnin.cpu", "hottest CPU sensor (psutil)"),
+    _info("burnin.cpu_frequency", Unit.HERTZ, "burnin.cpu", "mean current CPU frequency",
+          True),
+    _info("burnin.cpu_load", Unit.COUNT, "burnin.cpu", "1-minute load average"),
+    _info("burnin.nvme_temperature", Unit.CELSIUS, "burnin.nvme", "NVMe composite temperature"),
+    _info("burnin.nvme_media_errors_new", Unit.COUNT, "burnin.nvme",
+          "NVMe media errors since the start"),
+    _info("burnin.nvme_lost", Unit.COUNT, "burnin.nvme",
+          "1 when a drive that answered stops answering (off the bus)"),
+    _info("burnin.nvme_unreadable", Unit.COUNT, "burnin.nvme",
+          "1 when a drive's SMART log was never readable (permissions, old nvme-cli)"),
+    _info("burnin.gpu_temperature", Unit.CELSIUS, "burnin.gpu", "GPU temperature (NVML)"),
+    _info("burnin.gpu_power", Unit.WATTS, "burnin.gpu", "GPU power draw (NVML)"),
+    _info("burnin.gpu_sm_clock", Unit.HERTZ, "burnin.gpu", "GPU SM clock (NVML)", True),
+    _info("burnin.gpu_slowdown", Unit.COUNT, "burnin.gpu",
+          "hardware or thermal slowdown reasons active (NVML clock event reasons)"),
+    _info("burnin.gpu_ecc_uncorrected_new", Unit.COUNT, "burnin.gpu",
+          "uncorrectable ECC errors since the start"),
+    _info("burnin.gpu_ecc_corrected_new", Unit.COUNT, "burnin.gpu",
+          "corrected ECC errors since the start"),
+    _info("burnin.gpu_failing_xids", Unit.COUNT, "burnin.gpu",
+          "failing XIDs since the start (tools/nvml.py FAILING_XIDS)"),
+    _info("burnin.gpu_unreadable", Unit.COUNT, "burnin.gpu", "1 when NVML failed at a sample"),
+    _info("burnin.load_crashed", Unit.COUNT, "burnin.loads", "1 when the load crashed"),
+    _info("burnin.load_stuck", Unit.COUNT, "burnin.loads",
+          "1 when the load outlived SIGKILL (stuck in the kernel)"),
+])
+# Readings worth a plot (gauges); the rest are counters and flags, judged only.
+GAUGES = frozenset({"burnin.cpu_temperature", "burnin.cpu_frequency", "burnin.cpu_load",
+                    "burnin.nvme_temperature", "burnin.gpu_temperature", "burnin.gpu_power",
+                    "burnin.gpu_sm_clock"})
+# The series an event tells more about: a verdict on it carries the event's words.
+EXPLAINS: dict[EventKind, tuple[str, ...]] = {
+    EventKind.LOAD_CRASHED: ("burnin.load_crashed",),
+    EventKind.LOAD_STUCK: ("burnin.load_stuck",),
+    EventKind.XID: ("burnin.gpu_failing_xids",),
+    EventKind.THROTTLE: ("burnin.gpu_slowdown",),
+    EventKind.GPU_UNREADABLE: ("burnin.gpu_unreadable",),
+    EventKind.NVME_UNREADABLE: ("burnin.nvme_lost", "burnin.nvme_unreadable"),
 }
+
+# Raw sample keys -> (metric, unit, factor to the unit). MHz: cpufreq's kHz / 1000
+# in sample_cpu; NVML's clock in MHz (nvmlDeviceGetClockInfo).
+_CPU = {"temp_c_max": ("burnin.cpu_temperature", Unit.CELSIUS, 1.0),
+        "freq_mhz_avg": ("burnin.cpu_frequency", Unit.HERTZ, 1e6),
+        "load1": ("burnin.cpu_load", Unit.COUNT, 1.0)}
+_NVME = {"temp_c": ("burnin.nvme_temperature", Unit.CELSIUS, 1.0)}
+_GPU = {"temp_c": ("burnin.gpu_temperature", Unit.CELSIUS, 1.0),
+        "power_w": ("burnin.gpu_power", Unit.WATTS, 1.0),
+        "sm_clock_mhz": ("burnin.gpu_sm_clock", Unit.HERTZ, 1e6)}
+# Cumulative counters, judged by their growth since the first sample.
+_GPU_COUNTERS = {"ecc_uncorrected": "burnin.gpu_ecc_uncorrected_new",
+                 "ecc_corrected": "burnin.gpu_ecc_corrected_new"}
+_NVME_COUNTERS = {"media_errors": "burnin.nvme_media_errors_new"}
+
+
+def slowdown_reasons() -> frozenset[str]:
+    """The clock event reasons that mean the hardware protects itself (tools/nvml.py
+    masks): software power capping and idle are normal under load, these are not."""
+    from bench_agent.tools import nvml
+
+    mask = nvml.HW_SLOWDOWN_MASK | nvml.THERMAL_MASK
+    return frozenset(name for bit, name in nvml.CLOCK_EVENT_REASONS.items() if bit & mask)
+
+
+def failing_xids() -> frozenset[int]:
+    from bench_agent.tools import nvml
+
+    return nvml.FAILING_XIDS
+
+
+def _number(value: Any) -> float | None:
+    """A finite reading, or None: NaN or an infinity is no reading."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass
+class HealthReader:
+    """Raw samples in, readings and events out; remembers what the next sample is
+    compared with (first counter values, drives seen answering, XIDs, slowdowns)."""
+
+    _first: dict[tuple[str, str], float] = field(default_factory=dict)
+    _readable: set[str] = field(default_factory=set)
+    _told: set[tuple[EventKind, str]] = field(default_factory=set)
+    _xids: dict[str, int] = field(default_factory=dict)
+    _slowdown: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def feed(self, raw: dict[str, Any], elapsed: float) -> tuple[list[Reading], list[Event]]:
+        readings: list[Reading] = []
+        events: list[Event] = []
+        cpu = raw.get("cpu") or {}
+        readings += self._gauges(cpu, _CPU, "")
+        for device, smart in (raw.get("nvme") or {}).items():
+            self._nvme(str(device), smart, elapsed, readings, events)
+        if raw.get("gpu_error"):
+            readings.append(Reading("burnin.gpu_unreadable", 1.0, Unit.COUNT))
+            events.append(Event(EventKind.GPU_UNREADABLE, elapsed, detail=str(raw["gpu_error"])))
+        elif "gpus" in raw:
+            readings.append(Reading("burnin.gpu_unreadable", 0.0, Unit.COUNT))
+            for gpu in raw["gpus"] or []:
+                self._gpu(gpu, elapsed, readings, events)
+        return readings, events
+
+    @staticmethod
+    def _gauges(values: dict[str, Any], table: dict[str, tuple[str, Unit, float]],
+                device: str) -> list[Reading]:
+        out = []
+        for key, (metric, unit, factor) in table.items():
+            value = _number(values.get(key))
+            if value is not None:
+                out.append(Reading(metric, value * factor, unit, device))
+        return out
+
+    def _growth(self, metric: str, device: str, value: Any) -> Reading | None:
+        total = _number(value)
+        if total is None:
+            return None
+        first = self._first.setdefault((metric, device), total)
+        if total < first:  # the counter was reset (a driver reload): count from here
+            self._first[(metric, device)] = first = total
+        return Reading(metric, total - first, Unit.COUNT, device)
+
+    def _once(self, kind: EventKind, device: str) -> bool:
+        if (kind, device) in self._told:
+            return False
+        self._told.add((kind, device))
+        return True
+
+    def _nvme(self, device: str, smart: Any, elapsed: float, readings: list[Reading],
+              events: list[Event]) -> None:
+        smart = smart if isinstance(smart, dict) else {"unreadable": "not a SMART reading"}
+        if "unreadable" in smart:
+            # A drive that answered and then stops has likely dropped off the bus; one
+            # that never answered is a permission or an old nvme-cli.
+            lost = device in self._readable
+            readings.append(Reading("burnin.nvme_lost", float(lost), Unit.COUNT, device))
+            readings.append(Reading("burnin.nvme_unreadable", float(not lost), Unit.COUNT,
+                                    device))
+            if self._once(EventKind.NVME_UNREADABLE, f"{device}:{lost}"):
+                events.append(Event(EventKind.NVME_UNREADABLE, elapsed, device,
+                                    detail=("stopped answering: " if lost else
+                                            "cannot read the SMART log: ")
+                                    + str(smart["unreadable"])))
+            return
+        self._readable.add(device)
+        readings.append(Reading("burnin.nvme_lost", 0.0, Unit.COUNT, device))
+        readings.append(Reading("burnin.nvme_unreadable", 0.0, Unit.COUNT, device))
+        readings += self._gauges(smart, _NVME, device)
+        for key, metric in _NVME_COUNTERS.items():
+            if (reading := self._growth(metric, device, smart.get(key))) is not None:
+                readings.append(reading)
+
+    def _gpu(self, gpu: dict[str, Any], elapsed: float, readings: list[Reading],
+             events: list[Event]) -> None:
+        device = f"gpu{gpu.get('index', '?')}"
+        readings += self._gauges(gpu, _GPU, device)
+        for key, metric in _GPU_COUNTERS.items():
+            if (reading := self._growth(metric, device, gpu.get(key))) is not None:
+                readings.append(reading)
+        failing = failing_xids()
+        for xid in gpu.get("xids") or []:
+            number = _number(xid)
+            if number is None:
+                continue
+            bad = int(number) in failing
+            self._xids[device] = self._xids.get(device, 0) + int(bad)
+            events.append(Event(EventKind.XID, elapsed, device, number,
+                                f"XID {int(number)}" + (" (a failing XID)" if bad else "")))
+        readings.append(Reading("burnin.gpu_failing_xids", float(self._xids.get(device, 0)),
+                                Unit.COUNT, device))
+        if "throttle" in gpu:
+            active = frozenset(gpu["throttle"] or ()) & slowdown_reasons()
+            if active and active != self._slowdown.get(device):
+                events.append(Event(EventKind.THROTTLE, elapsed, device, float(len(active)),
+                                    ", ".join(sorted(active))))
+            self._slowdown[device] = active
+            readings.append(Reading("burnin.gpu_slowdown", float(len(active)), Unit.COUNT,
+                                    device))
 
 
 # --- samplers ---------------------------------------------------------------------
@@ -101,277 +330,38 @@ def parse_smart_log(text: str) -> dict[str, float]:
     return out
 
 
-def sample_nvme(devices: list[str]) -> dict[str, dict[str, Any]]:
+SMART_TIMEOUT_S = 10.0
+
+
+def sample_nvme(devices: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """`nvme smart-log` of each drive, through the subprocess seam; a drive that does
+    not answer is {"unreadable": why}."""
+    import shutil
+
+    from bench_agent.core.process import run_child, tail
+
+    devices = list(devices)
     if not devices or shutil.which("nvme") is None:
         return {}
     out: dict[str, dict[str, Any]] = {}
     for device in devices:
         try:
-            proc = subprocess.run(["nvme", "smart-log", device, "-o", "json"],
-                                  capture_output=True, text=True, timeout=10)
-            if proc.returncode == 0:
-                out[device] = parse_smart_log(proc.stdout)
-            else:
-                why = (proc.stderr or proc.stdout).strip()[-200:]
-                out[device] = {"unreadable": why or f"exit code {proc.returncode}"}
-        except subprocess.TimeoutExpired:
-            out[device] = {"unreadable": "nvme smart-log did not answer in 10 s"}
-        except (OSError, ValueError) as exc:
+            done = run_child(["nvme", "smart-log", device, "-o", "json"],
+                             timeout=SMART_TIMEOUT_S)
+        except OSError as exc:
             out[device] = {"unreadable": str(exc)}
-    return out
-
-
-# --- rules -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Limits:
-    throughput_drop: float = 0.10  # fraction below the first minutes' level
-    baseline_seconds: float = 120.0
-    throttle_seconds: float = 30.0
-    gpu_temperature: float = 87.0
-    cpu_temperature: float = 95.0
-    nvme_temperature: float = 70.0
-
-
-@dataclass
-class Event:
-    elapsed: float
-    status: Status
-    check: str
-    metric: str
-    message: str
-    device: str = ""
-    value: float | None = None
-    unit: Unit | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": "event", "elapsed": self.elapsed, "status": self.status.value,
-                "check": self.check, "metric": self.metric, "message": self.message,
-                "device": self.device, "value": self.value,
-                "unit": self.unit.value if self.unit else None}
-
-
-@dataclass
-class HealthRules:
-    """Stateful judge of the sample stream; ``feed`` returns the new events."""
-
-    limits: Limits
-    loads: list[str]
-    events: list[Event] = field(default_factory=list)
-    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    _fired: set[tuple[str, str]] = field(default_factory=set)
-    _throttle_since: dict[tuple[str, str], float] = field(default_factory=dict)
-    _first: dict[str, dict[str, float]] = field(default_factory=dict)
-    _crashed: dict[str, str] = field(default_factory=dict)
-    _skipped: dict[str, str] = field(default_factory=dict)
-    _readable: set[str] = field(default_factory=set)
-
-    def _fire(self, key: tuple[str, str], event: Event, out: list[Event]) -> None:
-        if key in self._fired:
-            return
-        self._fired.add(key)
-        self.events.append(event)
-        out.append(event)
-
-    def _track(self, name: str, elapsed: float, value: float) -> None:
-        # NaN or an infinity is no reading (SeriesWriter writes it as null); kept,
-        # it would make the report one that JSON cannot carry.
-        if math.isfinite(value) and math.isfinite(elapsed):
-            self.series.setdefault(name, []).append((elapsed, value))
-
-    def settled(self, load: str) -> bool:
-        """The load's end has been judged already (crashed, stuck, or not applicable)."""
-        return load in self._crashed or load in self._skipped
-
-    def stuck(self, load: str, elapsed: float) -> list[Event]:
-        """The load outlived SIGKILL: a process stuck in the kernel (a hung driver)."""
-        out: list[Event] = []
-        self._crashed[load] = "did not exit after SIGKILL"
-        self._fire(("stuck", load), Event(
-            elapsed, Status.FAIL, "burnin.loads", f"burnin.{load}",
-            f"load {load} did not exit after SIGKILL at +{elapsed:.0f} s: stuck in the "
-            "kernel (a hung GPU driver or I/O)"), out)
-        return out
-
-    def not_applicable(self, load: str, why: str) -> None:
-        """The load cannot run on this node: SKIP, not a crash (no event in the series)."""
-        self._skipped[load] = why
-
-    def crashed(self, load: str, elapsed: float, why: str) -> list[Event]:
-        out: list[Event] = []
-        self._crashed[load] = why
-        self._fire(("crash", load), Event(elapsed, Status.FAIL, "burnin.loads",
-                                          f"burnin.{load}", f"load {load} crashed at "
-                                          f"+{elapsed:.0f} s: {why}"), out)
-        return out
-
-    def feed(self, sample: dict[str, Any]) -> list[Event]:
-        out: list[Event] = []
-        t = float(sample["elapsed"])
-        for load, value in sample.get("loads", {}).items():
-            self._track(f"load.{load}", t, float(value))
-            self._check_drop(load, t, out)
-        cpu = sample.get("cpu", {})
-        for key in ("temp_c_max", "freq_mhz_avg", "load1"):
-            if key in cpu:
-                self._track(f"cpu.{key}", t, float(cpu[key]))
-        self._check_temp("cpu", "", cpu.get("temp_c_max"), self.limits.cpu_temperature, t, out)
-        for device, smart in sample.get("nvme", {}).items():
-            self._check_readable(device, smart, t, out)
-            if "temp_c" in smart:
-                self._track(f"nvme.{device}.temp_c", t, smart["temp_c"])
-            self._check_temp("nvme", device, smart.get("temp_c"), self.limits.nvme_temperature,
-                             t, out)
-            self._check_counter("nvme", device, "media_errors", smart, t, out, Status.FAIL)
-        for gpu in sample.get("gpus", []):
-            self._check_gpu(gpu, t, out)
-        if sample.get("gpu_error"):
-            self._fire(("gpu_error", ""), Event(
-                t, Status.FAIL, "burnin.gpu", "burnin.gpu_readable",
-                f"GPUs could not be read at +{t:.0f} s: {sample['gpu_error']}"), out)
-        return out
-
-    def _check_readable(self, device: str, smart: dict[str, Any], t: float,
-                        out: list[Event]) -> None:
-        """A drive whose SMART log stops answering mid-run has likely dropped off the
-        bus (FAIL); one never readable (no permission, old nvme-cli) is a WARN."""
-        if "unreadable" not in smart:
-            self._readable.add(device)
-            return
-        if device in self._readable:
-            self._fire(("nvme_lost", device), Event(
-                t, Status.FAIL, "burnin.nvme", "burnin.nvme_readable",
-                f"nvme {device} stopped answering at +{t:.0f} s: {smart['unreadable']}",
-                device), out)
+            continue
+        if done.timed_out:
+            out[device] = {"unreadable": f"nvme smart-log did not answer in {SMART_TIMEOUT_S:g} s"}
+        elif done.returncode != 0:
+            why = tail(done.stderr or done.stdout, 200)
+            out[device] = {"unreadable": why or f"exit code {done.returncode}"}
         else:
-            self._fire(("nvme_unreadable", device), Event(
-                t, Status.WARN, "burnin.nvme", "burnin.nvme_readable",
-                f"cannot read the SMART log of {device}: {smart['unreadable']}", device), out)
-
-    def _check_drop(self, load: str, t: float, out: list[Event]) -> None:
-        points = self.series.get(f"load.{load}", [])  # none yet if every reading was NaN
-        early = [v for (when, v) in points if when <= self.limits.baseline_seconds]
-        if t <= self.limits.baseline_seconds or not early or len(points) < 3:
-            return
-        level = statistics.median(early)
-        recent = statistics.median(v for _, v in points[-3:])  # one noisy tick is not a drop
-        if recent < level * (1 - self.limits.throughput_drop):
-            unit = LOAD_UNITS.get(load, Unit.COUNT)
-            self._fire(("drop", load), Event(
-                t, Status.FAIL, "burnin.loads", f"burnin.{load}",
-                f"{load} fell to {format_value(recent, unit)} at +{t:.0f} s, more than "
-                f"{self.limits.throughput_drop:.0%} below its first-minutes level "
-                f"{format_value(level, unit)}", value=recent, unit=unit), out)
-
-    def _check_temp(self, what: str, device: str, value: float | None, limit: float, t: float,
-                    out: list[Event]) -> None:
-        if value is None:
-            return
-        if value > limit:
-            self._fire((f"{what}_temp", device), Event(
-                t, Status.FAIL, f"burnin.{what}", f"burnin.{what}_temperature_max",
-                f"{what} {device} temperature {value:.0f} °C above {limit:.0f} °C at "
-                f"+{t:.0f} s".replace("  ", " "), device, value, Unit.CELSIUS), out)
-
-    def _check_counter(self, what: str, device: str, key: str, reading: dict[str, Any],
-                       t: float, out: list[Event], status: Status) -> None:
-        value = reading.get(key)
-        if value is None:
-            return
-        first = self._first.setdefault(f"{what}.{device}", {})
-        first.setdefault(key, float(value))
-        if float(value) > first[key]:
-            self._fire((f"{what}.{key}", device), Event(
-                t, status, f"burnin.{what}", f"burnin.{what}_{key}_new",
-                f"{what} {device}: {key} grew from {first[key]:g} to {value:g} at +{t:.0f} s",
-                device, float(value) - first[key], Unit.COUNT), out)
-
-    def _check_gpu(self, gpu: dict[str, Any], t: float, out: list[Event]) -> None:
-        device = f"gpu{gpu.get('index', '?')}"
-        for key in ("temp_c", "power_w", "sm_clock_mhz"):
-            if key in gpu:
-                self._track(f"gpu.{device}.{key}", t, float(gpu[key]))
-        self._check_temp("gpu", device, gpu.get("temp_c"), self.limits.gpu_temperature, t, out)
-        self._check_counter("gpu", device, "ecc_uncorrected", gpu, t, out, Status.FAIL)
-        self._check_counter("gpu", device, "ecc_corrected", gpu, t, out, Status.WARN)
-        for xid in gpu.get("xids", []):
-            if int(xid) in FAILING_XIDS:
-                self._fire(("xid", f"{device}.{xid}"), Event(
-                    t, Status.FAIL, "burnin.gpu", "burnin.gpu_xid",
-                    f"{device}: XID {xid} at +{t:.0f} s", device, float(xid), Unit.COUNT), out)
-        active = set(gpu.get("throttle", [])) & BAD_THROTTLE
-        for reason in BAD_THROTTLE:
-            span = (device, reason)
-            if reason in active:
-                since = self._throttle_since.setdefault(span, t)
-                if t - since > self.limits.throttle_seconds:
-                    self._fire(("throttle", f"{device}.{reason}"), Event(
-                        t, Status.FAIL, "burnin.gpu", "burnin.gpu_throttle",
-                        f"{device}: {reason} for {t - since:.0f} s (limit "
-                        f"{self.limits.throttle_seconds:.0f} s), since +{since:.0f} s",
-                        device, t - since, Unit.SECONDS), out)
-            else:
-                self._throttle_since.pop(span, None)
-
-    # --- the end of a run: measurements and verdicts ------------------------------
-
-    def summary(self) -> tuple[list[Measurement], list[Verdict]]:
-        measurements: list[Measurement] = []
-        verdicts = [Verdict(check=e.check, status=e.status, metric=e.metric, value=e.value,
-                            unit=e.unit, device=e.device, message=e.message,
-                            source="burn-in rule (suites/burnin.yaml limits)")
-                    for e in self.events]
-        fired_metrics = {(e.metric, e.device) for e in self.events}
-        if self.loads and all(load in self._skipped for load in self.loads):
-            # Nothing was under load: the run burned nothing in, whatever else held.
-            verdicts.append(Verdict("burnin.loads", Status.ERROR, message=(
-                "no load could run on this node: " + "; ".join(
-                    f"{load}: {self._skipped[load]}" for load in self.loads))))
-        for load in self.loads:
-            points = self.series.get(f"load.{load}", [])
-            unit = LOAD_UNITS.get(load, Unit.COUNT)
-            metric = f"burnin.{load}"
-            if load in self._skipped:
-                verdicts.append(Verdict("burnin.loads", Status.SKIP, metric,
-                                        message=self._skipped[load]))
-                continue
-            if not points:
-                if load not in self._crashed:
-                    verdicts.append(Verdict("burnin.loads", Status.ERROR, metric,
-                                            message=f"{load} reported no throughput"))
-                continue
-            values = [v for _, v in points]
-            early = [v for when, v in points if when <= self.limits.baseline_seconds] or values
-            final = statistics.median(values[-3:])
-            measurements.append(Measurement(
-                "burnin.loads", metric, final, unit, samples=tuple(values), tool="bench-agent",
-                params={"level_first_minutes": statistics.median(early),
-                        "baseline_seconds": self.limits.baseline_seconds},
-                stats={"min": min(values), "max": max(values), "n": len(values)}))
-            if (metric, "") not in fired_metrics:
-                floor = statistics.median(early) * (1 - self.limits.throughput_drop)
-                verdicts.append(Verdict(
-                    "burnin.loads", Status.PASS, metric, final, unit,
-                    threshold=f">= {format_value(floor, unit)} "
-                              f"({1 - self.limits.throughput_drop:.0%} of the first minutes)",
-                    source="burn-in rule (suites/burnin.yaml limits)",
-                    message=f"held for {points[-1][0]:.0f} s"))
-        for name, points in sorted(self.series.items()):
-            if name.endswith("temp_c") or name.endswith("temp_c_max"):
-                parts = name.split(".")
-                what, device = parts[0], (parts[1] if len(parts) == 3 else "")
-                peak = max(v for _, v in points)
-                metric = f"burnin.{what}_temperature_max"
-                measurements.append(Measurement(f"burnin.{what}", metric, peak, Unit.CELSIUS,
-                                                device=device))
-                limit = getattr(self.limits, f"{what}_temperature")
-                if (metric, device) not in fired_metrics:
-                    verdicts.append(Verdict(f"burnin.{what}", Status.PASS, metric, peak,
-                                            Unit.CELSIUS, threshold=f"<= {limit:g} °C",
-                                            source="burn-in rule (suites/burnin.yaml limits)",
-                                            device=device))
-        return measurements, verdicts
+            try:
+                out[device] = parse_smart_log(done.stdout)
+            except ValueError as exc:
+                out[device] = {"unreadable": str(exc)}
+    return out
 
 
 def gpu_sampler_from_nvml() -> Callable[[], list[dict[str, Any]]] | None:
@@ -384,7 +374,8 @@ def gpu_sampler_from_nvml() -> Callable[[], list[dict[str, Any]]] | None:
     except (ToolMissing, NotApplicable):  # no library, no driver, no GPU: nothing to watch
         return None
     except Exception as exc:
-        # NVML is there but broken: every sample says so (a FAIL), never a quiet PASS.
+        # NVML is there but broken: every sample says so (GPU_UNREADABLE), never a
+        # quiet pass.
         failure = f"NVML failed at the start of the burn-in: {exc}"
 
         def broken() -> list[dict[str, Any]]:

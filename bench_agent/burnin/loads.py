@@ -1,284 +1,152 @@
-"""Burn-in loads: each runs in its own process and prints its throughput as it goes.
+"""Burn-in loads: the checks' own kernels in a loop, each in a worker child.
 
-A load is started as ``python -m bench_agent.burnin.loads NAME JSON-PARAMS`` in its
-own process group, runs until it is sent SIGTERM (or its duration ends), and
-prints one JSON line per measured interval on stdout:
-
-    {"load": "cpu_matmul", "t": <unix time>, "value": 1.2e11, "unit": "FLOP/s"}
-
-The burn-in supervisor (burnin.py) reads these lines; a load that exits on its
-own before the end, or prints garbage, is a crashed load (FAIL with its stderr).
-Keeping each load in a process of its own means a GPU hang or a BLAS crash
-cannot take the sampler or the time series with it.
+A load is a check's ``burnin`` variant (checks/base.py BurninVariant): its name in
+burnin.yaml, the rate it reports, its params model and its loop. The registry is
+derived from the checks (bench_agent.checks.CHECKS), so a load exists exactly when
+a check declares one. Each load runs in the one worker (run/worker.py, burn-in
+mode), started through the one subprocess seam (core/process.py): its own session,
+SIGTERM when the supervisor dies (the loop stops and removes its files), stopped
+with everything it started. The worker prints one reading per interval and, when
+it ends, the worker protocol's response; the runner reads that response
+(runner.outcome_from_output) as it reads a check's.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import tempfile
+import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from bench_agent.core.units import Unit
-
-_running = True
-# Exit code of a load that cannot run on this node (no GPU, no fio): the
-# supervisor reports it as SKIP with the load's words, not as a crash.
-NOT_APPLICABLE = 4
-
-
-class NotApplicableHere(Exception):
-    """This node has nothing for the load to drive."""
+from bench_agent.checks.base import BurninVariant
+from bench_agent.core.errors import StrictJSONError
+from bench_agent.core.metrics import MetricInfo
+from bench_agent.core.process import PIPE, Child, spawn
+from bench_agent.report.attest import loads_strict
+from bench_agent.run.runner import CheckOutcome, default_worker_command, outcome_from_output
+from bench_agent.run.worker import PROTOCOL
 
 
-def _stop(signum: int, frame: object) -> None:
-    global _running
-    _running = False
+@dataclass(frozen=True)
+class Load:
+    name: str  # as burnin.yaml names it
+    check: str  # the check whose kernel it runs
+    variant: BurninVariant
 
 
-def _emit(load: str, value: float, unit: Unit) -> None:
-    print(json.dumps({"load": load, "t": time.time(), "value": value, "unit": unit.value}),
-          flush=True)
+def load_registry() -> dict[str, Load]:
+    """Every check's burn-in variant, by its load name, in the checks' order."""
+    from bench_agent.checks import CHECKS, get_check
+
+    loads: dict[str, Load] = {}
+    for name in CHECKS:
+        variant = type(get_check(name)).burnin
+        if variant is not None:
+            loads[variant.load] = Load(variant.load, name, variant)
+    return loads
 
 
-def _until(params: dict[str, Any]) -> float:
-    return time.monotonic() + float(params.get("duration", 1e12))
+def burnin_catalog() -> dict[str, MetricInfo]:
+    """The metrics a burn-in's thresholds may name: the health readings and each
+    load's rate (checked "burnin.loads", as their verdicts are)."""
+    from bench_agent.burnin.health import HEALTH_METRICS
+
+    catalog = dict(HEALTH_METRICS)
+    for load in load_registry().values():
+        rate = load.variant.rate
+        catalog[rate.name] = MetricInfo(rate.name, rate.unit, "burnin.loads", rate.meaning,
+                                        rate.higher_is_better)
+    return catalog
 
 
-def cpu_matmul(params: dict[str, Any]) -> None:
-    """fp64 GEMM on all cores (numpy's BLAS threads), FLOP/s per interval."""
-    import numpy as np
+@dataclass
+class RunningLoad:
+    """A load's worker child, its latest reading and its last words."""
 
-    size = int(params.get("size", 1024))
-    interval = float(params.get("interval", 10))
-    rng = np.random.default_rng(7)
-    a = rng.uniform(0.5, 1.5, (size, size))
-    b = rng.uniform(0.5, 1.5, (size, size))
-    out = np.empty_like(a)
-    flop = 2.0 * size**3  # FLOP of one n x n x n product (2·M·N·K)
-    end = _until(params)
-    while _running and time.monotonic() < end:
-        started = time.perf_counter()
-        products = 0
-        while _running and time.perf_counter() - started < interval:
-            np.matmul(a, b, out=out)
-            products += 1
-        elapsed = time.perf_counter() - started
-        if products and _running:
-            _emit("cpu_matmul", products * flop / elapsed, Unit.FLOPS)
+    load: Load
+    child: Child
+    started: float = field(default_factory=time.monotonic)
+    stopped: bool = False  # stopped by us: its exit is not a crash
+    _latest: float | None = None
+    _response: str = ""
+    _stderr: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _readers: list[threading.Thread] = field(default_factory=list)
 
+    @property
+    def name(self) -> str:
+        return self.load.name
 
-def memory_bandwidth(params: dict[str, Any]) -> None:
-    """STREAM-like triad on one large array set, bytes/s per interval (24 B/element)."""
-    import numpy as np
+    def start_readers(self) -> None:
+        for target in (self._read_stdout, self._read_stderr):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._readers.append(thread)
 
-    elements = int(params.get("array_bytes", 256 * 2**20)) // 8
-    interval = float(params.get("interval", 10))
-    a = np.ones(elements)
-    b = np.full(elements, 2.0)
-    c = np.full(elements, 0.5)
-    end = _until(params)
-    while _running and time.monotonic() < end:
-        started = time.perf_counter()
-        passes = 0
-        while _running and time.perf_counter() - started < interval:
-            np.multiply(c, 3.0, out=a)
-            np.add(a, b, out=a)
-            passes += 1
-        elapsed = time.perf_counter() - started
-        if passes and _running:
-            # STREAM counts triad as 3 words per element (McCalpin's STREAM FAQ).
-            _emit("memory_bandwidth", passes * 24.0 * elements / elapsed,
-                  Unit.BYTES_PER_SECOND)
-
-
-def _total_ios(doc: dict[str, Any]) -> float:
-    total = 0.0
-    for job in doc.get("jobs", []):
-        for direction in ("read", "write"):
-            total += float(job.get(direction, {}).get("total_ios", 0) or 0)
-    return total
-
-
-def storage_fio(params: dict[str, Any]) -> None:
-    """fio mixed random read/write on a test file, IOPS per status interval.
-
-    fio prints a cumulative JSON report every --status-interval seconds (fio
-    HOWTO, "status-interval"); the IOPS of an interval is the difference of the
-    total I/O counts of two reports over the time between them.
-    """
-    from bench_agent.core.errors import ParseError
-    from bench_agent.core.strict_json import DocumentStream
-    from bench_agent.tools.fio import duplicate_policy
-
-    target = Path(params.get("target") or tempfile.gettempdir())
-    if not target.is_dir():
-        raise SystemExit(f"storage load: target {target} is not a directory")
-    interval = max(int(float(params.get("interval", 10))), 1)
-    test_file = target / f".bench-agent-burnin-{os.getpid()}.fio"
-    command = [
-        "fio", "--name=burnin", f"--filename={test_file}", f"--size={params.get('size', '256M')}",
-        "--rw=randrw", f"--rwmixread={int(params.get('rwmixread', 70))}",
-        f"--bs={params.get('block_size', '4k')}", f"--iodepth={int(params.get('iodepth', 16))}",
-        "--ioengine=libaio", "--direct=1", "--time_based",
-        f"--runtime={int(float(params.get('duration', 86400 * 30)))}",
-        f"--status-interval={interval}", "--output-format=json",
-    ]
-    # fio's stderr goes to a file, not a pipe nobody reads until the end: a chatty
-    # fio would fill the pipe, block, and look like a throughput drop.
-    errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by the `with` after the run
-    try:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
-    except FileNotFoundError:
-        raise NotApplicableHere("storage load: fio is not installed") from None
-    assert proc.stdout is not None
-    # fio's reports are split and read by the one strict reader (duplicate keys,
-    # NaN, deep nesting, text between reports are errors), each character once.
-    stream = DocumentStream("fio", duplicates=duplicate_policy)
-    # Counted from fio's start: the first interval also holds the file layout,
-    # which can only lower (never inflate) the first-minutes level.
-    previous: tuple[float, float] | None = (time.time(), 0.0)
-    try:
-        while _running:
-            line = proc.stdout.readline()
-            if not line:
-                break
+    def _read_stdout(self) -> None:
+        stdout = self.child.popen.stdout
+        assert stdout is not None
+        for line in stdout:
             try:
-                docs = [d for d in stream.feed(line) if isinstance(d.get("jobs"), list)]
-            except ParseError as exc:
-                raise SystemExit(f"storage load: {exc}") from None
-            for doc in docs:
-                now, ios = time.time(), _total_ios(doc)
-                if previous is not None and now > previous[0] and ios >= previous[1]:
-                    _emit("storage_fio", (ios - previous[1]) / (now - previous[0]), Unit.IOPS)
-                previous = (now, ios)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        test_file.unlink(missing_ok=True)
-    with errors:
-        errors.seek(0)
-        last_words = errors.read().strip()[-500:]
-    if _running and proc.returncode not in (0, None, -signal.SIGTERM):
-        raise SystemExit(f"storage load: fio exited {proc.returncode}: {last_words}")
+                message = loads_strict(line)
+            except StrictJSONError:
+                message = None
+            reading = message.get("reading") if isinstance(message, dict) else None
+            if isinstance(reading, dict):
+                value = reading.get("value")
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    with self._lock:
+                        self._latest = float(value)
+                continue  # null: NaN or an infinity, no reading
+            # Anything else is the response (or garbage, which the runner names).
+            self._response = line.decode("utf-8", errors="replace")
+
+    def _read_stderr(self) -> None:
+        stderr = self.child.popen.stderr
+        assert stderr is not None
+        for line in stderr:
+            text = line.decode("utf-8", errors="replace").rstrip()
+            self._stderr = [*self._stderr[-19:], text]
+
+    def take(self) -> float | None:
+        """The latest reading since the last take (None: none came)."""
+        with self._lock:
+            value, self._latest = self._latest, None
+        return value
+
+    def exit_code(self) -> int | None:
+        return self.child.poll()
+
+    def outcome(self) -> CheckOutcome:
+        """Why an exited load ended: its response, read as the runner reads a check's
+        (SKIP: it cannot run here; ERROR: it failed, with its words)."""
+        for reader in self._readers:
+            reader.join(timeout=5)  # drain the pipes first
+        code = self.exit_code()
+        assert code is not None, "outcome() of a load that is still running"
+        return outcome_from_output(self.name, code, self._response, "\n".join(self._stderr),
+                                   time.monotonic() - self.started)
 
 
-def gpu_matmul(params: dict[str, Any]) -> None:
-    """bf16 GEMM on every GPU through torch, TFLOP/s of the slowest GPU per interval."""
+def start_load(load: Load, params: dict[str, Any], interval: float, duration: float,
+               options: dict[str, Any], output_dir: str) -> RunningLoad:
+    """Start ``load``'s worker in burn-in mode; OSError if it cannot start."""
+    request = {"protocol": PROTOCOL, "burnin": True, "check": load.check, "params": params,
+               "root": "/", "output_dir": output_dir,
+               # The loop stops by itself a minute after the run should have ended.
+               "timeout": duration + 60.0, "options": {**options, "interval": interval}}
+    # SIGTERM, not SIGKILL, when the supervisor dies: the loop returns and removes
+    # its files (the storage load's test file).
+    child = spawn(default_worker_command(), stdin=PIPE, death_signal=signal.SIGTERM)
+    running = RunningLoad(load, child)
     try:
-        import torch
-    except ImportError:
-        raise NotApplicableHere("gpu load: torch is not installed") from None
-    if not torch.cuda.is_available():
-        raise NotApplicableHere("gpu load: no CUDA device (torch.cuda.is_available() is False)")
-    size = int(params.get("size", 8192))
-    interval = float(params.get("interval", 10))
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[params.get("dtype", "bf16")]
-    devices = list(range(torch.cuda.device_count()))
-    mats = [(torch.randn(size, size, device=f"cuda:{d}", dtype=dtype),
-             torch.randn(size, size, device=f"cuda:{d}", dtype=dtype)) for d in devices]
-    flop = 2.0 * size**3
-    end = _until(params)
-    while _running and time.monotonic() < end:
-        counts = [0 for _ in devices]
-        started = time.perf_counter()
-        while _running and time.perf_counter() - started < interval:
-            for index, (a, b) in enumerate(mats):
-                with torch.cuda.device(index):
-                    torch.matmul(a, b)
-                counts[index] += 1
-        for index in devices:
-            torch.cuda.synchronize(index)
-        elapsed = time.perf_counter() - started
-        if _running:
-            _emit("gpu_matmul", min(counts) * flop / elapsed, Unit.FLOPS)
-
-
-def network_iperf3(params: dict[str, Any]) -> None:
-    """TCP to a `bench-agent peer` (its first iperf3 server), bits/s per interval.
-
-    One iperf3 -J run per interval, back to back: iperf3 3.12 prints JSON only at
-    the end of a run, and its text interval lines mix 1000- and 1024-based units;
-    a run's end.sum_received is exact (parsed by tools/iperf3.py).
-    """
-    from bench_agent.core.errors import BenchAgentError
-    from bench_agent.tools.iperf3 import client_command, parse_iperf3_result
-
-    peer = params.get("peer")
-    if not peer:
-        raise NotApplicableHere("network load: no peer (bench-agent burnin --peer ADDRESS)")
-    interval = max(int(float(params.get("interval", 10))), 1)
-    command = client_command(str(peer), int(params.get("port", 5201)),
-                             int(params.get("streams", 4)), interval, 0)
-    end = _until(params)
-    while _running and time.monotonic() < end:
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=interval + 30, stdin=subprocess.DEVNULL, check=False)
-        except FileNotFoundError:
-            raise NotApplicableHere("network load: iperf3 is not installed") from None
-        except subprocess.TimeoutExpired:
-            raise SystemExit(f"network load: iperf3 to {peer} hung past {interval + 30} s"
-                             ) from None
-        if not _running:
-            break
-        try:
-            result = parse_iperf3_result(proc.stdout)
-        except BenchAgentError as exc:
-            raise SystemExit(f"network load: {exc}") from None
-        _emit("network_iperf3", result.received_bps, Unit.BITS_PER_SECOND)
-
-
-LOADS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "network_iperf3": network_iperf3,
-    "cpu_matmul": cpu_matmul,
-    "memory_bandwidth": memory_bandwidth,
-    "storage_fio": storage_fio,
-    "gpu_matmul": gpu_matmul,
-}
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this load when the supervisor dies, even by SIGKILL
-    (prctl(2) PR_SET_PDEATHSIG), so a killed agent leaves no load running."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-
-
-def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    parent = os.getppid()
-    _die_with_parent()
-    if os.getppid() != parent:  # the supervisor died before prctl took effect
-        return 1
-    name, raw = argv[0], argv[1] if len(argv) > 1 else "{}"
-    if name not in LOADS:
-        print(f"unknown load {name!r}; known: {', '.join(LOADS)}", file=sys.stderr)
-        return 3
-    try:
-        LOADS[name](json.loads(raw))
-    except NotApplicableHere as exc:
-        print(exc, file=sys.stderr)
-        return NOT_APPLICABLE
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+        assert child.popen.stdin is not None
+        child.popen.stdin.write(json.dumps(request).encode())
+        child.popen.stdin.close()
+    except OSError:
+        child.stop()
+        raise
+    running.start_readers()
+    return running

@@ -9,6 +9,7 @@ verdicts.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -70,6 +71,20 @@ class BurninVariant:
     loop: str
 
 
+# A burn-in loop's two callbacks: ``emit(rate)`` reports one interval's rate in the
+# variant's unit; ``stopping()`` is true once the loop must return (SIGTERM from the
+# supervisor, or the run's time limit).
+Emit = Callable[[float], None]
+Stopping = Callable[[], bool]
+BURNIN_INTERVAL_S = 10.0
+
+
+def burnin_interval(ctx: CheckContext) -> float:
+    """Seconds between two readings of a burn-in loop (``interval`` of burnin.yaml,
+    passed as the run-wide option ``interval``)."""
+    return float(ctx.extra.get("interval", BURNIN_INTERVAL_S))
+
+
 @dataclass(frozen=True)
 class CheckContext:
     """What a check may use from its surroundings, injected so tests can swap it.
@@ -94,6 +109,8 @@ class Check(ABC):
     # The metrics (names in metrics.METRICS) this check may produce.
     metrics: ClassVar[tuple[str, ...]]
     params_model: ClassVar[type[BaseModel]] = NoParams
+    # The check's own kernel in a loop for `bench-agent burnin`, or None.
+    burnin: ClassVar[BurninVariant | None] = None
 
     def available(self, ctx: CheckContext) -> str | None:
         """None when the check can run here, else the reason it cannot (-> SKIP)."""

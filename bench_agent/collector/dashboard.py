@@ -101,26 +101,13 @@ def node_page(request: Request, name: str) -> HTMLResponse:
                               f"{s.metric}{' ' + s.device if s.device else ''} over time")}
         for s in series
     ]
+    # Each series' unit is the one its report records (report.series_units).
+    units = burnin.units if burnin else {}
     burnin_plots = [
-        {"name": key, "svg": svg.line_plot(points, _series_unit(key), f"burn-in {key}")}
+        {"name": key, "svg": svg.line_plot(points, units.get(key, ""), f"burn-in {key}")}
         for key, points in (burnin.series.items() if burnin else [])
     ]
     return _page("node.html", node=node, plots=plots, burnin=burnin, burnin_plots=burnin_plots)
-
-
-def _series_unit(name: str) -> str:
-    """The unit of a burn-in series, from its name (bench_agent/burnin/health.py)."""
-    from bench_agent.burnin.health import LOAD_UNITS
-
-    if name.startswith("load."):
-        unit = LOAD_UNITS.get(name.removeprefix("load."))
-        return unit.value if unit else ""
-    for suffix, unit_name in (("temp_c", Unit.CELSIUS.value), ("temp_c_max", Unit.CELSIUS.value),
-                              ("power_w", Unit.WATTS.value), ("sm_clock_mhz", "MHz"),
-                              ("freq_mhz_avg", "MHz")):
-        if name.endswith(suffix):
-            return unit_name
-    return ""
 
 
 @router.get("/reports/{report_id}", response_class=HTMLResponse)

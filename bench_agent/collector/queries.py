@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from bench_agent.collector import db, enrollment
-from bench_agent.core.model import Status
+from bench_agent.core.model import Status, series_units_of
 
 FAILING = (Status.FAIL.value, Status.ERROR.value)
 
@@ -258,6 +258,8 @@ class BurninSeries:
     report_id: int
     started_at: datetime
     series: dict[str, list[tuple[datetime, float]]]
+    # The unit of each series, as the report records it ("" where it has none).
+    units: dict[str, str] = field(default_factory=dict)
 
 
 def latest_burnin_series(conn: Connection, name: str, *, look_back: int = 20
@@ -283,5 +285,9 @@ def latest_burnin_series(conn: Connection, name: str, *, look_back: int = 20
         series = {str(key): [(start + timedelta(seconds=float(t)), float(v))
                              for t, v in points]
                   for key, points in sorted(raw.items()) if isinstance(points, list)}
-        return BurninSeries(row.id, start, series)
+        try:
+            units = series_units_of(report)
+        except ValueError:  # a unit this collector does not know: show the values bare
+            units = {}
+        return BurninSeries(row.id, start, series, units)
     return None

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -26,7 +27,7 @@ from pydantic import (
 )
 
 from bench_agent.core.errors import ConfigError, UsageError
-from bench_agent.core.metrics import METRICS, unknown_metric
+from bench_agent.core.metrics import METRICS, MetricInfo, unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
 from bench_agent.core.units import UnitError, parse_duration, parse_quantity
 
@@ -132,7 +133,29 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     return data, hashlib.sha256(raw).hexdigest()
 
 
-_read_yaml = read_yaml  # burnin.py's name for it
+_read_yaml = read_yaml
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_model(path: Path, model: type[Model]) -> tuple[Model, str]:
+    """A YAML file read strictly and validated by ``model`` (extra="forbid" models
+    refuse unknown keys), and the sha256 of its bytes; every problem is a
+    ConfigError naming the file and the key."""
+    data, digest = read_yaml(path)
+    try:
+        return model.model_validate(data), digest
+    except ValidationError as exc:
+        raise _validation_error(exc, path, model) from exc
+
+
+def params_error(exc: ValidationError, path: Path, key: str) -> ConfigError:
+    """A check's (or a burn-in load's) params refused by its params_model, at ``key``."""
+    first = exc.errors()[0]
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message += " (a typo? the parameters are checked against the check's own model)"
+    return ConfigError(message, file=str(path), key=f"{key}.{_key_path(first['loc'])}")
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -229,10 +252,7 @@ def load_suite(path: Path) -> Suite:
         try:
             params = check.params_model.model_validate(entry.params)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ConfigError(
-                first["msg"], file=str(path), key=f"{key}.params.{_key_path(first['loc'])}"
-            ) from exc
+            raise params_error(exc, path, f"{key}.params") from exc
         plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required))
     return Suite(parsed.name, parsed.description, plans, str(path), digest, parsed.profile)
 
@@ -293,7 +313,7 @@ def resolve_targets(targets: list[str]) -> Suite:
 # --- profiles ----------------------------------------------------------------------
 
 
-class _ThresholdEntry(BaseModel):
+class ThresholdEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
     metric: str
@@ -304,6 +324,10 @@ class _ThresholdEntry(BaseModel):
     warn_band: str | float | None = None
     required: bool = False
     source: str = Field(min_length=1)
+    # Time-window rules (burn-in only; core/thresholds.py): durations, "30s", "2m".
+    for_at_least: StrictStr | StrictFloat | StrictInt | None = None
+    of_first: StrictStr | StrictFloat | StrictInt | None = None
+
 
 
 class _ProfileFile(BaseModel):
@@ -311,7 +335,7 @@ class _ProfileFile(BaseModel):
     name: str
     description: str = ""
     extends: str | None = None
-    thresholds: list[_ThresholdEntry] = Field(default_factory=list)
+    thresholds: list[ThresholdEntry] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -336,8 +360,27 @@ def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
                           file=str(path), key=key) from exc
 
 
-def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Threshold:
-    info = METRICS.get(entry.metric)
+def _window(entry: ThresholdEntry, name: str, path: Path, key: str,
+            series_rules: bool) -> float | None:
+    raw = getattr(entry, name)
+    if raw is None:
+        return None
+    if not series_rules:
+        raise ConfigError(f"{name} is a time-window rule: only a burn-in judges a series"
+                          " (suites/burnin.yaml thresholds)", file=str(path),
+                          key=f"{key}.{name}")
+    try:
+        return parse_duration(raw)
+    except UnitError as exc:
+        raise ConfigError(str(exc), file=str(path), key=f"{key}.{name}") from exc
+
+
+def threshold_from_entry(entry: ThresholdEntry, path: Path, key: str,
+                         catalog: Mapping[str, MetricInfo] | None = None,
+                         series_rules: bool = False) -> Threshold:
+    """One threshold of a profile (or of a burn-in file, ``series_rules``: time-window
+    fields allowed), its metric and value checked against ``catalog``."""
+    info = (METRICS if catalog is None else catalog).get(entry.metric)
     if info is None:
         raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric)}",
                           file=str(path), key=f"{key}.metric")
@@ -347,8 +390,16 @@ def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Thres
         shape = "a list [low, high]" if expected_count == 2 else "a single value"
         raise ConfigError(f"comparator {entry.comparator!r} takes {shape}",
                           file=str(path), key=f"{key}.value")
+    for_at_least = _window(entry, "for_at_least", path, key, series_rules)
+    of_first = _window(entry, "of_first", path, key, series_rules)
     values: list[float] = []
     for raw in raw_values:
+        if of_first is not None:
+            # Relative to the early level: a fraction ("90%", 0.9), not a quantity.
+            fraction = _parse_band(raw, path, f"{key}.value")
+            assert fraction is not None
+            values.append(fraction)
+            continue
         try:
             values.append(parse_quantity(raw, info.unit).value)
         except UnitError as exc:
@@ -368,6 +419,8 @@ def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Thres
             severity=Severity(entry.severity),
             warn_band=_parse_band(entry.warn_band, path, f"{key}.warn_band"),
             required=entry.required,
+            for_at_least=for_at_least,
+            of_first=of_first,
         )
     except ValueError as exc:
         # Threshold's own checks: the limits' order and physical domain ("-25
@@ -439,7 +492,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
         if entry.id in seen:
             raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path), key=key)
         seen.add(entry.id)
-        by_id[entry.id] = _threshold_from_entry(entry, path, key)
+        by_id[entry.id] = threshold_from_entry(entry, path, key)
     return Profile(parsed.name, parsed.description, list(by_id.values()), str(path), digest,
                    sources)
 

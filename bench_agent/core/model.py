@@ -9,7 +9,10 @@ Report JSON format versions (``schema_version``):
        optional "series" (burn-in time series), absent from other reports;
        optional "check_seconds" (how long each check ran) and verdict
        "threshold_id" (the profile rule that judged it), added later: a reader
-       without them reads {} and "".
+       without them reads {} and "". "series_units" (the unit of each burn-in
+       series) came with series named without units; a report without it named
+       the unit in the series name ("gpu.gpu0.temp_c"), read by
+       legacy_series_units.
 Loaders refuse a version newer than they know, and keep reading older ones.
 """
 
@@ -341,8 +344,10 @@ class Report:
     verdicts: list[Verdict]
     interrupted: bool = False
     schema_version: int = SCHEMA_VERSION
-    # Time series of a burn-in run: name -> [[seconds since start, value], ...].
+    # Time series of a burn-in run: name -> [[seconds since start, value], ...],
+    # and the unit of each (Unit values).
     series: dict[str, list[list[float]]] = field(default_factory=dict)
+    series_units: dict[str, str] = field(default_factory=dict)
     # Wall-clock seconds each check's child ran (runner.CheckOutcome.seconds),
     # summed when a suite runs a check twice: the time of its JUnit testcases.
     check_seconds: dict[str, float] = field(default_factory=dict)
@@ -368,7 +373,8 @@ class Report:
             "inventory": finite_inventory(self.inventory),
             "measurements": [m.to_dict() for m in self.measurements],
             "verdicts": [v.to_dict() for v in self.verdicts],
-            **({"series": self.series} if self.series else {}),
+            **({"series": self.series, "series_units": self.series_units}
+               if self.series else {}),
             **({"check_seconds": self.check_seconds} if self.check_seconds else {}),
         }
 
@@ -403,11 +409,45 @@ class Report:
                 verdicts=[Verdict.from_dict(v) for v in data["verdicts"]],
                 interrupted=bool(data.get("interrupted", False)),
                 series=dict(data.get("series", {})),
+                series_units=series_units_of(data),
                 check_seconds=_check_seconds(data.get("check_seconds", {})),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             # OverflowError: float() of an integer past 1e308 (a number in samples).
             raise ReportError(f"malformed report: {type(exc).__name__}: {exc}") from exc
+
+
+# Burn-in reports before "series_units" named the unit in the series name; these are
+# all the names that engine wrote (bench_agent/burnin, load.<name>, cpu.<key>,
+# nvme.<device>.temp_c, gpu.<device>.<key>), read here only, written nowhere.
+_LEGACY_LOAD_UNITS = {"cpu_matmul": Unit.FLOPS, "memory_bandwidth": Unit.BYTES_PER_SECOND,
+                      "storage_fio": Unit.IOPS, "gpu_matmul": Unit.FLOPS,
+                      "network_iperf3": Unit.BITS_PER_SECOND}
+_LEGACY_KEY_UNITS = {"temp_c": Unit.CELSIUS, "temp_c_max": Unit.CELSIUS, "power_w": Unit.WATTS,
+                     "load1": Unit.COUNT}
+
+
+def legacy_series_units(names: Any) -> dict[str, str]:
+    """The units of the series of an old burn-in report, from the names it used.
+    Its clock series were in MHz, which no Unit is: they stay without a unit."""
+    units: dict[str, str] = {}
+    for name in names:
+        head, _, key = str(name).rpartition(".")
+        if head == "load" and key in _LEGACY_LOAD_UNITS:
+            units[str(name)] = _LEGACY_LOAD_UNITS[key].value
+        elif head.split(".")[0] in ("cpu", "gpu", "nvme") and key in _LEGACY_KEY_UNITS:
+            units[str(name)] = _LEGACY_KEY_UNITS[key].value
+    return units
+
+
+def series_units_of(data: dict[str, Any]) -> dict[str, str]:
+    """A report's series units: its own, or for an old report the legacy names'."""
+    raw = data.get("series_units")
+    if raw is None:
+        return legacy_series_units(data.get("series") or {})
+    if not isinstance(raw, dict):
+        raise ValueError("series_units is not a mapping")
+    return {str(name): Unit(unit).value for name, unit in raw.items()}
 
 
 def dumps_finite(data: Any, **options: Any) -> str:

@@ -3,15 +3,33 @@
 A threshold is data, never code (superbench's eval()-ed rules are what we avoid):
 metric, comparator, value(s) in canonical units, severity, optional warn band and
 the source of the number. ``evaluate`` is pure: measurements in, verdicts out.
+
+Time-window rules judge a Series (a metric sampled over a burn-in) instead of one
+measurement, with two more fields, both data:
+
+    for_at_least: S   a miss counts only once it has lasted S seconds without a
+                      break (from the first sample that misses to the current one):
+                      "hardware slowdown longer than 30 s" is ``<= 0`` for 30 s
+    of_first: S       the limit is relative: ``value`` is a fraction of the level
+                      of the series over its first S seconds (their median), and
+                      only the samples after those S seconds are judged: "more than
+                      10 % below the first minutes' level" is ``>= 90%`` of_first 2m
+
+``evaluate_series`` is pure too: series in, verdicts out, a miss with the time it
+happened.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
+from bench_agent.core.metrics import MetricInfo
 from bench_agent.core.model import Measurement, Status, Verdict
 from bench_agent.core.units import Unit, format_value
 
@@ -47,6 +65,9 @@ class Threshold:
     ``warn_band`` is a fraction: a measurement that passes but lies within that
     fraction of the limit, on the passing side, is WARN (close to failing). With
     ``required`` a metric that its check did not produce is FAIL instead of SKIP.
+    ``for_at_least`` and ``of_first`` (seconds) make it a time-window rule, judged
+    on a Series only (see the module docstring); with ``of_first`` the value and
+    upper limit are fractions of the series' early level, not quantities.
     """
 
     id: str
@@ -59,6 +80,8 @@ class Threshold:
     severity: Severity = Severity.FAIL
     warn_band: float | None = None
     required: bool = False
+    for_at_least: float | None = None
+    of_first: float | None = None
 
     def __post_init__(self) -> None:
         # Accept plain strings as Measurement and Verdict do.
@@ -70,9 +93,24 @@ class Threshold:
                 raise ValueError(f"{self.id}: 'between' needs an upper limit >= the lower")
         elif self.upper is not None:
             raise ValueError(f"{self.id}: only 'between' takes an upper limit")
-        self._check_domain()
+        for name, seconds in (("for_at_least", self.for_at_least), ("of_first", self.of_first)):
+            if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+                raise ValueError(f"{self.id}: {name} must be a duration of 0 s or more,"
+                                 f" got {seconds!r}")
+        if self.of_first is not None:
+            for limit in (self.value, self.upper):
+                if limit is not None and not (math.isfinite(limit) and limit >= 0):
+                    raise ValueError(f"{self.id}: a relative limit is a fraction of 0 or"
+                                     f" more, got {limit!r}")
+        else:
+            self._check_domain()
         if self.warn_band is not None and not 0 < self.warn_band < 1:
             raise ValueError(f"{self.id}: warn_band must be a fraction in (0, 1)")
+
+    @property
+    def windowed(self) -> bool:
+        """A time-window rule: it judges a Series, never a single measurement."""
+        return self.for_at_least is not None or self.of_first is not None
 
     def _check_domain(self) -> None:
         """Refuse limits outside what the metric can measure: a "-25 Gbit/s" floor
@@ -94,7 +132,19 @@ class Threshold:
                 f" {self.unit.value} cannot be below {format_value(lowest, self.unit)}")
 
     def describe(self) -> str:
-        """The rule as a person reads it: ">= 32", "> 100 kIOPS", "1-2 GB/s"."""
+        """The rule as a person reads it: ">= 32", "> 100 kIOPS", "1-2 GB/s",
+        ">= 90 % of the first 2 min", "<= 0 for at least 30 s"."""
+        if self.of_first is not None:
+            text = (f"{self.comparator.value} {self.value:.0%}" if self.upper is None
+                    else f"between {self.value:.0%} and {self.upper:.0%}")
+            text += f" of the first {format_duration(self.of_first)}"
+        else:
+            text = self._describe_limits()
+        if self.for_at_least is not None:
+            text += f" for at least {format_duration(self.for_at_least)}"
+        return text
+
+    def _describe_limits(self) -> str:
         if self.comparator is Comparator.BETWEEN:
             assert self.upper is not None
             if self.upper == self.value:
@@ -150,6 +200,10 @@ class Threshold:
                 threshold_id=self.id,
             )
 
+        if self.windowed:
+            return verdict(Status.ERROR, f"threshold {self.id} is a time-window rule: it"
+                           " judges a series (a burn-in), not one measurement",
+                           measured=False)
         if measurement.unit is not self.unit:
             return verdict(
                 Status.ERROR,
@@ -176,9 +230,149 @@ class Threshold:
             )
         return verdict(Status.PASS, note.strip(" ()"))
 
+    def judge_series(self, series: Series) -> Verdict:
+        """The verdict of a time series: FAIL (or WARN) at the first sample where the
+        rule is missed for its window, with that time; else PASS (WARN near the
+        limit) with the worst value seen. No I/O, no raising."""
+
+        def verdict(status: Status, message: str, value: float | None = None,
+                    rule: str | None = None) -> Verdict:
+            return Verdict(check=series.check, status=status, metric=series.metric,
+                           value=value, unit=series.unit if value is not None else None,
+                           threshold=rule or self.describe(), source=self.source,
+                           message=message, device=series.device, threshold_id=self.id)
+
+        if series.unit is not self.unit:
+            return verdict(Status.ERROR, f"unit mismatch: sampled in {series.unit.value},"
+                           f" threshold {self.id} is in {self.unit.value}")
+        if not series.points:
+            return verdict(Status.SKIP, f"no sample of {series.metric}")
+        rule, judged, level = self, series.points, ""
+        if self.of_first is not None:
+            early = [v for t, v in series.points if t <= self.of_first]
+            judged = tuple((t, v) for t, v in series.points if t > self.of_first)
+            if not judged:
+                return verdict(Status.SKIP, "the run ended within the first "
+                               f"{format_duration(self.of_first)}: nothing to compare with"
+                               " its level")
+            # No sample inside the window (an interval longer than it): the first one is
+            # the early level.
+            base = statistics.median(early) if early else series.points[0][1]
+            rule = replace(self, value=self.value * base,
+                           upper=None if self.upper is None else self.upper * base,
+                           of_first=None)
+            level = f" (the first {format_duration(self.of_first)}: {fmt(base, self.unit)})"
+        described = self.describe() + level
+        since: float | None = None
+        for t, value in judged:
+            if rule.passes(value):
+                since = None
+                continue
+            since = t if since is None else since
+            lasted = t - since
+            if self.for_at_least is not None and lasted < self.for_at_least:
+                continue
+            status = Status.FAIL if self.severity is Severity.FAIL else Status.WARN
+            how_long = (f" for {format_duration(lasted)}, since +{since:.0f} s"
+                        if self.for_at_least is not None else "")
+            why = f"; {series.note}" if series.note else ""
+            return verdict(status, f"{fmt(value, self.unit)} does not meet {described} at"
+                           f" +{t:.0f} s{how_long}{why}", value, described)
+        worst_t, worst = rule.worst(judged)
+        span = f"held for {judged[-1][0]:.0f} s"
+        if not rule.passes(worst):
+            assert self.for_at_least is not None  # else the loop above returned
+            return verdict(Status.PASS, f"{span}; {fmt(worst, self.unit)} at +{worst_t:.0f} s"
+                           f" lasted less than {format_duration(self.for_at_least)}",
+                           worst, described)
+        if rule.near_limit(worst):
+            assert self.warn_band is not None
+            return verdict(Status.WARN, f"{fmt(worst, self.unit)} at +{worst_t:.0f} s passes"
+                           f" but lies within {self.warn_band:.0%} of the limit", worst,
+                           described)
+        return verdict(Status.PASS, span, worst, described)
+
+    def worst(self, points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+        """The sample nearest to failing this rule (the first of equals)."""
+        match self.comparator:
+            case Comparator.GE | Comparator.GT:
+                return min(points, key=lambda p: p[1])
+            case Comparator.LE | Comparator.LT:
+                return max(points, key=lambda p: p[1])
+            case Comparator.BETWEEN:
+                assert self.upper is not None
+                middle = (self.value + self.upper) / 2
+                return max(points, key=lambda p: abs(p[1] - middle))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rule as plain data (a burn-in series keeps the rules it ran with)."""
+        return {"id": self.id, "metric": self.metric, "comparator": self.comparator.value,
+                "value": self.value, "unit": self.unit.value, "source": self.source,
+                "upper": self.upper, "severity": self.severity.value,
+                "warn_band": self.warn_band, "required": self.required,
+                "for_at_least": self.for_at_least, "of_first": self.of_first}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Threshold:
+        """The inverse of to_dict; ValueError, KeyError or TypeError on a damaged rule."""
+        def number(key: str) -> float | None:
+            raw = data.get(key)
+            if raw is None:
+                return None
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise ValueError(f"threshold {data.get('id')!r}: {key} is not a number")
+            return float(raw)
+
+        value = number("value")
+        if value is None:
+            raise ValueError(f"threshold {data.get('id')!r} has no value")
+        return cls(id=str(data["id"]), metric=str(data["metric"]),
+                   comparator=Comparator(data["comparator"]), value=value,
+                   unit=Unit(data["unit"]), source=str(data["source"]), upper=number("upper"),
+                   severity=Severity(data.get("severity", "fail")),
+                   warn_band=number("warn_band"), required=bool(data.get("required", False)),
+                   for_at_least=number("for_at_least"), of_first=number("of_first"))
+
+
+def fmt(value: float, unit: Unit) -> str:
+    return format_value(value, unit)
+
+
+def format_duration(seconds: float) -> str:
+    """30 -> "30 s", 120 -> "2 min", 5400 -> "1.5 h" (rule descriptions)."""
+    if seconds >= 3600 and seconds % 360 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 6 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A metric sampled over time, in its unit: (seconds since the start, value) in
+    time order. ``note`` is what the facts say beyond the numbers (a crashed load's
+    last words); a verdict that misses its rule carries it."""
+
+    check: str
+    metric: str
+    unit: Unit
+    points: tuple[tuple[float, float], ...]
+    device: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unit", Unit(self.unit))
+        points = tuple((float(t), float(v)) for t, v in self.points)
+        if not all(math.isfinite(t) and math.isfinite(v) for t, v in points):
+            raise ValueError(f"{self.metric}: a series holds finite points only")
+        if any(b[0] < a[0] for a, b in itertools.pairwise(points)):
+            raise ValueError(f"{self.metric}: a series is in time order")
+        object.__setattr__(self, "points", points)
+
 
 def not_measured(threshold: Threshold, check: str, reason: str, profile: str = "",
-                 in_suite: bool = True) -> Verdict:
+                 in_suite: bool = True,
+                 catalog: Mapping[str, MetricInfo] | None = None) -> Verdict:
     """The verdict of a rule that has no measurement: SKIP with the reason, or FAIL
     when the profile requires the metric and its check ran here without producing
     it (a GPU profile on a node where gpu.health finds no usable GPU).
@@ -191,9 +385,11 @@ def not_measured(threshold: Threshold, check: str, reason: str, profile: str = "
     if failed:
         owner = f"profile {profile}" if profile else "the profile"
         message = f"{owner} requires {threshold.metric} {threshold.describe()}"
-        from bench_agent.core.metrics import METRICS
+        if catalog is None:
+            from bench_agent.core.metrics import METRICS
 
-        info = METRICS.get(threshold.metric)
+            catalog = METRICS
+        info = catalog.get(threshold.metric)
         if info is not None:
             message += f" ({info.description})"
         message += f"; {reason}"
@@ -250,4 +446,30 @@ def evaluate(
         elif unmeasured is not None:
             reason = f"metric not measured by this suite ({check} is not in it)"
             verdicts.append(not_measured(threshold, check, reason, profile, in_suite=False))
+    return verdicts
+
+
+def evaluate_series(
+    series: Sequence[Series],
+    thresholds: Iterable[Threshold],
+    catalog: Mapping[str, MetricInfo],
+    *,
+    unmeasured: Mapping[str, str] | None = None,
+    profile: str = "",
+) -> list[Verdict]:
+    """Verdicts of time series (a burn-in's), one per series a threshold's metric
+    names, in the thresholds' order. A threshold with no series is SKIP with the
+    reason ``unmeasured`` gives for its metric (the load did not run here), or FAIL
+    when it is ``required``. ``catalog`` names each metric's check."""
+    verdicts: list[Verdict] = []
+    for threshold in thresholds:
+        matching = [s for s in series if s.metric == threshold.metric]
+        if matching:
+            verdicts.extend(threshold.judge_series(s) for s in matching)
+            continue
+        info = catalog.get(threshold.metric)
+        check = info.check if info else threshold.metric.split(".")[0]
+        reason = (unmeasured or {}).get(threshold.metric) or (
+            f"nothing on this node was sampled for {threshold.metric}")
+        verdicts.append(not_measured(threshold, check, reason, profile, catalog=catalog))
     return verdicts

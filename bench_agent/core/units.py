@@ -32,6 +32,8 @@ class Unit(StrEnum):
     COUNT = "count"
     CELSIUS = "degC"
     WATTS = "W"
+    # Clock frequencies (GPU SM clock, CPU frequency in burn-in series).
+    HERTZ = "Hz"
 
     def __str__(self) -> str:
         return self.value
@@ -97,6 +99,8 @@ def _build_suffix_table() -> dict[str, tuple[Unit, Fraction]]:
         table[suffix] = (Unit.CELSIUS, Fraction(1))
     for prefix in ("", "k"):
         table[f"{prefix}W"] = (Unit.WATTS, Fraction(_DECIMAL[prefix]))
+    for prefix in ("", "k", "M", "G"):
+        table[f"{prefix}Hz"] = (Unit.HERTZ, Fraction(_DECIMAL[prefix]))
     table["count"] = (Unit.COUNT, Fraction(1))
     return table
 
@@ -240,4 +244,6 @@ def format_value(value: float, unit: Unit | str) -> str:
         return f"{value:.3g} °C"
     if unit is Unit.WATTS:
         return f"{value:.4g} W"
+    if unit is Unit.HERTZ:
+        return _scaled(value, "Hz")
     return f"{value:.6g}"

@@ -116,7 +116,7 @@ def run_in_child(
     if done.returncode is None:  # it outlived SIGKILL: stuck in the kernel
         return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
                             message="its process could not be stopped (stuck in the kernel)")
-    return _outcome_from_output(name, done.returncode, done.stdout, done.stderr, seconds)
+    return outcome_from_output(name, done.returncode, done.stdout, done.stderr, seconds)
 
 
 def _signal_name(number: int) -> str:
@@ -127,9 +127,10 @@ def _signal_name(number: int) -> str:
         return f"{number}"
 
 
-def _outcome_from_output(
+def outcome_from_output(
     name: str, returncode: int, stdout: str, stderr: str, seconds: float
 ) -> CheckOutcome:
+    """What a worker's exit code and output say (the last line is its response)."""
     lines = [line for line in stdout.splitlines() if line.strip()]
     response: Any = None
     if lines:
@@ -269,13 +270,10 @@ class Runner:
                 measurements.extend(outcome.measurements)
                 ok_checks.append(outcome.check)
                 continue
-            status = outcome.status
-            message = outcome.message
-            if status is Status.SKIP and outcome.check in required:
-                status = Status.ERROR
-                message = f"required check could not run: {message}"
-            verdicts.append(Verdict(check=outcome.check, status=status, message=message))
-            unmeasured[outcome.check] = f"not measured: {outcome.check} {status}: {message}"
+            verdict = outcome_verdict(outcome, outcome.check in required)
+            verdicts.append(verdict)
+            unmeasured[outcome.check] = (f"not measured: {outcome.check} {verdict.status}:"
+                                         f" {verdict.message}")
         # Every threshold of the profile gets a verdict, also those whose check is
         # not in this suite: a report never looks complete while a rule of its
         # profile went unjudged (a GPU profile run without gpu.health).
@@ -298,6 +296,17 @@ class Runner:
             interrupted=interrupted,
             check_seconds=check_seconds,
         )
+
+
+def outcome_verdict(outcome: CheckOutcome, required: bool = False) -> Verdict:
+    """The verdict of a check (or a burn-in load, or a whole run) that did not
+    measure: its SKIP or ERROR with the why; a required check's SKIP is ERROR."""
+    assert outcome.status is not None, "a measured outcome is judged by its thresholds"
+    status, message = outcome.status, outcome.message
+    if status is Status.SKIP and required:
+        status = Status.ERROR
+        message = f"required check could not run: {message}"
+    return Verdict(check=outcome.check, status=status, message=message)
 
 
 def report_path(output_dir: Path, report: Report) -> Path:

@@ -4,27 +4,79 @@ Protocol (stdin -> stdout), versioned by the "protocol" key:
     request:  {"protocol": 1, "check": NAME, "params": {...}, "root": "/",
                "output_dir": "results", "timeout": 300.0, "options": {...}}
               or {"protocol": 1, "inventory": true, "root": "/"}
+              or, burn-in mode, the check request with "burnin": true: the check's
+              burn-in loop (Check.burnin) with its params, ``timeout`` the longest
+              it may run and options["interval"] the seconds between readings
     response: one JSON line on the original stdout, the last line printed:
               {"ok": true, "measurements": [...]} | {"ok": true, "inventory": {...}}
+              {"ok": true, "burnin": LOAD} (the loop returned when asked to stop)
               {"ok": false, "error": "ToolMissing", "message": "..."}
+              in burn-in mode it is preceded by one line per interval:
+              {"reading": {"metric": ..., "value": ..., "unit": ..., "t": UNIX TIME}}
+              (value null when the loop measured NaN or an infinity)
 
 Anything a check or a library prints goes to stderr: file descriptor 1 is pointed
-at stderr while the check runs, so stray output cannot corrupt the response.
+at stderr while the check runs, so stray output cannot corrupt the response. In
+burn-in mode SIGTERM and SIGINT ask the loop to stop (it returns, its ``finally``
+blocks remove what it made); the runner's stop SIGKILLs after its grace.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import signal
 import sys
+import time
 import traceback
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import IO, Any
 
 PROTOCOL = 1
 
 
-def _execute(request: dict[str, Any]) -> dict[str, Any]:
+class _StopFlag:
+    """Set by SIGTERM/SIGINT: a plain store, safe in a signal handler."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.raised = True
+
+
+def _burnin(check: Any, ctx: Any, request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
+    from bench_agent.checks.base import BurninVariant
+    from bench_agent.core.model import finite_or_none
+
+    variant = check.burnin
+    if not isinstance(variant, BurninVariant):
+        return {"ok": False, "error": "BadRequest",
+                "message": f"check {check.name} has no burn-in variant"}
+    params = variant.params_model.model_validate(request.get("params", {}))
+    module_name, function_name = variant.loop.split(":")
+    loop = getattr(importlib.import_module(module_name), function_name)
+    stop = _StopFlag()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    deadline = time.monotonic() + ctx.timeout
+
+    def stopping() -> bool:
+        return stop.raised or time.monotonic() >= deadline
+
+    def emit(value: float) -> None:
+        reading = {"metric": variant.rate.name, "value": float(value),
+                   "unit": variant.rate.unit.value, "t": time.time()}
+        out.write(json.dumps({"reading": finite_or_none(reading)}, allow_nan=False) + "\n")
+        out.flush()
+
+    loop(ctx, params, emit, stopping)
+    return {"ok": True, "burnin": variant.load}
+
+
+def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
     from bench_agent.checks import get_check
     from bench_agent.checks.base import CheckContext
     from bench_agent.core.errors import BenchAgentError
@@ -45,6 +97,8 @@ def _execute(request: dict[str, Any]) -> dict[str, Any]:
         reason = check.available(ctx)
         if reason is not None:
             return {"ok": False, "error": "NotAvailable", "message": reason}
+        if request.get("burnin"):
+            return _burnin(check, ctx, request, out)
         params = check.params_model.model_validate(request.get("params", {}))
         measurements = check.run(ctx, params)
         return {"ok": True, "measurements": [m.to_dict() for m in measurements]}
@@ -60,15 +114,15 @@ def main() -> int:
     response_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    try:
-        request = json.loads(sys.stdin.read())
-        if request.get("protocol") != PROTOCOL:
-            raise ValueError(f"worker protocol {request.get('protocol')!r} != {PROTOCOL}")
-    except (ValueError, json.JSONDecodeError) as exc:
-        response: dict[str, Any] = {"ok": False, "error": "BadRequest", "message": str(exc)}
-    else:
-        response = _execute(request)
     with os.fdopen(response_fd, "w", encoding="utf-8") as out:
+        try:
+            request = json.loads(sys.stdin.read())
+            if request.get("protocol") != PROTOCOL:
+                raise ValueError(f"worker protocol {request.get('protocol')!r} != {PROTOCOL}")
+        except (ValueError, json.JSONDecodeError) as exc:
+            response: dict[str, Any] = {"ok": False, "error": "BadRequest", "message": str(exc)}
+        else:
+            response = _execute(request, out)
         out.write(json.dumps(response) + "\n")
     return 0
 

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from bench_agent.core.model import Measurement, Status, Verdict
-from bench_agent.core.thresholds import Comparator, Severity, Threshold, evaluate
+from bench_agent.core.thresholds import (
+    Comparator,
+    Series,
+    Severity,
+    Threshold,
+    evaluate,
+    evaluate_series,
+)
 from bench_agent.core.units import Unit
 
 IOPS_METRIC = "storage.randread_4k_iops"
@@ -586,3 +593,117 @@ def test_measurement_refuses_bad_values(bad: Any) -> None:
 def test_measurement_refuses_unknown_unit() -> None:
     with pytest.raises(ValueError, match="'parsecs' is not a valid Unit"):
         Measurement(check="c", metric="c.m", value=1.0, unit="parsecs")  # type: ignore[arg-type]
+
+
+# --- time-window rules over a series (burn-in) ------------------------------------
+
+
+def series(points: list[tuple[float, float]], *, unit: Unit = Unit.FLOPS,
+           metric: str = "burnin.cpu_matmul", device: str = "", note: str = "") -> Series:
+    return Series("burnin.loads", metric, unit, tuple(points), device, note)
+
+
+def rule(comparator: Comparator, value: float, *, unit: Unit = Unit.FLOPS,
+         metric: str = "burnin.cpu_matmul", **kwargs: Any) -> Threshold:
+    return Threshold("w1", metric, comparator, value, unit, "burn-in rule", **kwargs)
+
+
+DROP = [(10, 100.0), (20, 102.0), (30, 101.0), (40, 99.0), (50, 80.0), (60, 79.0),
+        (70, 78.0)]
+
+
+def test_a_drop_below_the_first_minutes_level_fails_at_the_time_it_lasted() -> None:
+    # Level: median of the samples within the first 20 s (100, 102) = 101; the limit
+    # 90 % of it = 90.9; below from +50 s, for 10 s at +60 s.
+    held = rule(Comparator.GE, 0.9, of_first=20, for_at_least=10)
+    verdict = held.judge_series(series(DROP))
+    assert verdict.status is Status.FAIL
+    assert verdict.value == 79.0 and verdict.unit is Unit.FLOPS
+    assert verdict.message == ("79 FLOP/s does not meet >= 90% of the first 20 s for at least"
+                               " 10 s (the first 20 s: 101 FLOP/s) at +60 s for 10 s,"
+                               " since +50 s")
+    assert verdict.threshold_id == "w1"
+    # Without the window, the first sample below fails, at its own time.
+    at_once = rule(Comparator.GE, 0.9, of_first=20).judge_series(series(DROP))
+    assert at_once.status is Status.FAIL and "at +50 s" in at_once.message
+
+
+def test_a_dip_shorter_than_the_window_passes_and_says_so() -> None:
+    dip = [(10, 100.0), (20, 100.0), (30, 50.0), (40, 100.0), (50, 99.0)]
+    verdict = rule(Comparator.GE, 0.9, of_first=20, for_at_least=10).judge_series(series(dip))
+    assert verdict.status is Status.PASS
+    assert verdict.value == 50.0
+    assert verdict.message == "held for 50 s; 50 FLOP/s at +30 s lasted less than 10 s"
+
+
+def test_a_slowdown_fails_only_once_it_lasted_its_window() -> None:
+    slowdown = rule(Comparator.LE, 0, unit=Unit.COUNT, metric="burnin.gpu_slowdown",
+                    for_at_least=30)
+    flags = [(10, 0.0), (20, 1.0), (30, 1.0), (40, 1.0), (50, 1.0), (60, 0.0)]
+    verdict = slowdown.judge_series(series(flags, unit=Unit.COUNT,
+                                           metric="burnin.gpu_slowdown", device="gpu1",
+                                           note="hw_thermal_slowdown (+20 s)"))
+    assert verdict.status is Status.FAIL and verdict.device == "gpu1"
+    assert verdict.message == ("1 does not meet <= 0 for at least 30 s at +50 s for 30 s,"
+                               " since +20 s; hw_thermal_slowdown (+20 s)")
+    short = [(10, 1.0), (20, 1.0), (30, 1.0), (40, 0.0)]
+    assert slowdown.judge_series(series(short, unit=Unit.COUNT,
+                                        metric="burnin.gpu_slowdown")).status is Status.PASS
+
+
+def test_a_plain_rule_on_a_series_fails_at_the_first_miss_and_passes_with_the_worst() -> None:
+    hot = rule(Comparator.LE, 87, unit=Unit.CELSIUS, metric="burnin.gpu_temperature")
+    temps = [(10, 70.0), (20, 88.0), (30, 91.0)]
+    verdict = hot.judge_series(series(temps, unit=Unit.CELSIUS,
+                                      metric="burnin.gpu_temperature"))
+    assert (verdict.status, verdict.value) == (Status.FAIL, 88.0)
+    assert verdict.message == "88 °C does not meet <= 87 °C at +20 s"
+    cool = hot.judge_series(series([(10, 70.0), (20, 80.0), (30, 75.0)], unit=Unit.CELSIUS,
+                                   metric="burnin.gpu_temperature"))
+    assert (cool.status, cool.value, cool.message) == (Status.PASS, 80.0, "held for 30 s")
+
+
+def test_a_relative_rule_has_nothing_to_judge_within_its_first_window() -> None:
+    verdict = rule(Comparator.GE, 0.9, of_first=120).judge_series(series(DROP))
+    assert verdict.status is Status.SKIP
+    assert verdict.message == ("the run ended within the first 2 min: nothing to compare"
+                               " with its level")
+
+
+def test_series_rules_refuse_a_unit_mismatch_and_single_measurements() -> None:
+    held = rule(Comparator.GE, 0.9, of_first=20)
+    mismatch = held.judge_series(series(DROP, unit=Unit.IOPS))
+    assert mismatch.status is Status.ERROR and "unit mismatch" in mismatch.message
+    single = held.judge(Measurement("burnin.loads", "burnin.cpu_matmul", 1.0, Unit.FLOPS))
+    assert single.status is Status.ERROR
+    assert "time-window rule" in single.message
+
+
+def test_window_fields_are_checked_and_round_trip() -> None:
+    with pytest.raises(ValueError, match="for_at_least must be a duration"):
+        rule(Comparator.LE, 0, for_at_least=-1)
+    with pytest.raises(ValueError, match="a relative limit is a fraction"):
+        rule(Comparator.GE, -0.5, of_first=60)
+    held = rule(Comparator.GE, 0.9, of_first=120, for_at_least=20, severity=Severity.WARN)
+    assert Threshold.from_dict(held.to_dict()) == held
+    with pytest.raises(ValueError, match="is not a number"):
+        Threshold.from_dict({**held.to_dict(), "for_at_least": "20s"})
+
+
+def test_evaluate_series_skips_a_rule_without_series_with_the_reason() -> None:
+    from bench_agent.core.metrics import MetricInfo
+
+    catalog = {"burnin.cpu_matmul": MetricInfo("burnin.cpu_matmul", Unit.FLOPS,
+                                               "burnin.loads", "GEMM")}
+    held = rule(Comparator.GE, 0.9, of_first=20)
+    required = rule(Comparator.GE, 0.9, of_first=20, required=True)
+    unmeasured = {"burnin.cpu_matmul": "the load cpu_matmul is not enabled"}
+    skipped, failed = evaluate_series([], [held, required], catalog, unmeasured=unmeasured,
+                                      profile="burnin")
+    assert (skipped.status, skipped.check) == (Status.SKIP, "burnin.loads")
+    assert skipped.message == "the load cpu_matmul is not enabled"
+    assert failed.status is Status.FAIL
+    assert failed.message.startswith("profile burnin requires burnin.cpu_matmul")
+    two = evaluate_series([series(DROP, device="a"), series(DROP[:3], device="b")], [held],
+                          catalog)
+    assert [(v.device, v.status) for v in two] == [("a", Status.FAIL), ("b", Status.PASS)]

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import Check, CheckContext
+from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
+from bench_agent.checks.cpu.burnin import GemmBurninParams, StreamBurninParams
 from bench_agent.core.errors import CheckError
 from bench_agent.core.model import Measurement
 from bench_agent.core.stats import summarize
@@ -176,6 +177,12 @@ class GemmCheck(Check):
         "cpu.gemm_fp32_one_core",
     )
     params_model: ClassVar[type[BaseModel]] = GemmParams
+    burnin: ClassVar[BurninVariant | None] = BurninVariant(
+        load="cpu_matmul",
+        rate=MetricSpec("burnin.cpu_matmul", Unit.FLOPS, "GEMM on all cores, sustained"),
+        params_model=GemmBurninParams,
+        loop="bench_agent.checks.cpu.burnin:gemm_loop",
+    )
 
     def __init__(self, timer: Timer = time.perf_counter) -> None:
         self.timer = timer
@@ -319,6 +326,17 @@ def _available_memory(root: Path) -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
+def check_stream_memory(root: Path, n: int) -> None:
+    """Refuse rather than let the kernel's OOM killer pick a victim on a node that
+    is also running jobs; 80 % of MemAvailable leaves room for the rest of the agent."""
+    available = _available_memory(root)
+    if available is not None and 3 * n * 8 > 0.8 * available:
+        raise CheckError(
+            f"STREAM needs 3 x {n * 8} bytes, more than 80 % of MemAvailable"
+            f" ({available} bytes); set array_bytes lower"
+        )
+
+
 def expected_stream_values(iterations: int) -> tuple[float, float, float]:
     """a, b, c after ``iterations`` rounds of the four kernels (checkSTREAMresults).
 
@@ -449,6 +467,13 @@ class StreamCheck(Check):
     description: ClassVar[str] = "memory bandwidth, STREAM kernels on numpy"
     metrics: ClassVar[tuple[str, ...]] = tuple(f"memory.stream_{k}" for k in STREAM_KERNELS)
     params_model: ClassVar[type[BaseModel]] = StreamParams
+    burnin: ClassVar[BurninVariant | None] = BurninVariant(
+        load="memory_bandwidth",
+        rate=MetricSpec("burnin.memory_bandwidth", Unit.BYTES_PER_SECOND,
+                        "STREAM triad, sustained"),
+        params_model=StreamBurninParams,
+        loop="bench_agent.checks.cpu.burnin:stream_loop",
+    )
 
     def __init__(self, timer: Timer = time.perf_counter) -> None:
         self.timer = timer
@@ -460,14 +485,7 @@ class StreamCheck(Check):
         array_bytes = p.array_bytes if p.array_bytes is not None else stream_array_bytes(ctx.root)
         threads = p.threads or len(os.sched_getaffinity(0)) or os.cpu_count() or 1
         n = array_bytes // 8
-        # Refuse rather than let the kernel's OOM killer pick a victim on a node
-        # that is also running jobs; 80 % leaves room for the rest of the agent.
-        available = _available_memory(ctx.root)
-        if available is not None and 3 * n * 8 > 0.8 * available:
-            raise CheckError(
-                f"STREAM needs 3 x {array_bytes} bytes, more than 80 % of MemAvailable"
-                f" ({available} bytes); set array_bytes lower"
-            )
+        check_stream_memory(ctx.root, n)
         threads = min(threads, n)
         durations = run_stream(n, threads, p.repetitions, p.warmup, self.timer)
         params_out: dict[str, Any] = {

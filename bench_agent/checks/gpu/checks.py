@@ -22,7 +22,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import Check, CheckContext
+from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
+from bench_agent.checks.gpu.burnin import MatmulBurninParams
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
@@ -343,6 +344,13 @@ class MatmulCheck(Check):
         *(f"gpu.matmul_{p}{s}" for p in ("bf16", "fp16", "tf32", "fp32", "fp8")
           for s in ("", "_per_gpu", "_baseline_fraction")), "gpu.baseline_known")
     params_model: ClassVar[type[BaseModel]] = MatmulParams
+    burnin: ClassVar[BurninVariant | None] = BurninVariant(
+        load="gpu_matmul",
+        rate=MetricSpec("burnin.gpu_matmul", Unit.FLOPS,
+                        "matmul on every GPU at once, sustained (the slowest GPU)"),
+        params_model=MatmulBurninParams,
+        loop="bench_agent.checks.gpu.burnin:matmul_loop",
+    )
 
     def available(self, ctx: CheckContext) -> str | None:
         reason = torch_gpu_reason()

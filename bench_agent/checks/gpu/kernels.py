@@ -125,9 +125,12 @@ def fp8_supported(torch: Any, device: str) -> str | None:
     return None
 
 
-def time_matmul(torch: Any, device: str, precision: str, n: int, warmup: int,
-                iterations: int, timer: Timer, sets: int = 2) -> dict[str, Any]:
-    """Seconds per n x n x n product; the caller turns them into FLOP/s."""
+def make_matmul(torch: Any, device: str, precision: str, n: int, sets: int = 2
+                ) -> tuple[Callable[[int], None], Callable[[], bool]]:
+    """The matmul kernel on ``device``: ``run(i)`` computes one n x n x n product
+    from input set i (mod ``sets``); ``finite()`` says whether the last output holds
+    finite values only (always True for fp8, whose output is not kept). Shared by
+    the check (time_matmul) and its burn-in loop."""
     dtype = _torch_dtype(torch, precision)
     gen = torch.Generator(device=device).manual_seed(1234 + n)
     if precision == "fp8":
@@ -140,23 +143,31 @@ def time_matmul(torch: Any, device: str, precision: str, n: int, warmup: int,
         def run(i: int) -> None:
             a, b = make[i % sets]
             torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
-    else:
-        make = [(torch.randn(n, n, device=device, dtype=dtype, generator=gen),
-                 torch.randn(n, n, device=device, dtype=dtype, generator=gen))
-                for _ in range(sets)]
-        out = torch.empty(n, n, device=device, dtype=dtype)
 
-        def run(i: int) -> None:
-            a, b = make[i % sets]
-            torch.matmul(a, b, out=out)
+        return run, lambda: True
+    make = [(torch.randn(n, n, device=device, dtype=dtype, generator=gen),
+             torch.randn(n, n, device=device, dtype=dtype, generator=gen))
+            for _ in range(sets)]
+    out = torch.empty(n, n, device=device, dtype=dtype)
 
+    def run_matmul(i: int) -> None:
+        a, b = make[i % sets]
+        torch.matmul(a, b, out=out)
+
+    return run_matmul, lambda: bool(torch.isfinite(out).all())
+
+
+def time_matmul(torch: Any, device: str, precision: str, n: int, warmup: int,
+                iterations: int, timer: Timer, sets: int = 2) -> dict[str, Any]:
+    """Seconds per n x n x n product; the caller turns them into FLOP/s."""
+    run, finite = make_matmul(torch, device, precision, n, sets)
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
     try:
         for i in range(warmup):
             run(i)
         seconds = timer.measure(run, iterations)
-        if precision != "fp8" and not bool(torch.isfinite(out).all()):
+        if not finite():
             raise RuntimeError(f"{precision} matmul produced non-finite values")
     finally:
         torch.set_float32_matmul_precision(previous)

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import Check, CheckContext
+from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
+from bench_agent.checks.network.burnin import Iperf3BurninParams
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
@@ -112,6 +113,13 @@ class TcpBandwidthCheck(Check):
         "network.tcp_bandwidth", "network.tcp_bandwidth_reverse", "network.tcp_retransmits",
         "network.tcp_retransmits_reverse", "network.tcp_bandwidth_link_ratio")
     params_model: ClassVar[type[BaseModel]] = BandwidthParams
+    burnin: ClassVar[BurninVariant | None] = BurninVariant(
+        load="network_iperf3",
+        rate=MetricSpec("burnin.network_iperf3", Unit.BITS_PER_SECOND,
+                        "TCP to the peer's iperf3 server, sustained"),
+        params_model=Iperf3BurninParams,
+        loop="bench_agent.checks.network.burnin:iperf3_loop",
+    )
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         from bench_agent.tools import iperf3

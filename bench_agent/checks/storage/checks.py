@@ -43,11 +43,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bench_agent.checks.base import ByteSize, Check, CheckContext
+from bench_agent.checks.base import BurninVariant, ByteSize, Check, CheckContext, MetricSpec
+from bench_agent.checks.storage.burnin import FioBurninParams
 from bench_agent.checks.storage.safety import StorageRefused, inspect_device, write_refusals
 from bench_agent.core.errors import CheckTimeout, NotApplicable, ParseError, ToolFailed
 from bench_agent.core.model import Measurement
-from bench_agent.core.units import UnitError, parse_duration
+from bench_agent.core.units import Unit, UnitError, parse_duration
 from bench_agent.tools import fio as fio_tool
 from bench_agent.tools import fio_run
 
@@ -260,13 +261,15 @@ def fill_job(targets: list[Target], engine: str) -> str:
 
 
 def measure_job(targets: list[Target], rw: str, block: int, params: StorageParams,
-                engine: str) -> str:
-    """One reporting group per target (HOWTO, new_group / group_reporting)."""
+                engine: str, rwmixread: int | None = None) -> str:
+    """One reporting group per target (HOWTO, new_group / group_reporting);
+    ``rwmixread`` is the read share of a mixed job (rw=randrw, the burn-in's)."""
     lines = [
         "[global]",
         f"ioengine={engine}",
         "direct=1",  # O_DIRECT: the page cache never answers (HOWTO, direct)
         f"rw={rw}",
+        *([f"rwmixread={rwmixread}"] if rwmixread is not None else []),
         f"bs={block}",
         f"iodepth={params.iodepth}",
         f"numjobs={params.numjobs}",
@@ -424,6 +427,13 @@ class RandWriteCheck(FioCheck):
                "storage.randwrite_4k_iops_per_device",
                "storage.randwrite_4k_latency_p99_per_device")
     rw, direction, block, family = "randwrite", "write", 4096, "randwrite_4k"
+    burnin = BurninVariant(
+        load="storage_fio",
+        rate=MetricSpec("burnin.storage_fio", Unit.IOPS,
+                        "fio mixed random read/write on a test file, sustained"),
+        params_model=FioBurninParams,
+        loop="bench_agent.checks.storage.burnin:fio_loop",
+    )
 
 
 class SeqReadCheck(FioCheck):
