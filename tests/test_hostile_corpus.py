@@ -683,20 +683,20 @@ def test_a_nan_that_reaches_the_writer_is_refused_where_it_is() -> None:
 def test_a_burnin_reading_of_nan_is_no_point_and_the_series_stays_strict(
         tmp_path: Path) -> None:
     from bench_agent.burnin.engine import SeriesWriter, read_series
-    from bench_agent.burnin.health import HealthRules, Limits
+    from bench_agent.burnin.health import HealthReader
 
-    rules = HealthRules(Limits(), ["cpu_matmul"])
-    sample = {"type": "sample", "elapsed": 5.0, "loads": {"cpu_matmul": math.nan},
-              "cpu": {"temp_c_max": math.inf, "load1": 0.5}}
-    rules.feed(sample)
-    assert rules.series == {"cpu.load1": [(5.0, 0.5)]}
+    readings, _ = HealthReader().feed({"cpu": {"temp_c_max": math.inf, "load1": 0.5}}, 5.0)
+    assert [(r.metric, r.value) for r in readings] == [("burnin.cpu_load", 0.5)]
+    # A load's NaN reaches the file as null (not known), never as NaN.
+    sample = {"type": "sample", "elapsed": 5.0, "readings": [
+        {"metric": "burnin.cpu_matmul", "device": "", "value": math.nan, "unit": "FLOP/s"}]}
     writer = SeriesWriter(tmp_path / "s.jsonl")
     writer.write({"type": "start", "host": "n1"})
     writer.write(sample)
     writer.close()
     assert read_series(tmp_path / "s.jsonl")[1] == {
-        "type": "sample", "elapsed": 5.0, "loads": {"cpu_matmul": None},
-        "cpu": {"temp_c_max": None, "load1": 0.5}}
+        "type": "sample", "elapsed": 5.0, "readings": [
+            {"metric": "burnin.cpu_matmul", "device": "", "value": None, "unit": "FLOP/s"}]}
 
 
 @pytest.mark.parametrize("line", ['{"type": "sample", "elapsed": NaN}',

@@ -176,14 +176,13 @@ class Burnin:
             time.sleep(min(0.2, remaining))
         return True
 
-    def _start_loads(self, registry: dict[str, Load]) -> dict[str, RunningLoad]:
-        loads: dict[str, RunningLoad] = {}
+    def _start_loads(self, registry: dict[str, Load], loads: dict[str, RunningLoad]) -> None:
+        """Start every load into ``loads``, which holds those started when one fails."""
         options = {**({"target": self.target} if self.target else {}),
                    **({"peer": self.peer} if self.peer else {})}
         for name, params in self.config.loads.items():
             loads[name] = start_load(registry[name], params, self.config.interval,
                                      self.duration, options, str(self.output_dir))
-        return loads
 
     def run(self) -> tuple[Report, Path]:
         started = self.clock()
@@ -215,7 +214,7 @@ class Burnin:
         interrupted = False
         aborted = ""
         try:
-            loads = self._start_loads(registry)
+            self._start_loads(registry, loads)
             while not (interrupted := self._wait(self.config.interval)):
                 elapsed = self._tick(started, loads, reader, nvme, append)
                 if elapsed >= self.duration:

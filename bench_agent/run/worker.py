@@ -55,7 +55,14 @@ def _burnin(check: Any, ctx: Any, request: dict[str, Any], out: IO[str]) -> dict
     if not isinstance(variant, BurninVariant):
         return {"ok": False, "error": "BadRequest",
                 "message": f"check {check.name} has no burn-in variant"}
-    params = variant.params_model.model_validate(request.get("params", {}))
+    from pydantic import ValidationError
+
+    try:
+        params = variant.params_model.model_validate(request.get("params", {}))
+    except ValidationError as exc:
+        return {"ok": False, "error": "BadRequest",
+                "message": f"{variant.load} params: {exc.errors()[0]['msg']} at"
+                           f" {'.'.join(str(p) for p in exc.errors()[0]['loc'])}"}
     module_name, function_name = variant.loop.split(":")
     loop = getattr(importlib.import_module(module_name), function_name)
     stop = _StopFlag()

@@ -145,6 +145,10 @@ def test_3_verify_of_a_missing_report(tmp_path: Path) -> None:
         ({"b.yaml": "name: b\nloads:\n  quantum: {}\n"},
          ["burnin", "--duration", "1m", "--suite-file", "{tmp}/b.yaml"],
          "loads.quantum: unknown load 'quantum'"),
+        # A typo in a load's params (it used to be ignored).
+        ({"b.yaml": "name: b\nloads:\n  storage_fio: {sise: 1G}\n"},
+         ["burnin", "--duration", "1m", "--suite-file", "{tmp}/b.yaml"],
+         "{tmp}/b.yaml: loads.storage_fio.sise: Extra inputs are not permitted"),
     ],
 )
 def test_4_configuration_error(tmp_path: Path, files: dict[str, str], args: list[str],
