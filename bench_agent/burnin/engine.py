@@ -47,7 +47,7 @@ from bench_agent.burnin.judge import utc as _utc
 from bench_agent.burnin.loads import Load, RunningLoad, burnin_catalog, load_registry, start_load
 from bench_agent.burnin.series import SERIES_VERSION, SeriesWriter, read_series, upgrade
 from bench_agent.config.loader import (
-    ThresholdEntry,
+    WindowThresholdEntry,
     data_dir,
     load_model,
     params_error,
@@ -73,7 +73,7 @@ class BurninFile(BaseModel):
     description: str = ""
     interval: StrictStr | StrictFloat | StrictInt = "10s"
     loads: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    thresholds: list[ThresholdEntry] = Field(default_factory=list)
+    thresholds: list[WindowThresholdEntry] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def load_burnin_config(path: Path) -> BurninConfig:
         if entry.id in seen:
             raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path), key=key)
         seen.add(entry.id)
-        by_id[entry.id] = threshold_from_entry(entry, path, key, catalog, series_rules=True)
+        by_id[entry.id] = threshold_from_entry(entry, path, key, catalog)
     if not by_id:
         raise ConfigError("a burn-in needs thresholds: without them nothing is judged",
                           file=str(path), key="thresholds")

@@ -152,10 +152,7 @@ def load_model(path: Path, model: type[Model]) -> tuple[Model, str]:
 def params_error(exc: ValidationError, path: Path, key: str) -> ConfigError:
     """A check's (or a burn-in load's) params refused by its params_model, at ``key``."""
     first = exc.errors()[0]
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message += " (a typo? the parameters are checked against the check's own model)"
-    return ConfigError(message, file=str(path), key=f"{key}.{_key_path(first['loc'])}")
+    return ConfigError(first["msg"], file=str(path), key=f"{key}.{_key_path(first['loc'])}")
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -324,7 +321,12 @@ class ThresholdEntry(BaseModel):
     warn_band: str | float | None = None
     required: bool = False
     source: str = Field(min_length=1)
-    # Time-window rules (burn-in only; core/thresholds.py): durations, "30s", "2m".
+
+
+class WindowThresholdEntry(ThresholdEntry):
+    """A burn-in's threshold: a profile's, and the time-window rules of
+    core/thresholds.py, durations ("30s", "2m")."""
+
     for_at_least: StrictStr | StrictFloat | StrictInt | None = None
     of_first: StrictStr | StrictFloat | StrictInt | None = None
 
@@ -360,15 +362,10 @@ def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
                           file=str(path), key=key) from exc
 
 
-def _window(entry: ThresholdEntry, name: str, path: Path, key: str,
-            series_rules: bool) -> float | None:
-    raw = getattr(entry, name)
+def _window(entry: ThresholdEntry, name: str, path: Path, key: str) -> float | None:
+    raw = getattr(entry, name, None)
     if raw is None:
         return None
-    if not series_rules:
-        raise ConfigError(f"{name} is a time-window rule: only a burn-in judges a series"
-                          " (suites/burnin.yaml thresholds)", file=str(path),
-                          key=f"{key}.{name}")
     try:
         return parse_duration(raw)
     except UnitError as exc:
@@ -376,10 +373,9 @@ def _window(entry: ThresholdEntry, name: str, path: Path, key: str,
 
 
 def threshold_from_entry(entry: ThresholdEntry, path: Path, key: str,
-                         catalog: Mapping[str, MetricInfo] | None = None,
-                         series_rules: bool = False) -> Threshold:
-    """One threshold of a profile (or of a burn-in file, ``series_rules``: time-window
-    fields allowed), its metric and value checked against ``catalog``."""
+                         catalog: Mapping[str, MetricInfo] | None = None) -> Threshold:
+    """One threshold of a profile (or of a burn-in file: a WindowThresholdEntry), its
+    metric and value checked against ``catalog`` (the metric catalog by default)."""
     info = (METRICS if catalog is None else catalog).get(entry.metric)
     if info is None:
         raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric)}",
@@ -390,8 +386,8 @@ def threshold_from_entry(entry: ThresholdEntry, path: Path, key: str,
         shape = "a list [low, high]" if expected_count == 2 else "a single value"
         raise ConfigError(f"comparator {entry.comparator!r} takes {shape}",
                           file=str(path), key=f"{key}.value")
-    for_at_least = _window(entry, "for_at_least", path, key, series_rules)
-    of_first = _window(entry, "of_first", path, key, series_rules)
+    for_at_least = _window(entry, "for_at_least", path, key)
+    of_first = _window(entry, "of_first", path, key)
     values: list[float] = []
     for raw in raw_values:
         if of_first is not None:

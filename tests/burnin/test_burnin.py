@@ -235,8 +235,8 @@ def test_window_rules_belong_to_burnin_not_to_profiles(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("name: p\nthresholds:\n  - {id: x, metric: cpu.gemm_fp64_all_cores,"
                     " comparator: '>=', value: 1 GFLOP/s, for_at_least: 30s, source: s}\n")
-    with pytest.raises(ConfigError, match=r"p.yaml: thresholds\[0\].for_at_least: "
-                                          r"for_at_least is a time-window rule"):
+    with pytest.raises(ConfigError, match=r"p.yaml: thresholds\[0\].for_at_least: Extra "
+                                          r"inputs are not permitted"):
         load_profile(path)
 
 

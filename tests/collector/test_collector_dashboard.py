@@ -3,6 +3,7 @@ what an SRE sees, and a node named with HTML shown as text, never run."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 
-from bench_agent.report.attest import NodeKey  # noqa: E402
+from bench_agent.report.attest import NodeKey, PublicKey  # noqa: E402
 from tests.collector_support import Collector, envelope_bytes, http, make_report  # noqa: E402
+from tests.paths import DATA  # noqa: E402
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -56,6 +58,11 @@ def _enroll(server: Collector, node: str) -> NodeKey:
                  {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
     assert reply.status == 201, reply.body
     return key
+
+
+# A burn-in report signed by the engine before series carried their units
+# (tests/data/burnin, captured from it): its series name the unit.
+LEGACY_BURNIN = DATA / "burnin" / "legacy-v1-report.json"
 
 
 def _populate(server: Collector) -> None:
@@ -189,6 +196,35 @@ def test_a_node_page_plots_its_key_metrics_over_time(collector: Collector,
     assert [x for x, _ in points] == sorted(x for x, _ in points)
     assert points[0][1] > points[-1][1]  # SVG y grows downwards
     assert len(browser.find_elements(By.CSS_SELECTOR, "#reports tr.report")) == 3
+
+
+def test_an_old_burnin_report_is_plotted_with_the_units_its_series_names_held(
+        tmp_path: Path, browser: WebDriver) -> None:
+    key = PublicKey(base64.b64decode((DATA / "burnin" / "legacy-v1-report.pub").read_text()))
+    server = Collector(f"sqlite:///{tmp_path / 'c.db'}", tmp_path / "server.log",
+                       "--auto-enroll").start()
+    try:
+        posted = server.post(LEGACY_BURNIN.read_bytes(), {
+            "X-Bench-Agent-Public-Key": base64.b64encode(key.raw).decode()})
+        assert posted.status == 201, posted.body
+        browser.get(server.url + "/nodes/legacy-1")
+        _check_legacy_plots(browser)
+    finally:
+        server.stop()
+
+
+def _check_legacy_plots(browser: WebDriver) -> None:
+    plots = {f.get_attribute("data-series"): f
+             for f in browser.find_elements(By.CSS_SELECTOR, "figure.burnin-plot")}
+    assert set(plots) == {"cpu.load1", "gpu.gpu0.power_w", "gpu.gpu0.temp_c",
+                          "gpu.gpu1.power_w", "gpu.gpu1.temp_c", "load.cpu_matmul"}
+
+    def axis(name: str) -> list[str]:
+        return [t.text for t in plots[name].find_elements(By.CSS_SELECTOR, "svg text.axis")]
+
+    assert axis("gpu.gpu0.temp_c")[0] == "91 °C"  # the hottest sample of the capture
+    assert axis("gpu.gpu0.power_w")[0].endswith(" W")
+    assert axis("load.cpu_matmul")[0].endswith("FLOP/s")
 
 
 def test_a_report_page_shows_its_verdict_table(collector: Collector,
