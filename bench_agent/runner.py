@@ -1,10 +1,11 @@
 """plan -> child processes -> measurements -> verdicts -> report.
 
 This is the one place where failures become verdicts. Each check runs in its own
-child process (``python -m bench_agent.worker``) in a new session, under the
-suite's time limit: a hung driver call or tool is killed with its whole process
-group, and the agent carries on with the next check (pyperf's manager does the
-same with its workers).
+child process (``python -m bench_agent.worker``) under the suite's time limit,
+started through the subprocess seam (tools/process.py): a hung driver call or
+tool is stopped with everything it started, the worker dies with the agent, and
+the agent carries on with the next check (pyperf's manager does the same with
+its workers).
 
     child said ToolMissing / NotApplicable / NotAvailable   -> SKIP (ERROR if required)
     child said ToolFailed / ParseError / CheckTimeout / ...  -> ERROR, with its words

@@ -94,6 +94,19 @@ def test_killed_child_whose_escaped_grandchild_holds_the_pipes_does_not_hang(
     assert not alive(int(pidfile.read_text()))
 
 
+def test_what_a_worker_leaves_behind_when_it_exits_is_stopped(tmp_path: Path) -> None:
+    marker = unique_marker("worker-leftover")
+    pidfile = tmp_path / "child.pid"
+    try:
+        outcome = run_in_child(request(), timeout=30,
+                               worker_command=worker("exit-leaving-child", str(pidfile), marker))
+        assert (outcome.status, outcome.message) == (Status.ERROR, "fio failed")
+        assert not alive(pids_in(pidfile)[0])
+        assert marked(marker) == []
+    finally:
+        kill_all(marker, *pids_in(pidfile))
+
+
 def test_child_killed_by_a_realtime_signal_is_error_not_a_crash() -> None:
     outcome = run_in_child(request(), timeout=30, worker_command=worker("realtime-signal"))
     assert outcome.status is Status.ERROR
