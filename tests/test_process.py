@@ -60,6 +60,8 @@ case $variant in
                       "$pidfile" "$marker" ;;
   leftover)       (exec -a "$marker" sleep 600) >/dev/null 2>&1 & echo $! >> "$pidfile"
                   echo done; exit 0 ;;
+  leftover-on-our-pipes) (exec -a "$marker" sleep 600) & echo $! >> "$pidfile"
+                  echo done; exit 0 ;;
 esac
 until [ -s "$pidfile" ]; do sleep 0.05; done
 echo "started, now hanging" >&2
@@ -100,12 +102,15 @@ def test_a_tools_children_die_at_its_timeout(faketool: Path, tmp_path: Path,
         kill_all(marker, *pids_in(pidfile))
 
 
-def test_what_a_tool_leaves_behind_when_it_exits_is_stopped(faketool: Path,
-                                                             tmp_path: Path) -> None:
-    marker = unique_marker("leftover")
+@pytest.mark.parametrize("variant", ["leftover", "leftover-on-our-pipes"])
+def test_what_a_tool_leaves_behind_when_it_exits_is_stopped(faketool: Path, tmp_path: Path,
+                                                             variant: str) -> None:
+    """Its exit code and words come back (not a timeout, though a leftover holds our
+    pipes), and the leftover is stopped."""
+    marker = unique_marker(variant)
     pidfile = tmp_path / "pids"
     try:
-        done = run_tool("faketool", ["faketool", "leftover", marker, str(pidfile)], 30, "")
+        done = run_tool("faketool", ["faketool", variant, marker, str(pidfile)], 600, "")
         assert (done.returncode, done.stdout) == (0, "done\n")
         (leftover,) = pids_in(pidfile)
         assert not alive(leftover)

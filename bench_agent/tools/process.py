@@ -258,16 +258,37 @@ def _all_stats() -> list[_Stat]:
     return stats
 
 
-def _carries(pid: int, token: str) -> bool:
+def _tokens(pid: int) -> list[bytes]:
+    """The spawn tokens in a process's environment (empty if gone or another user's)."""
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or another user's
-        return False
+    except OSError:
+        return []
     prefix = f"{TOKEN_VAR}=".encode()
     for entry in environ.split(b"\0"):
         if entry.startswith(prefix):
-            return token.encode() in entry[len(prefix):].split()
-    return False
+            return entry[len(prefix):].split()
+    return []
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The processes now, read once for every child being stopped."""
+
+    stats: list[_Stat]
+    by_token: dict[bytes, list[_Stat]]
+
+    @classmethod
+    def take(cls, environ: bool) -> _Snapshot:
+        stats = _all_stats()
+        by_token: dict[bytes, list[_Stat]] = {}
+        if environ:
+            me = os.getpid()
+            for stat in stats:
+                if stat.pid != me:
+                    for token in _tokens(stat.pid):
+                        by_token.setdefault(token, []).append(stat)
+        return cls(stats, by_token)
 
 
 # --- the child ------------------------------------------------------------------------
@@ -359,14 +380,19 @@ class Child:
                 self._out[pipe] = []
                 self._selector.register(pipe, selectors.EVENT_READ)
 
-    def _pump(self, deadline: float) -> bool:
-        """Feed stdin, read stdout and stderr until EOF on all or ``deadline``; True on EOF."""
+    def _pump(self, deadline: float, after_exit: float | None = None) -> bool:
+        """Feed stdin, read stdout and stderr until EOF on all (True), ``deadline``,
+        or ``after_exit`` seconds after the child exited (False): a process it
+        left behind may hold the pipes, and its exit code is what we wait for."""
         assert self._selector is not None
+        give_up = deadline
         while self._selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if after_exit is not None and give_up == deadline and self._exited():
+                give_up = min(deadline, now + after_exit)
+            if now >= give_up:
                 return False
-            for key, _events in self._selector.select(min(remaining, 1.0)):
+            for key, _events in self._selector.select(min(give_up - now, 0.25)):
                 if key.fileobj is self.popen.stdin:
                     self._write_some()
                     continue
@@ -410,12 +436,13 @@ class Child:
         seconds, after which the child and its tree are stopped (TERM, grace, KILL).
 
         Processes it left behind when it exited are stopped too, so a tool's
-        helper never outlives the call.
+        helper never outlives the call (nor, holding the pipes, makes it wait).
         """
         deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
         stdout_pipe, stderr_pipe = self.popen.stdout, self.popen.stderr
         self._open_pipes(data)
-        timed_out = not (self._pump(deadline) and self._wait_exit(deadline))
+        self._pump(deadline, after_exit=DRAIN_S)
+        timed_out = not self._wait_exit(deadline)
         self.stop()
         pipes_held = not self._pump(time.monotonic() + DRAIN_S)
         self._close()
@@ -432,23 +459,18 @@ class Child:
 
     # -- stopping --
 
-    def _tree(self, environ: bool) -> dict[int, int]:
+    def _tree(self, now: _Snapshot) -> dict[int, int]:
         """Live (not zombie) processes of this child, pid -> start time: its group,
-        and the descendants of these by parent (setsid keeps the parent); with
-        ``environ`` also every process whose environment carries its token (an
-        escapee whose parent died was re-parented and is found only so)."""
-        stats = _all_stats()
-        by_parent: dict[int, list[_Stat]] = {}
-        for stat in stats:
-            by_parent.setdefault(stat.ppid, []).append(stat)
+        every process whose environment carries its token (an escapee whose
+        parent died was re-parented and is found only so), and the descendants of
+        these by parent (setsid keeps the parent)."""
         found: dict[int, _Stat] = {}
         if self.popen.returncode is None:  # unreaped: its pid and group id are still ours
-            found = {s.pid: s for s in stats if s.pgrp == self.pid}
-        if environ:
-            me = os.getpid()
-            for stat in stats:
-                if stat.pid not in found and stat.pid != me and _carries(stat.pid, self.token):
-                    found[stat.pid] = stat
+            found = {s.pid: s for s in now.stats if s.pgrp == self.pid}
+        found.update((s.pid, s) for s in now.by_token.get(self.token.encode(), []))
+        by_parent: dict[int, list[_Stat]] = {}
+        for stat in now.stats:
+            by_parent.setdefault(stat.ppid, []).append(stat)
         todo = list(found)
         while todo:
             for stat in by_parent.get(todo.pop(), []):
@@ -495,16 +517,19 @@ def stop_all(children: Sequence[Child], grace: float) -> bool:
     SIGKILL to what is left (Child.stop is this for one)."""
     targets: dict[Child, dict[int, int]] = {}
     try:
+        now = _Snapshot.take(environ=True)
         for child in children:
             child._stopped = True
-            found = child._tree(environ=True)
+            found = child._tree(now)
             if found or not child._exited():
                 targets[child] = found
         for child, found in targets.items():
             child._signal(found, signal.SIGTERM)
         left = _wait_all_gone(targets, grace)
+        if left:
+            now = _Snapshot.take(environ=True)
         for child in left:
-            targets[child].update(child._tree(environ=True))
+            targets[child].update(child._tree(now))
             child._signal(targets[child], signal.SIGKILL)
         return not _wait_all_gone({c: targets[c] for c in left}, REAP_S)
     finally:
