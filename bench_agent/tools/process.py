@@ -65,6 +65,7 @@ from types import FrameType, TracebackType
 from typing import IO, Any
 
 from bench_agent.errors import CheckTimeout, ToolFailed, ToolMissing
+from bench_agent.tools.proctree import TOKEN_VAR, Snapshot, Stat, all_stats, stat_of
 
 # After SIGTERM, how long a child gets to clean up (fio removes its files, a
 # server closes its sockets) before SIGKILL.
@@ -75,9 +76,9 @@ TOOL_GRACE_S = 3.0
 # After SIGKILL only the kernel can delay the end: a process in D state (a hung
 # driver, dead NFS) cannot be killed, and we stop waiting for it.
 REAP_S = 5.0
-# After the stop, how long we keep reading what is left in the pipes.
+# How long we keep reading the pipes after the child exited or was stopped: a
+# process it left behind may hold them open.
 DRAIN_S = 2.0
-TOKEN_VAR = "BENCH_AGENT_SPAWN"
 _POLL_S = 0.05
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -171,20 +172,9 @@ def spawn(command: Sequence[str], *, stdin: Redirect = DEVNULL, stdout: Redirect
     For a child kept beyond one block (a server, a load); where a block is enough,
     ``with running(...)`` leaves no instant at which the child is not owned.
     """
-    held = _SignalsHeld()
-    held.hold()
-    try:
-        child = _start(command, stdin, stdout, stderr, env, cwd,
-                       death_signal if die_with_parent else None, grace)
-    except BaseException:
-        held.release()
-        raise
-    try:
-        held.release()
-    except BaseException:
-        child.stop()
-        raise
-    return child
+    return running(command, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
+                   die_with_parent=die_with_parent, death_signal=death_signal,
+                   grace=grace).__enter__()
 
 
 class running:  # lowercase: used like contextlib's context managers
@@ -219,76 +209,6 @@ class running:  # lowercase: used like contextlib's context managers
                  traceback: TracebackType | None) -> None:
         if self.child is not None:
             self.child.stop()
-
-
-# --- finding what a child started -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Stat:
-    pid: int
-    state: str
-    ppid: int
-    pgrp: int
-    start: int  # clock ticks after boot: tells a pid from a reused one
-
-
-def _stat(pid: int) -> _Stat | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # proc(5): "pid (comm) state ppid pgrp session ..."; comm may hold spaces and
-    # parentheses, so split after the last ')'.
-    fields = text[text.rfind(")") + 2:].split()
-    try:
-        return _Stat(pid, fields[0], int(fields[1]), int(fields[2]), int(fields[19]))
-    except (IndexError, ValueError):
-        return None
-
-
-def _all_stats() -> list[_Stat]:
-    stats = []
-    with contextlib.suppress(OSError):
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                stat = _stat(int(name))
-                if stat is not None:
-                    stats.append(stat)
-    return stats
-
-
-def _tokens(pid: int) -> list[bytes]:
-    """The spawn tokens in a process's environment (empty if gone or another user's)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return []
-    prefix = f"{TOKEN_VAR}=".encode()
-    for entry in environ.split(b"\0"):
-        if entry.startswith(prefix):
-            return entry[len(prefix):].split()
-    return []
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """The processes now, read once for every child being stopped."""
-
-    stats: list[_Stat]
-    by_token: dict[bytes, list[_Stat]]
-
-    @classmethod
-    def take(cls, environ: bool) -> _Snapshot:
-        stats = _all_stats()
-        by_token: dict[bytes, list[_Stat]] = {}
-        if environ:
-            me = os.getpid()
-            for stat in stats:
-                if stat.pid != me:
-                    for token in _tokens(stat.pid):
-                        by_token.setdefault(token, []).append(stat)
-        return cls(stats, by_token)
 
 
 # --- the child ------------------------------------------------------------------------
@@ -459,16 +379,16 @@ class Child:
 
     # -- stopping --
 
-    def _tree(self, now: _Snapshot) -> dict[int, int]:
+    def _tree(self, now: Snapshot) -> dict[int, int]:
         """Live (not zombie) processes of this child, pid -> start time: its group,
         every process whose environment carries its token (an escapee whose
         parent died was re-parented and is found only so), and the descendants of
         these by parent (setsid keeps the parent)."""
-        found: dict[int, _Stat] = {}
+        found: dict[int, Stat] = {}
         if self.popen.returncode is None:  # unreaped: its pid and group id are still ours
             found = {s.pid: s for s in now.stats if s.pgrp == self.pid}
         found.update((s.pid, s) for s in now.by_token.get(self.token.encode(), []))
-        by_parent: dict[int, list[_Stat]] = {}
+        by_parent: dict[int, list[Stat]] = {}
         for stat in now.stats:
             by_parent.setdefault(stat.ppid, []).append(stat)
         todo = list(found)
@@ -483,7 +403,7 @@ class Child:
     def _alive(targets: dict[int, int]) -> dict[int, int]:
         alive = {}
         for pid, start in targets.items():
-            stat = _stat(pid)
+            stat = stat_of(pid)
             if stat is not None and stat.start == start and stat.state not in "ZX":
                 alive[pid] = start
         return alive
@@ -499,7 +419,7 @@ class Child:
     def _group_gone(self) -> bool:
         if self.popen.returncode is not None:
             return True  # reaped before stop(): its members are known by token only
-        return not any(s.pgrp == self.pid and s.state not in "ZX" for s in _all_stats())
+        return not any(s.pgrp == self.pid and s.state not in "ZX" for s in all_stats())
 
     def _gone(self, targets: dict[int, int]) -> bool:
         # Cheapest first: the known pids, the leader, then a scan for the group.
@@ -517,7 +437,7 @@ def stop_all(children: Sequence[Child], grace: float) -> bool:
     SIGKILL to what is left (Child.stop is this for one)."""
     targets: dict[Child, dict[int, int]] = {}
     try:
-        now = _Snapshot.take(environ=True)
+        now = Snapshot.take()
         for child in children:
             child._stopped = True
             found = child._tree(now)
@@ -527,7 +447,7 @@ def stop_all(children: Sequence[Child], grace: float) -> bool:
             child._signal(found, signal.SIGTERM)
         left = _wait_all_gone(targets, grace)
         if left:
-            now = _Snapshot.take(environ=True)
+            now = Snapshot.take()
         for child in left:
             targets[child].update(child._tree(now))
             child._signal(targets[child], signal.SIGKILL)
