@@ -37,8 +37,9 @@ Why each part is there:
   Popen object reaches its owner leaves a child nobody stops. Python runs signal
   handlers in the main thread between bytecodes whichever thread the kernel
   delivered the signal to (signal module docs, "Execution of Python signal
-  handlers"), so blocking the signal with pthread_sigmask in one thread does not
-  defer the handler; instead the main thread's Python-level SIGINT/SIGTERM
+  handlers"): blocking it with pthread_sigmask defers it only while no other
+  thread can take it, and the child would inherit the mask across execve
+  (signal(7)). Instead the main thread's Python-level SIGINT/SIGTERM
   handlers are swapped for a recorder while the child starts, and what was
   recorded is replayed once the child is owned (and stopped if that replay
   raises). A signal whose action is the default one kills the agent outright,
