@@ -316,10 +316,13 @@ def sigint_raises() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-@pytest.mark.parametrize("mode", ["hang-with-tool", "hang-ignoring-sigterm"])
+@pytest.mark.parametrize(("mode", "interrupts"), [
+    ("hang-with-tool", 1), ("hang-ignoring-sigterm", 1),
+    # A second Ctrl-C while the worker gets its grace must not cut the stop short.
+    ("hang-ignoring-sigterm", 2)])
 def test_sigint_stops_the_running_worker_and_its_tool_and_gives_a_report(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sigint_raises: None,
-        mode: str) -> None:
+        mode: str, interrupts: int) -> None:
     monkeypatch.setattr(runner_module, "KILL_GRACE_S", 1.0)
     marker = unique_marker("sigint")
     pidfile = tmp_path / "tool.pid"
@@ -342,6 +345,9 @@ def test_sigint_stops_the_running_worker_and_its_tool_and_gives_a_report(
                       (mode != "hang-with-tool" or len(marked(marker)) == 1)):
             workers.extend(worker_pids())
             os.kill(os.getpid(), signal.SIGINT)
+            if interrupts == 2:
+                time.sleep(0.3)  # inside the 1 s grace the SIGTERM-ignoring worker gets
+                os.kill(os.getpid(), signal.SIGINT)
 
     runner = Runner(suite, _profile(), host="h", progress=Watch(),
                     worker_command=worker(mode, str(pidfile), marker))

@@ -435,8 +435,14 @@ class Child:
 
 def stop_all(children: Sequence[Child], grace: float) -> bool:
     """Stop several children at once: SIGTERM to all, one grace period for all,
-    SIGKILL to what is left (Child.stop is this for one)."""
+    SIGKILL to what is left (Child.stop is this for one).
+
+    A second Ctrl-C or SIGTERM while this waits is held until the stop is done:
+    cut short, it would leave the child running on.
+    """
     targets: dict[Child, dict[int, int]] = {}
+    held = _SignalsHeld()
+    held.hold()
     try:
         now = Snapshot.take()
         for child in children:
@@ -456,6 +462,7 @@ def stop_all(children: Sequence[Child], grace: float) -> bool:
     finally:
         for child in children:
             child.popen.poll()  # reap the leader now that its group id is no longer needed
+        held.release()
 
 
 def _wait_all_gone(targets: dict[Child, dict[int, int]], seconds: float) -> list[Child]:
