@@ -249,7 +249,8 @@ class Child:
         self.token = token
         self.grace = grace
         self.pid = popen.pid  # also its process group and session id (setsid)
-        self._stopped = False
+        self._stopped = False  # a stop was begun: __del__ leaves it alone
+        self._ended = False  # a stop found nothing left: a second one has nothing to do
         self._out: dict[IO[bytes], list[bytes]] = {}
         self._selector: selectors.BaseSelector | None = None
         self._input: memoryview | None = None
@@ -430,6 +431,8 @@ class Child:
         """SIGTERM the child's group and everything it started, SIGKILL what is left
         after ``grace`` seconds, reap it. False when something outlived SIGKILL (a
         process stuck in the kernel): we stop waiting for it."""
+        if self._ended:
+            return True
         return stop_all([self], self.grace if grace is None else grace)
 
 
@@ -458,7 +461,10 @@ def stop_all(children: Sequence[Child], grace: float) -> bool:
         for child in left:
             targets[child].update(child._tree(now))
             child._signal(targets[child], signal.SIGKILL)
-        return not _wait_all_gone({c: targets[c] for c in left}, REAP_S)
+        stuck = _wait_all_gone({c: targets[c] for c in left}, REAP_S)
+        for child in children:
+            child._ended = child not in stuck
+        return not stuck
     finally:
         for child in children:
             child.popen.poll()  # reap the leader now that its group id is no longer needed
