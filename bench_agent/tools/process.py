@@ -344,10 +344,12 @@ class Child:
                 stdin.close()
 
     def _wait_exit(self, deadline: float) -> bool:
+        pause = 0.001  # most children exit right after closing their output
         while not self._exited():
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(_POLL_S)
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_S)
         return True
 
     def _output(self, pipe: IO[bytes] | None) -> str:
