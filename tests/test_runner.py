@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -396,3 +397,38 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_a_real_worker_dies_with_a_sigkilled_agent() -> None:
+    """The reported orphan: the agent killed, its cpu.gemm worker ran on for 33 min."""
+    repo = Path(__file__).resolve().parent.parent
+    agent = subprocess.Popen(
+        [sys.executable, "-c",
+         "from bench_agent.runner import run_in_child\n"
+         "run_in_child({'check': 'cpu.gemm', 'params': {'size': 2048, 'repetitions': 10000}, "
+         "'timeout': 600}, 600)\n"],
+        env={**os.environ, "PYTHONPATH": str(repo)}, cwd=repo, start_new_session=True)
+    workers: list[int] = []
+    try:
+        assert wait_until(lambda: bool(_children(agent.pid))), "the worker never started"
+        workers = _children(agent.pid)
+        agent.kill()
+        agent.wait(timeout=30)
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 10)
+    finally:
+        agent.kill()
+        agent.wait(timeout=30)
+        kill_all(None, *workers)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name)):
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2:].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found
