@@ -1,10 +1,11 @@
 """plan -> child processes -> measurements -> verdicts -> report.
 
 This is the one place where failures become verdicts. Each check runs in its own
-child process (``python -m bench_agent.run.worker``) in a new session, under the
-suite's time limit: a hung driver call or tool is killed with its whole process
-group, and the agent carries on with the next check (pyperf's manager does the
-same with its workers).
+child process (``python -m bench_agent.run.worker``) under the suite's time limit,
+started through the subprocess seam (core/process.py): a hung driver call or
+tool is stopped with everything it started, the worker dies with the agent, and
+the agent carries on with the next check (pyperf's manager does the same with
+its workers).
 
     child said ToolMissing / NotApplicable / NotAvailable   -> SKIP (ERROR if required)
     child said ToolFailed / ParseError / CheckTimeout / ...  -> ERROR, with its words
@@ -84,7 +85,7 @@ def run_in_child(
 ) -> CheckOutcome:
     """Run one worker request in a child process; never raises but KeyboardInterrupt.
 
-    The worker runs through the one subprocess seam (tools/process.py): its own
+    The worker runs through the one subprocess seam (core/process.py): its own
     session, a parent-death signal (it dies with the agent, even by SIGKILL), and
     on a timeout or Ctrl-C/SIGTERM in the agent its whole tree is stopped: the
     group, the tools it started in their own sessions, and escapees.

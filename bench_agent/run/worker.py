@@ -10,6 +10,13 @@ Protocol (stdin -> stdout), versioned by the "protocol" key:
 
 Anything a check or a library prints goes to stderr: file descriptor 1 is pointed
 at stderr while the check runs, so stray output cannot corrupt the response.
+
+The runner starts the worker through core/process.py, so the worker dies with
+the agent (a parent-death signal) and is stopped with everything it started;
+the tools a check runs go through the same seam, so they die with the worker.
+SIGTERM keeps its default action here (the process ends at once, even inside a
+long C call such as a GEMM); a check with something to clean up turns it into
+an exception itself (checks/storage.py, signals_raise).
 """
 
 from __future__ import annotations

@@ -292,7 +292,7 @@ def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
     """
     import contextlib
 
-    from bench_agent.core.process import DEVNULL, Child, spawn
+    from bench_agent.core.process import DEVNULL, TOOL_GRACE_S, Child, spawn
 
     with tempfile.TemporaryDirectory(prefix="bench-agent-gpu-") as tmp, \
             contextlib.ExitStack() as owned:
@@ -310,8 +310,8 @@ def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
             cmd = [python, "-m", "bench_agent.checks.gpu.kernels", "--task", json.dumps(request),
                    "--out", str(out), "--barrier", str(folder), "--rank", str(rank),
                    "--parties", str(len(devices))]
-            children.append((device, owned.enter_context(spawn(cmd, env=env, stdout=DEVNULL)),
-                             out))
+            child = owned.enter_context(spawn(cmd, env=env, stdout=DEVNULL, grace=TOOL_GRACE_S))
+            children.append((device, child, out))
         results: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         for device, child, out in children:

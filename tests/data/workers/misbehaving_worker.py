@@ -33,6 +33,13 @@ elif mode == "hang-with-escaped-grandchild":
     with open(sys.argv[2], "w") as handle:
         handle.write(str(child.pid))
     time.sleep(600)
+elif mode == "exit-leaving-child":
+    # Answers and exits normally, but a tool it started runs on (not on our pipes).
+    child = subprocess.Popen(["bash", "-c", f"exec -a {sys.argv[3]} sleep 600"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(sys.argv[2], "w") as handle:
+        handle.write(str(child.pid))
+    print(json.dumps({"ok": False, "error": "ToolFailed", "message": "fio failed"}))
 elif mode == "hang-with-tool":
     # A check whose tool was started through the seam, as run_tool does.
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
