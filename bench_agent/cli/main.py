@@ -147,7 +147,8 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     )
     from bench_agent.burnin.health import gpu_sampler_from_nvml
     from bench_agent.config.loader import data_dir
-    from bench_agent.core.units import UnitError, parse_duration
+    from bench_agent.core.errors import UnitError
+    from bench_agent.core.units import parse_duration
     from bench_agent.report.upload import check_collector_url
     from bench_agent.run.runner import host_identity
 
