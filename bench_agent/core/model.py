@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_agent.core.errors import ReportError
-from bench_agent.core.status import Status as Status  # re-exported: the record's home
+from bench_agent.core.status import Status as Status  # re-exported: callers import it here
 from bench_agent.core.units import Unit, format_value
 
 SCHEMA_VERSION = 1
