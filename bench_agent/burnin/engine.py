@@ -42,10 +42,10 @@ from bench_agent.burnin.health import (
 )
 from bench_agent.burnin.loads import NOT_APPLICABLE
 from bench_agent.config.loader import _read_yaml, _validation_error, data_dir
-from bench_agent.core.errors import ConfigError, ReportError, StrictJSONError
+from bench_agent.core.errors import ConfigError, ReportError, StrictJSONError, UnitError
 from bench_agent.core.model import NamedDigest, Report, Status, Verdict, finite_or_none
 from bench_agent.core.process import Child, spawn
-from bench_agent.core.units import UnitError, parse_duration
+from bench_agent.core.units import parse_duration
 from bench_agent.report.attest import loads_strict
 
 

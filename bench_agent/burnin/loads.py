@@ -25,16 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_agent.core.errors import NotApplicableHere
 from bench_agent.core.units import Unit
 
 _running = True
 # Exit code of a load that cannot run on this node (no GPU, no fio): the
 # supervisor reports it as SKIP with the load's words, not as a crash.
 NOT_APPLICABLE = 4
-
-
-class NotApplicableHere(Exception):
-    """This node has nothing for the load to drive."""
 
 
 def _stop(signum: int, frame: object) -> None:

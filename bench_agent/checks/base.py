@@ -15,8 +15,9 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from bench_agent.core.errors import UnitError
 from bench_agent.core.model import Measurement
-from bench_agent.core.units import Unit, UnitError, parse_quantity
+from bench_agent.core.units import Unit, parse_quantity
 
 
 def _bytes_from_text(value: Any) -> Any:

@@ -37,12 +37,10 @@ if TYPE_CHECKING:
     from bench_agent.fleet.analysis import FleetData
 
 from bench_agent.cli.parser import (
-    EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_FAIL,
     EXIT_OK,
     EXIT_REPORT,
-    EXIT_USAGE,
     build_parser,
 )
 
@@ -147,7 +145,8 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     )
     from bench_agent.burnin.health import gpu_sampler_from_nvml
     from bench_agent.config.loader import data_dir
-    from bench_agent.core.units import UnitError, parse_duration
+    from bench_agent.core.errors import UnitError
+    from bench_agent.core.units import parse_duration
     from bench_agent.report.upload import check_collector_url
     from bench_agent.run.runner import host_identity
 
@@ -599,13 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     # raise out of a print (`bench-agent list | head -1`, `run | head -1`).
     guard_std_streams()
     args = build_parser().parse_args(argv)
-    from bench_agent.core.errors import (
-        CheckError,
-        ConfigError,
-        ReportError,
-        SignatureError,
-        UsageError,
-    )
+    from bench_agent.core.errors import BenchAgentError, ConfigError
 
     handlers = {
         "inventory": _cmd_inventory,
@@ -624,19 +617,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except UsageError as exc:
-        _err(f"bench-agent: {exc}")
-        return EXIT_USAGE
-    except ConfigError as exc:
-        _err(f"bench-agent: configuration error: {exc}")
-        return EXIT_CONFIG
-    except (ReportError, SignatureError) as exc:
-        _err(f"bench-agent: {exc}")
-        return EXIT_REPORT
-    except CheckError as exc:
-        # `parse`: the tool's output reports a failure, or cannot be read.
-        _err(f"bench-agent: {exc}")
-        return EXIT_ERROR
+    except BenchAgentError as exc:
+        # The exit code is the error class's own (core/errors.py draws them all):
+        # UsageError 3, ConfigError 4, ReportError and SignatureError 5, a
+        # CheckError 2 (`parse`: the tool's output reports a failure or is garbage).
+        if exc.exit_code is None:
+            raise  # an error that its caller should have turned into another: a bug
+        kind = "configuration error: " if isinstance(exc, ConfigError) else ""
+        _err(f"bench-agent: {kind}{exc}")
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -47,7 +47,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from bench_agent.collector import db, enrollment
-from bench_agent.core.errors import ReportError, SignatureError, StrictJSONError
+from bench_agent.core.errors import (
+    EnrollmentError,
+    Refused,
+    ReportError,
+    SignatureError,
+    StrictJSONError,
+)
 from bench_agent.core.model import Report, check_name, check_text
 from bench_agent.report.attest import (
     PublicKey,
@@ -62,16 +68,6 @@ from bench_agent.report.attest import (
 # it at started_at + seconds, which must be a datetime (years 1 to 9999) or the
 # node's page fails. Ten years bounds any real burn-in (hours to days) by far.
 MAX_SERIES_SECONDS = 10 * 366 * 86400
-
-
-class Refused(Exception):
-    """The collector will not store this body; status, reason code and a human detail."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(f"{status} {reason}: {detail}")
-        self.status = status
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +176,7 @@ def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: s
     predicate = statement["predicate"]
     try:
         enrollment.check_node_name(subject)
-    except enrollment.EnrollmentError as exc:
+    except EnrollmentError as exc:
         raise Refused(422, "invalid_report", f"the subject name {subject!r:.80} is not a "
                       f"node name: {exc}") from exc
     if new_key:

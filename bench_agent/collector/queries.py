@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from bench_agent.collector import db, enrollment
+from bench_agent.core.errors import EnrollmentError
 from bench_agent.core.model import Status
 
 FAILING = (Status.FAIL.value, Status.ERROR.value)
@@ -118,7 +119,7 @@ def valid_name(name: str) -> bool:
     which PostgreSQL refuses in a parameter), and such a name names no node."""
     try:
         enrollment.check_node_name(name)
-    except enrollment.EnrollmentError:
+    except EnrollmentError:
         return False
     return True
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_agent.core.errors import ConfigError
+from bench_agent.core.errors import ConfigError, UnitError
 from bench_agent.core.metrics import METRICS, unknown_metric
 from bench_agent.core.model import Measurement
-from bench_agent.core.units import Unit, UnitError, format_value, parse_quantity
+from bench_agent.core.units import Unit, format_value, parse_quantity
 
 
 @dataclass(frozen=True, slots=True)

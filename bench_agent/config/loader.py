@@ -25,10 +25,10 @@ from pydantic import (
     ValidationError,
 )
 
-from bench_agent.core.errors import ConfigError, UsageError
+from bench_agent.core.errors import ConfigError, UnitError, UsageError
 from bench_agent.core.metrics import METRICS, unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
-from bench_agent.core.units import UnitError, parse_duration, parse_quantity
+from bench_agent.core.units import parse_duration, parse_quantity
 
 DEFAULT_PROFILE = "guide-minimum"
 DEFAULT_TIMEOUT_S = 300.0

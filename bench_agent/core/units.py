@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
 
+from bench_agent.core.errors import UnitError
+
 
 class Unit(StrEnum):
     """Canonical units. The value is what reports and thresholds write."""
@@ -35,13 +37,6 @@ class Unit(StrEnum):
 
     def __str__(self) -> str:
         return self.value
-
-
-class UnitError(ValueError):
-    """A value that cannot be read as a quantity of the expected unit.
-
-    config.py turns it into a ConfigError that names the file and the key.
-    """
 
 
 @dataclass(frozen=True, slots=True)

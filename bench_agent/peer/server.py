@@ -52,6 +52,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from bench_agent.core.errors import PeerError
 from bench_agent.core.process import DEVNULL, Child, spawn, stop_all
 from bench_agent.peer.protocol import DEFAULT_PORTS, MAX_REQUEST_BYTES, PROTOCOL
 
@@ -68,10 +69,6 @@ _DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 # Control connections served at once (each a thread; a client needs one at a time).
 MAX_CONTROL_CLIENTS = 32
-
-
-class PeerError(Exception):
-    """The peer cannot start (a port taken, no tool at all)."""
 
 
 # --- services ------------------------------------------------------------------------

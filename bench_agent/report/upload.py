@@ -73,7 +73,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urljoin, urlsplit
 
-from bench_agent.core.errors import StrictJSONError, UsageError
+from bench_agent.core.errors import StrictJSONError, TransportError, UsageError
 from bench_agent.report.attest import loads_strict
 
 SENT = "sent"
@@ -93,11 +93,6 @@ class Response:
     status: int
     headers: dict[str, str]
     body: str
-
-
-class TransportError(Exception):
-    """No complete HTTP answer: connection refused, reset, timed out, DNS failure,
-    an answer cut short or one that is not HTTP."""
 
 
 Transport = Callable[[str, bytes, float, dict[str, str]], Response]

@@ -1,12 +1,16 @@
 """The child process side of runner.py: run one check, print one JSON line.
 
 Protocol (stdin -> stdout), versioned by the "protocol" key:
-    request:  {"protocol": 1, "check": NAME, "params": {...}, "root": "/",
+    request:  {"protocol": 2, "check": NAME, "params": {...}, "root": "/",
                "output_dir": "results", "timeout": 300.0, "options": {...}}
-              or {"protocol": 1, "inventory": true, "root": "/"}
+              or {"protocol": 2, "inventory": true, "root": "/"}
     response: one JSON line on the original stdout, the last line printed:
               {"ok": true, "measurements": [...]} | {"ok": true, "inventory": {...}}
-              {"ok": false, "error": "ToolMissing", "message": "..."}
+              {"ok": false, "status": "SKIP", "error": "ToolMissing", "message": "..."}
+    "status" is the verdict, SKIP or ERROR: the status the error's class declares
+    (core/errors.py, verdict_status), ERROR for anything else. runner.py decides by
+    it alone; "error" (the class's name) is for people reading a log. Protocol 2
+    added "status"; protocol 1 sent only the name.
 
 Anything a check or a library prints goes to stderr: file descriptor 1 is pointed
 at stderr while the check runs, so stray output cannot corrupt the response.
@@ -28,13 +32,19 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-PROTOCOL = 1
+from bench_agent.core.status import Status
+
+PROTOCOL = 2
+
+
+def _failure(status: Status, error: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "status": status.value, "error": error, "message": message}
 
 
 def _execute(request: dict[str, Any]) -> dict[str, Any]:
     from bench_agent.checks import get_check
     from bench_agent.checks.base import CheckContext
-    from bench_agent.core.errors import BenchAgentError
+    from bench_agent.core.errors import BenchAgentError, NotApplicable, verdict_status
 
     root = Path(request.get("root", "/"))
     try:
@@ -51,15 +61,16 @@ def _execute(request: dict[str, Any]) -> dict[str, Any]:
         )
         reason = check.available(ctx)
         if reason is not None:
-            return {"ok": False, "error": "NotAvailable", "message": reason}
+            raise NotApplicable(reason)
         params = check.params_model.model_validate(request.get("params", {}))
         measurements = check.run(ctx, params)
         return {"ok": True, "measurements": [m.to_dict() for m in measurements]}
     except BenchAgentError as exc:
-        return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+        return _failure(verdict_status(exc), type(exc).__name__, str(exc))
     except Exception as exc:  # a bug or a foreign library's failure: ERROR, with its words
         last = traceback.format_exception(exc)[-3:]
-        return {"ok": False, "error": "Crash", "message": "".join(last).strip()}
+        return _failure(Status.ERROR, type(exc).__name__,
+                        f"check crashed: {''.join(last).strip()}")
 
 
 def main() -> int:
@@ -72,7 +83,7 @@ def main() -> int:
         if request.get("protocol") != PROTOCOL:
             raise ValueError(f"worker protocol {request.get('protocol')!r} != {PROTOCOL}")
     except (ValueError, json.JSONDecodeError) as exc:
-        response: dict[str, Any] = {"ok": False, "error": "BadRequest", "message": str(exc)}
+        response = _failure(Status.ERROR, "BadRequest", str(exc))
     else:
         response = _execute(request)
     with os.fdopen(response_fd, "w", encoding="utf-8") as out:

@@ -26,8 +26,8 @@ from bench_agent.checks.storage.checks import (
     Target,
     measure_job,
 )
-from bench_agent.checks.storage.safety import StorageRefused, inspect_device, write_refusals
-from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
+from bench_agent.checks.storage.safety import inspect_device, write_refusals
+from bench_agent.core.errors import NotApplicable, StorageRefused, ToolFailed, ToolMissing
 from bench_agent.core.metrics import METRICS
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.units import Unit

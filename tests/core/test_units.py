@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench_agent.core.errors import UnitError
 from bench_agent.core.units import (
     Quantity,
     Unit,
-    UnitError,
     format_value,
     parse_duration,
     parse_quantity,

@@ -44,10 +44,17 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bench_agent.checks.base import ByteSize, Check, CheckContext
-from bench_agent.checks.storage.safety import StorageRefused, inspect_device, write_refusals
-from bench_agent.core.errors import CheckTimeout, NotApplicable, ParseError, ToolFailed
+from bench_agent.checks.storage.safety import inspect_device, write_refusals
+from bench_agent.core.errors import (
+    CheckTimeout,
+    NotApplicable,
+    ParseError,
+    StorageRefused,
+    ToolFailed,
+    UnitError,
+)
 from bench_agent.core.model import Measurement
-from bench_agent.core.units import UnitError, parse_duration
+from bench_agent.core.units import parse_duration
 from bench_agent.tools import fio as fio_tool
 from bench_agent.tools import fio_run
 

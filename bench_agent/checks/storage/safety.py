@@ -21,7 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_agent.core.errors import CheckError
+from bench_agent.core.errors import StorageRefused
 
 # (offset, magic, what): the first bytes of common on-disk formats.
 _MAGICS: tuple[tuple[int, bytes, str], ...] = (
@@ -39,10 +39,6 @@ _MAGICS: tuple[tuple[int, bytes, str], ...] = (
     (510, b"\x55\xaa", "boot sector / DOS partition table (0x55AA)"),
 )
 _PROBE_BYTES = 65600 + 8
-
-
-class StorageRefused(CheckError):
-    """A storage target is unsafe or unusable (refused write, no space): ERROR."""
 
 
 @dataclass(frozen=True, slots=True)
