@@ -28,7 +28,7 @@ from pydantic import (
 from bench_agent.core.errors import ConfigError, UsageError
 from bench_agent.core.metrics import METRICS, unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
-from bench_agent.core.units import UnitError, parse_duration, parse_quantity
+from bench_agent.core.units import UnitError, parse_duration, parse_fraction, parse_quantity
 
 DEFAULT_PROFILE = "guide-minimum"
 DEFAULT_TIMEOUT_S = 300.0
@@ -328,12 +328,9 @@ def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
     if raw is None:
         return None
     try:
-        if isinstance(raw, str) and raw.strip().endswith("%"):
-            return float(raw.strip()[:-1]) / 100
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"expected a fraction or a percentage like '10%', got {raw!r}",
-                          file=str(path), key=key) from exc
+        return parse_fraction(raw)
+    except UnitError as exc:
+        raise ConfigError(str(exc), file=str(path), key=key) from exc
 
 
 def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Threshold:
