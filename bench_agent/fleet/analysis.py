@@ -62,7 +62,7 @@ def _rows_of(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def load_dir(folder: Path) -> FleetData:
     """Every report under folder (signed envelopes or plain JSON), recursively."""
-    from bench_agent.report.attest import loads_strict
+    from bench_agent.report.attest import read_report_file
 
     data = FleetData()
     for path in sorted(folder.rglob("*.json")):
@@ -71,14 +71,11 @@ def load_dir(folder: Path) -> FleetData:
         try:
             # As strictly as verify, report show and the collector read reports: a
             # duplicate "value" or a NaN is not a figure to compare nodes by.
-            raw = loads_strict(path.read_bytes())
-            if isinstance(raw, dict) and "payloadType" in raw:
-                statement = loads_strict(base64.b64decode(raw["payload"], validate=True))
-                raw = statement.get("predicate") if isinstance(statement, dict) else None
-        except (OSError, StrictJSONError, ValueError, KeyError, TypeError) as exc:
-            data.unreadable.append(f"{path}: {exc}")
+            raw, _envelope = read_report_file(path)
+        except ReportError as exc:
+            data.unreadable.append(str(exc))
             continue
-        if not isinstance(raw, dict) or "measurements" not in raw:
+        if "measurements" not in raw:
             data.unreadable.append(f"{path}: not a report")
             continue
         try:
@@ -109,7 +106,7 @@ def load_collector(url: str, timeout: float = 60) -> FleetData:
 def _load_collector(base: str, timeout: float) -> FleetData:
     data = FleetData()
 
-    from bench_agent.report.attest import loads_strict
+    from bench_agent.core.strict_json import loads_strict
 
     def get(path: str) -> Any:
         with urllib.request.urlopen(base + path, timeout=timeout) as reply:
