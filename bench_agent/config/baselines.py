@@ -17,15 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from bench_agent.core.errors import ConfigError
 from bench_agent.core.metrics import METRICS, unknown_metric
@@ -100,17 +92,13 @@ def _figure(metric: str, entry: _FigureEntry, path: Path) -> Figure:
 
 
 def load_baseline(path: Path) -> Baseline:
-    from bench_agent.config.loader import read_yaml, validation_error
+    from bench_agent.config.loader import load_model
 
     # The strict loader: duplicate keys refused (safe_load keeps the last of two
     # gpu.matmul_bf16 figures without a word), depth and number size bounded;
     # then the file's model: an unknown key (a "rank: 8" for "ranks") is refused,
     # not ignored.
-    data, _digest = read_yaml(path)
-    try:
-        parsed = _BaselineFile.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, path, _BaselineFile) from exc
+    parsed, _digest = load_model(path, _BaselineFile)
     figures = {metric: _figure(metric, entry, path) for metric, entry in parsed.figures.items()}
     return Baseline(parsed.model, tuple(parsed.nvml_names), figures, str(path))
 

@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -29,6 +29,8 @@ from bench_agent.core.errors import ConfigError, UsageError
 from bench_agent.core.metrics import METRICS, unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
 from bench_agent.core.units import UnitError, parse_duration, parse_fraction, parse_quantity
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DEFAULT_PROFILE = "guide-minimum"
 DEFAULT_TIMEOUT_S = 300.0
@@ -157,6 +159,21 @@ def validation_error(exc: ValidationError, path: Path, model: type[BaseModel] | 
     return ConfigError(message, file=str(path), key=_key_path(first["loc"]))
 
 
+def validated(data: Any, path: Path, model: type[ModelT]) -> ModelT:
+    """``data`` through its file kind's model (extra="forbid"), or a ConfigError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, path, model) from exc
+
+
+def load_model(path: Path, model: type[ModelT]) -> tuple[ModelT, str]:
+    """A YAML file of one kind (suite, baseline, burn-in): the strict loader, then the
+    kind's pydantic model. (parsed, sha256 of the file's bytes)."""
+    data, digest = read_yaml(path)
+    return validated(data, path, model), digest
+
+
 _validation_error = validation_error  # burnin/engine.py's name for it
 
 
@@ -225,11 +242,7 @@ class Suite:
 def load_suite(path: Path) -> Suite:
     from bench_agent.checks import CHECKS, get_check
 
-    data, digest = _read_yaml(path)
-    try:
-        parsed = _SuiteFile.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, path, _SuiteFile) from exc
+    parsed, digest = load_model(path, _SuiteFile)
     plans: list[CheckPlan] = []
     for index, entry in enumerate(parsed.checks):
         key = f"checks[{index}]"
@@ -416,10 +429,7 @@ class _FleetBaselineFile(BaseModel):
 def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) -> Profile:
     """A fleet baseline (`bench-agent baseline generate`) used as a profile: each
     figure's explicit limit becomes a threshold on its metric."""
-    try:
-        parsed = _FleetBaselineFile.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, path, _FleetBaselineFile) from exc
+    parsed = validated(data, path, _FleetBaselineFile)
     thresholds = []
     for metric, figure in parsed.figures.items():
         key = f"figures.{metric}"
@@ -442,13 +452,11 @@ def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) 
 
 def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
     """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it."""
+    # A profile file is one of two kinds: read once, then through the kind's model.
     data, digest = _read_yaml(path)
     if data.get("kind") == "fleet":
         return _profile_from_fleet_baseline(data, path, digest)
-    try:
-        parsed = _ProfileFile.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, path, _ProfileFile) from exc
+    parsed = validated(data, path, _ProfileFile)
     by_id: dict[str, Threshold] = {}
     sources = [str(path)]
     if parsed.extends:
