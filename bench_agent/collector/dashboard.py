@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from bench_agent.collector import queries
-from bench_agent.core.units import Unit, format_value
+from bench_agent.core.units import Unit
 from bench_agent.report import plots as svg_plots
 
 router = APIRouter()
@@ -50,10 +50,7 @@ def show_value(value: float | None, unit: str | None) -> str:
         return ""
     if unit is None:
         return f"{value:.4g}"
-    try:
-        return format_value(value, Unit(unit))
-    except ValueError:
-        return f"{value:.4g} {unit}"
+    return svg_plots.label(value, unit)
 
 
 def _environment() -> Environment:
