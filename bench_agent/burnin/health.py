@@ -10,7 +10,6 @@ killed run's time series can be judged again from its JSON-lines file.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import statistics
 import subprocess
@@ -20,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bench_agent.core.model import Measurement, Status, Verdict
+from bench_agent.core.sysfs import read_line
 from bench_agent.core.units import Unit, format_value
+from bench_agent.inventory.devices import nvme_devices
 
 # XIDs that fail a GPU (Azure/azurehpc-health-checks customTests/azure_gpu_xid.nhc, XID_EC).
 FAILING_XIDS = frozenset({48, 56, 57, 58, 62, 63, 64, 65, 68, 69, 73, 74, 79, 80, 81, 92,
@@ -42,23 +43,16 @@ LOAD_UNITS = {
 # --- samplers ---------------------------------------------------------------------
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
 def sample_cpu(root: Path = Path("/")) -> dict[str, Any]:
     """Load average, mean current frequency (cpufreq), hottest sensor (psutil)."""
     sample: dict[str, Any] = {}
-    loadavg = _read(root / "proc/loadavg")
+    loadavg = read_line(root / "proc/loadavg")
     if loadavg:
         sample["load1"] = float(loadavg.split()[0])
     freqs = []
     cpus = root / "sys/devices/system/cpu"
     for path in sorted(cpus.glob("cpu[0-9]*/cpufreq/scaling_cur_freq")):
-        text = _read(path)
+        text = read_line(path)
         if text and text.isdigit():
             freqs.append(int(text) / 1000)  # kHz in sysfs (kernel cpufreq docs)
     if freqs:
@@ -396,8 +390,4 @@ def gpu_sampler_from_nvml() -> Callable[[], list[dict[str, Any]]] | None:
 
 def nvme_devices_from_inventory(root: Path = Path("/")) -> list[str]:
     """Namespaces of NVMe controllers for `nvme smart-log` (e.g. /dev/nvme0n1)."""
-    block = root / "sys/block"
-    if not block.is_dir():
-        return []
-    return sorted(f"/dev/{p.name}" for p in block.iterdir()
-                  if p.name.startswith("nvme") and os.path.exists(f"/dev/{p.name}"))
+    return nvme_devices(root)

@@ -191,8 +191,10 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
         try:
             plots = draw_plots(report, target.parent,
                                target.name.removesuffix(".json").removesuffix(".unsigned"))
-            _err(f"plots: {len(plots)} PNG file(s) beside the report")
-        except Exception as exc:  # matplotlib missing or a full disk: the report stands
+            _err(f"plots: {len(plots)} SVG file(s) beside the report")
+        # A full disk or a read-only folder, a series point that is no number: the
+        # report stands, kept already.
+        except (OSError, ValueError, TypeError) as exc:
             _err(f"bench-agent: no plots: {type(exc).__name__}: {exc}")
     code = kept.exit_code
     if args.upload:

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="node running `bench-agent peer`, for the network load")
     burnin.add_argument("--key", type=Path)
     burnin.add_argument("--no-sign", action="store_true")
-    burnin.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    burnin.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
     burnin.add_argument("--upload", metavar="URL")
     burnin.add_argument("--json", action="store_true")
     burnin.set_defaults(junit=None, prom=None)

@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -28,7 +28,9 @@ from pydantic import (
 from bench_agent.core.errors import ConfigError, UnitError, UsageError
 from bench_agent.core.metrics import METRICS, unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
-from bench_agent.core.units import parse_duration, parse_quantity
+from bench_agent.core.units import parse_duration, parse_fraction, parse_quantity
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DEFAULT_PROFILE = "guide-minimum"
 DEFAULT_TIMEOUT_S = 300.0
@@ -143,25 +145,58 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return key
 
 
-def _validation_error(exc: ValidationError, path: Path, model: type[BaseModel] | None = None
-                      ) -> ConfigError:
-    first = exc.errors()[0]
+def validation_error(exc: ValidationError, path: Path, model: type[BaseModel] | None = None
+                     ) -> ConfigError:
+    """The first problem pydantic found, as a ConfigError naming the file and the key.
+
+    An unknown key comes first: a misspelt key ("limt") is why the right one is
+    missing, and the allowed keys name the fix.
+    """
+    first = min(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
     message = first["msg"]
     if first["type"] == "extra_forbidden" and model is not None:
         message += f" (allowed keys: {', '.join(_allowed_keys(model, first['loc']))})"
     return ConfigError(message, file=str(path), key=_key_path(first["loc"]))
 
 
+def validated(data: Any, path: Path, model: type[ModelT]) -> ModelT:
+    """``data`` through its file kind's model (extra="forbid"), or a ConfigError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, path, model) from exc
+
+
+def load_model(path: Path, model: type[ModelT]) -> tuple[ModelT, str]:
+    """A YAML file of one kind (suite, baseline, burn-in): the strict loader, then the
+    kind's pydantic model. (parsed, sha256 of the file's bytes)."""
+    data, digest = read_yaml(path)
+    return validated(data, path, model), digest
+
+
+_validation_error = validation_error  # burnin/engine.py's name for it
+
+
 def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """The field names of the (nested) model where an unknown key was found."""
     current: Any = model
     for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        annotation = current.model_fields[part].annotation
-        args = getattr(annotation, "__args__", None)
-        current = args[0] if args else annotation
+        fields = getattr(current, "model_fields", None)
+        if isinstance(part, int) or fields is None or part not in fields:
+            continue  # a list index or a mapping's key: the item's model stays
+        current = _item_model(fields[part].annotation)
     return list(current.model_fields) if hasattr(current, "model_fields") else []
+
+
+def _item_model(annotation: Any) -> Any:
+    """The model inside an annotation: X of X, list[X], dict[str, X] or X | None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _item_model(arg)
+        if found is not None:
+            return found
+    return None
 
 
 # --- suites ------------------------------------------------------------------------
@@ -207,11 +242,7 @@ class Suite:
 def load_suite(path: Path) -> Suite:
     from bench_agent.checks import CHECKS, get_check
 
-    data, digest = _read_yaml(path)
-    try:
-        parsed = _SuiteFile.model_validate(data)
-    except ValidationError as exc:
-        raise _validation_error(exc, path, _SuiteFile) from exc
+    parsed, digest = load_model(path, _SuiteFile)
     plans: list[CheckPlan] = []
     for index, entry in enumerate(parsed.checks):
         key = f"checks[{index}]"
@@ -328,12 +359,9 @@ def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
     if raw is None:
         return None
     try:
-        if isinstance(raw, str) and raw.strip().endswith("%"):
-            return float(raw.strip()[:-1]) / 100
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"expected a fraction or a percentage like '10%', got {raw!r}",
-                          file=str(path), key=key) from exc
+        return parse_fraction(raw)
+    except UnitError as exc:
+        raise ConfigError(str(exc), file=str(path), key=key) from exc
 
 
 def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Threshold:
@@ -376,51 +404,59 @@ def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Thres
         raise ConfigError(f"threshold {exc}", file=str(path), key=field_key) from exc
 
 
+class _FleetFigure(BaseModel):
+    """One figure of a fleet baseline (fleet/analysis.py generate_baseline writes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: float | None = Field(default=None, strict=True, allow_inf_nan=False)  # median
+    unit: str
+    comparator: Literal[">=", "<="]
+    limit: float = Field(strict=True, allow_inf_nan=False)
+    mad: float | None = Field(default=None, strict=True, allow_inf_nan=False)
+    nodes: int | None = Field(default=None, ge=1, strict=True)
+    fail_fraction: float | None = Field(default=None, ge=0, le=1, strict=True)
+    source: str | None = None
+
+
+class _FleetBaselineFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["fleet"]
+    model: str = ""
+    nvml_names: list[StrictStr] = Field(default_factory=list)
+    figures: dict[str, _FleetFigure] = Field(default_factory=dict)
+
+
 def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) -> Profile:
     """A fleet baseline (`bench-agent baseline generate`) used as a profile: each
     figure's explicit limit becomes a threshold on its metric."""
+    parsed = validated(data, path, _FleetBaselineFile)
     thresholds = []
-    figures = data.get("figures") or {}
-    if not isinstance(figures, dict):
-        raise ConfigError("expected a mapping of metric -> figure", file=str(path),
-                          key="figures")
-    for metric, figure in figures.items():
+    for metric, figure in parsed.figures.items():
         key = f"figures.{metric}"
-        info = METRICS.get(str(metric))
+        info = METRICS.get(metric)
         if info is None:
-            raise ConfigError(unknown_metric(str(metric)), file=str(path), key=key)
-        if not isinstance(figure, dict):
-            raise ConfigError("expected {comparator, limit, unit}", file=str(path), key=key)
-        if figure.get("comparator") not in (">=", "<=") or "limit" not in figure:
-            raise ConfigError("a fleet figure needs comparator (>= or <=) and limit",
-                              file=str(path), key=key)
-        if figure.get("unit") != info.unit.value:
-            raise ConfigError(f"unit {figure.get('unit')!r}, expected {info.unit.value}",
+            raise ConfigError(unknown_metric(metric), file=str(path), key=key)
+        if figure.unit != info.unit.value:
+            raise ConfigError(f"unit {figure.unit!r}, expected {info.unit.value}",
                               file=str(path), key=f"{key}.unit")
-        limit = figure["limit"]
-        if isinstance(limit, bool) or not isinstance(limit, int | float):
-            raise ConfigError(f"expected a number, got {limit!r}", file=str(path),
-                              key=f"{key}.limit")
         try:
             thresholds.append(Threshold(
-                id=f"fleet-{metric}", metric=str(metric),
-                comparator=Comparator(figure["comparator"]), value=float(limit),
-                unit=info.unit, source=str(figure.get("source", f"fleet baseline {path.name}"))))
+                id=f"fleet-{metric}", metric=metric, comparator=Comparator(figure.comparator),
+                value=figure.limit, unit=info.unit,
+                source=figure.source or f"fleet baseline {path.name}"))
         except (ValueError, OverflowError) as exc:
             raise ConfigError(f"threshold {exc}", file=str(path), key=f"{key}.limit") from exc
-    name = str(data.get("model") or path.stem)
+    name = parsed.model or path.stem
     return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)])
 
 
 def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
     """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it."""
+    # A profile file is one of two kinds: read once, then through the kind's model.
     data, digest = _read_yaml(path)
     if data.get("kind") == "fleet":
         return _profile_from_fleet_baseline(data, path, digest)
-    try:
-        parsed = _ProfileFile.model_validate(data)
-    except ValidationError as exc:
-        raise _validation_error(exc, path, _ProfileFile) from exc
+    parsed = validated(data, path, _ProfileFile)
     by_id: dict[str, Threshold] = {}
     sources = [str(path)]
     if parsed.extends:

@@ -195,6 +195,26 @@ def parse_duration(text: str | int | float) -> float:
     return seconds
 
 
+def parse_fraction(text: str | int | float) -> float:
+    """A fraction from "10%", "0.1" or 0.1 (a profile's warn band, burn-in's
+    throughput drop); UnitError for anything else, NaN, infinity and YAML's true
+    included (a band of NaN would compare false with every value)."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise UnitError(f"expected a fraction or a percentage like '10%', got {text!r}")
+    stripped = text.strip() if isinstance(text, str) else text
+    try:
+        if isinstance(stripped, str) and stripped.endswith("%"):
+            value = float(stripped[:-1]) / 100
+        else:
+            value = float(stripped)
+    except ValueError:
+        raise UnitError(f"expected a fraction or a percentage like '10%', got {text!r}"
+                        ) from None
+    if not math.isfinite(value):
+        raise UnitError(f"expected a fraction or a percentage like '10%', got {text!r}")
+    return value
+
+
 # --- formatting for people -------------------------------------------------------
 
 _DISPLAY_PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]

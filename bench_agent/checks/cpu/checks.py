@@ -30,6 +30,7 @@ from bench_agent.checks.base import Check, CheckContext
 from bench_agent.core.errors import CheckError
 from bench_agent.core.model import Measurement
 from bench_agent.core.stats import summarize
+from bench_agent.core.sysfs import parse_cache_size, read_line
 from bench_agent.core.units import Unit
 
 if TYPE_CHECKING:
@@ -259,22 +260,6 @@ class StreamParams(BaseModel):
     threads: int | None = Field(default=None, ge=1)
 
 
-def _parse_cache_size(text: str) -> int | None:
-    """sysfs cache sizes: "32768K" (binary K, as the kernel's cacheinfo prints)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)\s*", text)
-    if not match:
-        return None
-    factor = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}[match.group(2)]
-    return int(match.group(1)) * factor
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
 def last_level_cache_bytes(root: Path) -> int | None:
     """Sum of the last-level caches of the node, read from sysfs under ``root``.
 
@@ -287,7 +272,7 @@ def last_level_cache_bytes(root: Path) -> int | None:
     cpu0 = cpu_dir / "cpu0/cache"
     levels: list[tuple[int, str]] = []
     for index in sorted(cpu0.glob("index*")):
-        level, kind = _read(index / "level"), _read(index / "type")
+        level, kind = read_line(index / "level"), read_line(index / "type")
         if level and level.isdigit() and kind in ("Unified", "Data"):
             levels.append((int(level), index.name))
     if not levels:
@@ -296,11 +281,10 @@ def last_level_cache_bytes(root: Path) -> int | None:
     seen: dict[str, int] = {}
     for cpu in cpu_dir.glob("cpu[0-9]*"):
         cache = cpu / "cache" / llc_index
-        size_text = _read(cache / "size")
-        size = _parse_cache_size(size_text) if size_text else None
-        if size is None or _read(cache / "level") != str(llc_level):
+        size = parse_cache_size(read_line(cache / "size"))
+        if size is None or read_line(cache / "level") != str(llc_level):
             continue
-        key = _read(cache / "id") or _read(cache / "shared_cpu_list") or cpu.name
+        key = read_line(cache / "id") or read_line(cache / "shared_cpu_list") or cpu.name
         seen[key] = size
     return sum(seen.values()) or None
 
@@ -312,7 +296,7 @@ def stream_array_bytes(root: Path) -> int:
 
 
 def _available_memory(root: Path) -> int | None:
-    text = _read(root / "proc/meminfo")
+    text = read_line(root / "proc/meminfo")
     if not text:
         return None
     match = re.search(r"^MemAvailable:\s+(\d+)\s+kB", text, re.MULTILINE)

@@ -27,6 +27,7 @@ from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
 from bench_agent.core.stats import summarize
+from bench_agent.core.sysfs import list_dir, read_line
 from bench_agent.core.units import Unit
 from bench_agent.tools import nvml
 
@@ -60,14 +61,12 @@ GPU_CLASSES = ("0x0300", "0x0302")
 def nvidia_pci_gpus(root: Path = Path("/")) -> list[str]:
     """Bus ids of NVIDIA GPUs on the PCI bus, whatever the driver's state."""
     found = []
-    for device in sorted((root / "sys/bus/pci/devices").glob("*")):
-        try:
-            vendor = (device / "vendor").read_text().strip()
-            pci_class = (device / "class").read_text().strip()
-        except OSError:
-            continue
-        if vendor == NVIDIA_VENDOR and pci_class.startswith(GPU_CLASSES):
-            found.append(device.name)
+    devices = root / "sys/bus/pci/devices"
+    for name in list_dir(devices):
+        pci_class = read_line(devices / name / "class")
+        if read_line(devices / name / "vendor") == NVIDIA_VENDOR and pci_class \
+                and pci_class.startswith(GPU_CLASSES):
+            found.append(name)
     return found
 
 

@@ -25,6 +25,7 @@ from bench_agent.checks.base import Check, CheckContext
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
+from bench_agent.inventory.devices import link_speed_bps
 from bench_agent.peer.protocol import DEFAULT_PORTS, peer_request
 
 HELLO_TIMEOUT_S = 5.0
@@ -78,15 +79,6 @@ def route_interface(host: str) -> str | None:
         dev = routes[0].get("dev")
         return str(dev) if dev else None
     return None
-
-
-def link_speed_bps(root: Path, interface: str) -> float | None:
-    """/sys/class/net/IF/speed in Mbit/s as bits/s; None when unknown (-1, virtual)."""
-    try:
-        mbit = int((root / "sys/class/net" / interface / "speed").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return mbit * 1e6 if 0 < mbit < 0xFFFFFFFF else None
 
 
 # --- bandwidth ----------------------------------------------------------------------

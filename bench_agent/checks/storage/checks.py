@@ -55,6 +55,7 @@ from bench_agent.core.errors import (
 )
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import parse_duration
+from bench_agent.inventory.devices import nvme_devices
 from bench_agent.tools import fio as fio_tool
 from bench_agent.tools import fio_run
 
@@ -114,13 +115,6 @@ class Target:
 
 
 # --- targets ----------------------------------------------------------------------------
-
-
-def nvme_devices(root: Path) -> list[str]:
-    from bench_agent.inventory.collect import collect_inventory
-
-    inventory = collect_inventory(root, gpu_probe=list)
-    return [f"/dev/{d['name']}" for d in inventory.get("disks", []) if d.get("nvme")]
 
 
 def select_targets(ctx: CheckContext, writes: bool) -> tuple[Path | None, list[str]]:
