@@ -1,16 +1,22 @@
 """The explicit list of every check the agent knows (pyperf's OPERATIONS idea).
 
-Adding a check touches four places: its module here, its entry below, its test
-with a captured output, and the suite YAML that runs it. Modules are imported
-when a check is looked up, so `bench-agent --help` imports none of them.
+Adding a check touches its module (with its metrics declared in it), its entry
+below, its test with a captured output, and the suite YAML that runs it (and a
+profile line when it is judged). Everything else that knows about metrics (the
+catalog, `bench-agent list --metrics`, profile and baseline validation, fleet
+analysis, the README's check table) derives from the checks' declarations.
+Modules are imported when a check is looked up or the catalog is first asked
+for, so `bench-agent --help` imports none of them.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from bench_agent.checks.base import Check
 from bench_agent.core.errors import UsageError
+from bench_agent.core.metrics import MetricInfo
 
 # check name -> "module:Class". Order is the order `bench-agent list` shows.
 CHECKS: dict[str, str] = {
@@ -35,7 +41,7 @@ CHECKS: dict[str, str] = {
 }
 
 
-def get_check(name: str) -> Check:
+def check_class(name: str) -> type[Check]:
     try:
         target = CHECKS[name]
     except KeyError:
@@ -43,9 +49,49 @@ def get_check(name: str) -> Check:
         raise UsageError(f"unknown check {name!r} (known checks: {known})") from None
     module_name, class_name = target.split(":")
     module = importlib.import_module(module_name)
-    check_class: type[Check] = getattr(module, class_name)
-    return check_class()
+    found: type[Check] = getattr(module, class_name)
+    return found
+
+
+def get_check(name: str) -> Check:
+    return check_class(name)()
 
 
 def check_names() -> list[str]:
     return list(CHECKS)
+
+
+@functools.cache
+def _catalog() -> dict[str, MetricInfo]:
+    out: dict[str, MetricInfo] = {}
+    for name in CHECKS:
+        cls = check_class(name)
+        if cls.name != name:
+            raise ValueError(f"CHECKS[{name!r}] names a class whose name is {cls.name!r}")
+        seen: set[str] = set()
+        for spec in cls.metrics:
+            if spec.name in seen:
+                raise ValueError(f"check {name} declares metric {spec.name} twice")
+            seen.add(spec.name)
+            info = MetricInfo(spec.name, spec.unit, spec.meaning, (name,),
+                              spec.higher_is_better, spec.per_device)
+            known = out.get(spec.name)
+            if known is None:
+                out[spec.name] = info
+                continue
+            # Two checks may report the same metric (both RDMA checks count the
+            # active devices), but it must mean the same thing in both.
+            if (known.unit, known.meaning, known.higher_is_better, known.per_device) != (
+                    info.unit, info.meaning, info.higher_is_better, info.per_device):
+                raise ValueError(f"metric {spec.name} is declared differently by checks "
+                                 f"{', '.join(known.checks)} and {name}")
+            out[spec.name] = MetricInfo(spec.name, spec.unit, spec.meaning,
+                                        (*known.checks, name), spec.higher_is_better,
+                                        spec.per_device)
+    return out
+
+
+def metric_catalog() -> dict[str, MetricInfo]:
+    """Every metric a check declares, by name, in registry order (imports every check
+    module the first time; ValueError when two declarations of one metric differ)."""
+    return dict(_catalog())

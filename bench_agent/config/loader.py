@@ -25,8 +25,9 @@ from pydantic import (
     ValidationError,
 )
 
+from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ConfigError, UsageError
-from bench_agent.core.metrics import METRICS, unknown_metric
+from bench_agent.core.metrics import unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
 from bench_agent.core.units import UnitError, parse_duration, parse_quantity
 
@@ -337,9 +338,10 @@ def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
 
 
 def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Threshold:
-    info = METRICS.get(entry.metric)
+    catalog = metric_catalog()
+    info = catalog.get(entry.metric)
     if info is None:
-        raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric)}",
+        raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric, catalog)}",
                           file=str(path), key=f"{key}.metric")
     raw_values = entry.value if isinstance(entry.value, list) else [entry.value]
     expected_count = 2 if entry.comparator == "between" else 1
@@ -365,6 +367,8 @@ def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Thres
             upper=values[1] if len(values) == 2 else None,
             unit=info.unit,
             source=entry.source,
+            checks=info.checks,
+            meaning=info.meaning,
             severity=Severity(entry.severity),
             warn_band=_parse_band(entry.warn_band, path, f"{key}.warn_band"),
             required=entry.required,
@@ -386,9 +390,10 @@ def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) 
                           key="figures")
     for metric, figure in figures.items():
         key = f"figures.{metric}"
-        info = METRICS.get(str(metric))
+        catalog = metric_catalog()
+        info = catalog.get(str(metric))
         if info is None:
-            raise ConfigError(unknown_metric(str(metric)), file=str(path), key=key)
+            raise ConfigError(unknown_metric(str(metric), catalog), file=str(path), key=key)
         if not isinstance(figure, dict):
             raise ConfigError("expected {comparator, limit, unit}", file=str(path), key=key)
         if figure.get("comparator") not in (">=", "<=") or "limit" not in figure:
@@ -405,7 +410,8 @@ def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) 
             thresholds.append(Threshold(
                 id=f"fleet-{metric}", metric=str(metric),
                 comparator=Comparator(figure["comparator"]), value=float(limit),
-                unit=info.unit, source=str(figure.get("source", f"fleet baseline {path.name}"))))
+                unit=info.unit, source=str(figure.get("source", f"fleet baseline {path.name}")),
+                checks=info.checks, meaning=info.meaning))
         except (ValueError, OverflowError) as exc:
             raise ConfigError(f"threshold {exc}", file=str(path), key=f"{key}.limit") from exc
     name = str(data.get("model") or path.stem)

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
+from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ParseError, ToolFailed
-from bench_agent.core.metrics import METRICS, PARSED_ONLY
+from bench_agent.core.metrics import PARSED_ONLY
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from bench_agent.tools import PARSERS, parse_tool_output
@@ -25,6 +26,9 @@ from bench_agent.tools.perftest import (
 from bench_agent.tools.qperf import parse_qperf
 from bench_agent.tools.sockperf import clean_text, parse_sockperf
 from tests.paths import DATA, SAMPLES
+
+# The metric catalog, as the checks declare it.
+METRICS = metric_catalog()
 
 DATA = DATA / "network"
 SAMPLES = SAMPLES

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import Check, CheckContext
+from bench_agent.checks.base import Check, CheckContext, MetricSpec
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
@@ -108,9 +108,16 @@ class TcpBandwidthCheck(Check):
     name: ClassVar[str] = "network.tcp_bandwidth"
     domain: ClassVar[str] = "network"
     description: ClassVar[str] = "TCP bandwidth to the peer (iperf3, both directions)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "network.tcp_bandwidth", "network.tcp_bandwidth_reverse", "network.tcp_retransmits",
-        "network.tcp_retransmits_reverse", "network.tcp_bandwidth_link_ratio")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("network.tcp_bandwidth", Unit.BITS_PER_SECOND, "TCP bandwidth to the peer"),
+        MetricSpec("network.tcp_bandwidth_reverse", Unit.BITS_PER_SECOND,
+                   "TCP bandwidth from the peer (iperf3 -R or --bidir)"),
+        MetricSpec("network.tcp_retransmits", Unit.COUNT,
+                   "TCP retransmits of the sender, to the peer", higher_is_better=False),
+        MetricSpec("network.tcp_retransmits_reverse", Unit.COUNT,
+                   "TCP retransmits of the sender, from the peer", higher_is_better=False),
+        MetricSpec("network.tcp_bandwidth_link_ratio", Unit.COUNT,
+                   "TCP bandwidth / link speed of the interface routing to the peer"))
     params_model: ClassVar[type[BaseModel]] = BandwidthParams
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
@@ -163,6 +170,21 @@ class LatencyParams(PeerParams):
     tool: str = Field(default="auto", pattern="^(auto|sockperf|qperf)$")
 
 
+def latency_metrics(protocol: str) -> tuple[MetricSpec, ...]:
+    """One-way latency (half sockperf's round trip) and, with --full-rtt, the round
+    trip itself: average and the percentiles sockperf prints."""
+    name = protocol.upper()
+    out = []
+    for metric, what, note in (("latency", "one-way latency", " (half the round trip)"),
+                               ("round_trip", "round-trip time", " (sockperf --full-rtt)")):
+        out.append(MetricSpec(f"network.{protocol}_{metric}", Unit.SECONDS,
+                              f"{name} {what}{note}, average", higher_is_better=False))
+        out += [MetricSpec(f"network.{protocol}_{metric}_{p}", Unit.SECONDS,
+                           f"{name} {what}, {p.replace('_', '.')}", higher_is_better=False)
+                for p in ("p50", "p99", "p99_9")]
+    return tuple(out)
+
+
 class _LatencyCheck(Check):
     protocol: ClassVar[str]
     domain: ClassVar[str] = "network"
@@ -189,8 +211,8 @@ class _LatencyCheck(Check):
                 raise NotApplicable("qperf reports one-way latency only; full_rtt needs sockperf")
             command = qperf.client_command(host, int(services["qperf"]),
                                            f"{self.protocol}_lat", params.duration)
-            found = [replace(m, check=self.name)
-                     for m in qperf.parse_qperf(qperf.run_qperf(command, timeout))
+            found = [m for m in qperf.parse_qperf(qperf.run_qperf(command, timeout),
+                                                  check=self.name)
                      if m.unit is Unit.SECONDS]
         else:
             raise ToolMissing("sockperf", f"neither sockperf nor qperf is usable with {host} "
@@ -203,20 +225,14 @@ class TcpLatencyCheck(_LatencyCheck):
     name: ClassVar[str] = "network.tcp_latency"
     protocol: ClassVar[str] = "tcp"
     description: ClassVar[str] = "TCP one-way latency to the peer (sockperf ping-pong)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "network.tcp_latency", "network.tcp_latency_p50", "network.tcp_latency_p99",
-        "network.tcp_latency_p99_9", "network.tcp_round_trip", "network.tcp_round_trip_p50",
-        "network.tcp_round_trip_p99", "network.tcp_round_trip_p99_9")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = latency_metrics("tcp")
 
 
 class UdpLatencyCheck(_LatencyCheck):
     name: ClassVar[str] = "network.udp_latency"
     protocol: ClassVar[str] = "udp"
     description: ClassVar[str] = "UDP one-way latency to the peer (sockperf ping-pong)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "network.udp_latency", "network.udp_latency_p50", "network.udp_latency_p99",
-        "network.udp_latency_p99_9", "network.udp_round_trip", "network.udp_round_trip_p50",
-        "network.udp_round_trip_p99", "network.udp_round_trip_p99_9")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = latency_metrics("udp")
 
 
 # --- RDMA ---------------------------------------------------------------------------
@@ -238,6 +254,12 @@ def rdma_ports(root: Path) -> list[dict[str, Any]]:
     ports: list[dict[str, Any]] = collect_inventory(root, gpu_probe=lambda: []).get(
         "infiniband") or []
     return ports
+
+
+# Both RDMA checks count the devices they found: a profile requires the metric of
+# whichever runs.
+RDMA_ACTIVE_DEVICES = MetricSpec("network.rdma_active_devices", Unit.COUNT,
+                                 "RDMA devices with an ACTIVE port (/sys/class/infiniband)")
 
 
 class _RdmaCheck(Check):
@@ -285,10 +307,15 @@ class RdmaLatencyCheck(_RdmaCheck):
     tool: ClassVar[str] = "ib_write_lat"
     default_size: ClassVar[int] = 2  # perftest DEF_SIZE_LAT
     description: ClassVar[str] = "RDMA write latency to the peer (ib_write_lat, per HCA)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "network.rdma_active_devices", "network.rdma_write_latency",
-        "network.rdma_write_latency_avg", "network.rdma_write_latency_p99",
-        "network.rdma_write_latency_p99_9")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        RDMA_ACTIVE_DEVICES,
+        MetricSpec("network.rdma_write_latency", Unit.SECONDS,
+                   "RDMA write one-way latency (ib_write_lat typical)",
+                   higher_is_better=False, per_device=True),
+        *(MetricSpec(f"network.rdma_write_latency_{k}", Unit.SECONDS,
+                     f"RDMA write one-way latency, {t}", higher_is_better=False,
+                     per_device=True)
+          for k, t in (("avg", "average"), ("p99", "p99"), ("p99_9", "p99.9"))))
 
 
 class RdmaBandwidthCheck(_RdmaCheck):
@@ -296,5 +323,7 @@ class RdmaBandwidthCheck(_RdmaCheck):
     tool: ClassVar[str] = "ib_write_bw"
     default_size: ClassVar[int] = 65536  # perftest DEF_SIZE_BW
     description: ClassVar[str] = "RDMA write bandwidth to the peer (ib_write_bw, per HCA)"
-    metrics: ClassVar[tuple[str, ...]] = ("network.rdma_active_devices",
-                                          "network.rdma_write_bandwidth")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        RDMA_ACTIVE_DEVICES,
+        MetricSpec("network.rdma_write_bandwidth", Unit.BITS_PER_SECOND,
+                   "RDMA write bandwidth (ib_write_bw average)", per_device=True))
