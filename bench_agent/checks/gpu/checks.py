@@ -91,7 +91,8 @@ def default_load(indices: list[int], seconds: float) -> dict[str, Any]:
     from bench_agent.checks.gpu.kernels import run_on_devices
 
     results = run_on_devices([f"cuda:{i}" for i in indices],
-                             {"kind": "load", "seconds": seconds}, timeout=seconds + 120)
+                             {"kernel": HealthCheck.kernel, "seconds": seconds},
+                             timeout=seconds + 120)
     errors = [r for r in results if "error" in r]
     return {"ran": not errors, "why": "; ".join(f"{r['device']}: {r['error']}" for r in errors)}
 
@@ -162,6 +163,8 @@ class HealthCheck(Check):
             ("xid_kernel_log", "failing XIDs in the kernel log (NVRM: Xid lines)"))),
     )
     params_model: ClassVar[type[BaseModel]] = HealthParams
+    # The load run on every GPU while NVML samples (default_load).
+    kernel: ClassVar[str] = "bench_agent.checks.gpu.kernels:load_kernel"
 
     def __init__(self, load: LoadRunner = default_load,
                  kernel_log: KernelLogReader = read_kernel_log) -> None:
@@ -378,6 +381,7 @@ class MatmulCheck(Check):
         MetricSpec("gpu.baseline_known", Unit.COUNT,
                    "1 when a per-model baseline matched the GPU name"))
     params_model: ClassVar[type[BaseModel]] = MatmulParams
+    kernel: ClassVar[str] = "bench_agent.checks.gpu.kernels:matmul_kernel"
 
     def available(self, ctx: CheckContext) -> str | None:
         reason = torch_gpu_reason()
@@ -389,7 +393,7 @@ class MatmulCheck(Check):
         if not isinstance(p := params, MatmulParams):
             raise TypeError(f"expected MatmulParams, got {type(params).__name__}")
         indices = _gpu_indices()
-        task = {"kind": "matmul", "precisions": p.precisions, "sizes": p.sizes,
+        task = {"kernel": self.kernel, "precisions": p.precisions, "sizes": p.sizes,
                 "warmup": p.warmup, "iterations": p.iterations}
         results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
         _raise_errors(results, "gpu matmul")
@@ -444,6 +448,7 @@ class HbmCheck(Check):
         MetricSpec("gpu.hbm_copy_baseline_fraction", Unit.COUNT,
                    "hbm_copy / the model's baseline"))
     params_model: ClassVar[type[BaseModel]] = HbmParams
+    kernel: ClassVar[str] = "bench_agent.checks.gpu.kernels:copy_kernel"
 
     def available(self, ctx: CheckContext) -> str | None:
         reason = torch_gpu_reason()
@@ -455,7 +460,7 @@ class HbmCheck(Check):
         if not isinstance(p := params, HbmParams):
             raise TypeError(f"expected HbmParams, got {type(params).__name__}")
         indices = _gpu_indices()
-        task = {"kind": "copy", "bytes": p.bytes, "warmup": p.warmup,
+        task = {"kernel": self.kernel, "bytes": p.bytes, "warmup": p.warmup,
                 "iterations": p.iterations}
         results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
         _raise_errors(results, "gpu copy")
