@@ -206,7 +206,7 @@ class Suite:
 
 
 def load_suite(path: Path) -> Suite:
-    from bench_agent.checks import CHECKS, get_check
+    from bench_agent.checks import check_names, get_check, is_check
 
     data, digest = _read_yaml(path)
     try:
@@ -216,9 +216,9 @@ def load_suite(path: Path) -> Suite:
     plans: list[CheckPlan] = []
     for index, entry in enumerate(parsed.checks):
         key = f"checks[{index}]"
-        if entry.check not in CHECKS:
+        if not is_check(entry.check):
             raise ConfigError(
-                f"unknown check {entry.check!r}; expected one of {', '.join(CHECKS)}",
+                f"unknown check {entry.check!r}; expected one of {', '.join(check_names())}",
                 file=str(path),
                 key=f"{key}.check",
             )
@@ -256,7 +256,7 @@ def resolve_targets(targets: list[str]) -> Suite:
     A domain is the suite of the same name. Several targets are merged in order;
     a check named twice runs once, with its first parameters.
     """
-    from bench_agent.checks import CHECKS, get_check
+    from bench_agent.checks import check_names, get_check, is_check
 
     if not targets:
         targets = ["quick"]
@@ -275,14 +275,14 @@ def resolve_targets(targets: list[str]) -> Suite:
             plans.extend(suite.checks)
             digests.append(suite.sha256)
             profile = profile or suite.profile
-        elif target in CHECKS:
+        elif is_check(target):
             defaults = get_check(target).params_model().model_dump()
             plans.append(CheckPlan(target, defaults, DEFAULT_TIMEOUT_S, False))
             digests.append(hashlib.sha256(target.encode()).hexdigest())
         else:
             raise UsageError(
                 f"{target!r} is not a domain, suite or check; see `bench-agent list`"
-                f" (suites: {', '.join(suite_names())}; checks: {', '.join(CHECKS)})"
+                f" (suites: {', '.join(suite_names())}; checks: {', '.join(check_names())})"
             )
     unique: dict[str, CheckPlan] = {}
     for plan in plans:

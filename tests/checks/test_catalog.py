@@ -19,8 +19,9 @@ import pytest
 from pydantic import BaseModel
 
 import bench_agent.checks as registry
-from bench_agent.checks import CHECKS, catalog, check_class, metric_catalog
+from bench_agent.checks import catalog, check_class, check_names, metric_catalog
 from bench_agent.checks.base import Check, CheckContext, MetricSpec
+from bench_agent.core.errors import UsageError
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from tests.paths import DATA, REPO
@@ -32,7 +33,7 @@ PINNED = DATA / "catalog.json"
 def test_registry_and_catalog_match_the_pinned_file() -> None:
     pinned = json.loads(PINNED.read_text(encoding="utf-8"))
     live = catalog.snapshot()
-    assert [c["check"] for c in live["checks"]] == list(CHECKS)
+    assert [c["check"] for c in live["checks"]] == check_names()
     assert live == pinned, (
         f"the checks' declarations differ from {PINNED.relative_to(REPO)}; if the change"
         f" is intended, run `{FIX}` and commit the file")
@@ -63,7 +64,7 @@ def test_gen_catalog_check_mode_finds_the_tree_fresh() -> None:
 def test_every_entry_is_its_checks_declaration() -> None:
     built = metric_catalog()
     declared = 0
-    for name in CHECKS:
+    for name in check_names():
         for spec in check_class(name).metrics:
             declared += 1
             info = built[spec.name]
@@ -106,38 +107,75 @@ class _Twice(_First):
     metrics: ClassVar[tuple[MetricSpec, ...]] = _First.metrics * 2
 
 
+class _Stray(_First):
+    name: ClassVar[str] = "stray.check"
+
+
 @pytest.fixture
-def own_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    checks: dict[str, str] = {}
-    monkeypatch.setattr(registry, "CHECKS", checks)
+def own_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[type[Check]]]:
+    """A registry of one module, "test", whose CHECKS the test fills."""
+    checks: list[type[Check]] = []
+    monkeypatch.setattr(registry, "MODULES", {"test": "tests.checks.fake_module"})
+    monkeypatch.setattr(registry, "_module_checks", lambda module: tuple(checks))
+    registry._registry.cache_clear()
     registry._catalog.cache_clear()
     try:
         yield checks
     finally:
+        registry._registry.cache_clear()
         registry._catalog.cache_clear()
 
 
-def test_one_metric_two_meanings_is_refused(own_registry: dict[str, str]) -> None:
-    own_registry.update({"test.first": f"{__name__}:_First",
-                         "test.second": f"{__name__}:_Second"})
+def test_one_metric_two_meanings_is_refused(own_registry: list[type[Check]]) -> None:
+    own_registry += [_First, _Second]
     with pytest.raises(ValueError) as exc:
         metric_catalog()
     assert str(exc.value) == ("metric test.widgets is declared differently by checks "
                               "test.first and test.second")
 
 
-def test_one_metric_declared_twice_by_a_check_is_refused(own_registry: dict[str, str]) -> None:
-    own_registry["test.twice"] = f"{__name__}:_Twice"
+def test_one_metric_declared_twice_by_a_check_is_refused(own_registry: list[type[Check]]) -> None:
+    own_registry.append(_Twice)
     with pytest.raises(ValueError) as exc:
         metric_catalog()
     assert str(exc.value) == "check test.twice declares metric test.widgets twice"
 
 
-def test_a_registry_entry_must_name_its_own_class(own_registry: dict[str, str]) -> None:
-    own_registry["test.other"] = f"{__name__}:_First"
+def test_a_check_must_live_where_its_name_is_looked_up(own_registry: list[type[Check]]) -> None:
+    own_registry += [_First, _Stray]
     with pytest.raises(ValueError) as exc:
-        metric_catalog()
-    assert str(exc.value) == "CHECKS['test.other'] names a class whose name is 'test.first'"
+        check_names()
+    assert str(exc.value) == ("check stray.check is in tests.checks.fake_module, but its name"
+                              " is looked up in no module (checks.MODULES)")
+
+
+def test_two_checks_of_one_name_are_refused(own_registry: list[type[Check]]) -> None:
+    own_registry += [_First, _First]
+    with pytest.raises(ValueError) as exc:
+        check_names()
+    assert str(exc.value) == "two checks are named test.first"
+
+
+def test_a_module_lists_its_checks(own_registry: list[type[Check]]) -> None:
+    own_registry += [_First, _Second]
+    assert check_names() == ["test.first", "test.second"]
+    assert check_class("test.second") is _Second
+    with pytest.raises(UsageError) as exc:
+        check_class("test.third")
+    assert str(exc.value) == ("unknown check 'test.third' (known checks: test.first, "
+                              "test.second)")
+
+
+def test_looking_up_a_check_imports_only_its_module() -> None:
+    code = ("import sys\nfrom bench_agent.checks import get_check, is_check\n"
+            "get_check('cpu.gemm')\nassert is_check('memory.stream')\n"
+            "assert not is_check('network.nonesuch')\n"
+            "print(sorted(m for m in sys.modules if m.startswith('bench_agent.checks.')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == str(sorted([
+        "bench_agent.checks.base", "bench_agent.checks.cpu", "bench_agent.checks.cpu.checks",
+        "bench_agent.checks.network", "bench_agent.checks.network.checks"])), done.stderr
 
 
 def test_help_imports_no_check_module() -> None:
@@ -232,7 +270,7 @@ def test_list_json_names_checks_suites_and_profiles() -> None:
     done = _cli("list", "--json")
     assert done.returncode == 0, done.stderr
     listing = json.loads(done.stdout)
-    assert [c["check"] for c in listing["checks"]] == list(CHECKS)
+    assert [c["check"] for c in listing["checks"]] == check_names()
     assert "acceptance" in listing["suites"]
     from bench_agent.config.loader import load_profile_named
 

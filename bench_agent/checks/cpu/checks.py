@@ -495,3 +495,7 @@ class StreamCheck(Check):
             metric = f"memory.stream_{name}"
             out.append(_measurement(self.name, metric, Unit.BYTES_PER_SECOND, samples, params_k))
         return out
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (GemmCheck, StreamCheck)

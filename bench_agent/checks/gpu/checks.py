@@ -477,3 +477,7 @@ class HbmCheck(Check):
                 if (frac := baselines.fraction(measured[-1], baseline)) is not None:
                     out.append(frac)
         return out
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (HealthCheck, MatmulCheck, HbmCheck)

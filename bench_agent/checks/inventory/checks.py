@@ -36,3 +36,7 @@ class InventoryCheck(Check):
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         return inventory_measurements(collect_inventory(ctx.root))
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (InventoryCheck,)

@@ -160,3 +160,7 @@ class ReduceScatterCheck(CollectiveCheck):
     collective: ClassVar[str] = "reduce_scatter"
     description: ClassVar[str] = "reduce_scatter busbw and #wrong, torch.distributed"
     metrics: ClassVar[tuple[MetricSpec, ...]] = _metrics("reduce_scatter")
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (AllReduceCheck, AllGatherCheck, ReduceScatterCheck)

@@ -327,3 +327,8 @@ class RdmaBandwidthCheck(_RdmaCheck):
         RDMA_ACTIVE_DEVICES,
         MetricSpec("network.rdma_write_bandwidth", Unit.BITS_PER_SECOND,
                    "RDMA write bandwidth (ib_write_bw average)", per_device=True))
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (TcpBandwidthCheck, TcpLatencyCheck, UdpLatencyCheck,
+                                   RdmaLatencyCheck, RdmaBandwidthCheck)

@@ -454,3 +454,7 @@ class SeqWriteCheck(FioCheck):
     metrics = fio_metrics("seqwrite_1m", "1 MiB sequential write", "bandwidth",
                           Unit.BYTES_PER_SECOND)
     rw, direction, block, family = "write", "write", MIB, "seqwrite_1m"
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (RandReadCheck, RandWriteCheck, SeqReadCheck, SeqWriteCheck)
