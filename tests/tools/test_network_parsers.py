@@ -187,6 +187,18 @@ def test_qperf_units_are_normalized() -> None:
     assert uu["network.tcp_bandwidth"].value == pytest.approx(4036591616 * 8)
 
 
+def test_qperf_results_carry_the_check_that_ran_it() -> None:
+    """The parser needs no catalog: the check names itself; `bench-agent parse` (no
+    check) names each result after its metric, which is its check's name too."""
+    text = read("qperf_0.4.11_tcp_udp_lat_bw_uu_loopback.txt")
+    assert {(m.metric, m.check) for m in parse_qperf(text)} == {
+        ("network.tcp_latency", "network.tcp_latency"),
+        ("network.udp_latency", "network.udp_latency"),
+        ("network.tcp_bandwidth", "network.tcp_bandwidth")}
+    assert {m.check for m in parse_qperf(text, check="network.udp_latency")} == {
+        "network.udp_latency"}
+
+
 @pytest.mark.parametrize(("line", "seconds"), [("2.5 ns", 2.5e-9), ("26.1 us", 26.1e-6),
                                                ("1.2 ms", 1.2e-3), ("1.5 sec", 1.5)])
 def test_qperf_time_units(line: str, seconds: float) -> None:
