@@ -92,8 +92,9 @@ class Check(ABC):
     name: ClassVar[str]
     domain: ClassVar[str]
     description: ClassVar[str]
-    # The metrics (names in metrics.METRICS) this check may produce.
-    metrics: ClassVar[tuple[str, ...]]
+    # Every metric this check may produce, declared here and nowhere else: the
+    # metric catalog (checks.metric_catalog) is built from these declarations.
+    metrics: ClassVar[tuple[MetricSpec, ...]]
     params_model: ClassVar[type[BaseModel]] = NoParams
 
     def available(self, ctx: CheckContext) -> str | None:

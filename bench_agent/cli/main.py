@@ -426,9 +426,28 @@ def _signed_text(args: argparse.Namespace, report: Report) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from bench_agent.checks import check_names, get_check
+    from bench_agent.checks import catalog, check_names, get_check
     from bench_agent.config.loader import load_profile_named, profile_names, suite_names
 
+    if args.markdown:
+        if args.metrics:
+            raise _usage("--markdown writes the README's check table; it takes no --metrics")
+        sys.stdout.write(catalog.readme_block())
+        return EXIT_OK
+    if args.metrics:
+        if args.json:
+            print(json.dumps(catalog.metric_records(), indent=2))
+        else:
+            from bench_agent.report.display import print_rows
+
+            print_rows(catalog.METRIC_COLUMNS, list(catalog.metric_rows()))
+        return EXIT_OK
+    if args.json:
+        print(json.dumps({
+            "checks": catalog.check_records(), "suites": suite_names(),
+            "profiles": [{"name": name, "description": load_profile_named(name).description}
+                         for name in profile_names()]}, indent=2))
+        return EXIT_OK
     print("checks:")
     for name in check_names():
         check = get_check(name)

@@ -135,7 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--name", help="baseline name (default: the file name)")
     generate.add_argument("--z", type=float, default=3.5)
 
-    sub.add_parser("list", help="list checks, suites and profiles")
+    listing = sub.add_parser("list", help="list checks, suites and profiles")
+    listing.add_argument("--metrics", action="store_true",
+                         help="every metric the checks declare: unit, better, meaning")
+    listing_format = listing.add_mutually_exclusive_group()
+    listing_format.add_argument("--json", action="store_true", help="as JSON")
+    listing_format.add_argument("--markdown", action="store_true",
+                                help="the README's check table (generated)")
 
     report = sub.add_parser("report", help="read reports")
     report_sub = report.add_subparsers(dest="report_command", required=True,

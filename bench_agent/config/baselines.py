@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from bench_agent.core.errors import ConfigError, UnitError
-from bench_agent.core.metrics import METRICS, unknown_metric
+from bench_agent.core.metrics import unknown_metric
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit, format_value, parse_quantity
 
@@ -70,10 +70,13 @@ class _BaselineFile(BaseModel):
 
 
 def _figure(metric: str, entry: _FigureEntry, path: Path) -> Figure:
+    from bench_agent.checks import metric_catalog
+
     key = f"figures.{metric}"
-    info = METRICS.get(metric)
+    catalog = metric_catalog()
+    info = catalog.get(metric)
     if info is None:
-        raise ConfigError(unknown_metric(metric), file=str(path), key=key)
+        raise ConfigError(unknown_metric(metric, catalog), file=str(path), key=key)
     try:
         value = parse_quantity(entry.value, info.unit).value
     except UnitError as exc:
@@ -139,8 +142,10 @@ def fraction(measurement: Measurement, baseline: Baseline | None,
         return None
     if figure.min_bytes is not None and (size_bytes is None or size_bytes < figure.min_bytes):
         return None
+    from bench_agent.checks import metric_catalog
+
     name = f"{measurement.metric}_baseline_fraction"
-    if name not in METRICS:
+    if name not in metric_catalog():
         return None
     return Measurement(
         check=measurement.check, metric=name, value=measurement.value / figure.value,

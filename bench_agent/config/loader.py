@@ -25,8 +25,9 @@ from pydantic import (
     ValidationError,
 )
 
+from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ConfigError, UnitError, UsageError
-from bench_agent.core.metrics import METRICS, unknown_metric
+from bench_agent.core.metrics import unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
 from bench_agent.core.units import parse_duration, parse_fraction, parse_quantity
 
@@ -240,15 +241,15 @@ class Suite:
 
 
 def load_suite(path: Path) -> Suite:
-    from bench_agent.checks import CHECKS, get_check
+    from bench_agent.checks import check_names, get_check, is_check
 
     parsed, digest = load_model(path, _SuiteFile)
     plans: list[CheckPlan] = []
     for index, entry in enumerate(parsed.checks):
         key = f"checks[{index}]"
-        if entry.check not in CHECKS:
+        if not is_check(entry.check):
             raise ConfigError(
-                f"unknown check {entry.check!r}; expected one of {', '.join(CHECKS)}",
+                f"unknown check {entry.check!r}; expected one of {', '.join(check_names())}",
                 file=str(path),
                 key=f"{key}.check",
             )
@@ -286,7 +287,7 @@ def resolve_targets(targets: list[str]) -> Suite:
     A domain is the suite of the same name. Several targets are merged in order;
     a check named twice runs once, with its first parameters.
     """
-    from bench_agent.checks import CHECKS, get_check
+    from bench_agent.checks import check_names, get_check, is_check
 
     if not targets:
         targets = ["quick"]
@@ -305,14 +306,14 @@ def resolve_targets(targets: list[str]) -> Suite:
             plans.extend(suite.checks)
             digests.append(suite.sha256)
             profile = profile or suite.profile
-        elif target in CHECKS:
+        elif is_check(target):
             defaults = get_check(target).params_model().model_dump()
             plans.append(CheckPlan(target, defaults, DEFAULT_TIMEOUT_S, False))
             digests.append(hashlib.sha256(target.encode()).hexdigest())
         else:
             raise UsageError(
                 f"{target!r} is not a domain, suite or check; see `bench-agent list`"
-                f" (suites: {', '.join(suite_names())}; checks: {', '.join(CHECKS)})"
+                f" (suites: {', '.join(suite_names())}; checks: {', '.join(check_names())})"
             )
     unique: dict[str, CheckPlan] = {}
     for plan in plans:
@@ -365,9 +366,10 @@ def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
 
 
 def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Threshold:
-    info = METRICS.get(entry.metric)
+    catalog = metric_catalog()
+    info = catalog.get(entry.metric)
     if info is None:
-        raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric)}",
+        raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric, catalog)}",
                           file=str(path), key=f"{key}.metric")
     raw_values = entry.value if isinstance(entry.value, list) else [entry.value]
     expected_count = 2 if entry.comparator == "between" else 1
@@ -393,6 +395,8 @@ def _threshold_from_entry(entry: _ThresholdEntry, path: Path, key: str) -> Thres
             upper=values[1] if len(values) == 2 else None,
             unit=info.unit,
             source=entry.source,
+            checks=info.checks,
+            meaning=info.meaning,
             severity=Severity(entry.severity),
             warn_band=_parse_band(entry.warn_band, path, f"{key}.warn_band"),
             required=entry.required,
@@ -433,9 +437,10 @@ def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) 
     thresholds = []
     for metric, figure in parsed.figures.items():
         key = f"figures.{metric}"
-        info = METRICS.get(metric)
+        catalog = metric_catalog()
+        info = catalog.get(metric)
         if info is None:
-            raise ConfigError(unknown_metric(metric), file=str(path), key=key)
+            raise ConfigError(unknown_metric(metric, catalog), file=str(path), key=key)
         if figure.unit != info.unit.value:
             raise ConfigError(f"unit {figure.unit!r}, expected {info.unit.value}",
                               file=str(path), key=f"{key}.unit")
@@ -443,7 +448,8 @@ def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) 
             thresholds.append(Threshold(
                 id=f"fleet-{metric}", metric=metric, comparator=Comparator(figure.comparator),
                 value=figure.limit, unit=info.unit,
-                source=figure.source or f"fleet baseline {path.name}"))
+                source=figure.source or f"fleet baseline {path.name}",
+                checks=info.checks, meaning=info.meaning))
         except (ValueError, OverflowError) as exc:
             raise ConfigError(f"threshold {exc}", file=str(path), key=f"{key}.limit") from exc
     name = parsed.model or path.stem

@@ -47,6 +47,9 @@ class Threshold:
     ``warn_band`` is a fraction: a measurement that passes but lies within that
     fraction of the limit, on the passing side, is WARN (close to failing). With
     ``required`` a metric that its check did not produce is FAIL instead of SKIP.
+    ``checks`` and ``meaning`` come from the metric catalog (the profile loader
+    fills them): the checks that measure the metric and what it means. Without
+    ``checks`` the metric's first dotted part stands for its check.
     """
 
     id: str
@@ -59,6 +62,8 @@ class Threshold:
     severity: Severity = Severity.FAIL
     warn_band: float | None = None
     required: bool = False
+    checks: tuple[str, ...] = ()
+    meaning: str = ""
 
     def __post_init__(self) -> None:
         # Accept plain strings as Measurement and Verdict do.
@@ -191,11 +196,8 @@ def not_measured(threshold: Threshold, check: str, reason: str, profile: str = "
     if failed:
         owner = f"profile {profile}" if profile else "the profile"
         message = f"{owner} requires {threshold.metric} {threshold.describe()}"
-        from bench_agent.core.metrics import METRICS
-
-        info = METRICS.get(threshold.metric)
-        if info is not None:
-            message += f" ({info.description})"
+        if threshold.meaning:
+            message += f" ({threshold.meaning})"
         message += f"; {reason}"
     return Verdict(
         check=check,
@@ -230,15 +232,16 @@ def evaluate(
     (SKIP, "metric not measured by this suite"). ``profile`` names the profile in
     the message of a required metric that is missing.
     """
-    from bench_agent.core.metrics import METRICS
-
     ran = set(checks_ok)
     verdicts: list[Verdict] = []
     for threshold in thresholds:
-        info = METRICS.get(threshold.metric)
-        check = info.check if info else threshold.metric.split(".")[0]
-        # By metric, not by the catalog's check: a metric that two checks emit
-        # (network.rdma_active_devices) is judged whichever of them ran.
+        owners = threshold.checks or (threshold.metric.split(".")[0],)
+        # A metric that two checks emit (network.rdma_active_devices) is owned by
+        # whichever of them ran, else by one the suite holds, else by the first.
+        check = next((c for c in owners if c in ran), None) or next(
+            (c for c in owners if unmeasured is not None and c in unmeasured), owners[0])
+        # By metric, not by the owning check: a metric that two checks emit is
+        # judged whichever of them ran.
         matching = [m for m in measurements if m.metric == threshold.metric and m.check in ran]
         if matching:
             verdicts.extend(threshold.judge(m) for m in matching)

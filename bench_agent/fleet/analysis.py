@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ReportError, StrictJSONError
-from bench_agent.core.metrics import METRICS
 from bench_agent.core.units import Unit, format_value
 
 if TYPE_CHECKING:
@@ -138,7 +138,8 @@ def node_metric_table(data: FleetData) -> pd.DataFrame:
     long = pd.DataFrame.from_records(data.rows)
     newest = long.groupby("node")["finished_at"].transform("max")
     long = long[long["finished_at"] == newest]
-    higher = long["metric"].map(lambda m: METRICS[m].higher_is_better if m in METRICS else True)
+    catalog = metric_catalog()
+    higher = long["metric"].map(lambda m: catalog[m].higher_is_better if m in catalog else True)
     # Worst device first: lowest where higher is better, highest otherwise.
     long = long.assign(score=long["value"].where(higher, -long["value"]))
     worst = long.sort_values("score").groupby(["node", "metric"], as_index=False).first()
@@ -184,13 +185,14 @@ def modified_z(values: pd.Series, median: float, mad: float) -> pd.Series:
 def compare(table: pd.DataFrame, z_limit: float = OUTLIER_Z) -> Comparison:
     stats: list[MetricStats] = []
     outliers: list[Outlier] = []
+    catalog = metric_catalog()
     for metric in table.columns:
         column = table[metric].dropna()
         if column.empty:
             continue
         median = float(column.median())
         mad = float((column - median).abs().median())
-        info = METRICS.get(metric)
+        info = catalog.get(metric)
         higher = info.higher_is_better if info else True
         stats.append(MetricStats(metric, info.unit if info else None, len(column), median, mad,
                                  higher))
@@ -219,8 +221,9 @@ def render_text(result: Comparison) -> str:
     lines.append("")
     if not result.outliers:
         lines.append("no outliers")
+    units = {s.metric: s.unit for s in result.stats}
     for o in result.outliers:
-        unit = METRICS[o.metric].unit if o.metric in METRICS else None
+        unit = units.get(o.metric)
         lines.append(f"OUTLIER {o.node}: {o.metric} = {_fmt(o.value, unit)} "
                      f"(fleet median {_fmt(o.median, unit)}, z = {o.z:+.1f})")
     return "\n".join(lines) + "\n"
@@ -266,10 +269,10 @@ def render_html(result: Comparison) -> str:
     env = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
                       autoescape=select_autoescape(["html"], default_for_string=True,
                                                    default=True))
+    units = {s.metric: s.unit for s in result.stats}
     outliers = [{"node": o.node, "metric": o.metric, "z": o.z,
-                 "value": _fmt(o.value, METRICS[o.metric].unit if o.metric in METRICS else None),
-                 "median": _fmt(o.median, METRICS[o.metric].unit if o.metric in METRICS
-                                else None)}
+                 "value": _fmt(o.value, units.get(o.metric)),
+                 "median": _fmt(o.median, units.get(o.metric))}
                 for o in result.outliers]
     metrics = []
     for s in result.stats:

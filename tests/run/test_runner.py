@@ -10,10 +10,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bench_agent.checks import metric_catalog
 from bench_agent.config.loader import CheckPlan, Profile, Suite, load_profile
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.thresholds import Comparator, Threshold
@@ -187,7 +189,11 @@ def _suite(*plans: CheckPlan) -> Suite:
 
 
 def _profile(*thresholds: Threshold) -> Profile:
-    return Profile("test", "", list(thresholds), "", "1" * 64)
+    """A profile as the loader makes it: each threshold knows its metric's checks."""
+    catalog = metric_catalog()
+    return Profile("test", "", [replace(t, checks=catalog[t.metric].checks,
+                                        meaning=catalog[t.metric].meaning)
+                                for t in thresholds], "", "1" * 64)
 
 
 def _m(check: str, metric: str, value: float, unit: Unit) -> Measurement:
@@ -320,15 +326,14 @@ def test_every_threshold_of_the_profile_gets_a_verdict() -> None:
     """Measured ones are judged; the others SKIP with the reason, required ones of a
     check that ran here FAIL (a GPU profile on a node where NVML cannot start)."""
     suite = _suite(CheckPlan("inventory", {}, 10, True), CheckPlan("gpu.health", {}, 10, False))
-    profile = Profile("gpu-node-8", "", [
+    profile = replace(_profile(
         Threshold("cpus", "inventory.logical_cpus", Comparator.GE, 1, Unit.COUNT, "guide"),
         Threshold("gpu-count", "gpu.count", Comparator.BETWEEN, 8, Unit.COUNT, "8 GPUs",
                   upper=8, required=True),
         Threshold("ecc", "gpu.ecc_sram_uncorrectable", Comparator.LE, 0, Unit.COUNT, "AzNHC"),
         Threshold("iops", "storage.randread_4k_iops", Comparator.GT, 1e5, Unit.IOPS, "guide"),
         Threshold("rdma", "network.rdma_write_latency", Comparator.LT, 1e-5, Unit.SECONDS,
-                  "guide", required=True),
-    ], "", "1" * 64)
+                  "guide", required=True)), name="gpu-node-8")
     outcomes = [
         CheckOutcome("inventory", measurements=[_m("inventory", "inventory.logical_cpus", 2,
                                                    Unit.COUNT)]),

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ParseError, ToolFailed
-from bench_agent.core.metrics import METRICS
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from bench_agent.tools import fio, parse_tool_output
 from tests.paths import DATA, SAMPLES
+
+# The metric catalog, as the checks declare it.
+METRICS = metric_catalog()
 
 DATA = DATA / "fio"
 SAMPLES = SAMPLES

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import Check, CheckContext
+from bench_agent.checks.base import Check, CheckContext, MetricSpec
 from bench_agent.core.errors import CheckError
 from bench_agent.core.model import Measurement
 from bench_agent.core.stats import summarize
@@ -170,11 +170,11 @@ class GemmCheck(Check):
     name: ClassVar[str] = "cpu.gemm"
     domain: ClassVar[str] = "cpu"
     description: ClassVar[str] = "dense matrix multiply throughput (numpy BLAS)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "cpu.gemm_fp64_all_cores",
-        "cpu.gemm_fp32_all_cores",
-        "cpu.gemm_fp64_one_core",
-        "cpu.gemm_fp32_one_core",
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("cpu.gemm_fp64_all_cores", Unit.FLOPS, "fp64 GEMM, all cores"),
+        MetricSpec("cpu.gemm_fp32_all_cores", Unit.FLOPS, "fp32 GEMM, all cores"),
+        MetricSpec("cpu.gemm_fp64_one_core", Unit.FLOPS, "fp64 GEMM, one core"),
+        MetricSpec("cpu.gemm_fp32_one_core", Unit.FLOPS, "fp32 GEMM, one core"),
     )
     params_model: ClassVar[type[BaseModel]] = GemmParams
 
@@ -431,7 +431,9 @@ class StreamCheck(Check):
     name: ClassVar[str] = "memory.stream"
     domain: ClassVar[str] = "cpu"
     description: ClassVar[str] = "memory bandwidth, STREAM kernels on numpy"
-    metrics: ClassVar[tuple[str, ...]] = tuple(f"memory.stream_{k}" for k in STREAM_KERNELS)
+    metrics: ClassVar[tuple[MetricSpec, ...]] = tuple(
+        MetricSpec(f"memory.stream_{k}", Unit.BYTES_PER_SECOND, f"STREAM {k}")
+        for k in STREAM_KERNELS)
     params_model: ClassVar[type[BaseModel]] = StreamParams
 
     def __init__(self, timer: Timer = time.perf_counter) -> None:
@@ -477,3 +479,7 @@ class StreamCheck(Check):
             metric = f"memory.stream_{name}"
             out.append(_measurement(self.name, metric, Unit.BYTES_PER_SECOND, samples, params_k))
         return out
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (GemmCheck, StreamCheck)
