@@ -53,11 +53,11 @@ from bench_agent.config.loader import (
     params_error,
     threshold_from_entry,
 )
-from bench_agent.core.errors import ConfigError, ReportError
+from bench_agent.core.errors import ConfigError, ReportError, UnitError
 from bench_agent.core.model import NamedDigest, Report, Status
 from bench_agent.core.process import stop_all
 from bench_agent.core.thresholds import Threshold
-from bench_agent.core.units import UnitError, parse_duration
+from bench_agent.core.units import parse_duration
 
 # After SIGTERM, how long the loads get to end their loop and remove their files.
 STOP_GRACE_S = 15.0
@@ -312,25 +312,16 @@ def _axis_label(report: Report, series: str) -> str:
 
 
 def draw_plots(report: Report, folder: Path, stem: str) -> list[Path]:
-    """One PNG per series next to the report (matplotlib, Agg: no display needed)."""
-    if not report.series:
-        return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """One SVG per series next to the report (report/plots.py: the collector's plots,
+    no plotting library on the node)."""
+    from bench_agent.report.plots import series_plot, svg_file
 
     paths = []
     for name, points in sorted(report.series.items()):
-        figure, axes = plt.subplots(figsize=(7, 3))
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker=".")
-        axes.set_title(f"{report.host}: {name}")
-        axes.set_xlabel("seconds since start")
-        axes.set_ylabel(_axis_label(report, name))
-        axes.grid(True, alpha=0.3)
-        path = folder / f"{stem}.{name.replace('/', '_')}.png"
-        figure.tight_layout()
-        figure.savefig(path, dpi=80)
-        plt.close(figure)
+        svg = series_plot(points, _axis_label(report, name), f"{report.host}: {name}")
+        if not svg:
+            continue  # no finite point: nothing to draw
+        path = folder / f"{stem}.{name.replace('/', '_')}.svg"
+        path.write_text(svg_file(svg), encoding="utf-8")
         paths.append(path)
     return paths

@@ -16,7 +16,6 @@ read by the same reader (burnin/series.py).
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from bench_agent.core.metrics import MetricInfo
+from bench_agent.core.sysfs import read_line
 from bench_agent.core.units import Unit
+from bench_agent.inventory.devices import nvme_devices
 
 
 class EventKind(StrEnum):
@@ -79,9 +80,9 @@ class Event:
                    None if value is None else float(value), str(data.get("detail", "")))
 
 
-def _info(name: str, unit: Unit, check: str, description: str,
+def _info(name: str, unit: Unit, check: str, meaning: str,
           higher: bool = False) -> tuple[str, MetricInfo]:
-    return name, MetricInfo(name, unit, check, description, higher)
+    return name, MetricInfo(name, unit, meaning, (check,), higher)
 
 
 # What the burn-in samples besides the loads' rates (burnin/loads.py adds those).
@@ -271,23 +272,16 @@ class HealthReader:
 # --- samplers ---------------------------------------------------------------------
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
 def sample_cpu(root: Path = Path("/")) -> dict[str, Any]:
     """Load average, mean current frequency (cpufreq), hottest sensor (psutil)."""
     sample: dict[str, Any] = {}
-    loadavg = _read(root / "proc/loadavg")
+    loadavg = read_line(root / "proc/loadavg")
     if loadavg:
         sample["load1"] = float(loadavg.split()[0])
     freqs = []
     cpus = root / "sys/devices/system/cpu"
     for path in sorted(cpus.glob("cpu[0-9]*/cpufreq/scaling_cur_freq")):
-        text = _read(path)
+        text = read_line(path)
         if text and text.isdigit():
             freqs.append(int(text) / 1000)  # kHz in sysfs (kernel cpufreq docs)
     if freqs:
@@ -387,8 +381,4 @@ def gpu_sampler_from_nvml() -> Callable[[], list[dict[str, Any]]] | None:
 
 def nvme_devices_from_inventory(root: Path = Path("/")) -> list[str]:
     """Namespaces of NVMe controllers for `nvme smart-log` (e.g. /dev/nvme0n1)."""
-    block = root / "sys/block"
-    if not block.is_dir():
-        return []
-    return sorted(f"/dev/{p.name}" for p in block.iterdir()
-                  if p.name.startswith("nvme") and os.path.exists(f"/dev/{p.name}"))
+    return nvme_devices(root)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import statistics
 import uuid
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +31,7 @@ from bench_agent.burnin.health import (
     failing_xids,
 )
 from bench_agent.burnin.loads import burnin_catalog, load_registry
+from bench_agent.core.metrics import MetricInfo
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.core.thresholds import Series, Threshold, evaluate_series
 from bench_agent.core.units import Unit
@@ -79,13 +82,23 @@ def _collect(records: list[dict[str, Any]]) -> tuple[
     return points, units, events, end, last
 
 
+def _described(threshold: Threshold, catalog: Mapping[str, MetricInfo]) -> Threshold:
+    info = catalog.get(threshold.metric)
+    if info is None:
+        return threshold
+    return replace(threshold, checks=info.checks, meaning=info.meaning)
+
+
 def judge(records: list[dict[str, Any]]) -> Report:
     """The report of a burn-in from its (format 2) records; raises KeyError,
     TypeError or ValueError on a damaged record."""
     start = records[0]
     catalog = burnin_catalog()
     registry = load_registry()
-    thresholds = [Threshold.from_dict(t) for t in start.get("thresholds") or []]
+    # The series keeps each rule's data; the checks and meaning of its metric come
+    # from today's catalog, as a profile's do when it is loaded.
+    thresholds = [_described(Threshold.from_dict(t), catalog)
+                  for t in start.get("thresholds") or []]
     loads: dict[str, Any] = start.get("loads") or {}
     started = _timestamp(start["started_at"])
     points, units, events, end, last = _collect(records)
@@ -157,7 +170,7 @@ def judge(records: list[dict[str, Any]]) -> Report:
             f"interrupted after {ran:.0f} s (SIGINT or SIGTERM)")))
 
     profile = start.get("profile") or {}
-    verdicts: list[Verdict] = evaluate_series(series, thresholds, catalog,
+    verdicts: list[Verdict] = evaluate_series(series, thresholds,
                                               unmeasured=unmeasured,
                                               profile=str(profile.get("name", "")))
     verdicts += [outcome_verdict(outcome) for outcome in outcomes]

@@ -2,7 +2,7 @@
 
 A load is a check's ``burnin`` variant (checks/base.py BurninVariant): its name in
 burnin.yaml, the rate it reports, its params model and its loop. The registry is
-derived from the checks (bench_agent.checks.CHECKS), so a load exists exactly when
+derived from the checks (bench_agent.checks.check_names()), so a load exists exactly when
 a check declares one. Each load runs in the one worker (run/worker.py, burn-in
 mode), started through the one subprocess seam (core/process.py): its own session,
 SIGTERM when the supervisor dies (the loop stops and removes its files), stopped
@@ -24,7 +24,7 @@ from bench_agent.checks.base import BurninVariant
 from bench_agent.core.errors import StrictJSONError
 from bench_agent.core.metrics import MetricInfo
 from bench_agent.core.process import PIPE, Child, spawn
-from bench_agent.report.attest import loads_strict
+from bench_agent.core.strict_json import loads_strict
 from bench_agent.run.runner import CheckOutcome, default_worker_command, outcome_from_output
 from bench_agent.run.worker import PROTOCOL
 
@@ -38,11 +38,11 @@ class Load:
 
 def load_registry() -> dict[str, Load]:
     """Every check's burn-in variant, by its load name, in the checks' order."""
-    from bench_agent.checks import CHECKS, get_check
+    from bench_agent.checks import check_class, check_names
 
     loads: dict[str, Load] = {}
-    for name in CHECKS:
-        variant = type(get_check(name)).burnin
+    for name in check_names():
+        variant = check_class(name).burnin
         if variant is not None:
             loads[variant.load] = Load(variant.load, name, variant)
     return loads
@@ -56,7 +56,7 @@ def burnin_catalog() -> dict[str, MetricInfo]:
     catalog = dict(HEALTH_METRICS)
     for load in load_registry().values():
         rate = load.variant.rate
-        catalog[rate.name] = MetricInfo(rate.name, rate.unit, "burnin.loads", rate.meaning,
+        catalog[rate.name] = MetricInfo(rate.name, rate.unit, rate.meaning, ("burnin.loads",),
                                         rate.higher_is_better)
     return catalog
 

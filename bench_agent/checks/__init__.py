@@ -1,51 +1,120 @@
-"""The explicit list of every check the agent knows (pyperf's OPERATIONS idea).
+"""Every check the agent knows, found in the modules that declare them.
 
-Adding a check touches four places: its module here, its entry below, its test
-with a captured output, and the suite YAML that runs it. Modules are imported
-when a check is looked up, so `bench-agent --help` imports none of them.
+A check's module declares everything about it: its class (name, parameters,
+metrics, kernel) and its place in the module's own ``CHECKS`` tuple. Adding a
+check therefore touches its module, its test with a captured output, the suite
+YAML that runs it and, when it is judged, a profile line; nothing here. Whatever
+else knows about checks and metrics (the catalog, `bench-agent list --metrics`,
+profile and baseline validation, fleet analysis, the README's check table)
+derives from those declarations.
+
+A check is found by the first part of its name (``network`` for
+``network.tcp_bandwidth``): looking one up imports that module only, and
+`bench-agent --help` imports none.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from bench_agent.checks.base import Check
 from bench_agent.core.errors import UsageError
+from bench_agent.core.metrics import MetricInfo
 
-# check name -> "module:Class". Order is the order `bench-agent list` shows.
-CHECKS: dict[str, str] = {
-    "inventory": "bench_agent.checks.inventory.checks:InventoryCheck",
-    "cpu.gemm": "bench_agent.checks.cpu.checks:GemmCheck",
-    "memory.stream": "bench_agent.checks.cpu.checks:StreamCheck",
-    "gpu.health": "bench_agent.checks.gpu.checks:HealthCheck",
-    "gpu.matmul": "bench_agent.checks.gpu.checks:MatmulCheck",
-    "gpu.hbm": "bench_agent.checks.gpu.checks:HbmCheck",
-    "nccl.all_reduce": "bench_agent.checks.nccl.checks:AllReduceCheck",
-    "nccl.all_gather": "bench_agent.checks.nccl.checks:AllGatherCheck",
-    "nccl.reduce_scatter": "bench_agent.checks.nccl.checks:ReduceScatterCheck",
-    "storage.randread": "bench_agent.checks.storage.checks:RandReadCheck",
-    "storage.randwrite": "bench_agent.checks.storage.checks:RandWriteCheck",
-    "storage.seqread": "bench_agent.checks.storage.checks:SeqReadCheck",
-    "storage.seqwrite": "bench_agent.checks.storage.checks:SeqWriteCheck",
-    "network.tcp_bandwidth": "bench_agent.checks.network.checks:TcpBandwidthCheck",
-    "network.tcp_latency": "bench_agent.checks.network.checks:TcpLatencyCheck",
-    "network.udp_latency": "bench_agent.checks.network.checks:UdpLatencyCheck",
-    "network.rdma_latency": "bench_agent.checks.network.checks:RdmaLatencyCheck",
-    "network.rdma_bandwidth": "bench_agent.checks.network.checks:RdmaBandwidthCheck",
+# The first part of a check's name -> the module holding those checks. The order
+# of the modules, then of each module's CHECKS, is the order `bench-agent list` shows.
+MODULES: dict[str, str] = {
+    "inventory": "bench_agent.checks.inventory.checks",
+    "cpu": "bench_agent.checks.cpu.checks",
+    "memory": "bench_agent.checks.cpu.checks",
+    "gpu": "bench_agent.checks.gpu.checks",
+    "nccl": "bench_agent.checks.nccl.checks",
+    "storage": "bench_agent.checks.storage.checks",
+    "network": "bench_agent.checks.network.checks",
 }
 
 
-def get_check(name: str) -> Check:
-    try:
-        target = CHECKS[name]
-    except KeyError:
-        known = ", ".join(CHECKS)
-        raise UsageError(f"unknown check {name!r} (known checks: {known})") from None
-    module_name, class_name = target.split(":")
-    module = importlib.import_module(module_name)
-    check_class: type[Check] = getattr(module, class_name)
-    return check_class()
+def _module_checks(module_name: str) -> tuple[type[Check], ...]:
+    found = getattr(importlib.import_module(module_name), "CHECKS", None)
+    if not isinstance(found, tuple) or not all(
+            isinstance(c, type) and issubclass(c, Check) for c in found):
+        raise ValueError(f"{module_name}.CHECKS is not a tuple of Check classes")
+    return found
+
+
+@functools.cache
+def _registry() -> dict[str, type[Check]]:
+    out: dict[str, type[Check]] = {}
+    for module_name in dict.fromkeys(MODULES.values()):
+        for cls in _module_checks(module_name):
+            home = MODULES.get(cls.name.split(".")[0])
+            if home != module_name:
+                raise ValueError(f"check {cls.name} is in {module_name}, but its name is looked"
+                                 f" up in {home or 'no module'} (checks.MODULES)")
+            if cls.name in out:
+                raise ValueError(f"two checks are named {cls.name}")
+            out[cls.name] = cls
+    return out
 
 
 def check_names() -> list[str]:
-    return list(CHECKS)
+    """Every check's name, in `bench-agent list` order (imports every check module)."""
+    return list(_registry())
+
+
+def _find(name: str) -> type[Check] | None:
+    module_name = MODULES.get(name.split(".")[0])
+    if module_name is None:
+        return None
+    return next((c for c in _module_checks(module_name) if c.name == name), None)
+
+
+def is_check(name: str) -> bool:
+    """Whether ``name`` is a check (imports the module it would live in, only)."""
+    return _find(name) is not None
+
+
+def check_class(name: str) -> type[Check]:
+    found = _find(name)
+    if found is None:
+        known = ", ".join(check_names())
+        raise UsageError(f"unknown check {name!r} (known checks: {known})")
+    return found
+
+
+def get_check(name: str) -> Check:
+    return check_class(name)()
+
+
+@functools.cache
+def _catalog() -> dict[str, MetricInfo]:
+    out: dict[str, MetricInfo] = {}
+    for name, cls in _registry().items():
+        seen: set[str] = set()
+        for spec in cls.metrics:
+            if spec.name in seen:
+                raise ValueError(f"check {name} declares metric {spec.name} twice")
+            seen.add(spec.name)
+            info = MetricInfo(spec.name, spec.unit, spec.meaning, (name,),
+                              spec.higher_is_better, spec.per_device)
+            known = out.get(spec.name)
+            if known is None:
+                out[spec.name] = info
+                continue
+            # Two checks may report the same metric (both RDMA checks count the
+            # active devices), but it must mean the same thing in both.
+            if (known.unit, known.meaning, known.higher_is_better, known.per_device) != (
+                    info.unit, info.meaning, info.higher_is_better, info.per_device):
+                raise ValueError(f"metric {spec.name} is declared differently by checks "
+                                 f"{', '.join(known.checks)} and {name}")
+            out[spec.name] = MetricInfo(spec.name, spec.unit, spec.meaning,
+                                        (*known.checks, name), spec.higher_is_better,
+                                        spec.per_device)
+    return out
+
+
+def metric_catalog() -> dict[str, MetricInfo]:
+    """Every metric a check declares, by name, in registry order (imports every check
+    module the first time; ValueError when two declarations of one metric differ)."""
+    return dict(_catalog())

@@ -16,8 +16,9 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from bench_agent.core.errors import UnitError
 from bench_agent.core.model import Measurement
-from bench_agent.core.units import Unit, UnitError, parse_quantity
+from bench_agent.core.units import Unit, parse_quantity
 
 
 def _bytes_from_text(value: Any) -> Any:
@@ -106,8 +107,9 @@ class Check(ABC):
     name: ClassVar[str]
     domain: ClassVar[str]
     description: ClassVar[str]
-    # The metrics (names in metrics.METRICS) this check may produce.
-    metrics: ClassVar[tuple[str, ...]]
+    # Every metric this check may produce, declared here and nowhere else: the
+    # metric catalog (checks.metric_catalog) is built from these declarations.
+    metrics: ClassVar[tuple[MetricSpec, ...]]
     params_model: ClassVar[type[BaseModel]] = NoParams
     # The check's own kernel in a loop for `bench-agent burnin`, or None.
     burnin: ClassVar[BurninVariant | None] = None

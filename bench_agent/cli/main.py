@@ -37,12 +37,10 @@ if TYPE_CHECKING:
     from bench_agent.fleet.analysis import FleetData
 
 from bench_agent.cli.parser import (
-    EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_FAIL,
     EXIT_OK,
     EXIT_REPORT,
-    EXIT_USAGE,
     build_parser,
 )
 
@@ -147,7 +145,8 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     )
     from bench_agent.burnin.health import gpu_sampler_from_nvml
     from bench_agent.config.loader import data_dir
-    from bench_agent.core.units import UnitError, parse_duration
+    from bench_agent.core.errors import UnitError
+    from bench_agent.core.units import parse_duration
     from bench_agent.report.upload import check_collector_url
     from bench_agent.run.runner import host_identity
 
@@ -192,8 +191,10 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
         try:
             plots = draw_plots(report, target.parent,
                                target.name.removesuffix(".json").removesuffix(".unsigned"))
-            _err(f"plots: {len(plots)} PNG file(s) beside the report")
-        except Exception as exc:  # matplotlib missing or a full disk: the report stands
+            _err(f"plots: {len(plots)} SVG file(s) beside the report")
+        # A full disk or a read-only folder, a series point that is no number: the
+        # report stands, kept already.
+        except (OSError, ValueError, TypeError) as exc:
             _err(f"bench-agent: no plots: {type(exc).__name__}: {exc}")
     code = kept.exit_code
     if args.upload:
@@ -425,9 +426,28 @@ def _signed_text(args: argparse.Namespace, report: Report) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from bench_agent.checks import check_names, get_check
+    from bench_agent.checks import catalog, check_names, get_check
     from bench_agent.config.loader import load_profile_named, profile_names, suite_names
 
+    if args.markdown:
+        if args.metrics:
+            raise _usage("--markdown writes the README's check table; it takes no --metrics")
+        sys.stdout.write(catalog.readme_block())
+        return EXIT_OK
+    if args.metrics:
+        if args.json:
+            print(json.dumps(catalog.metric_records(), indent=2))
+        else:
+            from bench_agent.report.display import print_rows
+
+            print_rows(catalog.METRIC_COLUMNS, list(catalog.metric_rows()))
+        return EXIT_OK
+    if args.json:
+        print(json.dumps({
+            "checks": catalog.check_records(), "suites": suite_names(),
+            "profiles": [{"name": name, "description": load_profile_named(name).description}
+                         for name in profile_names()]}, indent=2))
+        return EXIT_OK
     print("checks:")
     for name in check_names():
         check = get_check(name)
@@ -599,13 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     # raise out of a print (`bench-agent list | head -1`, `run | head -1`).
     guard_std_streams()
     args = build_parser().parse_args(argv)
-    from bench_agent.core.errors import (
-        CheckError,
-        ConfigError,
-        ReportError,
-        SignatureError,
-        UsageError,
-    )
+    from bench_agent.core.errors import BenchAgentError, ConfigError
 
     handlers = {
         "inventory": _cmd_inventory,
@@ -624,19 +638,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except UsageError as exc:
-        _err(f"bench-agent: {exc}")
-        return EXIT_USAGE
-    except ConfigError as exc:
-        _err(f"bench-agent: configuration error: {exc}")
-        return EXIT_CONFIG
-    except (ReportError, SignatureError) as exc:
-        _err(f"bench-agent: {exc}")
-        return EXIT_REPORT
-    except CheckError as exc:
-        # `parse`: the tool's output reports a failure, or cannot be read.
-        _err(f"bench-agent: {exc}")
-        return EXIT_ERROR
+    except BenchAgentError as exc:
+        # The exit code is the error class's own (core/errors.py draws them all):
+        # UsageError 3, ConfigError 4, ReportError and SignatureError 5, a
+        # CheckError 2 (`parse`: the tool's output reports a failure or is garbage).
+        if exc.exit_code is None:
+            raise  # an error that its caller should have turned into another: a bug
+        kind = "configuration error: " if isinstance(exc, ConfigError) else ""
+        _err(f"bench-agent: {kind}{exc}")
+        return exc.exit_code
 
 
 if __name__ == "__main__":

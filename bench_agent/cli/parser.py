@@ -1,7 +1,8 @@
 """The command line's grammar: every subcommand, option and exit code of bench-agent.
 
 Kept apart from cli.py (which runs the commands) so each stays small; imports
-only the standard library, as `bench-agent --help` must start fast.
+only the standard library and core/errors.py (which says each error's exit code;
+it imports only the standard library too), as `bench-agent --help` must start fast.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG, EXIT_REPORT = 0, 1, 2, 3, 4, 5
+# The README's exit codes: 0 and 1 come from verdicts, 2 to 5 from the error tree.
+from bench_agent.core.errors import EXIT_CONFIG as EXIT_CONFIG
+from bench_agent.core.errors import EXIT_ERROR as EXIT_ERROR
+from bench_agent.core.errors import EXIT_REPORT as EXIT_REPORT
+from bench_agent.core.errors import EXIT_USAGE as EXIT_USAGE
+
+EXIT_OK, EXIT_FAIL = 0, 1
 FALLBACK_HELP = ("where the report (and --junit, --prom) go when their place cannot take "
                  "them (full disk); tried before /var/tmp/bench-agent and "
                  "$XDG_RUNTIME_DIR/bench-agent; exit code 5")
@@ -92,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="node running `bench-agent peer`, for the network load")
     burnin.add_argument("--key", type=Path)
     burnin.add_argument("--no-sign", action="store_true")
-    burnin.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    burnin.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
     burnin.add_argument("--upload", metavar="URL")
     burnin.add_argument("--json", action="store_true")
     burnin.set_defaults(junit=None, prom=None)
@@ -128,7 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--name", help="baseline name (default: the file name)")
     generate.add_argument("--z", type=float, default=3.5)
 
-    sub.add_parser("list", help="list checks, suites and profiles")
+    listing = sub.add_parser("list", help="list checks, suites and profiles")
+    listing.add_argument("--metrics", action="store_true",
+                         help="every metric the checks declare: unit, better, meaning")
+    listing_format = listing.add_mutually_exclusive_group()
+    listing_format.add_argument("--json", action="store_true", help="as JSON")
+    listing_format.add_argument("--markdown", action="store_true",
+                                help="the README's check table (generated)")
 
     report = sub.add_parser("report", help="read reports")
     report_sub = report.add_subparsers(dest="report_command", required=True,

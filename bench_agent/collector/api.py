@@ -24,8 +24,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bench_agent.collector import db, enrollment, metrics, queries
-from bench_agent.collector.ingest import Refused, Stored, ingest
+from bench_agent.collector.ingest import Stored, ingest
 from bench_agent.collector.settings import Settings
+from bench_agent.core.errors import EnrollmentError, Refused
 from bench_agent.core.model import Status
 
 log = logging.getLogger("bench_agent.collector")
@@ -117,9 +118,9 @@ async def post_report(
         body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     except Refused as exc:
         counters.refused(exc.reason)
-        log.warning("refused report from %s: %d %s: %s", client, exc.status, exc.reason,
+        log.warning("refused report from %s: %d %s: %s", client, exc.http_status, exc.reason,
                     exc.detail)
-        return refusal(exc.status, exc.reason, exc.detail, headers=CLOSE)
+        return refusal(exc.http_status, exc.reason, exc.detail, headers=CLOSE)
     # The slot is taken with the body in hand: what it bounds is the verifying and
     # storing (threads, database connections), which only a whole body needs.
     if not in_flight.enter():
@@ -135,10 +136,10 @@ async def post_report(
             limiter=request.app.state.ingest_limiter)
     except Refused as exc:
         counters.refused(exc.reason)
-        log.warning("refused report from %s: %d %s: %s", client, exc.status, exc.reason,
+        log.warning("refused report from %s: %d %s: %s", client, exc.http_status, exc.reason,
                     exc.detail)
-        return refusal(exc.status, exc.reason, exc.detail)
-    except enrollment.EnrollmentError as exc:
+        return refusal(exc.http_status, exc.reason, exc.detail)
+    except EnrollmentError as exc:
         # Auto-enroll refused in the write transaction (enrollment.enroll_in): the
         # node has had a key before (a revoked one too), or another first key of
         # it won a race at the database's one-active-key-per-node index.
@@ -236,7 +237,7 @@ async def post_key(
     try:
         body = await _read_body(request, KEY_BODY_LIMIT, settings.body_timeout_s)
     except Refused as exc:
-        return refusal(exc.status, exc.reason, exc.detail, headers=CLOSE)
+        return refusal(exc.http_status, exc.reason, exc.detail, headers=CLOSE)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -251,7 +252,7 @@ async def post_key(
         keyid, created = await run_in_threadpool(functools.partial(
             enrollment.enroll, database, data["node"], data["public_key"],
             replace=data.get("replace", False)))
-    except enrollment.EnrollmentError as exc:
+    except EnrollmentError as exc:
         status = 409 if exc.reason in enrollment.CONFLICTS else 422
         return refusal(status, exc.reason, str(exc))
     log.info("enrolled key %s for node %r", keyid, data["node"])

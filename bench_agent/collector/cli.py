@@ -161,8 +161,8 @@ def init(*, db_url: str | None) -> int:
 
 
 def enroll(*, db_url: str | None, node: str, pubkey: Path, replace: bool = False) -> int:
-    from bench_agent.collector.enrollment import EnrollmentError
     from bench_agent.collector.enrollment import enroll as enroll_key
+    from bench_agent.core.errors import EnrollmentError
 
     url = _database_of(db_url)
     try:

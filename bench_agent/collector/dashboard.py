@@ -20,9 +20,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
-from bench_agent.collector import queries, svg
-from bench_agent.core.units import Unit, format_value
+from bench_agent.collector import queries
+from bench_agent.report import plots as svg_plots
 
 router = APIRouter()
 
@@ -48,10 +49,7 @@ def show_value(value: float | None, unit: str | None) -> str:
         return ""
     if unit is None:
         return f"{value:.4g}"
-    try:
-        return format_value(value, Unit(unit))
-    except ValueError:
-        return f"{value:.4g} {unit}"
+    return svg_plots.label(value, unit)
 
 
 def _environment() -> Environment:
@@ -97,14 +95,16 @@ def node_page(request: Request, name: str) -> HTMLResponse:
         return _page("missing.html", status=404, what=f"node {name}")
     plots = [
         {"metric": s.metric, "device": s.device, "unit": s.unit, "points": len(s.points),
-         "svg": svg.line_plot(s.points, s.unit,
-                              f"{s.metric}{' ' + s.device if s.device else ''} over time")}
+         # plots.py escapes every text it writes: its SVG is markup, not text.
+         "svg": Markup(svg_plots.time_plot(
+             s.points, s.unit, f"{s.metric}{' ' + s.device if s.device else ''} over time"))}
         for s in series
     ]
     # Each series' unit is the one its report records (report.series_units).
     units = burnin.units if burnin else {}
     burnin_plots = [
-        {"name": key, "svg": svg.line_plot(points, units.get(key, ""), f"burn-in {key}")}
+        {"name": key, "svg": Markup(svg_plots.time_plot(
+            points, units.get(key, ""), f"burn-in {key}"))}
         for key, points in (burnin.series.items() if burnin else [])
     ]
     return _page("node.html", node=node, plots=plots, burnin=burnin, burnin_plots=burnin_plots)

@@ -24,24 +24,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bench_agent.collector import db
-from bench_agent.core.errors import BenchAgentError
+from bench_agent.core.errors import BenchAgentError, EnrollmentError
 from bench_agent.core.model import REFUSED_IN_NAMES
 from bench_agent.report.attest import PublicKey
 
 # The reasons that mean "this key or node is taken": 409 on POST /v1/keys.
 CONFLICTS = ("key_conflict", "key_revoked", "node_already_enrolled")
-
-
-class EnrollmentError(BenchAgentError):
-    """A key cannot be enrolled: bad PEM, bad node name, or enrolled for another node.
-
-    ``reason`` is the API's reason code: invalid_key, invalid_node, key_conflict,
-    key_revoked, node_already_enrolled.
-    """
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,6 @@ the other meets a constraint, rolls back and gets the answer of a duplicate.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import math
 from dataclasses import dataclass
@@ -47,11 +45,19 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from bench_agent.collector import db, enrollment
-from bench_agent.core.errors import ReportError, SignatureError, StrictJSONError
+from bench_agent.core.errors import (
+    EnrollmentError,
+    Refused,
+    ReportError,
+    SignatureError,
+    StrictJSONError,
+)
 from bench_agent.core.model import Report, check_name, check_text
 from bench_agent.report.attest import (
     PublicKey,
     canonical_json,
+    decode_base64,
+    envelope_statement,
     is_envelope,
     loads_strict,
     pae,
@@ -62,16 +68,6 @@ from bench_agent.report.attest import (
 # it at started_at + seconds, which must be a datetime (years 1 to 9999) or the
 # node's page fails. Ten years bounds any real burn-in (hours to days) by far.
 MAX_SERIES_SECONDS = 10 * 366 * 86400
-
-
-class Refused(Exception):
-    """The collector will not store this body; status, reason code and a human detail."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(f"{status} {reason}: {detail}")
-        self.status = status
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +146,10 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], bytes, list[str]]:
 
 
 def _b64(value: Any, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise Refused(400, "malformed_envelope", f"{what} is not a base64 string")
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise Refused(400, "malformed_envelope", f"{what} is not valid base64") from exc
+        return decode_base64(value, what)
+    except SignatureError as exc:
+        raise Refused(400, "malformed_envelope", str(exc)) from exc
 
 
 def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: str,
@@ -180,7 +174,7 @@ def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: s
     predicate = statement["predicate"]
     try:
         enrollment.check_node_name(subject)
-    except enrollment.EnrollmentError as exc:
+    except EnrollmentError as exc:
         raise Refused(422, "invalid_report", f"the subject name {subject!r:.80} is not a "
                       f"node name: {exc}") from exc
     if new_key:
@@ -282,8 +276,8 @@ def _check_storable(report: Report, started: datetime) -> None:
 def _offered(offered_key: str, keyids: list[str], envelope: dict[str, Any]
              ) -> enrollment.EnrolledKey:
     try:
-        public = PublicKey(base64.b64decode(offered_key, validate=True))
-    except (binascii.Error, ValueError) as exc:
+        public = PublicKey(decode_base64(offered_key, "X-Bench-Agent-Public-Key"))
+    except SignatureError as exc:
         raise Refused(400, "malformed_envelope",
                       "X-Bench-Agent-Public-Key is not base64") from exc
     if len(public.raw) != 32 or public.keyid not in keyids:
@@ -307,7 +301,7 @@ def _signature_holds(envelope: dict[str, Any], payload: bytes, public: PublicKey
     message = pae(str(envelope["payloadType"]), payload)
     for entry in envelope["signatures"]:
         if entry.get("keyid") == public.keyid and public.verify(
-                base64.b64decode(entry["sig"]), message):
+                decode_base64(entry["sig"], "sig"), message):
             return True
     return False
 
@@ -372,10 +366,8 @@ def _statement_of(envelope: bytes) -> bytes | None:
     """The canonical JSON of a stored envelope's statement; None if it cannot be read
     strictly (stored before ingest read strictly): then it is not the same."""
     try:
-        stored = loads_strict(envelope)
-        return canonical_json(loads_strict(base64.b64decode(stored["payload"],
-                                                            validate=True)))
-    except (StrictJSONError, binascii.Error, KeyError, TypeError, ValueError):
+        return canonical_json(envelope_statement(loads_strict(envelope)))
+    except (StrictJSONError, SignatureError):
         return None
 
 

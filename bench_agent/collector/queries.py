@@ -10,8 +10,6 @@ model.overall_status ranks verdicts); ``last_status`` stays the newest report's.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,7 +18,9 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from bench_agent.collector import db, enrollment
+from bench_agent.core.errors import EnrollmentError, SignatureError, StrictJSONError
 from bench_agent.core.model import Status, series_units_of
+from bench_agent.report.attest import envelope_report, loads_strict
 
 FAILING = (Status.FAIL.value, Status.ERROR.value)
 
@@ -118,7 +118,7 @@ def valid_name(name: str) -> bool:
     which PostgreSQL refuses in a parameter), and such a name names no node."""
     try:
         enrollment.check_node_name(name)
-    except enrollment.EnrollmentError:
+    except EnrollmentError:
         return False
     return True
 
@@ -186,10 +186,10 @@ def get_report(conn: Connection, report_id: int) -> dict[str, Any] | None:
         return None
     result = _report_dict(row)
     # The envelope exactly as the node sent it, so anyone can re-verify it.
-    envelope = json.loads(bytes(row.envelope))
+    # Stored only after ingest read it strictly (attest.loads_strict).
+    envelope = loads_strict(bytes(row.envelope))
     result["envelope"] = envelope
-    statement = json.loads(base64.b64decode(envelope["payload"]))
-    result["report"] = statement["predicate"]
+    result["report"] = envelope_report(envelope)
     return result
 
 
@@ -276,8 +276,10 @@ def latest_burnin_series(conn: Connection, name: str, *, look_back: int = 20
         .order_by(db.reports.c.finished_at.desc()).limit(look_back)
     ).all()
     for row in rows:
-        envelope = json.loads(bytes(row.envelope))
-        report = json.loads(base64.b64decode(envelope["payload"])).get("predicate", {})
+        try:
+            report = envelope_report(loads_strict(bytes(row.envelope)))
+        except (StrictJSONError, SignatureError):
+            continue  # stored before ingest read strictly: no plot rather than no page
         raw = report.get("series")
         if not isinstance(raw, dict) or not raw:
             continue

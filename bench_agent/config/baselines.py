@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from bench_agent.core.errors import ConfigError
-from bench_agent.core.metrics import METRICS, unknown_metric
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from bench_agent.core.errors import ConfigError, UnitError
+from bench_agent.core.metrics import unknown_metric
 from bench_agent.core.model import Measurement
-from bench_agent.core.units import Unit, UnitError, format_value, parse_quantity
+from bench_agent.core.units import Unit, format_value, parse_quantity
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,50 +49,61 @@ def baselines_dir() -> Path:
     return data_dir() / "baselines"
 
 
-def _figure(metric: str, raw: Any, path: Path) -> Figure:
+class _FigureEntry(BaseModel):
+    """One figure of a baseline file; values with units are parsed against the metric."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Strict: YAML `true` must not become a figure of 1.
+    value: StrictStr | StrictFloat | StrictInt
+    source: str = Field(min_length=1)
+    # Collectives: the GPU count the figure is for, and the smallest size it holds at.
+    ranks: int | None = Field(default=None, ge=1, strict=True)
+    min_bytes: StrictStr | StrictFloat | StrictInt | None = None
+
+
+class _BaselineFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    # The names NVML reports (nvmlDeviceGetName), compared without case.
+    nvml_names: list[StrictStr] = Field(min_length=1)
+    figures: dict[str, _FigureEntry] = Field(default_factory=dict)
+
+
+def _figure(metric: str, entry: _FigureEntry, path: Path) -> Figure:
+    from bench_agent.checks import metric_catalog
+
     key = f"figures.{metric}"
-    info = METRICS.get(metric)
+    catalog = metric_catalog()
+    info = catalog.get(metric)
     if info is None:
-        raise ConfigError(unknown_metric(metric), file=str(path), key=key)
-    if not isinstance(raw, dict) or "value" not in raw or not raw.get("source"):
-        raise ConfigError("expected {value: ..., source: ...}", file=str(path), key=key)
+        raise ConfigError(unknown_metric(metric, catalog), file=str(path), key=key)
     try:
-        value = parse_quantity(raw["value"], info.unit).value
-        min_bytes = (parse_quantity(raw["min_bytes"], Unit.BYTES).value
-                     if "min_bytes" in raw else None)
-    except (UnitError, TypeError) as exc:
-        raise ConfigError(str(exc), file=str(path), key=key) from exc
+        value = parse_quantity(entry.value, info.unit).value
+    except UnitError as exc:
+        raise ConfigError(str(exc), file=str(path), key=f"{key}.value") from exc
+    try:
+        min_bytes = (parse_quantity(entry.min_bytes, Unit.BYTES).value
+                     if entry.min_bytes is not None else None)
+    except UnitError as exc:
+        raise ConfigError(str(exc), file=str(path), key=f"{key}.min_bytes") from exc
     # Measurements are divided by the figure: it must be a positive amount.
     if not value > 0:
         raise ConfigError(f"a baseline figure must be above zero, got"
                           f" {format_value(value, info.unit)}", file=str(path),
                           key=f"{key}.value")
-    ranks = raw.get("ranks")
-    if ranks is not None and (isinstance(ranks, bool) or not isinstance(ranks, int)
-                              or ranks < 1):
-        raise ConfigError(f"expected a GPU count (a whole number >= 1), got {ranks!r}",
-                          file=str(path), key=f"{key}.ranks")
-    return Figure(metric, value, info.unit, str(raw["source"]), ranks, min_bytes)
+    return Figure(metric, value, info.unit, entry.source, entry.ranks, min_bytes)
 
 
 def load_baseline(path: Path) -> Baseline:
-    from bench_agent.config.loader import read_yaml
+    from bench_agent.config.loader import load_model
 
     # The strict loader: duplicate keys refused (safe_load keeps the last of two
-    # gpu.matmul_bf16 figures without a word), depth and number size bounded.
-    data, _digest = read_yaml(path)
-    names = data.get("nvml_names")
-    if not data.get("model") or not names:
-        raise ConfigError("a baseline needs model and nvml_names", file=str(path))
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ConfigError("expected a list of the names NVML reports", file=str(path),
-                          key="nvml_names")
-    figures = data.get("figures") or {}
-    if not isinstance(figures, dict):
-        raise ConfigError("expected a mapping of metric -> figure", file=str(path),
-                          key="figures")
-    parsed = {str(metric): _figure(str(metric), raw, path) for metric, raw in figures.items()}
-    return Baseline(str(data["model"]), tuple(names), parsed, str(path))
+    # gpu.matmul_bf16 figures without a word), depth and number size bounded;
+    # then the file's model: an unknown key (a "rank: 8" for "ranks") is refused,
+    # not ignored.
+    parsed, _digest = load_model(path, _BaselineFile)
+    figures = {metric: _figure(metric, entry, path) for metric, entry in parsed.figures.items()}
+    return Baseline(parsed.model, tuple(parsed.nvml_names), figures, str(path))
 
 
 def load_baselines(folder: Path | None = None) -> list[Baseline]:
@@ -130,8 +142,10 @@ def fraction(measurement: Measurement, baseline: Baseline | None,
         return None
     if figure.min_bytes is not None and (size_bytes is None or size_bytes < figure.min_bytes):
         return None
+    from bench_agent.checks import metric_catalog
+
     name = f"{measurement.metric}_baseline_fraction"
-    if name not in METRICS:
+    if name not in metric_catalog():
         return None
     return Measurement(
         check=measurement.check, metric=name, value=measurement.value / figure.value,

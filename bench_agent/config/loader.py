@@ -26,10 +26,13 @@ from pydantic import (
     ValidationError,
 )
 
-from bench_agent.core.errors import ConfigError, UsageError
-from bench_agent.core.metrics import METRICS, MetricInfo, unknown_metric
+from bench_agent.checks import metric_catalog
+from bench_agent.core.errors import ConfigError, UnitError, UsageError
+from bench_agent.core.metrics import MetricInfo, unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
-from bench_agent.core.units import UnitError, parse_duration, parse_quantity
+from bench_agent.core.units import parse_duration, parse_fraction, parse_quantity
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DEFAULT_PROFILE = "guide-minimum"
 DEFAULT_TIMEOUT_S = 300.0
@@ -135,20 +138,6 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 
 _read_yaml = read_yaml
 
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def load_model(path: Path, model: type[Model]) -> tuple[Model, str]:
-    """A YAML file read strictly and validated by ``model`` (extra="forbid" models
-    refuse unknown keys), and the sha256 of its bytes; every problem is a
-    ConfigError naming the file and the key."""
-    data, digest = read_yaml(path)
-    try:
-        return model.model_validate(data), digest
-    except ValidationError as exc:
-        raise _validation_error(exc, path, model) from exc
-
-
 def params_error(exc: ValidationError, path: Path, key: str) -> ConfigError:
     """A check's (or a burn-in load's) params refused by its params_model, at ``key``."""
     first = exc.errors()[0]
@@ -163,25 +152,55 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return key
 
 
-def _validation_error(exc: ValidationError, path: Path, model: type[BaseModel] | None = None
-                      ) -> ConfigError:
-    first = exc.errors()[0]
+def validation_error(exc: ValidationError, path: Path, model: type[BaseModel] | None = None
+                     ) -> ConfigError:
+    """The first problem pydantic found, as a ConfigError naming the file and the key.
+
+    An unknown key comes first: a misspelt key ("limt") is why the right one is
+    missing, and the allowed keys name the fix.
+    """
+    first = min(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
     message = first["msg"]
     if first["type"] == "extra_forbidden" and model is not None:
         message += f" (allowed keys: {', '.join(_allowed_keys(model, first['loc']))})"
     return ConfigError(message, file=str(path), key=_key_path(first["loc"]))
 
 
+def validated(data: Any, path: Path, model: type[ModelT]) -> ModelT:
+    """``data`` through its file kind's model (extra="forbid"), or a ConfigError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, path, model) from exc
+
+
+def load_model(path: Path, model: type[ModelT]) -> tuple[ModelT, str]:
+    """A YAML file of one kind (suite, baseline, burn-in): the strict loader, then the
+    kind's pydantic model. (parsed, sha256 of the file's bytes)."""
+    data, digest = read_yaml(path)
+    return validated(data, path, model), digest
+
+
 def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """The field names of the (nested) model where an unknown key was found."""
     current: Any = model
     for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        annotation = current.model_fields[part].annotation
-        args = getattr(annotation, "__args__", None)
-        current = args[0] if args else annotation
+        fields = getattr(current, "model_fields", None)
+        if isinstance(part, int) or fields is None or part not in fields:
+            continue  # a list index or a mapping's key: the item's model stays
+        current = _item_model(fields[part].annotation)
     return list(current.model_fields) if hasattr(current, "model_fields") else []
+
+
+def _item_model(annotation: Any) -> Any:
+    """The model inside an annotation: X of X, list[X], dict[str, X] or X | None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _item_model(arg)
+        if found is not None:
+            return found
+    return None
 
 
 # --- suites ------------------------------------------------------------------------
@@ -225,19 +244,15 @@ class Suite:
 
 
 def load_suite(path: Path) -> Suite:
-    from bench_agent.checks import CHECKS, get_check
+    from bench_agent.checks import check_names, get_check, is_check
 
-    data, digest = _read_yaml(path)
-    try:
-        parsed = _SuiteFile.model_validate(data)
-    except ValidationError as exc:
-        raise _validation_error(exc, path, _SuiteFile) from exc
+    parsed, digest = load_model(path, _SuiteFile)
     plans: list[CheckPlan] = []
     for index, entry in enumerate(parsed.checks):
         key = f"checks[{index}]"
-        if entry.check not in CHECKS:
+        if not is_check(entry.check):
             raise ConfigError(
-                f"unknown check {entry.check!r}; expected one of {', '.join(CHECKS)}",
+                f"unknown check {entry.check!r}; expected one of {', '.join(check_names())}",
                 file=str(path),
                 key=f"{key}.check",
             )
@@ -272,7 +287,7 @@ def resolve_targets(targets: list[str]) -> Suite:
     A domain is the suite of the same name. Several targets are merged in order;
     a check named twice runs once, with its first parameters.
     """
-    from bench_agent.checks import CHECKS, get_check
+    from bench_agent.checks import check_names, get_check, is_check
 
     if not targets:
         targets = ["quick"]
@@ -291,14 +306,14 @@ def resolve_targets(targets: list[str]) -> Suite:
             plans.extend(suite.checks)
             digests.append(suite.sha256)
             profile = profile or suite.profile
-        elif target in CHECKS:
+        elif is_check(target):
             defaults = get_check(target).params_model().model_dump()
             plans.append(CheckPlan(target, defaults, DEFAULT_TIMEOUT_S, False))
             digests.append(hashlib.sha256(target.encode()).hexdigest())
         else:
             raise UsageError(
                 f"{target!r} is not a domain, suite or check; see `bench-agent list`"
-                f" (suites: {', '.join(suite_names())}; checks: {', '.join(CHECKS)})"
+                f" (suites: {', '.join(suite_names())}; checks: {', '.join(check_names())})"
             )
     unique: dict[str, CheckPlan] = {}
     for plan in plans:
@@ -331,7 +346,6 @@ class WindowThresholdEntry(ThresholdEntry):
     of_first: StrictStr | StrictFloat | StrictInt | None = None
 
 
-
 class _ProfileFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -354,12 +368,9 @@ def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
     if raw is None:
         return None
     try:
-        if isinstance(raw, str) and raw.strip().endswith("%"):
-            return float(raw.strip()[:-1]) / 100
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"expected a fraction or a percentage like '10%', got {raw!r}",
-                          file=str(path), key=key) from exc
+        return parse_fraction(raw)
+    except UnitError as exc:
+        raise ConfigError(str(exc), file=str(path), key=key) from exc
 
 
 def _window(entry: ThresholdEntry, name: str, path: Path, key: str) -> float | None:
@@ -375,10 +386,13 @@ def _window(entry: ThresholdEntry, name: str, path: Path, key: str) -> float | N
 def threshold_from_entry(entry: ThresholdEntry, path: Path, key: str,
                          catalog: Mapping[str, MetricInfo] | None = None) -> Threshold:
     """One threshold of a profile (or of a burn-in file: a WindowThresholdEntry), its
-    metric and value checked against ``catalog`` (the metric catalog by default)."""
-    info = (METRICS if catalog is None else catalog).get(entry.metric)
+    metric and value checked against ``catalog`` (the checks' metric catalog by
+    default); the threshold carries the metric's checks and meaning from it."""
+    if catalog is None:
+        catalog = metric_catalog()
+    info = catalog.get(entry.metric)
     if info is None:
-        raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric)}",
+        raise ConfigError(f"threshold {entry.id}: {unknown_metric(entry.metric, catalog)}",
                           file=str(path), key=f"{key}.metric")
     raw_values = entry.value if isinstance(entry.value, list) else [entry.value]
     expected_count = 2 if entry.comparator == "between" else 1
@@ -412,6 +426,8 @@ def threshold_from_entry(entry: ThresholdEntry, path: Path, key: str,
             upper=values[1] if len(values) == 2 else None,
             unit=info.unit,
             source=entry.source,
+            checks=info.checks,
+            meaning=info.meaning,
             severity=Severity(entry.severity),
             warn_band=_parse_band(entry.warn_band, path, f"{key}.warn_band"),
             required=entry.required,
@@ -425,51 +441,61 @@ def threshold_from_entry(entry: ThresholdEntry, path: Path, key: str,
         raise ConfigError(f"threshold {exc}", file=str(path), key=field_key) from exc
 
 
+class _FleetFigure(BaseModel):
+    """One figure of a fleet baseline (fleet/analysis.py generate_baseline writes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: float | None = Field(default=None, strict=True, allow_inf_nan=False)  # median
+    unit: str
+    comparator: Literal[">=", "<="]
+    limit: float = Field(strict=True, allow_inf_nan=False)
+    mad: float | None = Field(default=None, strict=True, allow_inf_nan=False)
+    nodes: int | None = Field(default=None, ge=1, strict=True)
+    fail_fraction: float | None = Field(default=None, ge=0, le=1, strict=True)
+    source: str | None = None
+
+
+class _FleetBaselineFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["fleet"]
+    model: str = ""
+    nvml_names: list[StrictStr] = Field(default_factory=list)
+    figures: dict[str, _FleetFigure] = Field(default_factory=dict)
+
+
 def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) -> Profile:
     """A fleet baseline (`bench-agent baseline generate`) used as a profile: each
     figure's explicit limit becomes a threshold on its metric."""
+    parsed = validated(data, path, _FleetBaselineFile)
     thresholds = []
-    figures = data.get("figures") or {}
-    if not isinstance(figures, dict):
-        raise ConfigError("expected a mapping of metric -> figure", file=str(path),
-                          key="figures")
-    for metric, figure in figures.items():
+    for metric, figure in parsed.figures.items():
         key = f"figures.{metric}"
-        info = METRICS.get(str(metric))
+        catalog = metric_catalog()
+        info = catalog.get(metric)
         if info is None:
-            raise ConfigError(unknown_metric(str(metric)), file=str(path), key=key)
-        if not isinstance(figure, dict):
-            raise ConfigError("expected {comparator, limit, unit}", file=str(path), key=key)
-        if figure.get("comparator") not in (">=", "<=") or "limit" not in figure:
-            raise ConfigError("a fleet figure needs comparator (>= or <=) and limit",
-                              file=str(path), key=key)
-        if figure.get("unit") != info.unit.value:
-            raise ConfigError(f"unit {figure.get('unit')!r}, expected {info.unit.value}",
+            raise ConfigError(unknown_metric(metric, catalog), file=str(path), key=key)
+        if figure.unit != info.unit.value:
+            raise ConfigError(f"unit {figure.unit!r}, expected {info.unit.value}",
                               file=str(path), key=f"{key}.unit")
-        limit = figure["limit"]
-        if isinstance(limit, bool) or not isinstance(limit, int | float):
-            raise ConfigError(f"expected a number, got {limit!r}", file=str(path),
-                              key=f"{key}.limit")
         try:
             thresholds.append(Threshold(
-                id=f"fleet-{metric}", metric=str(metric),
-                comparator=Comparator(figure["comparator"]), value=float(limit),
-                unit=info.unit, source=str(figure.get("source", f"fleet baseline {path.name}"))))
+                id=f"fleet-{metric}", metric=metric, comparator=Comparator(figure.comparator),
+                value=figure.limit, unit=info.unit,
+                source=figure.source or f"fleet baseline {path.name}",
+                checks=info.checks, meaning=info.meaning))
         except (ValueError, OverflowError) as exc:
             raise ConfigError(f"threshold {exc}", file=str(path), key=f"{key}.limit") from exc
-    name = str(data.get("model") or path.stem)
+    name = parsed.model or path.stem
     return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)])
 
 
 def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
     """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it."""
+    # A profile file is one of two kinds: read once, then through the kind's model.
     data, digest = _read_yaml(path)
     if data.get("kind") == "fleet":
         return _profile_from_fleet_baseline(data, path, digest)
-    try:
-        parsed = _ProfileFile.model_validate(data)
-    except ValidationError as exc:
-        raise _validation_error(exc, path, _ProfileFile) from exc
+    parsed = validated(data, path, _ProfileFile)
     by_id: dict[str, Threshold] = {}
     sources = [str(path)]
     if parsed.extends:

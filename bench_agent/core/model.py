@@ -25,11 +25,11 @@ import os
 import tempfile
 import unicodedata
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from bench_agent.core.errors import ReportError
+from bench_agent.core.status import Status as Status  # re-exported: callers import it here
 from bench_agent.core.units import Unit, format_value
 
 SCHEMA_VERSION = 1
@@ -121,19 +121,6 @@ def _check_finite(value: Any, what: str) -> None:
     if paths:
         raise ValueError(f"{', '.join(paths[:5])}: NaN or an infinity is no figure (JSON "
                          "cannot carry it)")
-
-
-class Status(StrEnum):
-    """Verdict statuses, from best to worst for the exit code."""
-
-    PASS = "PASS"
-    WARN = "WARN"
-    SKIP = "SKIP"
-    FAIL = "FAIL"
-    ERROR = "ERROR"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,9 @@ Why each part is there:
   Popen object reaches its owner leaves a child nobody stops. Python runs signal
   handlers in the main thread between bytecodes whichever thread the kernel
   delivered the signal to (signal module docs, "Execution of Python signal
-  handlers"), so blocking the signal with pthread_sigmask in one thread does not
-  defer the handler; instead the main thread's Python-level SIGINT/SIGTERM
+  handlers"): blocking it with pthread_sigmask defers it only while no other
+  thread can take it, and the child would inherit the mask across execve
+  (signal(7)). Instead the main thread's Python-level SIGINT/SIGTERM
   handlers are swapped for a recorder while the child starts, and what was
   recorded is replayed once the child is owned (and stopped if that replay
   raises). A signal whose action is the default one kills the agent outright,
@@ -65,6 +66,7 @@ from types import FrameType, TracebackType
 from typing import IO, Any
 
 from bench_agent.core.errors import CheckTimeout, ToolFailed, ToolMissing
+from bench_agent.core.proctree import TOKEN_VAR, Snapshot, Stat, all_stats, stat_of
 
 # After SIGTERM, how long a child gets to clean up (fio removes its files, a
 # server closes its sockets) before SIGKILL.
@@ -75,9 +77,9 @@ TOOL_GRACE_S = 3.0
 # After SIGKILL only the kernel can delay the end: a process in D state (a hung
 # driver, dead NFS) cannot be killed, and we stop waiting for it.
 REAP_S = 5.0
-# After the stop, how long we keep reading what is left in the pipes.
+# How long we keep reading the pipes after the child exited or was stopped: a
+# process it left behind may hold them open.
 DRAIN_S = 2.0
-TOKEN_VAR = "BENCH_AGENT_SPAWN"
 _POLL_S = 0.05
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -171,20 +173,9 @@ def spawn(command: Sequence[str], *, stdin: Redirect = DEVNULL, stdout: Redirect
     For a child kept beyond one block (a server, a load); where a block is enough,
     ``with running(...)`` leaves no instant at which the child is not owned.
     """
-    held = _SignalsHeld()
-    held.hold()
-    try:
-        child = _start(command, stdin, stdout, stderr, env, cwd,
-                       death_signal if die_with_parent else None, grace)
-    except BaseException:
-        held.release()
-        raise
-    try:
-        held.release()
-    except BaseException:
-        child.stop()
-        raise
-    return child
+    return running(command, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
+                   die_with_parent=die_with_parent, death_signal=death_signal,
+                   grace=grace).__enter__()
 
 
 class running:  # lowercase: used like contextlib's context managers
@@ -219,55 +210,6 @@ class running:  # lowercase: used like contextlib's context managers
                  traceback: TracebackType | None) -> None:
         if self.child is not None:
             self.child.stop()
-
-
-# --- finding what a child started -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Stat:
-    pid: int
-    state: str
-    ppid: int
-    pgrp: int
-    start: int  # clock ticks after boot: tells a pid from a reused one
-
-
-def _stat(pid: int) -> _Stat | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # proc(5): "pid (comm) state ppid pgrp session ..."; comm may hold spaces and
-    # parentheses, so split after the last ')'.
-    fields = text[text.rfind(")") + 2:].split()
-    try:
-        return _Stat(pid, fields[0], int(fields[1]), int(fields[2]), int(fields[19]))
-    except (IndexError, ValueError):
-        return None
-
-
-def _all_stats() -> list[_Stat]:
-    stats = []
-    with contextlib.suppress(OSError):
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                stat = _stat(int(name))
-                if stat is not None:
-                    stats.append(stat)
-    return stats
-
-
-def _carries(pid: int, token: str) -> bool:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or another user's
-        return False
-    prefix = f"{TOKEN_VAR}=".encode()
-    for entry in environ.split(b"\0"):
-        if entry.startswith(prefix):
-            return token.encode() in entry[len(prefix):].split()
-    return False
 
 
 # --- the child ------------------------------------------------------------------------
@@ -307,7 +249,8 @@ class Child:
         self.token = token
         self.grace = grace
         self.pid = popen.pid  # also its process group and session id (setsid)
-        self._stopped = False
+        self._stopped = False  # a stop was begun: __del__ leaves it alone
+        self._ended = False  # a stop found nothing left: a second one has nothing to do
         self._out: dict[IO[bytes], list[bytes]] = {}
         self._selector: selectors.BaseSelector | None = None
         self._input: memoryview | None = None
@@ -359,14 +302,19 @@ class Child:
                 self._out[pipe] = []
                 self._selector.register(pipe, selectors.EVENT_READ)
 
-    def _pump(self, deadline: float) -> bool:
-        """Feed stdin, read stdout and stderr until EOF on all or ``deadline``; True on EOF."""
+    def _pump(self, deadline: float, after_exit: float | None = None) -> bool:
+        """Feed stdin, read stdout and stderr until EOF on all (True), ``deadline``,
+        or ``after_exit`` seconds after the child exited (False): a process it
+        left behind may hold the pipes, and its exit code is what we wait for."""
         assert self._selector is not None
+        give_up = deadline
         while self._selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if after_exit is not None and give_up == deadline and self._exited():
+                give_up = min(deadline, now + after_exit)
+            if now >= give_up:
                 return False
-            for key, _events in self._selector.select(min(remaining, 1.0)):
+            for key, _events in self._selector.select(min(give_up - now, 0.25)):
                 if key.fileobj is self.popen.stdin:
                     self._write_some()
                     continue
@@ -396,10 +344,12 @@ class Child:
                 stdin.close()
 
     def _wait_exit(self, deadline: float) -> bool:
+        pause = 0.001  # most children exit right after closing their output
         while not self._exited():
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(_POLL_S)
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_S)
         return True
 
     def _output(self, pipe: IO[bytes] | None) -> str:
@@ -410,12 +360,13 @@ class Child:
         seconds, after which the child and its tree are stopped (TERM, grace, KILL).
 
         Processes it left behind when it exited are stopped too, so a tool's
-        helper never outlives the call.
+        helper never outlives the call (nor, holding the pipes, makes it wait).
         """
         deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
         stdout_pipe, stderr_pipe = self.popen.stdout, self.popen.stderr
         self._open_pipes(data)
-        timed_out = not (self._pump(deadline) and self._wait_exit(deadline))
+        self._pump(deadline, after_exit=DRAIN_S)
+        timed_out = not self._wait_exit(deadline)
         self.stop()
         pipes_held = not self._pump(time.monotonic() + DRAIN_S)
         self._close()
@@ -432,23 +383,18 @@ class Child:
 
     # -- stopping --
 
-    def _tree(self, environ: bool) -> dict[int, int]:
+    def _tree(self, now: Snapshot) -> dict[int, int]:
         """Live (not zombie) processes of this child, pid -> start time: its group,
-        and the descendants of these by parent (setsid keeps the parent); with
-        ``environ`` also every process whose environment carries its token (an
-        escapee whose parent died was re-parented and is found only so)."""
-        stats = _all_stats()
-        by_parent: dict[int, list[_Stat]] = {}
-        for stat in stats:
-            by_parent.setdefault(stat.ppid, []).append(stat)
-        found: dict[int, _Stat] = {}
+        every process whose environment carries its token (an escapee whose
+        parent died was re-parented and is found only so), and the descendants of
+        these by parent (setsid keeps the parent)."""
+        found: dict[int, Stat] = {}
         if self.popen.returncode is None:  # unreaped: its pid and group id are still ours
-            found = {s.pid: s for s in stats if s.pgrp == self.pid}
-        if environ:
-            me = os.getpid()
-            for stat in stats:
-                if stat.pid not in found and stat.pid != me and _carries(stat.pid, self.token):
-                    found[stat.pid] = stat
+            found = {s.pid: s for s in now.stats if s.pgrp == self.pid}
+        found.update((s.pid, s) for s in now.by_token.get(self.token.encode(), []))
+        by_parent: dict[int, list[Stat]] = {}
+        for stat in now.stats:
+            by_parent.setdefault(stat.ppid, []).append(stat)
         todo = list(found)
         while todo:
             for stat in by_parent.get(todo.pop(), []):
@@ -461,7 +407,7 @@ class Child:
     def _alive(targets: dict[int, int]) -> dict[int, int]:
         alive = {}
         for pid, start in targets.items():
-            stat = _stat(pid)
+            stat = stat_of(pid)
             if stat is not None and stat.start == start and stat.state not in "ZX":
                 alive[pid] = start
         return alive
@@ -477,7 +423,7 @@ class Child:
     def _group_gone(self) -> bool:
         if self.popen.returncode is not None:
             return True  # reaped before stop(): its members are known by token only
-        return not any(s.pgrp == self.pid and s.state not in "ZX" for s in _all_stats())
+        return not any(s.pgrp == self.pid and s.state not in "ZX" for s in all_stats())
 
     def _gone(self, targets: dict[int, int]) -> bool:
         # Cheapest first: the known pids, the leader, then a scan for the group.
@@ -487,29 +433,44 @@ class Child:
         """SIGTERM the child's group and everything it started, SIGKILL what is left
         after ``grace`` seconds, reap it. False when something outlived SIGKILL (a
         process stuck in the kernel): we stop waiting for it."""
+        if self._ended:
+            return True
         return stop_all([self], self.grace if grace is None else grace)
 
 
 def stop_all(children: Sequence[Child], grace: float) -> bool:
     """Stop several children at once: SIGTERM to all, one grace period for all,
-    SIGKILL to what is left (Child.stop is this for one)."""
+    SIGKILL to what is left (Child.stop is this for one).
+
+    A second Ctrl-C or SIGTERM while this waits is held until the stop is done:
+    cut short, it would leave the child running on.
+    """
     targets: dict[Child, dict[int, int]] = {}
+    held = _SignalsHeld()
+    held.hold()
     try:
+        now = Snapshot.take()
         for child in children:
             child._stopped = True
-            found = child._tree(environ=True)
+            found = child._tree(now)
             if found or not child._exited():
                 targets[child] = found
         for child, found in targets.items():
             child._signal(found, signal.SIGTERM)
         left = _wait_all_gone(targets, grace)
+        if left:
+            now = Snapshot.take()
         for child in left:
-            targets[child].update(child._tree(environ=True))
+            targets[child].update(child._tree(now))
             child._signal(targets[child], signal.SIGKILL)
-        return not _wait_all_gone({c: targets[c] for c in left}, REAP_S)
+        stuck = _wait_all_gone({c: targets[c] for c in left}, REAP_S)
+        for child in children:
+            child._ended = child not in stuck
+        return not stuck
     finally:
         for child in children:
             child.popen.poll()  # reap the leader now that its group id is no longer needed
+        held.release()
 
 
 def _wait_all_gone(targets: dict[Child, dict[int, int]], seconds: float) -> list[Child]:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from bench_agent.core.metrics import MetricInfo
 from bench_agent.core.model import Measurement, Status, Verdict
 from bench_agent.core.units import Unit, format_value
 
@@ -68,6 +67,9 @@ class Threshold:
     ``for_at_least`` and ``of_first`` (seconds) make it a time-window rule, judged
     on a Series only (see the module docstring); with ``of_first`` the value and
     upper limit are fractions of the series' early level, not quantities.
+    ``checks`` and ``meaning`` come from the metric catalog (the profile loader
+    fills them): the checks that measure the metric and what it means. Without
+    ``checks`` the metric's first dotted part stands for its check.
     """
 
     id: str
@@ -80,6 +82,8 @@ class Threshold:
     severity: Severity = Severity.FAIL
     warn_band: float | None = None
     required: bool = False
+    checks: tuple[str, ...] = ()
+    meaning: str = ""
     for_at_least: float | None = None
     of_first: float | None = None
 
@@ -371,8 +375,7 @@ class Series:
 
 
 def not_measured(threshold: Threshold, check: str, reason: str, profile: str = "",
-                 in_suite: bool = True,
-                 catalog: Mapping[str, MetricInfo] | None = None) -> Verdict:
+                 in_suite: bool = True) -> Verdict:
     """The verdict of a rule that has no measurement: SKIP with the reason, or FAIL
     when the profile requires the metric and its check ran here without producing
     it (a GPU profile on a node where gpu.health finds no usable GPU).
@@ -385,13 +388,8 @@ def not_measured(threshold: Threshold, check: str, reason: str, profile: str = "
     if failed:
         owner = f"profile {profile}" if profile else "the profile"
         message = f"{owner} requires {threshold.metric} {threshold.describe()}"
-        if catalog is None:
-            from bench_agent.core.metrics import METRICS
-
-            catalog = METRICS
-        info = catalog.get(threshold.metric)
-        if info is not None:
-            message += f" ({info.description})"
+        if threshold.meaning:
+            message += f" ({threshold.meaning})"
         message += f"; {reason}"
     return Verdict(
         check=check,
@@ -426,15 +424,16 @@ def evaluate(
     (SKIP, "metric not measured by this suite"). ``profile`` names the profile in
     the message of a required metric that is missing.
     """
-    from bench_agent.core.metrics import METRICS
-
     ran = set(checks_ok)
     verdicts: list[Verdict] = []
     for threshold in thresholds:
-        info = METRICS.get(threshold.metric)
-        check = info.check if info else threshold.metric.split(".")[0]
-        # By metric, not by the catalog's check: a metric that two checks emit
-        # (network.rdma_active_devices) is judged whichever of them ran.
+        owners = threshold.checks or (threshold.metric.split(".")[0],)
+        # A metric that two checks emit (network.rdma_active_devices) is owned by
+        # whichever of them ran, else by one the suite holds, else by the first.
+        check = next((c for c in owners if c in ran), None) or next(
+            (c for c in owners if unmeasured is not None and c in unmeasured), owners[0])
+        # By metric, not by the owning check: a metric that two checks emit is
+        # judged whichever of them ran.
         matching = [m for m in measurements if m.metric == threshold.metric and m.check in ran]
         if matching:
             verdicts.extend(threshold.judge(m) for m in matching)
@@ -452,7 +451,6 @@ def evaluate(
 def evaluate_series(
     series: Sequence[Series],
     thresholds: Iterable[Threshold],
-    catalog: Mapping[str, MetricInfo],
     *,
     unmeasured: Mapping[str, str] | None = None,
     profile: str = "",
@@ -460,16 +458,16 @@ def evaluate_series(
     """Verdicts of time series (a burn-in's), one per series a threshold's metric
     names, in the thresholds' order. A threshold with no series is SKIP with the
     reason ``unmeasured`` gives for its metric (the load did not run here), or FAIL
-    when it is ``required``. ``catalog`` names each metric's check."""
+    when it is ``required``. The threshold's ``checks`` (from the catalog the
+    burn-in file was loaded against) name its metric's check."""
     verdicts: list[Verdict] = []
     for threshold in thresholds:
         matching = [s for s in series if s.metric == threshold.metric]
         if matching:
             verdicts.extend(threshold.judge_series(s) for s in matching)
             continue
-        info = catalog.get(threshold.metric)
-        check = info.check if info else threshold.metric.split(".")[0]
+        check = (threshold.checks or (threshold.metric.split(".")[0],))[0]
         reason = (unmeasured or {}).get(threshold.metric) or (
             f"nothing on this node was sampled for {threshold.metric}")
-        verdicts.append(not_measured(threshold, check, reason, profile, catalog=catalog))
+        verdicts.append(not_measured(threshold, check, reason, profile))
     return verdicts

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
 
+from bench_agent.core.errors import UnitError
+
 
 class Unit(StrEnum):
     """Canonical units. The value is what reports and thresholds write."""
@@ -37,13 +39,6 @@ class Unit(StrEnum):
 
     def __str__(self) -> str:
         return self.value
-
-
-class UnitError(ValueError):
-    """A value that cannot be read as a quantity of the expected unit.
-
-    config.py turns it into a ConfigError that names the file and the key.
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +197,26 @@ def parse_duration(text: str | int | float) -> float:
     if seconds <= 0:
         raise UnitError(f"a duration must be positive, got {text!r}")
     return seconds
+
+
+def parse_fraction(text: str | int | float) -> float:
+    """A fraction from "10%", "0.1" or 0.1 (a profile's warn band, burn-in's
+    throughput drop); UnitError for anything else, NaN, infinity and YAML's true
+    included (a band of NaN would compare false with every value)."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise UnitError(f"expected a fraction or a percentage like '10%', got {text!r}")
+    stripped = text.strip() if isinstance(text, str) else text
+    try:
+        if isinstance(stripped, str) and stripped.endswith("%"):
+            value = float(stripped[:-1]) / 100
+        else:
+            value = float(stripped)
+    except ValueError:
+        raise UnitError(f"expected a fraction or a percentage like '10%', got {text!r}"
+                        ) from None
+    if not math.isfinite(value):
+        raise UnitError(f"expected a fraction or a percentage like '10%', got {text!r}")
+    return value
 
 
 # --- formatting for people -------------------------------------------------------

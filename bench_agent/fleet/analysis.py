@@ -14,18 +14,16 @@ GPU. pandas is imported here only, never at `bench-agent --help` time.
 
 from __future__ import annotations
 
-import base64
-import html
+import csv
 import io
-import math
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ReportError, StrictJSONError
-from bench_agent.core.metrics import METRICS
 from bench_agent.core.units import Unit, format_value
 
 if TYPE_CHECKING:
@@ -62,7 +60,7 @@ def _rows_of(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def load_dir(folder: Path) -> FleetData:
     """Every report under folder (signed envelopes or plain JSON), recursively."""
-    from bench_agent.report.attest import loads_strict
+    from bench_agent.report.attest import read_report_file
 
     data = FleetData()
     for path in sorted(folder.rglob("*.json")):
@@ -71,14 +69,11 @@ def load_dir(folder: Path) -> FleetData:
         try:
             # As strictly as verify, report show and the collector read reports: a
             # duplicate "value" or a NaN is not a figure to compare nodes by.
-            raw = loads_strict(path.read_bytes())
-            if isinstance(raw, dict) and "payloadType" in raw:
-                statement = loads_strict(base64.b64decode(raw["payload"], validate=True))
-                raw = statement.get("predicate") if isinstance(statement, dict) else None
-        except (OSError, StrictJSONError, ValueError, KeyError, TypeError) as exc:
-            data.unreadable.append(f"{path}: {exc}")
+            raw, _envelope = read_report_file(path)
+        except ReportError as exc:
+            data.unreadable.append(str(exc))
             continue
-        if not isinstance(raw, dict) or "measurements" not in raw:
+        if "measurements" not in raw:
             data.unreadable.append(f"{path}: not a report")
             continue
         try:
@@ -109,7 +104,7 @@ def load_collector(url: str, timeout: float = 60) -> FleetData:
 def _load_collector(base: str, timeout: float) -> FleetData:
     data = FleetData()
 
-    from bench_agent.report.attest import loads_strict
+    from bench_agent.core.strict_json import loads_strict
 
     def get(path: str) -> Any:
         with urllib.request.urlopen(base + path, timeout=timeout) as reply:
@@ -143,7 +138,8 @@ def node_metric_table(data: FleetData) -> pd.DataFrame:
     long = pd.DataFrame.from_records(data.rows)
     newest = long.groupby("node")["finished_at"].transform("max")
     long = long[long["finished_at"] == newest]
-    higher = long["metric"].map(lambda m: METRICS[m].higher_is_better if m in METRICS else True)
+    catalog = metric_catalog()
+    higher = long["metric"].map(lambda m: catalog[m].higher_is_better if m in catalog else True)
     # Worst device first: lowest where higher is better, highest otherwise.
     long = long.assign(score=long["value"].where(higher, -long["value"]))
     worst = long.sort_values("score").groupby(["node", "metric"], as_index=False).first()
@@ -189,13 +185,14 @@ def modified_z(values: pd.Series, median: float, mad: float) -> pd.Series:
 def compare(table: pd.DataFrame, z_limit: float = OUTLIER_Z) -> Comparison:
     stats: list[MetricStats] = []
     outliers: list[Outlier] = []
+    catalog = metric_catalog()
     for metric in table.columns:
         column = table[metric].dropna()
         if column.empty:
             continue
         median = float(column.median())
         mad = float((column - median).abs().median())
-        info = METRICS.get(metric)
+        info = catalog.get(metric)
         higher = info.higher_is_better if info else True
         stats.append(MetricStats(metric, info.unit if info else None, len(column), median, mad,
                                  higher))
@@ -224,65 +221,69 @@ def render_text(result: Comparison) -> str:
     lines.append("")
     if not result.outliers:
         lines.append("no outliers")
+    units = {s.metric: s.unit for s in result.stats}
     for o in result.outliers:
-        unit = METRICS[o.metric].unit if o.metric in METRICS else None
+        unit = units.get(o.metric)
         lines.append(f"OUTLIER {o.node}: {o.metric} = {_fmt(o.value, unit)} "
                      f"(fleet median {_fmt(o.median, unit)}, z = {o.z:+.1f})")
     return "\n".join(lines) + "\n"
 
 
+CSV_COLUMNS = ("node", "metric", "value", "unit", "fleet_median", "fleet_mad", "modified_z",
+               "outlier")
+
+
 def render_csv(result: Comparison) -> str:
-    """One row per node and metric, with the z-score and the outlier flag."""
+    """One row per node and metric, with the z-score and the outlier flag.
+
+    RFC 4180 through the csv module: a node name with a comma, a quote or a line
+    break is quoted (names come from reports, untrusted); floats are written with
+    repr, so they read back to the same value.
+    """
     flagged = {(o.node, o.metric) for o in result.outliers}
     out = io.StringIO()
-    out.write("node,metric,value,unit,fleet_median,fleet_mad,modified_z,outlier\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
     for s in result.stats:
         column = result.table[s.metric].dropna()
         z = modified_z(column, s.median, s.mad)
         for node, value in column.items():
-            out.write(f"{node},{s.metric},{value!r},{s.unit.value if s.unit else ''},"
-                      f"{s.median!r},{s.mad!r},{float(z[node]):.4f},"
-                      f"{str((node, s.metric) in flagged).lower()}\n")
+            writer.writerow([node, s.metric, repr(float(value)), s.unit.value if s.unit else "",
+                             repr(s.median), repr(s.mad), f"{float(z[node]):.4f}",
+                             str((node, s.metric) in flagged).lower()])
     return out.getvalue()
 
 
 def render_html(result: Comparison) -> str:
-    """A self-contained page (no internet): a histogram per metric, outliers marked."""
-    import matplotlib
+    """A self-contained page (no internet): a histogram per metric, outliers marked.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Jinja2 with autoescape on (templates/fleet.html): node and metric names come
+    from reports and are escaped wherever they land; the SVG histograms
+    (report/plots.py) escape their own texts.
+    """
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from markupsafe import Markup
 
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>bench-agent fleet"
-             "</title><style>body{font-family:sans-serif}td,th{padding:2px 8px}"
-             ".bad{color:#b00}</style></head><body>",
-             f"<h1>Fleet: {len(result.table)} nodes</h1>"]
-    parts.append("<h2>Outliers</h2><table><tr><th>node</th><th>metric</th><th>value</th>"
-                 "<th>median</th><th>z</th></tr>")
-    for o in result.outliers:
-        unit = METRICS[o.metric].unit if o.metric in METRICS else None
-        parts.append(f"<tr class='bad'><td>{html.escape(o.node)}</td><td>{html.escape(o.metric)}"
-                     f"</td><td>{_fmt(o.value, unit)}</td><td>{_fmt(o.median, unit)}</td>"
-                     f"<td>{o.z:+.1f}</td></tr>")
-    parts.append("</table>" + ("<p>none</p>" if not result.outliers else ""))
+    from bench_agent.report.plots import histogram
+
+    env = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+                      autoescape=select_autoescape(["html"], default_for_string=True,
+                                                   default=True))
+    units = {s.metric: s.unit for s in result.stats}
+    outliers = [{"node": o.node, "metric": o.metric, "z": o.z,
+                 "value": _fmt(o.value, units.get(o.metric)),
+                 "median": _fmt(o.median, units.get(o.metric))}
+                for o in result.outliers]
+    metrics = []
     for s in result.stats:
         column = result.table[s.metric].dropna()
-        figure, axes = plt.subplots(figsize=(6, 2.5))
-        axes.hist(column.to_numpy(), bins=min(50, max(5, int(math.sqrt(len(column))))))
-        for o in (o for o in result.outliers if o.metric == s.metric):
-            axes.axvline(o.value, color="#b00", linewidth=0.8)
-        axes.set_title(f"{s.metric} ({s.unit.value if s.unit else ''})")
-        buffer = io.BytesIO()
-        figure.tight_layout()
-        figure.savefig(buffer, format="png", dpi=70)
-        plt.close(figure)
-        encoded = base64.b64encode(buffer.getvalue()).decode()
-        parts.append(f"<h3>{html.escape(s.metric)}</h3><p>n={s.n}, median "
-                     f"{_fmt(s.median, s.unit)}, MAD {_fmt(s.mad, s.unit)}</p>"
-                     f"<img alt='{html.escape(s.metric)} distribution' "
-                     f"src='data:image/png;base64,{encoded}'>")
-    parts.append("</body></html>")
-    return "".join(parts)
+        unit = s.unit.value if s.unit else ""
+        marks = [o.value for o in result.outliers if o.metric == s.metric]
+        svg = histogram([float(v) for v in column], unit, f"{s.metric} ({unit})", marks)
+        metrics.append({"name": s.metric, "n": s.n, "median": _fmt(s.median, s.unit),
+                        "mad": _fmt(s.mad, s.unit), "svg": Markup(svg)})
+    return env.get_template("fleet.html").render(nodes=len(result.table), outliers=outliers,
+                                                 metrics=metrics)
 
 
 def generate_baseline(result: Comparison, name: str, source: str) -> str:

@@ -28,7 +28,13 @@ from typing import Any
 
 from bench_agent.core.errors import NotApplicable, ToolMissing
 from bench_agent.core.model import Measurement
+from bench_agent.core.sysfs import list_dir as _list_dir
+from bench_agent.core.sysfs import parse_cache_size as _parse_cache_size
+from bench_agent.core.sysfs import read_int as _read_int
+from bench_agent.core.sysfs import read_line as _read_line
+from bench_agent.core.sysfs import read_text as _read_text
 from bench_agent.core.units import Unit
+from bench_agent.inventory.devices import is_nvme_namespace, link_speed_bps, rdma_devices
 
 CHECK_NAME = "inventory"
 
@@ -49,12 +55,6 @@ _SYSFS_SECTOR_BYTES = 512
 # the "name: value kB" format.
 _MEMINFO_KB_BYTES = 1024
 
-# sysfs NIC speed is in Mbit/s (Documentation/ABI/testing/sysfs-class-net,
-# "speed"). SPEED_UNKNOWN is -1 (include/uapi/linux/ethtool.h); old kernels
-# printed it unsigned, as 4294967295. Zero is no speed either.
-_MBIT = 1_000_000
-_SPEED_UNKNOWN_U32 = 0xFFFFFFFF
-
 # CPU flags that matter for AI work on the host: AVX-512 (all its subsets), AMX
 # (Intel's matrix tiles), and the VNNI/FMA/AVX2 baseline of every BLAS kernel.
 _AI_FLAG_PREFIXES = ("avx512", "amx")
@@ -63,48 +63,13 @@ _AI_FLAGS = {"avx2", "fma", "avx_vnni"}
 # An InfiniBand port's rate as drivers/infiniband/core/sysfs.c rate_show()
 # writes it: "%d%s Gb/sec (%dX%s)", e.g. "400 Gb/sec (4X NDR)" or "2.5 Gb/sec (1X)".
 _IB_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
-_CACHE_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]?)\s*$")
-_CACHE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _NODE_MEMTOTAL_RE = re.compile(r"^Node\s+\d+\s+MemTotal:\s+(\d+)\s*kB", re.MULTILINE)
 _NUMBERED_RE = re.compile(r"^(?:cpu|node)(\d+)$")
 
 GpuProbe = Callable[[], list[dict[str, Any]]]
 
 
-# --- defensive readers -------------------------------------------------------------
-
-
-def _read_text(path: Path) -> str | None:
-    """The file's text, or None when it is missing or cannot be read.
-
-    OSError covers ENOENT, EACCES, EISDIR and the EINVAL/ENODEV that sysfs show
-    functions return for a device in the wrong state; ValueError covers a file
-    that is not text.
-    """
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except (OSError, ValueError):
-        return None
-
-
-def _read_line(path: Path) -> str | None:
-    text = _read_text(path)
-    return None if text is None else text.strip()
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(_read_line(path) or "")
-    except ValueError:
-        return None
-
-
-def _list_dir(path: Path) -> list[str]:
-    """Sorted entry names; empty when the directory is missing or unreadable."""
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
+# --- defensive readers: core/sysfs.py ----------------------------------------------
 
 
 def _numbered(names: Iterable[str]) -> list[tuple[int, str]]:
@@ -197,12 +162,6 @@ def parse_cpuinfo(text: str) -> list[dict[str, str]]:
         if sep:
             current[key.strip()] = value.strip()
     return blocks
-
-
-def _parse_cache_size(text: str | None) -> int | None:
-    """Bytes from a sysfs cache size ("32768K": drivers/base/cacheinfo.c prints KiB)."""
-    match = _CACHE_SIZE_RE.match(text or "")
-    return int(match.group(1)) * _CACHE_FACTORS[match.group(2)] if match else None
 
 
 def _l3_cache_bytes(cpu_dir: Path) -> int | None:
@@ -340,7 +299,7 @@ def _disks(root: Path) -> list[dict[str, Any]]:
                 "model": model or None,
                 "size_bytes": sectors * _SYSFS_SECTOR_BYTES if sectors is not None else None,
                 "rotational": _flag(block / name / "queue/rotational"),
-                "nvme": name.startswith("nvme"),
+                "nvme": is_nvme_namespace(name),
                 "removable": _flag(block / name / "removable"),
             }
         )
@@ -361,12 +320,10 @@ def _nics(root: Path) -> list[dict[str, Any]]:
     for name in _list_dir(net):
         if name == "lo":
             continue
-        mbit = _read_int(net / name / "speed")
-        speed = mbit if mbit is not None and 0 < mbit < _SPEED_UNKNOWN_U32 else None
         nics.append(
             {
                 "name": name,
-                "speed_bits_per_second": speed * _MBIT if speed is not None else None,
+                "speed_bits_per_second": link_speed_bps(root, name),
                 "driver": _driver_name(net / name / "device"),
                 "operstate": _read_line(net / name / "operstate"),
                 "mac": _read_line(net / name / "address"),
@@ -389,7 +346,7 @@ def parse_ib_rate(text: str | None) -> int | None:
 def _infiniband(root: Path) -> list[dict[str, Any]]:
     ib = root / "sys/class/infiniband"
     ports = []
-    for device in _list_dir(ib):
+    for device in rdma_devices(root):
         port_dir = ib / device / "ports"
         for port in sorted(_list_dir(port_dir), key=lambda p: (not p.isdigit(), p.zfill(8))):
             rate = _read_line(port_dir / port / "rate")

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import selectors
 import shutil
@@ -52,7 +51,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from bench_agent.core.errors import PeerError
 from bench_agent.core.process import DEVNULL, Child, spawn, stop_all
+from bench_agent.inventory.devices import rdma_devices
 from bench_agent.peer.protocol import DEFAULT_PORTS, MAX_REQUEST_BYTES, PROTOCOL
 
 DEFAULT_IPERF3_SERVERS = 4
@@ -68,10 +69,6 @@ _DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 # Control connections served at once (each a thread; a client needs one at a time).
 MAX_CONTROL_CLIENTS = 32
-
-
-class PeerError(Exception):
-    """The peer cannot start (a port taken, no tool at all)."""
 
 
 # --- services ------------------------------------------------------------------------
@@ -96,13 +93,6 @@ class Service:
 def _stop_processes(procs: Sequence[Child]) -> None:
     """SIGTERM every server with what it started, one grace for all, then SIGKILL."""
     stop_all(procs, STOP_GRACE_S)
-
-
-def rdma_devices(root: Path = Path("/")) -> list[str]:
-    """RDMA device names (/sys/class/infiniband), for the hello response."""
-    with contextlib.suppress(OSError):
-        return sorted(os.listdir(root / "sys/class/infiniband"))
-    return []
 
 
 @dataclass

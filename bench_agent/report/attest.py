@@ -23,7 +23,6 @@ import binascii
 import hashlib
 import json
 import os
-import re
 import stat
 import sys
 from collections.abc import Callable
@@ -33,6 +32,10 @@ from typing import Any
 
 from bench_agent.core.errors import ConfigError, ReportError, SignatureError, StrictJSONError
 from bench_agent.core.model import Report
+
+# The one strict JSON reader (core/strict_json.py), re-exported: the collector
+# reads envelopes through report.attest.
+from bench_agent.core.strict_json import loads_strict as loads_strict
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -235,117 +238,6 @@ def load_or_create_key(path: Path) -> tuple[NodeKey, bool]:
     return init_key(path), True
 
 
-# --- strict JSON ----------------------------------------------------------------------
-
-# What a report may hold, checked when it is read (verify, report show, the
-# collector's ingest), so that nothing is shown or stored that a later reader
-# cannot decode or serve. A report nests about 8 deep (statement > predicate >
-# inventory > gpus > [i] > field); 64 leaves room for suite params and stays far
-# below the interpreter's recursion limit (1000), which the C json module and
-# FastAPI's jsonable_encoder (a few frames a level) reach when they serve it.
-MAX_JSON_DEPTH = 64
-# Far above any 64-bit counter (20 digits) or double (17 significant digits),
-# below float overflow (309 digits: float() of a larger int raises OverflowError)
-# and CPython's int-string limit (4300 digits, sys.int_info: a ValueError).
-MAX_NUMBER_DIGITS = 64
-
-# A JSON string (RFC 8259 section 7), possessive so that no body can make it
-# backtrack. What is left without the strings is structure and numbers.
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_LONG_NUMBER = re.compile(rb"[0-9]{%d}" % (MAX_NUMBER_DIGITS + 1))
-# Only an exponent of three digits or more can overflow a double (1e308 is finite).
-_BIG_EXPONENT = re.compile(rb"[eE][-+]?[0-9]{3}")
-_BRACKETS = bytes.maketrans(b"{}", b"[]")
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
-# Decoded UTF-8 holds no surrogate; only a \uD800-\uDFFF escape can make one.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def loads_strict(data: bytes | str) -> Any:
-    """JSON as RFC 8259 and I-JSON (RFC 7493) define it, or StrictJSONError.
-
-    Python's json.loads is lenient where a report must not be: it accepts NaN and
-    Infinity (not JSON, RFC 8259 section 6; a strict encoder such as the
-    collector's JSONResponse then cannot serve them) and 1e400 (as infinity),
-    keeps the last of duplicate keys (RFC 7493 section 2.3: two readers would see
-    two reports), raises ValueError past 4300 digits and RecursionError on deep
-    nesting, and reads UTF-16 (RFC 8259 section 8.1: exchanged JSON is UTF-8).
-    The checks that need no parse run on the bytes at C speed: a 2 MB burn-in
-    report reads in under twice json.loads' time (50 ms here).
-    """
-    if isinstance(data, bytes):
-        raw = data
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise StrictJSONError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    else:
-        raw, text = data.encode("utf-8", "surrogatepass"), data
-    outside_strings = _JSON_STRING.sub(b"", raw)
-    depth = _nesting(outside_strings)
-    if depth > MAX_JSON_DEPTH:
-        raise StrictJSONError(f"nested {depth} deep, more than {MAX_JSON_DEPTH}")
-    if _LONG_NUMBER.search(outside_strings):
-        raise StrictJSONError(f"a number of more than {MAX_NUMBER_DIGITS} digits")
-    hooks: dict[str, Any] = {}
-    if _BIG_EXPONENT.search(outside_strings):
-        hooks["parse_float"] = _finite_float  # a call per number: only when needed
-    try:
-        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_constant,
-                           **hooks)
-    except (ValueError, RecursionError) as exc:
-        # JSONDecodeError is a ValueError; RecursionError cannot happen after the
-        # depth check, but a typed error is the only way out of here.
-        raise StrictJSONError(str(exc) or type(exc).__name__) from exc
-    if _SURROGATE_ESCAPE.search(raw):
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise StrictJSONError("a string holds a lone surrogate escape (not Unicode text, "
-                                  "RFC 8259 section 8.2)") from exc
-    return value
-
-
-def _nesting(structure: bytes) -> int:
-    """How deep the brackets of ``structure`` (JSON without its strings) nest.
-
-    Each pass removes the innermost containers ("[]" once both kinds are one), so
-    the passes count the levels; past MAX_JSON_DEPTH the count stops. Brackets left
-    unpaired (not JSON; json.loads says where) count as open levels.
-    """
-    brackets = structure.translate(_BRACKETS, _NOT_BRACKETS)
-    depth = 0
-    while brackets and depth <= MAX_JSON_DEPTH:
-        inner = brackets.replace(b"[]", b"")
-        if len(inner) == len(brackets):
-            return depth + brackets.count(b"[")
-        brackets, depth = inner, depth + 1
-    return depth
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise StrictJSONError(f"duplicate key {key!r:.80}")
-            seen.add(key)
-    return obj
-
-
-def _constant(name: str) -> Any:
-    raise StrictJSONError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise StrictJSONError(f"the number {text[:40]}{'...' if len(text) > 40 else ''} "
-                              "is too large for a float")
-    return value
-
-
 # --- statements and envelopes ---------------------------------------------------------
 
 
@@ -388,13 +280,43 @@ def is_envelope(data: Any) -> bool:
     return isinstance(data, dict) and "payloadType" in data and "signatures" in data
 
 
-def _b64(value: Any, what: str) -> bytes:
+def decode_base64(value: Any, what: str) -> bytes:
+    """The bytes of a base64 field (RFC 4648 section 4, the alphabet DSSE uses);
+    SignatureError naming ``what`` when it is no string or not strictly base64
+    (validate=True: a character outside the alphabet is refused, not skipped)."""
     if not isinstance(value, str):
         raise SignatureError(f"malformed envelope: {what} is not a base64 string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SignatureError(f"malformed envelope: {what} is not valid base64") from exc
+
+
+def envelope_statement(envelope: Any) -> dict[str, Any]:
+    """The statement a DSSE envelope carries, decoded as strictly as verify decodes it.
+
+    The signature is *not* checked (that needs the node's key: verify_envelope);
+    for readers of envelopes already verified (the collector's stored ones) or
+    shown unverified (report show, fleet). SignatureError when there is none.
+    """
+    if not is_envelope(envelope):
+        raise SignatureError("not a DSSE envelope (no payloadType or signatures)")
+    try:
+        statement = loads_strict(decode_base64(envelope.get("payload"), "payload"))
+    except StrictJSONError as exc:
+        raise SignatureError(f"the payload is not JSON: {exc}") from exc
+    if not isinstance(statement, dict):
+        raise SignatureError("the payload is not an in-toto Statement (not a JSON object)")
+    return statement
+
+
+def envelope_report(envelope: Any) -> dict[str, Any]:
+    """The report (the statement's predicate) of a DSSE envelope; signature not
+    checked (envelope_statement). SignatureError when it holds no report."""
+    predicate = envelope_statement(envelope).get("predicate")
+    if not isinstance(predicate, dict):
+        raise SignatureError("the envelope holds no report")
+    return predicate
 
 
 def verify_envelope(envelope: Any, pubkey: PublicKey) -> dict[str, Any]:
@@ -407,7 +329,7 @@ def verify_envelope(envelope: Any, pubkey: PublicKey) -> dict[str, Any]:
             f"payload type is {payload_type!r}, expected {PAYLOAD_TYPE!r} (the envelope was "
             "changed, or is not a bench-agent report)"
         )
-    payload = _b64(envelope.get("payload"), "payload")
+    payload = decode_base64(envelope.get("payload"), "payload")
     signatures = envelope["signatures"]
     if not isinstance(signatures, list) or not signatures:
         raise SignatureError("the envelope carries no signature")
@@ -417,7 +339,7 @@ def verify_envelope(envelope: Any, pubkey: PublicKey) -> dict[str, Any]:
         if not isinstance(entry, dict):
             raise SignatureError("malformed envelope: a signature is not an object")
         keyids.append(str(entry.get("keyid", "")))
-        if pubkey.verify(_b64(entry.get("sig"), "signature"), message):
+        if pubkey.verify(decode_base64(entry.get("sig"), "signature"), message):
             break
     else:
         if pubkey.keyid not in keyids:
@@ -474,13 +396,9 @@ def read_report_file(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]
         raise ReportError(f"{path}: not a readable JSON report: {exc}") from exc
     if is_envelope(data):
         try:
-            statement = loads_strict(_b64(data.get("payload"), "payload"))
-        except (SignatureError, StrictJSONError) as exc:
+            return envelope_report(data), data
+        except SignatureError as exc:
             raise ReportError(f"{path}: the envelope's payload cannot be read: {exc}") from exc
-        predicate = statement.get("predicate") if isinstance(statement, dict) else None
-        if not isinstance(predicate, dict):
-            raise ReportError(f"{path}: the envelope holds no report")
-        return predicate, data
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not a JSON object")
     return data, None

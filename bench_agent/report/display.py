@@ -252,6 +252,31 @@ def print_table(report: Report, stream: IO[str] | None = None) -> None:
         print(f"{cells}  {row[5]}", file=stream)
 
 
+def print_rows(columns: tuple[str, ...], rows: list[tuple[str, ...]],
+               stream: IO[str] | None = None) -> None:
+    """A plain table of ``rows``: rich's on a terminal, aligned columns otherwise
+    (the last column unpadded), every cell made printable."""
+    stream = stream or sys.stdout
+    shown = [tuple(printable(cell) for cell in row) for row in rows]
+    if _is_terminal(stream):
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(show_lines=False)
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in shown:
+            table.add_row(*(Text(cell) for cell in row))  # Text: never parsed as markup
+        Console(file=stream).print(table)
+        return
+    widths = [max(len(columns[i]), *(len(r[i]) for r in shown)) if shown else len(columns[i])
+              for i in range(len(columns) - 1)]
+    for row in (columns, *shown):
+        cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True))
+        print(f"{cells}  {row[-1]}", file=stream)
+
+
 # --- progress ----------------------------------------------------------------------
 
 

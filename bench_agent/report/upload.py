@@ -57,7 +57,6 @@ the agent needs no web stack to upload.
 from __future__ import annotations
 
 import base64
-import binascii
 import fcntl
 import hashlib
 import http.client
@@ -73,8 +72,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urljoin, urlsplit
 
-from bench_agent.core.errors import StrictJSONError, UsageError
-from bench_agent.report.attest import loads_strict
+from bench_agent.core.errors import SignatureError, StrictJSONError, TransportError, UsageError
+from bench_agent.report.attest import decode_base64, loads_strict
 
 SENT = "sent"
 REJECTED = "rejected"
@@ -93,11 +92,6 @@ class Response:
     status: int
     headers: dict[str, str]
     body: str
-
-
-class TransportError(Exception):
-    """No complete HTTP answer: connection refused, reset, timed out, DNS failure,
-    an answer cut short or one that is not HTTP."""
 
 
 Transport = Callable[[str, bytes, float, dict[str, str]], Response]
@@ -251,11 +245,9 @@ def _payload_digest(payload: object) -> str | None:
     """sha256 of the base64-decoded payload: what the collector stores the report
     under and names in its acknowledgement (collector/ingest.py, the same strict
     base64)."""
-    if not isinstance(payload, str):
-        return None
     try:
-        return hashlib.sha256(base64.b64decode(payload, validate=True)).hexdigest()
-    except (binascii.Error, ValueError):
+        return hashlib.sha256(decode_base64(payload, "payload")).hexdigest()
+    except SignatureError:
         return None
 
 

@@ -1,13 +1,15 @@
 """plan -> child processes -> measurements -> verdicts -> report.
 
 This is the one place where failures become verdicts. Each check runs in its own
-child process (``python -m bench_agent.run.worker``) in a new session, under the
-suite's time limit: a hung driver call or tool is killed with its whole process
-group, and the agent carries on with the next check (pyperf's manager does the
-same with its workers).
+child process (``python -m bench_agent.run.worker``) under the suite's time limit,
+started through the subprocess seam (core/process.py): a hung driver call or
+tool is stopped with everything it started, the worker dies with the agent, and
+the agent carries on with the next check (pyperf's manager does the same with
+its workers).
 
-    child said ToolMissing / NotApplicable / NotAvailable   -> SKIP (ERROR if required)
-    child said ToolFailed / ParseError / CheckTimeout / ...  -> ERROR, with its words
+    child said status SKIP (ToolMissing, NotApplicable)     -> SKIP (ERROR if required)
+    child said status ERROR (ToolFailed, ParseError, ...)    -> ERROR, with its words
+    child said another status, or none                       -> ERROR
     child crashed, was killed, printed garbage, timed out    -> ERROR, with stderr
     child returned measurements                              -> thresholds.evaluate
 """
@@ -39,7 +41,9 @@ INVENTORY_TIMEOUT_S = 60.0
 # its servers) before SIGKILL; longer than a tool's own grace inside the worker
 # (process.TOOL_GRACE_S), so the worker can still stop its tool and answer.
 KILL_GRACE_S = process.KILL_GRACE_S
-_SKIP_ERRORS = {"ToolMissing", "NotApplicable", "NotAvailable"}
+# What a child may answer for a check that did not measure: the status its error's
+# class declares (core/errors.py). Decided by that value, never by the class's name.
+_FAILURE_STATUSES = (Status.SKIP, Status.ERROR)
 
 
 def default_worker_command() -> list[str]:
@@ -84,7 +88,7 @@ def run_in_child(
 ) -> CheckOutcome:
     """Run one worker request in a child process; never raises but KeyboardInterrupt.
 
-    The worker runs through the one subprocess seam (tools/process.py): its own
+    The worker runs through the one subprocess seam (core/process.py): its own
     session, a parent-death signal (it dies with the agent, even by SIGKILL), and
     on a timeout or Ctrl-C/SIGTERM in the agent its whole tree is stopped: the
     group, the tools it started in their own sessions, and escapees.
@@ -151,9 +155,12 @@ def outcome_from_output(
     if not response["ok"]:
         error = str(response.get("error", "Error"))
         message = str(response.get("message", "")) or error
-        status = Status.SKIP if error in _SKIP_ERRORS else Status.ERROR
-        if error == "Crash":
-            message = f"check crashed: {message}"
+        said = response.get("status")
+        status = next((s for s in _FAILURE_STATUSES if s.value == said), None)
+        if status is None:
+            return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+                                message=f"the worker gave no verdict status ({said!r}) for "
+                                f"{error}: {message}")
         return CheckOutcome(name, status=status, message=message, seconds=seconds)
     if "inventory" in response:
         return CheckOutcome(name, seconds=seconds, payload={"inventory": response["inventory"]})

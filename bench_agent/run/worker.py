@@ -1,24 +1,35 @@
 """The child process side of runner.py: run one check, print one JSON line.
 
 Protocol (stdin -> stdout), versioned by the "protocol" key:
-    request:  {"protocol": 1, "check": NAME, "params": {...}, "root": "/",
+    request:  {"protocol": 2, "check": NAME, "params": {...}, "root": "/",
                "output_dir": "results", "timeout": 300.0, "options": {...}}
-              or {"protocol": 1, "inventory": true, "root": "/"}
+              or {"protocol": 2, "inventory": true, "root": "/"}
               or, burn-in mode, the check request with "burnin": true: the check's
               burn-in loop (Check.burnin) with its params, ``timeout`` the longest
               it may run and options["interval"] the seconds between readings
     response: one JSON line on the original stdout, the last line printed:
               {"ok": true, "measurements": [...]} | {"ok": true, "inventory": {...}}
               {"ok": true, "burnin": LOAD} (the loop returned when asked to stop)
-              {"ok": false, "error": "ToolMissing", "message": "..."}
+              {"ok": false, "status": "SKIP", "error": "ToolMissing", "message": "..."}
               in burn-in mode it is preceded by one line per interval:
               {"reading": {"metric": ..., "value": ..., "unit": ..., "t": UNIX TIME}}
               (value null when the loop measured NaN or an infinity)
+    "status" is the verdict, SKIP or ERROR: the status the error's class declares
+    (core/errors.py, verdict_status), ERROR for anything else. runner.py decides by
+    it alone; "error" (the class's name) is for people reading a log. Protocol 2
+    added "status"; protocol 1 sent only the name.
 
 Anything a check or a library prints goes to stderr: file descriptor 1 is pointed
-at stderr while the check runs, so stray output cannot corrupt the response. In
-burn-in mode SIGTERM and SIGINT ask the loop to stop (it returns, its ``finally``
-blocks remove what it made); the runner's stop SIGKILLs after its grace.
+at stderr while the check runs, so stray output cannot corrupt the response.
+
+The runner starts the worker through core/process.py, so the worker dies with
+the agent (a parent-death signal) and is stopped with everything it started;
+the tools a check runs go through the same seam, so they die with the worker.
+SIGTERM keeps its default action here (the process ends at once, even inside a
+long C call such as a GEMM); a check with something to clean up turns it into
+an exception itself (checks/storage.py, signals_raise). In burn-in mode SIGTERM
+and SIGINT ask the loop to stop instead (it returns, its ``finally`` blocks
+remove what it made); the runner's stop SIGKILLs after its grace.
 """
 
 from __future__ import annotations
@@ -34,7 +45,13 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-PROTOCOL = 1
+from bench_agent.core.status import Status
+
+PROTOCOL = 2
+
+
+def _failure(status: Status, error: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "status": status.value, "error": error, "message": message}
 
 
 class _StopFlag:
@@ -53,16 +70,15 @@ def _burnin(check: Any, ctx: Any, request: dict[str, Any], out: IO[str]) -> dict
 
     variant = check.burnin
     if not isinstance(variant, BurninVariant):
-        return {"ok": False, "error": "BadRequest",
-                "message": f"check {check.name} has no burn-in variant"}
+        return _failure(Status.ERROR, "BadRequest", f"check {check.name} has no burn-in variant")
     from pydantic import ValidationError
 
     try:
         params = variant.params_model.model_validate(request.get("params", {}))
     except ValidationError as exc:
-        return {"ok": False, "error": "BadRequest",
-                "message": f"{variant.load} params: {exc.errors()[0]['msg']} at"
-                           f" {'.'.join(str(p) for p in exc.errors()[0]['loc'])}"}
+        return _failure(Status.ERROR, "BadRequest",
+                        f"{variant.load} params: {exc.errors()[0]['msg']} at"
+                        f" {'.'.join(str(p) for p in exc.errors()[0]['loc'])}")
     module_name, function_name = variant.loop.split(":")
     loop = getattr(importlib.import_module(module_name), function_name)
     stop = _StopFlag()
@@ -86,7 +102,7 @@ def _burnin(check: Any, ctx: Any, request: dict[str, Any], out: IO[str]) -> dict
 def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
     from bench_agent.checks import get_check
     from bench_agent.checks.base import CheckContext
-    from bench_agent.core.errors import BenchAgentError
+    from bench_agent.core.errors import BenchAgentError, NotApplicable, verdict_status
 
     root = Path(request.get("root", "/"))
     try:
@@ -103,17 +119,18 @@ def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
         )
         reason = check.available(ctx)
         if reason is not None:
-            return {"ok": False, "error": "NotAvailable", "message": reason}
+            raise NotApplicable(reason)
         if request.get("burnin"):
             return _burnin(check, ctx, request, out)
         params = check.params_model.model_validate(request.get("params", {}))
         measurements = check.run(ctx, params)
         return {"ok": True, "measurements": [m.to_dict() for m in measurements]}
     except BenchAgentError as exc:
-        return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+        return _failure(verdict_status(exc), type(exc).__name__, str(exc))
     except Exception as exc:  # a bug or a foreign library's failure: ERROR, with its words
         last = traceback.format_exception(exc)[-3:]
-        return {"ok": False, "error": "Crash", "message": "".join(last).strip()}
+        return _failure(Status.ERROR, type(exc).__name__,
+                        f"check crashed: {''.join(last).strip()}")
 
 
 def main() -> int:
@@ -127,7 +144,7 @@ def main() -> int:
             if request.get("protocol") != PROTOCOL:
                 raise ValueError(f"worker protocol {request.get('protocol')!r} != {PROTOCOL}")
         except (ValueError, json.JSONDecodeError) as exc:
-            response: dict[str, Any] = {"ok": False, "error": "BadRequest", "message": str(exc)}
+            response = _failure(Status.ERROR, "BadRequest", str(exc))
         else:
             response = _execute(request, out)
         out.write(json.dumps(response) + "\n")

@@ -22,7 +22,6 @@ import math
 import re
 
 from bench_agent.core.errors import ParseError, ToolFailed
-from bench_agent.core.metrics import METRICS
 from bench_agent.core.model import Measurement
 from bench_agent.core.process import run_tool
 from bench_agent.core.strict_json import check_size, snippet
@@ -68,10 +67,13 @@ def _convert(value: str, unit: str, kind: str, line: str) -> float:
     return number * table[unit] * (8.0 if kind == "rate" else 1.0)
 
 
-def parse_qperf(text: str) -> list[Measurement]:
+def parse_qperf(text: str, check: str | None = None) -> list[Measurement]:
     """One result per test block. qperf prints each test it ran once, so a test
     printed twice (two documents) or a line that is neither a test name, an
-    indented "name = value" line nor qperf's failure words is a ParseError."""
+    indented "name = value" line nor qperf's failure words is a ParseError.
+
+    ``check`` names the check that ran qperf; without one (`bench-agent parse`)
+    each result is named after its metric, which is also its check's name."""
     check_size(TOOL, text)
     text = clean_text(text)
     out: list[Measurement] = []
@@ -108,9 +110,7 @@ def parse_qperf(text: str) -> list[Measurement]:
             raise ParseError(TOOL, f"the {current} result is no 'figure unit': "
                                    f"{snippet(line.strip())}")
         unit = Unit.SECONDS if kind == "time" else Unit.BITS_PER_SECOND
-        info = METRICS.get(metric)
-        out.append(Measurement(check=info.check if info else metric,
-                               metric=metric, unit=unit, tool=TOOL,
+        out.append(Measurement(check=check or metric, metric=metric, unit=unit, tool=TOOL,
                                value=_convert(result.group(1), result.group(2), kind, line),
                                params={"test": current}))
         read = True

@@ -17,6 +17,7 @@ from bench_agent.burnin.loads import burnin_catalog, load_registry
 from bench_agent.checks.base import CheckContext
 from bench_agent.core.errors import CheckError, NotApplicable
 from bench_agent.core.units import Unit
+from bench_agent.run.worker import PROTOCOL
 from tests.paths import REPO
 
 
@@ -37,7 +38,7 @@ def _worker(request: dict[str, Any]) -> subprocess.Popen[str]:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps({"protocol": 1, **request}))
+    proc.stdin.write(json.dumps({"protocol": PROTOCOL, **request}))
     proc.stdin.close()
     return proc
 
@@ -63,20 +64,21 @@ def test_the_worker_runs_a_burnin_loop_until_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0
 
 
-@pytest.mark.parametrize(("request_", "error", "words"), [
-    ({"check": "cpu.gemm", "params": {"sise": 64}}, "BadRequest",
+@pytest.mark.parametrize(("request_", "status", "error", "words"), [
+    ({"check": "cpu.gemm", "params": {"sise": 64}}, "ERROR", "BadRequest",
      "cpu_matmul params: Extra inputs are not permitted at sise"),
-    ({"check": "inventory"}, "BadRequest", "check inventory has no burn-in variant"),
-    ({"check": "network.tcp_bandwidth", "params": {}}, "NotApplicable", "no peer given"),
+    ({"check": "inventory"}, "ERROR", "BadRequest", "check inventory has no burn-in variant"),
+    ({"check": "network.tcp_bandwidth", "params": {}}, "SKIP", "NotApplicable",
+     "no peer given"),
 ])
-def test_the_worker_answers_a_burnin_it_cannot_run(request_: dict[str, Any], error: str,
-                                                   words: str) -> None:
+def test_the_worker_answers_a_burnin_it_cannot_run(request_: dict[str, Any], status: str,
+                                                   error: str, words: str) -> None:
     proc = _worker({"burnin": True, "timeout": 30, "options": {"interval": 1}, **request_})
     assert proc.stdout is not None
     stdout = proc.stdout.read()
     assert proc.wait(timeout=60) == 0
     response = json.loads(stdout.splitlines()[-1])
-    assert response["ok"] is False and response["error"] == error
+    assert (response["ok"], response["status"], response["error"]) == (False, status, error)
     assert words in response["message"]
 
 

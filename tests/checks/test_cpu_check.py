@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from bench_agent.checks import metric_catalog
 from bench_agent.checks.base import CheckContext
 from bench_agent.checks.cpu.checks import (
     STREAM_MIN_ARRAY_BYTES,
@@ -32,10 +33,12 @@ from bench_agent.checks.cpu.checks import (
     time_gemm,
 )
 from bench_agent.core.errors import CheckError
-from bench_agent.core.metrics import METRICS
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from tests.paths import REPO
+
+# The metric catalog, as the checks declare it.
+METRICS = metric_catalog()
 
 MIB = 1024 * 1024
 
@@ -72,7 +75,7 @@ def stream_measurements() -> list[Measurement]:
 
 def test_gemm_metrics_and_units(gemm_measurements: list[Measurement]) -> None:
     names = sorted(m.metric for m in gemm_measurements)
-    assert names == sorted(GemmCheck.metrics)
+    assert names == sorted(spec.name for spec in GemmCheck.metrics)
     for m in gemm_measurements:
         assert m.metric in METRICS
         assert METRICS[m.metric].unit is Unit.FLOPS

@@ -12,8 +12,20 @@ from typing import Any
 import pytest
 
 from bench_agent.checks.base import CheckContext
-from bench_agent.checks.gpu.checks import HealthCheck, HealthParams, node_measurements
-from bench_agent.checks.gpu.kernels import PerfCounterTimer, matmul_flop, rates, rotation_sets
+from bench_agent.checks.gpu.checks import (
+    HbmCheck,
+    HealthCheck,
+    HealthParams,
+    MatmulCheck,
+    node_measurements,
+)
+from bench_agent.checks.gpu.kernels import (
+    PerfCounterTimer,
+    matmul_flop,
+    rates,
+    resolve_kernel,
+    rotation_sets,
+)
 from bench_agent.config import baselines
 from bench_agent.config.loader import load_profile_named
 from bench_agent.core.errors import NotApplicable, ToolMissing
@@ -192,11 +204,13 @@ def test_bench_device_on_cpu_matmul_and_copy() -> None:
     pytest.importorskip("torch")
     from bench_agent.checks.gpu.kernels import bench_device
 
-    result = bench_device({"device": "cpu", "kind": "matmul", "precisions": ["fp32", "fp8"],
-                           "sizes": [32, 64], "warmup": 0, "iterations": 2})
+    result = bench_device({"device": "cpu", "kernel": MatmulCheck.kernel,
+                           "precisions": ["fp32", "fp8"], "sizes": [32, 64], "warmup": 0,
+                           "iterations": 2})
     assert [r["n"] for r in result["matmul"]["fp32"]] == [32, 64]
     assert "CUDA" in result["skipped"]["fp8"]
-    copy = bench_device({"device": "cpu", "kind": "copy", "bytes": 1 << 20, "iterations": 2})
+    copy = bench_device({"device": "cpu", "kernel": HbmCheck.kernel, "bytes": 1 << 20,
+                         "iterations": 2})
     assert copy["copy"]["hbm_copy"]["bytes_counted"] == 2 * (1 << 20)
     assert "read+write" in copy["copy"]["hbm_copy"]["counted"]
 
@@ -223,10 +237,53 @@ def test_run_on_devices_one_process_each() -> None:
     pytest.importorskip("torch")
     from bench_agent.checks.gpu.kernels import run_on_devices
 
-    results = run_on_devices(["cpu", "cpu"], {"kind": "copy", "bytes": 1 << 20,
+    results = run_on_devices(["cpu", "cpu"], {"kernel": HbmCheck.kernel, "bytes": 1 << 20,
                                               "iterations": 2, "warmup": 0}, timeout=120)
     assert [r["device"] for r in results] == ["cpu", "cpu"]
     assert all("copy" in r for r in results), results
+
+
+def test_each_gpu_check_names_its_own_kernel() -> None:
+    from bench_agent.checks.gpu import kernels
+
+    assert [resolve_kernel(c.kernel) for c in (HealthCheck, MatmulCheck, HbmCheck)] == [
+        kernels.load_kernel, kernels.matmul_kernel, kernels.copy_kernel]
+
+
+def test_a_kernel_beside_its_check_runs_in_the_child_by_name() -> None:
+    """A new GPU check's kernel lives in its own module: the child finds it by the
+    task's name, and kernels.py has no branch to add."""
+    pytest.importorskip("torch")
+    from bench_agent.checks.gpu.kernels import run_on_devices
+
+    task = {"kernel": "tests.checks.example_gpu_kernel:sum_kernel", "n": 10}
+    results = run_on_devices(["cpu", "cpu"], task, timeout=120)
+    assert [(r["device"], r["sum"]) for r in results] == [("cpu", 45), ("cpu", 45)]
+
+
+@pytest.mark.parametrize(("target", "says"), [
+    ("tests.checks.example_gpu_kernel:not_a_kernel",
+     "'tests.checks.example_gpu_kernel:not_a_kernel' is not a GPU kernel (no @gpu_kernel "
+     "function of that name)"),
+    ("bench_agent.checks.gpu.kernels:rates",
+     "'bench_agent.checks.gpu.kernels:rates' is not a GPU kernel (no @gpu_kernel function of"
+     " that name)"),
+    ("os:system", "'os:system' is not a GPU kernel (no @gpu_kernel function of that name)"),
+    ("matmul", "a GPU kernel is named 'module:function', not 'matmul'"),
+    ("", "a GPU kernel is named 'module:function', not ''"),
+    ("bench_agent.no_such_module:k",
+     "GPU kernel 'bench_agent.no_such_module:k': No module named 'bench_agent.no_such_module'"),
+])
+def test_only_marked_kernels_run(target: str, says: str) -> None:
+    from bench_agent.checks.gpu.kernels import run_on_devices
+
+    with pytest.raises(ValueError) as exc:
+        resolve_kernel(target)
+    assert str(exc.value) == says
+    # Refused in the parent, before any child starts.
+    with pytest.raises(ValueError) as exc:
+        run_on_devices(["cpu"], {"kernel": target}, timeout=5)
+    assert str(exc.value) == says
 
 
 # --- baselines ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_agent.checks import get_check
+from bench_agent.checks import get_check, metric_catalog
 from bench_agent.checks.base import CheckContext
 from bench_agent.checks.storage.checks import (
     TEST_FILE_PREFIX,
@@ -26,13 +26,15 @@ from bench_agent.checks.storage.checks import (
     Target,
     measure_job,
 )
-from bench_agent.checks.storage.safety import StorageRefused, inspect_device, write_refusals
-from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
-from bench_agent.core.metrics import METRICS
+from bench_agent.checks.storage.safety import inspect_device, write_refusals
+from bench_agent.core.errors import NotApplicable, StorageRefused, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.units import Unit
 from bench_agent.run.runner import run_in_child
 from bench_agent.tools import fio_run
+
+# The metric catalog, as the checks declare it.
+METRICS = metric_catalog()
 
 pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="fio not installed")
 

@@ -19,6 +19,7 @@ pytest.importorskip("uvicorn")
 from sqlalchemy import inspect, select
 
 from bench_agent.collector import db, enrollment
+from bench_agent.core.errors import EnrollmentError
 from bench_agent.report.attest import NodeKey
 from tests.collector_support import (
     Collector,
@@ -83,7 +84,7 @@ def test_admins_racing_to_enroll_keys_for_one_node_leave_one_active_key(db_url: 
             won = [r for r in results if isinstance(r, tuple)]
             lost = [r for r in results if not isinstance(r, tuple)]
             assert [created for _, created in won] == [True], results
-            assert all(isinstance(r, enrollment.EnrollmentError)
+            assert all(isinstance(r, EnrollmentError)
                        and r.reason == "node_already_enrolled" for r in lost), lost
             assert active_keys(databases[0], node) == [won[0][0]]
     finally:
@@ -120,7 +121,7 @@ def test_an_admin_replaces_a_nodes_key_in_one_step(db_url: str) -> None:
     try:
         old, new = NodeKey.generate(), NodeKey.generate()
         enrollment.enroll(database, "reinstalled", old.public.pem())
-        with pytest.raises(enrollment.EnrollmentError) as caught:
+        with pytest.raises(EnrollmentError) as caught:
             enrollment.enroll(database, "reinstalled", new.public.pem())
         assert caught.value.reason == "node_already_enrolled"
         assert old.public.keyid[:16] in str(caught.value)

@@ -27,7 +27,8 @@ from sqlalchemy import func, select
 
 from bench_agent.collector import db, enrollment
 from bench_agent.collector import ingest as ingest_module
-from bench_agent.collector.ingest import Refused, ingest
+from bench_agent.collector.ingest import ingest
+from bench_agent.core.errors import EnrollmentError, Refused
 from bench_agent.report.attest import NodeKey, make_statement, sign_payload
 from tests.collector_support import (
     Collector,
@@ -78,7 +79,7 @@ def refusal(database: db.Database, body: bytes, **kwargs: object) -> tuple[int, 
     with pytest.raises(Refused) as caught:
         ingest(database, body, **kwargs)  # type: ignore[arg-type]
     assert nothing_stored(database)
-    return caught.value.status, caught.value.reason
+    return caught.value.http_status, caught.value.reason
 
 
 def test_migrations_create_exactly_the_tables_the_code_uses(database: db.Database) -> None:
@@ -208,12 +209,12 @@ def test_auto_enroll_trusts_a_first_key_only(database: db.Database) -> None:
     with pytest.raises(Refused) as caught:
         ingest(database, body2, auto_enroll=True,
                offered_key=base64.b64encode(intruder.public.raw).decode())
-    assert (caught.value.status, caught.value.reason) == (403, "node_already_enrolled")
+    assert (caught.value.http_status, caught.value.reason) == (403, "node_already_enrolled")
     # Offering another key than the one that signed is refused.
     with pytest.raises(Refused) as caught:
         ingest(database, envelope_bytes(make_report("lab-2"), intruder), auto_enroll=True,
                offered_key=offered)
-    assert caught.value.status == 401
+    assert caught.value.http_status == 401
     assert count(database, "reports") == 1
 
 
@@ -221,15 +222,15 @@ def test_enrollment_conflicts(database: db.Database) -> None:
     key = NodeKey.generate()
     assert enrollment.enroll(database, "n1", key.public.pem())[1] is True
     assert enrollment.enroll(database, "n1", key.public.pem())[1] is False
-    with pytest.raises(enrollment.EnrollmentError) as caught:
+    with pytest.raises(EnrollmentError) as caught:
         enrollment.enroll(database, "n2", key.public.pem())
     assert caught.value.reason == "key_conflict"
-    with pytest.raises(enrollment.EnrollmentError) as caught:
+    with pytest.raises(EnrollmentError) as caught:
         enrollment.enroll(database, "n1", "not a pem")
     assert caught.value.reason == "invalid_key"
     first = enrollment.revoke(database, key.public.keyid)
     assert first is not None and enrollment.revoke(database, key.public.keyid) == first
-    with pytest.raises(enrollment.EnrollmentError) as caught:
+    with pytest.raises(EnrollmentError) as caught:
         enrollment.enroll(database, "n1", key.public.pem())
     assert caught.value.reason == "key_revoked"
     assert enrollment.revoke(database, "0" * 64) is None
@@ -303,7 +304,7 @@ def test_node_names_may_be_unicode_but_not_control_characters(database: db.Datab
     stored = ingest(database, envelope_bytes(make_report("узел-1.例え"), key))
     assert stored.created and stored.node == "узел-1.例え"
     for name in ("a\x00b", "tab\there", "lone\ud800"):
-        with pytest.raises(enrollment.EnrollmentError) as caught:
+        with pytest.raises(EnrollmentError) as caught:
             enrollment.enroll(database, name, NodeKey.generate().public.pem())
         assert caught.value.reason == "invalid_node"
 
@@ -336,7 +337,7 @@ def test_auto_enroll_of_two_first_keys_at_once_trusts_one(
     with pytest.raises(Refused) as caught:
         ingest(database, envelope_bytes(make_report("lab-1"), second), auto_enroll=True,
                offered_key=base64.b64encode(second.public.raw).decode())
-    assert (caught.value.status, caught.value.reason) == (403, "node_already_enrolled")
+    assert (caught.value.http_status, caught.value.reason) == (403, "node_already_enrolled")
     with database.engine.connect() as conn:
         assert [k.keyid for k in enrollment.keys_of(conn, "lab-1")] == [first.public.keyid]
 
@@ -368,7 +369,7 @@ def test_hostile_signed_payloads_are_refused_even_with_auto_enroll(database: db.
         for body, detail in hostile_signed_payloads(key):
             with pytest.raises(Refused) as caught:
                 ingest(database, body, offered_key=offered(key), auto_enroll=True)
-            assert (caught.value.status, caught.value.reason) == (422, "invalid_report")
+            assert (caught.value.http_status, caught.value.reason) == (422, "invalid_report")
             assert detail in caught.value.detail
             assert nothing_stored(database) and count(database, "keys") == 0
 
@@ -390,7 +391,7 @@ def test_a_non_finite_number_anywhere_in_the_payload_is_refused(
     body = envelope_bytes(_nan_at(make_report("node-a"), where), node_key)
     with pytest.raises(Refused) as caught:
         ingest(database, body)
-    assert (caught.value.status, caught.value.reason) == (422, "invalid_report")
+    assert (caught.value.http_status, caught.value.reason) == (422, "invalid_report")
     assert "is not a JSON number" in caught.value.detail
     assert nothing_stored(database)
 
@@ -402,7 +403,7 @@ def test_a_non_finite_number_in_an_unsigned_field_is_refused(database: db.Databa
         body = json.dumps({**envelope, "extra": extra}).encode()
         with pytest.raises(Refused) as caught:
             ingest(database, body)
-        assert (caught.value.status, caught.value.reason) == (400, "malformed_json")
+        assert (caught.value.http_status, caught.value.reason) == (400, "malformed_json")
         assert "is not a JSON number" in caught.value.detail
         assert nothing_stored(database)
     duplicate = json.dumps(envelope)[:-1] + ', "payloadType": "x"}'
@@ -419,7 +420,7 @@ def test_burn_in_series_times_must_place_their_points_on_a_calendar(
         body = envelope_bytes({**report, "series": {"gpu.gpu0.temp_c": points}}, node_key)
         with pytest.raises(Refused) as caught:
             ingest(database, body)
-        assert (caught.value.status, caught.value.reason) == (422, "invalid_report")
+        assert (caught.value.http_status, caught.value.reason) == (422, "invalid_report")
         assert detail in caught.value.detail
     late = {**make_report("node-a", when=datetime(9999, 12, 31, 12, tzinfo=UTC)),
             "series": {"gpu.gpu0.temp_c": [[0, 40.0], [86400.0, 41.0]]}}
@@ -455,7 +456,7 @@ def test_names_with_bidirectional_or_control_characters_are_refused(
         bad = {**report, "series": {value: [[0, 1.0]]}}
     with pytest.raises(Refused) as caught:
         ingest(database, envelope_bytes(bad, node_key))
-    assert (caught.value.status, caught.value.reason) == (422, "invalid_report")
+    assert (caught.value.http_status, caught.value.reason) == (422, "invalid_report")
     assert detail in caught.value.detail
     assert nothing_stored(database)
 
@@ -465,7 +466,7 @@ def test_node_names_with_bidirectional_controls_are_refused(database: db.Databas
     assert refusal(database, envelope_bytes(make_report("gpu\u202e71-edon"), key),
                    auto_enroll=True, offered_key=offered(key)) == (422, "invalid_report")
     for name in ("gpu\u202e71", "a\u2066b", "lrm\u200e", "line\u2028sep", "zw\u200bsp"):
-        with pytest.raises(enrollment.EnrollmentError) as caught:
+        with pytest.raises(EnrollmentError) as caught:
             enrollment.enroll(database, name, NodeKey.generate().public.pem())
         assert caught.value.reason == "invalid_node"
     assert count(database, "keys") == 0
@@ -496,7 +497,7 @@ def test_a_stored_payload_is_verified_again_before_it_is_acknowledged(
     for replay, expected in replays:
         with pytest.raises(Refused) as caught:
             ingest(database, json.dumps(replay).encode())
-        assert (caught.value.status, caught.value.reason) == expected
+        assert (caught.value.http_status, caught.value.reason) == expected
         # Nothing of the stored report is told to whoever sent it.
         assert str(stored.report_id) not in caught.value.detail.split()
     # The stranger's own signature on the stored payload, offered for auto-enroll:
@@ -505,12 +506,12 @@ def test_a_stored_payload_is_verified_again_before_it_is_acknowledged(
     with pytest.raises(Refused) as caught:
         ingest(database, json.dumps(resigned).encode(), offered_key=offered(stranger),
                auto_enroll=True)
-    assert (caught.value.status, caught.value.reason) == (403, "node_already_enrolled")
+    assert (caught.value.http_status, caught.value.reason) == (403, "node_already_enrolled")
     assert count(database, "reports") == 1
     assert enrollment.revoke(database, node_key.public.keyid) is not None
     with pytest.raises(Refused) as caught:
         ingest(database, body)
-    assert (caught.value.status, caught.value.reason) == (403, "key_revoked")
+    assert (caught.value.http_status, caught.value.reason) == (403, "key_revoked")
 
 
 def test_a_report_id_is_stored_once(database: db.Database, node_key: NodeKey) -> None:
@@ -527,7 +528,7 @@ def test_a_report_id_is_stored_once(database: db.Database, node_key: NodeKey) ->
     changed = _with(statement["predicate"], "measurements", 0, value=9.9e11)
     with pytest.raises(Refused) as caught:
         ingest(database, envelope_bytes(changed, node_key))
-    assert (caught.value.status, caught.value.reason) == (409, "report_conflict")
+    assert (caught.value.http_status, caught.value.reason) == (409, "report_conflict")
     assert caught.value.detail == (
         f"report {statement['predicate']['report_id']} of node 'node-a' is already stored "
         f"with other content (payload digest {first.digest}); a report id names one report")

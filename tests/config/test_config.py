@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_agent.checks import CHECKS
+from bench_agent.checks import check_names, metric_catalog
 from bench_agent.config.loader import (
     DEFAULT_TIMEOUT_S,
     DOMAINS,
@@ -21,10 +21,13 @@ from bench_agent.config.loader import (
     suite_names,
 )
 from bench_agent.core.errors import ConfigError, UsageError
-from bench_agent.core.metrics import METRICS, PARSED_ONLY
+from bench_agent.core.metrics import PARSED_ONLY
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
 from bench_agent.core.units import Unit
 from tests.paths import REPO
+
+# The metric catalog, as the checks declare it.
+METRICS = metric_catalog()
 
 GUIDE_PROFILES = ("guide-minimum", "guide-recommended", "guide-high-performance")
 
@@ -69,7 +72,7 @@ def test_every_shipped_suite_loads(name: str) -> None:
     assert len(suite.sha256) == 64
     assert suite.checks, "a suite runs at least one check"
     for plan in suite.checks:
-        assert plan.check in CHECKS
+        assert plan.check in check_names()
         assert plan.timeout > 0
         assert isinstance(plan.params, dict)
     # the profile a suite names is a shipped profile
@@ -822,7 +825,7 @@ def test_unknown_target_lists_suites_and_checks(targets: list[str]) -> None:
     message = str(exc.value)
     assert f"{targets[-1]!r} is not a domain, suite or check" in message
     assert "suites: " + ", ".join(suite_names()) in message
-    assert "checks: " + ", ".join(CHECKS) in message
+    assert "checks: " + ", ".join(check_names()) in message
 
 
 # --- the metric catalog matches the checks --------------------------------------------
@@ -838,26 +841,13 @@ PHANTOM_METRICS = (
 )
 
 
-def _declared_metrics() -> dict[str, list[str]]:
-    from bench_agent.checks import get_check
-
-    declared: dict[str, list[str]] = {}
-    for name in CHECKS:
-        for metric in get_check(name).metrics:
-            declared.setdefault(metric, []).append(name)
-    return declared
-
-
-def test_metric_catalog_is_exactly_what_the_checks_declare() -> None:
-    declared = _declared_metrics()
-    assert sorted(set(METRICS) - set(declared)) == []  # catalogued, measured by no check
-    assert sorted(set(declared) - set(METRICS)) == []  # measured, not catalogued
-    for metric, checks in declared.items():
-        assert METRICS[metric].check in checks, (metric, METRICS[metric].check, checks)
+def test_no_metric_is_catalogued_that_no_check_measures() -> None:
+    # The catalog is built from the checks' declarations (tests/checks/test_catalog.py
+    # pins it); what only the parsers read, or what was once listed by hand
+    # without a check, stays out.
     for metric in PHANTOM_METRICS:
         assert metric not in METRICS
-    # What only the parsers read is measured by no check either.
-    assert not PARSED_ONLY & (set(METRICS) | set(declared))
+    assert not PARSED_ONLY & set(METRICS)
 
 
 def test_checks_emit_only_declared_metrics_in_catalog_units(tmp_path: Path) -> None:
@@ -875,7 +865,7 @@ def test_checks_emit_only_declared_metrics_in_catalog_units(tmp_path: Path) -> N
         outcome = run_in_child({"check": check, "params": params, "root": "/",
                                 "output_dir": str(tmp_path), "timeout": 120}, 120)
         assert outcome.status is None, outcome.message
-        declared = set(get_check(check).metrics)
+        declared = {spec.name for spec in get_check(check).metrics}
         for m in outcome.measurements:
             assert m.check == check
             assert m.metric in declared, (check, m.metric)
@@ -981,8 +971,39 @@ def test_fleet_baseline_limits_are_checked_too(tmp_path: Path) -> None:
         " network.tcp_bandwidth_link_ratio?")
     text = write(tmp_path, "text.yaml", base.format(
         metric="network.tcp_bandwidth", limit="lots", unit="bits/s"))
-    with pytest.raises(ConfigError, match="limit: expected a number, got 'lots'"):
+    with pytest.raises(ConfigError, match="limit: Input should be a valid number"):
         load_profile(text)
+
+
+@pytest.mark.parametrize(("figure", "key", "says"), [
+    # A typo is refused, not ignored: "limt" would leave the figure without its limit.
+    ("{comparator: '>=', limt: 1000000000.0, unit: bits/s}", "limt",
+     "Extra inputs are not permitted (allowed keys: value, unit, comparator, limit, mad,"
+     " nodes, fail_fraction, source)"),
+    ("{value: 2000000000.0, comparator: '>', limit: 1000000000.0, unit: bits/s}", "comparator",
+     "Input should be '>=' or '<='"),
+    ("{value: 2000000000.0, comparator: '>=', limit: .inf, unit: bits/s}", "limit",
+     "Input should be a finite number"),
+    ("{value: 2000000000.0, comparator: '>=', limit: true, unit: bits/s}", "limit",
+     "Input should be a valid number"),
+    ("{comparator: '>=', limit: 1000000000.0, unit: bits/s, fail_fraction: 2}",
+     "fail_fraction", "Input should be less than or equal to 1"),
+])
+def test_fleet_baseline_is_read_through_its_model(tmp_path: Path, figure: str, key: str,
+                                                  says: str) -> None:
+    path = write(tmp_path, "f.yaml", "kind: fleet\nmodel: m\nfigures:\n"
+                 f"  network.tcp_bandwidth: {figure}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_profile(path)
+    assert config_error(exc) == f"{path}: figures.network.tcp_bandwidth.{key}: {says}"
+
+
+def test_fleet_baseline_unknown_top_level_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "f.yaml", "kind: fleet\nmodel: m\nfigure: {}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_profile(path)
+    assert config_error(exc) == (f"{path}: figure: Extra inputs are not permitted (allowed"
+                                 " keys: kind, model, nvml_names, figures)")
 
 
 def test_gpu_profiles_require_their_gpu_count() -> None:
@@ -1075,7 +1096,13 @@ def test_baseline_figure_on_an_unknown_metric_suggests(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("figure", "says"), [
     ("{value: -700 TFLOP/s, source: s}", "value: a baseline figure must be above zero"),
     ("{value: 0, source: s}", "value: a baseline figure must be above zero, got 0 FLOP/s"),
-    ("{value: 700 TFLOP/s, ranks: eight, source: s}", "ranks: expected a GPU count"),
+    ("{value: 700 TFLOP/s, ranks: eight, source: s}", "ranks: Input should be a valid integer"),
+    ("{value: 700 TFLOP/s, ranks: 0, source: s}",
+     "ranks: Input should be greater than or equal to 1"),
+    ("{value: 700 TFLOP/s, ranks: true, source: s}", "ranks: Input should be a valid integer"),
+    ("{value: 700 TFLOP/s, min_bytes: 8 GB/s, source: s}", "min_bytes: "),
+    ("{value: 700 TFLOP/s}", "source: Field required"),
+    ("{value: 700 TFLOP/s, source: ''}", "source: String should have at least 1 character"),
 ])
 def test_baseline_figure_values_are_checked(tmp_path: Path, figure: str, says: str) -> None:
     from bench_agent.config.baselines import load_baseline
@@ -1085,6 +1112,54 @@ def test_baseline_figure_values_are_checked(tmp_path: Path, figure: str, says: s
         load_baseline(path)
     assert config_error(exc).startswith(f"{path}: figures.gpu.matmul_bf16.")
     assert says in config_error(exc)
+
+
+def test_baseline_unknown_keys_are_refused_not_ignored(tmp_path: Path) -> None:
+    """"rank: 8" for "ranks: 8" made an 8-GPU figure judge any GPU count, silently."""
+    from bench_agent.config.baselines import load_baseline
+
+    path = _baseline(tmp_path, "nccl.all_reduce_busbw: {value: 232 GB/s, rank: 8, source: s}")
+    with pytest.raises(ConfigError) as exc:
+        load_baseline(path)
+    assert config_error(exc) == (
+        f"{path}: figures.nccl.all_reduce_busbw.rank: Extra inputs are not permitted"
+        " (allowed keys: value, source, ranks, min_bytes)")
+    top = write(tmp_path, "t.yaml", "model: M\nnvml_name: [\"NVIDIA M\"]\nfigures: {}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_baseline(top)
+    assert config_error(exc) == (f"{top}: nvml_name: Extra inputs are not permitted"
+                                 " (allowed keys: model, nvml_names, figures)")
+
+
+@pytest.mark.parametrize(("head", "key", "says"), [
+    ("model: ''\nnvml_names: [x]", "model", "String should have at least 1 character"),
+    ("model: M\nnvml_names: []", "nvml_names", "List should have at least 1 item"),
+    ("model: M\nnvml_names: [1]", "nvml_names[0]", "Input should be a valid string"),
+    ("model: M\nnvml_names: NVIDIA M", "nvml_names", "Input should be a valid list"),
+])
+def test_baseline_head_is_read_through_its_model(tmp_path: Path, head: str, key: str,
+                                                 says: str) -> None:
+    from bench_agent.config.baselines import load_baseline
+
+    path = write(tmp_path, "b.yaml", head + "\nfigures: {}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_baseline(path)
+    assert config_error(exc).startswith(f"{path}: {key}: {says}")
+
+
+def test_a_baseline_figure_loads_with_its_collective_bounds(tmp_path: Path) -> None:
+    from bench_agent.config.baselines import load_baseline
+
+    path = _baseline(tmp_path, """
+        nccl.all_reduce_busbw: {value: 232 GB/s, ranks: 8, min_bytes: 8 GiB, source: s}
+        gpu.matmul_bf16: {value: 261 TFLOP/s, source: t}
+    """)
+    baseline = load_baseline(path)
+    assert (baseline.model, baseline.nvml_names) == ("M", ("NVIDIA M",))
+    busbw = baseline.figures["nccl.all_reduce_busbw"]
+    assert (busbw.value, busbw.ranks, busbw.min_bytes, busbw.source) == (2.32e11, 8, 8 * 2**30,
+                                                                         "s")
+    assert baseline.figures["gpu.matmul_bf16"].ranks is None
 
 
 def test_baseline_bomb_is_a_config_error(tmp_path: Path) -> None:

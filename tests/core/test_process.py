@@ -1,4 +1,4 @@
-"""tools/process.py: the one subprocess seam, with real processes (no mocks)."""
+"""core/process.py: the one subprocess seam, with real processes (no mocks)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +49,8 @@ REPO = REPO
 
 FAKE_TOOL = r"""#!/bin/bash
 # faketool VARIANT MARKER PIDFILE: start a child the way VARIANT says, then hang.
-variant=$1 marker=$2 pidfile=$3
+# Started by code that chooses the arguments (fio, python), the FAKE_* variables say.
+variant=${FAKE_VARIANT:-$1} marker=${FAKE_MARKER:-$2} pidfile=${FAKE_PIDFILE:-$3}
 case $variant in
   child)          (exec -a "$marker" sleep 600) & echo $! >> "$pidfile" ;;
   ignoring-term)  trap '' TERM
@@ -58,6 +60,8 @@ case $variant in
   orphaned-setsid) setsid -f bash -c 'echo $$ >> "$0"; exec -a "$1" sleep 600' \
                       "$pidfile" "$marker" ;;
   leftover)       (exec -a "$marker" sleep 600) >/dev/null 2>&1 & echo $! >> "$pidfile"
+                  echo done; exit 0 ;;
+  leftover-on-our-pipes) (exec -a "$marker" sleep 600) & echo $! >> "$pidfile"
                   echo done; exit 0 ;;
 esac
 until [ -s "$pidfile" ]; do sleep 0.05; done
@@ -99,12 +103,15 @@ def test_a_tools_children_die_at_its_timeout(faketool: Path, tmp_path: Path,
         kill_all(marker, *pids_in(pidfile))
 
 
-def test_what_a_tool_leaves_behind_when_it_exits_is_stopped(faketool: Path,
-                                                             tmp_path: Path) -> None:
-    marker = unique_marker("leftover")
+@pytest.mark.parametrize("variant", ["leftover", "leftover-on-our-pipes"])
+def test_what_a_tool_leaves_behind_when_it_exits_is_stopped(faketool: Path, tmp_path: Path,
+                                                             variant: str) -> None:
+    """Its exit code and words come back (not a timeout, though a leftover holds our
+    pipes), and the leftover is stopped."""
+    marker = unique_marker(variant)
     pidfile = tmp_path / "pids"
     try:
-        done = run_tool("faketool", ["faketool", "leftover", marker, str(pidfile)], 30, "")
+        done = run_tool("faketool", ["faketool", variant, marker, str(pidfile)], 600, "")
         assert (done.returncode, done.stdout) == (0, "done\n")
         (leftover,) = pids_in(pidfile)
         assert not alive(leftover)
@@ -220,3 +227,95 @@ def test_signals_that_come_while_a_child_starts_are_delivered_once_it_is_owned(
         with pytest.raises(KeyboardInterrupt):
             held.release()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# --- the call sites use the seam: a hung tool's children die with it --------------------
+
+
+@pytest.fixture
+def hanging(faketool: Path, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """The fake tool, whatever its arguments, starts a child and hangs."""
+    marker = unique_marker("call-site")
+    pidfile = tmp_path / "pids"
+    for name, value in (("VARIANT", "child"), ("MARKER", marker), ("PIDFILE", str(pidfile))):
+        monkeypatch.setenv(f"FAKE_{name}", value)
+    try:
+        yield marker, pidfile
+    finally:
+        kill_all(marker, *pids_in(pidfile))
+
+
+def _nothing_left(marker: str, pidfile: Path) -> None:
+    started = pids_in(pidfile)
+    assert len(started) >= 2, f"the fake tool did not get going: {started}"
+    assert [pid for pid in started if alive(pid)] == []
+    assert marked(marker) == []
+
+
+def test_fio_and_its_children_are_stopped_at_its_timeout(
+        faketool: Path, hanging: tuple[str, Path]) -> None:
+    from bench_agent.tools.fio_run import run_fio
+
+    with pytest.raises(CheckTimeout, match=r"^fio ran past 3 s and was stopped; "
+                                           r"last output: started, now hanging$"):
+        run_fio(str(faketool), "[job]\nrw=read\n", 3.0)
+    _nothing_left(*hanging)
+
+
+def test_gpu_bench_children_and_theirs_are_stopped_at_the_timeout(
+        faketool: Path, hanging: tuple[str, Path]) -> None:
+    from bench_agent.checks.gpu.kernels import run_on_devices
+
+    task = {"kernel": "bench_agent.checks.gpu.kernels:copy_kernel"}
+    results = run_on_devices(["cpu"], task, 3.0, python=str(faketool))
+    assert results == [{"device": "cpu", "error": "timed out after 3 s"}]
+    _nothing_left(*hanging)
+
+
+def test_iperf3_clients_and_their_children_are_stopped_at_the_timeout(
+        faketool: Path, hanging: tuple[str, Path]) -> None:
+    from bench_agent.tools.iperf3 import run_parallel
+
+    with pytest.raises(CheckTimeout, match=r"^iperf3 ran past 3 s \(faketool client\)$"):
+        run_parallel([["faketool", "client"]], 3.0)
+    _nothing_left(*hanging)
+
+
+def test_collective_launch_stops_torchrun_and_its_ranks_at_the_timeout(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from bench_agent.checks.nccl.collective import launch
+
+    def ranks() -> list[int]:  # torchrun and its ranks name the request file in tmp_path
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and alive(int(p.name)) and str(tmp_path).encode() in _cmdline(int(p.name))]
+
+    request = {"backend": "gloo", "collectives": ["all_reduce"], "min_bytes": 1 << 20,
+               "max_bytes": 1 << 20, "warmup": 1, "iterations": 10**9}
+    seen: set[int] = set()
+    launched = threading.Event()
+
+    def watch() -> None:
+        while not launched.is_set():
+            seen.update(ranks())
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result, tail = launch(request, nproc=2, timeout=20, workdir=tmp_path)
+        launched.set()
+        watcher.join(timeout=30)
+        assert result is None and tail.startswith("timed out after 20 s")
+        assert len(seen) >= 3, f"torchrun and two ranks never ran: {seen}"
+        assert ranks() == []
+    finally:
+        launched.set()
+        kill_all(None, *seen)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

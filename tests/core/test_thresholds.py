@@ -36,7 +36,7 @@ def threshold(
         value=value,
         unit=unit,
         source="guide section X",
-        **kwargs,
+        **{"checks": (IOPS_CHECK,), **kwargs},
     )
 
 
@@ -380,7 +380,7 @@ def test_evaluate_absent_metric_is_skip() -> None:
     assert len(verdicts) == 1
     v = verdicts[0]
     assert v.status is Status.SKIP
-    assert v.check == "inventory"  # from the metric catalog, not the metric's prefix
+    assert v.check == "inventory"
     assert v.metric == "inventory.gpu_memory_min"
     assert v.value is None
     assert v.source == "guide GPU"
@@ -397,15 +397,16 @@ def test_evaluate_absent_required_metric_is_fail() -> None:
     assert "measured no inventory.logical_cpus" in verdicts[0].message
 
 
-def test_evaluate_uses_catalog_check_name() -> None:
-    # storage.randread_4k_iops belongs to check "storage.randread", not "storage"
+def test_evaluate_uses_the_thresholds_check_name() -> None:
+    # storage.randread_4k_iops belongs to check "storage.randread", not "storage": the
+    # loader gives the threshold the catalog's checks (core never reads the catalog).
     t = threshold(Comparator.GT, 1e5)
     assert evaluate([], [t], ["storage"]) == []
     assert [v.status for v in evaluate([], [t], ["storage.randread"])] == [Status.SKIP]
 
 
 def test_evaluate_unknown_metric_falls_back_to_prefix() -> None:
-    t = threshold(Comparator.GE, 1.0, unit=Unit.COUNT, metric="custom.widgets")
+    t = threshold(Comparator.GE, 1.0, unit=Unit.COUNT, metric="custom.widgets", checks=())
     m = measure(2.0, unit=Unit.COUNT, metric="custom.widgets", check="custom")
     assert [v.status for v in evaluate([m], [t], ["custom"])] == [Status.PASS]
 
@@ -460,9 +461,10 @@ def test_evaluate_accepts_iterables() -> None:
 
 
 GPU_COUNT = Threshold(id="gpu-count", metric="gpu.count", comparator=Comparator.BETWEEN,
-                      value=8, upper=8, unit=Unit.COUNT, source="8-GPU nodes", required=True)
+                      value=8, upper=8, unit=Unit.COUNT, source="8-GPU nodes", required=True,
+                      checks=("gpu.health",), meaning="GPUs NVML reports")
 ECC = Threshold(id="ecc", metric="gpu.ecc_sram_uncorrectable", comparator=Comparator.LE,
-                value=0, unit=Unit.COUNT, source="AzNHC")
+                value=0, unit=Unit.COUNT, source="AzNHC", checks=("gpu.health",))
 
 
 def test_thresholds_of_a_check_that_did_not_measure_skip_with_its_reason() -> None:
@@ -500,11 +502,29 @@ def test_a_metric_two_checks_emit_is_judged_whichever_ran() -> None:
     """network.rdma_active_devices comes from rdma_latency (the catalog's) and
     rdma_bandwidth: a suite with only the latter still judges it."""
     t = Threshold(id="rdma", metric="network.rdma_active_devices", comparator=Comparator.GE,
-                  value=1, unit=Unit.COUNT, source="s")
+                  value=1, unit=Unit.COUNT, source="s",
+                  checks=("network.rdma_latency", "network.rdma_bandwidth"))
     m = measure(2, unit=Unit.COUNT, metric="network.rdma_active_devices",
                 check="network.rdma_bandwidth")
     [v] = evaluate([m], [t], ["network.rdma_bandwidth"], unmeasured={})
     assert (v.check, v.status, v.value) == ("network.rdma_bandwidth", Status.PASS, 2.0)
+
+
+def test_a_metric_two_checks_emit_is_missed_by_the_check_of_the_suite() -> None:
+    """Nothing measured: the verdict names the owner that ran, or the one the suite
+    holds, never the first owner when only the second is in the suite."""
+    t = Threshold(id="rdma", metric="network.rdma_active_devices", comparator=Comparator.GE,
+                  value=1, unit=Unit.COUNT, source="s", required=True,
+                  checks=("network.rdma_latency", "network.rdma_bandwidth"))
+    why = "not measured: network.rdma_bandwidth SKIP: no active RDMA device"
+    [v] = evaluate([], [t], [], unmeasured={"network.rdma_bandwidth": why})
+    assert (v.check, v.status) == ("network.rdma_bandwidth", Status.FAIL)
+    assert v.message.endswith("; " + why)
+    [v] = evaluate([], [t], ["network.rdma_bandwidth"], unmeasured={})
+    assert v.message.endswith("; network.rdma_bandwidth measured no "
+                              "network.rdma_active_devices on this node")
+    [v] = evaluate([], [t], [], unmeasured={})
+    assert v.message == "metric not measured by this suite (network.rdma_latency is not in it)"
 
 
 def test_a_miss_quotes_the_measurements_note() -> None:
@@ -691,19 +711,18 @@ def test_window_fields_are_checked_and_round_trip() -> None:
 
 
 def test_evaluate_series_skips_a_rule_without_series_with_the_reason() -> None:
-    from bench_agent.core.metrics import MetricInfo
-
-    catalog = {"burnin.cpu_matmul": MetricInfo("burnin.cpu_matmul", Unit.FLOPS,
-                                               "burnin.loads", "GEMM")}
-    held = rule(Comparator.GE, 0.9, of_first=20)
-    required = rule(Comparator.GE, 0.9, of_first=20, required=True)
+    # The burn-in loader fills checks and meaning from its catalog, as a profile's.
+    described = {"checks": ("burnin.loads",), "meaning": "GEMM"}
+    held = rule(Comparator.GE, 0.9, of_first=20, **described)
+    required = rule(Comparator.GE, 0.9, of_first=20, required=True, **described)
     unmeasured = {"burnin.cpu_matmul": "the load cpu_matmul is not enabled"}
-    skipped, failed = evaluate_series([], [held, required], catalog, unmeasured=unmeasured,
+    skipped, failed = evaluate_series([], [held, required], unmeasured=unmeasured,
                                       profile="burnin")
     assert (skipped.status, skipped.check) == (Status.SKIP, "burnin.loads")
     assert skipped.message == "the load cpu_matmul is not enabled"
-    assert failed.status is Status.FAIL
-    assert failed.message.startswith("profile burnin requires burnin.cpu_matmul")
-    two = evaluate_series([series(DROP, device="a"), series(DROP[:3], device="b")], [held],
-                          catalog)
+    assert (failed.status, failed.check) == (Status.FAIL, "burnin.loads")
+    assert failed.message == ("profile burnin requires burnin.cpu_matmul"
+                              f" {required.describe()} (GEMM);"
+                              " the load cpu_matmul is not enabled")
+    two = evaluate_series([series(DROP, device="a"), series(DROP[:3], device="b")], [held])
     assert [(v.device, v.status) for v in two] == [("a", Status.FAIL), ("b", Status.PASS)]

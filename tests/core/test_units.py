@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from bench_agent.core.errors import UnitError
 from bench_agent.core.units import (
     Quantity,
     Unit,
-    UnitError,
     format_value,
     parse_duration,
+    parse_fraction,
     parse_quantity,
 )
 
@@ -359,3 +360,20 @@ def test_format_then_parse_round_trip(text: str, unit: Unit) -> None:
 )
 def test_format_value_rounding_crosses_prefix(value: float, unit: Unit, text: str) -> None:
     assert format_value(value, unit) == text
+
+
+# --- parse_fraction: warn bands, burn-in's throughput drop ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("10%", 0.1), (" 15 % ", 0.15), ("0.05", 0.05), (0.2, 0.2), (1, 1.0), ("150%", 1.5)],
+)
+def test_parse_fraction(text: str | float, expected: float) -> None:
+    assert parse_fraction(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["lots", "%", "10%%", "nan", "nan%", "inf", True, None, [1]])
+def test_parse_fraction_refuses(text: object) -> None:
+    with pytest.raises(UnitError, match="expected a fraction or a percentage like '10%'"):
+        parse_fraction(text)  # type: ignore[arg-type]

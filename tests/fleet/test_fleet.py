@@ -105,8 +105,51 @@ def test_csv_and_html_outputs(fleets: dict[str, Path]) -> None:
     flagged = {(r["node"], r["metric"]) for r in rows if r["outlier"] == "true"}
     assert flagged == {(f"node-{i:05d}", m) for i, m in SLOW.items()}
     page = fleet.render_html(result)
-    assert page.count("<img") == 4 and "node-00017" in page
-    assert "http://" not in page and "https://" not in page  # works with no internet
+    assert page.count("<svg") == 4 and "<img" not in page and "node-00017" in page
+    # One red line per planted outlier, in its metric's histogram.
+    assert page.count('class="mark"') == len(SLOW)
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in page  # works with no internet
+
+
+HOSTILE_NODES = ['gpu,"17"\nrack 4', "<script>alert(1)</script>", "a&b 'c'", "node-ok"]
+
+
+def _fleet_of(names: list[str], tmp_path: Path) -> fleet.Comparison:
+    for index, name in enumerate(names):
+        values = {"memory.stream_triad": 3.0e11 * (0.5 if index == 0 else 1 + index / 100)}
+        (tmp_path / f"{index}.json").write_text(json.dumps(report(name, values, index)))
+    return fleet.compare(fleet.node_metric_table(fleet.load_dir(tmp_path)))
+
+
+def test_csv_quotes_names_with_commas_quotes_and_newlines(tmp_path: Path) -> None:
+    names = [*HOSTILE_NODES, "node-a", "node-b"]
+    text = fleet.render_csv(_fleet_of(names, tmp_path))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == list(fleet.CSV_COLUMNS)
+    assert sorted(r[0] for r in rows[1:]) == sorted(names)
+    assert all(len(r) == len(fleet.CSV_COLUMNS) for r in rows)
+    hostile = next(r for r in rows if r[0] == HOSTILE_NODES[0])
+    assert hostile[1:4] == ["memory.stream_triad", repr(1.5e11), "bytes/s"]
+    assert hostile[7] == "true"  # the slow one, flagged in its own column
+    assert '"gpu,""17""\nrack 4"' in text  # RFC 4180 quoting, the quote doubled
+
+
+def test_html_escapes_node_names(tmp_path: Path) -> None:
+    names = [*HOSTILE_NODES, "node-a", "node-b"]
+    page = fleet.render_html(_fleet_of(names, tmp_path))
+    assert "<script>" not in page
+    # The slow node (the first) is the one outlier; its row holds its name escaped.
+    assert "<td>gpu,&#34;17&#34;\nrack 4</td>" in page
+    outliers = page[page.index('<table id="outliers">'):page.index("</table>")]
+    assert outliers.count('<tr class="bad">') == 1
+
+
+def test_html_escapes_an_outlier_named_like_markup(tmp_path: Path) -> None:
+    names = ["<script>alert(1)</script>", "n1", "n2", "n3", "n4"]
+    page = fleet.render_html(_fleet_of(names, tmp_path))
+    assert "<script>" not in page
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in page
 
 
 def test_baseline_generate_is_a_profile_the_thresholds_engine_uses(

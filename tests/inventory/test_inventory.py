@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
+from bench_agent.checks import metric_catalog
 from bench_agent.checks.base import CheckContext, NoParams
 from bench_agent.checks.inventory.checks import InventoryCheck
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
-from bench_agent.core.metrics import METRICS
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from bench_agent.inventory import collect as inventory
@@ -38,6 +38,9 @@ from bench_agent.inventory.collect import (
 from bench_agent.tools import nvml
 from tests.fake_nvml import FakeGpu, FakeNvml
 from tests.paths import DATA
+
+# The metric catalog, as the checks declare it.
+METRICS = metric_catalog()
 
 SYSROOTS = DATA / "sysroots"
 VM = SYSROOTS / "vm-2core"
@@ -468,10 +471,11 @@ def test_nvml_error_after_init_fails_and_shuts_down() -> None:
 def test_inventory_check() -> None:
     check = InventoryCheck()
     assert (check.name, check.domain) == ("inventory", "cpu")
-    assert set(check.metrics) == {m for m in METRICS if m.startswith("inventory.")}
+    declared = {spec.name for spec in check.metrics}
+    assert declared == {m for m in METRICS if m.startswith("inventory.")}
     with nvml.use_loader(_two_gpus):
         got = by_metric(check.run(CheckContext(root=DUAL), NoParams()))
-    assert set(got) == set(check.metrics)
+    assert set(got) == declared
     assert got["inventory.physical_cores"].value == 64
 
 

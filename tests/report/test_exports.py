@@ -28,8 +28,8 @@ import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ReportError
-from bench_agent.core.metrics import METRICS
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.core.units import Unit
 from bench_agent.report.attest import load_report
@@ -41,6 +41,9 @@ from bench_agent.report.exports import (
     write_prometheus,
 )
 from tests.paths import REPO
+
+# The metric catalog, as the checks declare it.
+METRICS = metric_catalog()
 
 REPO = REPO
 JUNIT_XSD = REPO / "tests" / "data" / "junit" / "junit-10.xsd"

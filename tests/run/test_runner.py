@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bench_agent.checks import metric_catalog
 from bench_agent.config.loader import CheckPlan, Profile, Suite, load_profile
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.thresholds import Comparator, Threshold
@@ -96,6 +99,19 @@ def test_killed_child_whose_escaped_grandchild_holds_the_pipes_does_not_hang(
     assert not alive(int(pidfile.read_text()))
 
 
+def test_what_a_worker_leaves_behind_when_it_exits_is_stopped(tmp_path: Path) -> None:
+    marker = unique_marker("worker-leftover")
+    pidfile = tmp_path / "child.pid"
+    try:
+        outcome = run_in_child(request(), timeout=30,
+                               worker_command=worker("exit-leaving-child", str(pidfile), marker))
+        assert (outcome.status, outcome.message) == (Status.ERROR, "fio failed")
+        assert not alive(pids_in(pidfile)[0])
+        assert marked(marker) == []
+    finally:
+        kill_all(marker, *pids_in(pidfile))
+
+
 def test_child_killed_by_a_realtime_signal_is_error_not_a_crash() -> None:
     outcome = run_in_child(request(), timeout=30, worker_command=worker("realtime-signal"))
     assert outcome.status is Status.ERROR
@@ -173,7 +189,11 @@ def _suite(*plans: CheckPlan) -> Suite:
 
 
 def _profile(*thresholds: Threshold) -> Profile:
-    return Profile("test", "", list(thresholds), "", "1" * 64)
+    """A profile as the loader makes it: each threshold knows its metric's checks."""
+    catalog = metric_catalog()
+    return Profile("test", "", [replace(t, checks=catalog[t.metric].checks,
+                                        meaning=catalog[t.metric].meaning)
+                                for t in thresholds], "", "1" * 64)
 
 
 def _m(check: str, metric: str, value: float, unit: Unit) -> Measurement:
@@ -306,15 +326,14 @@ def test_every_threshold_of_the_profile_gets_a_verdict() -> None:
     """Measured ones are judged; the others SKIP with the reason, required ones of a
     check that ran here FAIL (a GPU profile on a node where NVML cannot start)."""
     suite = _suite(CheckPlan("inventory", {}, 10, True), CheckPlan("gpu.health", {}, 10, False))
-    profile = Profile("gpu-node-8", "", [
+    profile = replace(_profile(
         Threshold("cpus", "inventory.logical_cpus", Comparator.GE, 1, Unit.COUNT, "guide"),
         Threshold("gpu-count", "gpu.count", Comparator.BETWEEN, 8, Unit.COUNT, "8 GPUs",
                   upper=8, required=True),
         Threshold("ecc", "gpu.ecc_sram_uncorrectable", Comparator.LE, 0, Unit.COUNT, "AzNHC"),
         Threshold("iops", "storage.randread_4k_iops", Comparator.GT, 1e5, Unit.IOPS, "guide"),
         Threshold("rdma", "network.rdma_write_latency", Comparator.LT, 1e-5, Unit.SECONDS,
-                  "guide", required=True),
-    ], "", "1" * 64)
+                  "guide", required=True)), name="gpu-node-8")
     outcomes = [
         CheckOutcome("inventory", measurements=[_m("inventory", "inventory.logical_cpus", 2,
                                                    Unit.COUNT)]),
@@ -443,11 +462,15 @@ def sigint_raises() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-@pytest.mark.parametrize("mode", ["hang-with-tool", "hang-ignoring-sigterm"])
+@pytest.mark.parametrize(("mode", "interrupts"), [
+    ("hang-with-tool", 1), ("hang-ignoring-sigterm", 1),
+    # A second Ctrl-C while the worker gets its grace must not cut the stop short.
+    ("hang-ignoring-sigterm", 2)])
 def test_sigint_stops_the_running_worker_and_its_tool_and_gives_a_report(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sigint_raises: None,
-        mode: str) -> None:
-    monkeypatch.setattr(runner_module, "KILL_GRACE_S", 1.0)
+        mode: str, interrupts: int) -> None:
+    # Room for the second interrupt to land inside the grace, even on a loaded machine.
+    monkeypatch.setattr(runner_module, "KILL_GRACE_S", 1.0 if interrupts == 1 else 5.0)
     marker = unique_marker("sigint")
     pidfile = tmp_path / "tool.pid"
     suite = _suite(CheckPlan("cpu.gemm", {}, 600, False), CheckPlan("memory.stream", {}, 600,
@@ -463,12 +486,29 @@ def test_sigint_stops_the_running_worker_and_its_tool_and_gives_a_report(
         return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
                 and str(WORKER).encode() in _cmdline(int(p.name)) and alive(int(p.name))]
 
+    def ready() -> bool:
+        """A real state, not a sleep: the worker runs, and its tool runs, or it has
+        set SIGTERM to ignored (SigIgn in /proc/PID/status, proc(5))."""
+        pids = worker_pids()
+        if mode == "hang-with-tool":
+            return bool(pids) and len(marked(marker)) == 1
+        return bool(pids) and all(_ignores_sigterm(pid) for pid in pids)
+
+    def stopping() -> bool:
+        """The agent's main thread waits in the seam's stop for the worker to end."""
+        frame = sys._current_frames().get(threading.main_thread().ident or 0)
+        while frame is not None:
+            if frame.f_code.co_name == "_wait_all_gone":
+                return True
+            frame = frame.f_back
+        return False
+
     def interrupt_once_running() -> None:
-        # A real state, not a sleep: the worker runs (and, with a tool, its tool runs).
-        if wait_until(lambda: bool(worker_pids()) and
-                      (mode != "hang-with-tool" or len(marked(marker)) == 1)):
+        if wait_until(ready):
             workers.extend(worker_pids())
             os.kill(os.getpid(), signal.SIGINT)
+            if interrupts == 2 and wait_until(stopping):
+                os.kill(os.getpid(), signal.SIGINT)
 
     runner = Runner(suite, _profile(), host="h", progress=Watch(),
                     worker_command=worker(mode, str(pidfile), marker))
@@ -487,8 +527,53 @@ def test_sigint_stops_the_running_worker_and_its_tool_and_gives_a_report(
         ("memory.stream", Status.SKIP, "not run: the run was interrupted")]
 
 
+def _ignores_sigterm(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(int(line.split()[1], 16) for line in status.splitlines()
+                if line.startswith("SigIgn:"))
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_a_real_worker_dies_with_a_sigkilled_agent() -> None:
+    """The reported orphan: the agent killed, its cpu.gemm worker ran on for 33 min."""
+    repo = Path(__file__).resolve().parent.parent
+    agent = subprocess.Popen(
+        [sys.executable, "-c",
+         "from bench_agent.run.runner import run_in_child\n"
+         "run_in_child({'check': 'cpu.gemm', 'params': {'size': 2048, 'repetitions': 10000}, "
+         "'timeout': 600}, 600)\n"],
+        env={**os.environ, "PYTHONPATH": str(repo)}, cwd=repo, start_new_session=True)
+    workers: list[int] = []
+    try:
+        assert wait_until(lambda: bool(_children(agent.pid))), "the worker never started"
+        workers = _children(agent.pid)
+        agent.kill()
+        agent.wait(timeout=30)
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 10)
+    finally:
+        agent.kill()
+        agent.wait(timeout=30)
+        kill_all(None, *workers)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name)):
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2:].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ParseError, ToolFailed
-from bench_agent.core.metrics import METRICS
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from bench_agent.tools import fio, parse_tool_output
 from tests.paths import DATA, SAMPLES
+
+# The metric catalog, as the checks declare it.
+METRICS = metric_catalog()
 
 DATA = DATA / "fio"
 SAMPLES = SAMPLES
@@ -233,7 +236,7 @@ def test_nan_is_a_parse_error_and_a_huge_errno_is_not_a_crash() -> None:
     # the strict reader refuses it; os.strerror of a huge errno raised OverflowError.
     doc = json.loads(text("randread_4k_libaio_numjobs2_grouped.json"))
     doc["jobs"][0]["groupid"] = float("nan")
-    with pytest.raises(ParseError, match="NaN is not a number"):
+    with pytest.raises(ParseError, match="NaN is not a JSON number"):
         fio.parse_fio(json.dumps(doc))
     doc["jobs"][0]["groupid"] = 0
     doc["jobs"][0]["error"] = 1e30
@@ -251,7 +254,7 @@ def test_negative_percentiles_are_not_reported_and_nan_is_refused() -> None:
     assert ms["storage.randread_4k_latency_p99_9"].value == pytest.approx(
         pct["99.900000"] * 1e-9)
     pct["50.000000"] = float("nan")
-    with pytest.raises(ParseError, match="NaN is not a number"):
+    with pytest.raises(ParseError, match="NaN is not a JSON number"):
         fio.parse_fio(json.dumps(doc))
 
 

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
+from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ParseError, ToolFailed
-from bench_agent.core.metrics import METRICS, PARSED_ONLY
+from bench_agent.core.metrics import PARSED_ONLY
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from bench_agent.tools import PARSERS, parse_tool_output
@@ -25,6 +26,9 @@ from bench_agent.tools.perftest import (
 from bench_agent.tools.qperf import parse_qperf
 from bench_agent.tools.sockperf import clean_text, parse_sockperf
 from tests.paths import DATA, SAMPLES
+
+# The metric catalog, as the checks declare it.
+METRICS = metric_catalog()
 
 DATA = DATA / "network"
 SAMPLES = SAMPLES
@@ -181,6 +185,18 @@ def test_qperf_units_are_normalized() -> None:
     uu = by_metric(parse_qperf(read("qperf_0.4.11_tcp_udp_lat_bw_uu_loopback.txt")))
     assert uu["network.tcp_latency"].value == pytest.approx(10419e-9)
     assert uu["network.tcp_bandwidth"].value == pytest.approx(4036591616 * 8)
+
+
+def test_qperf_results_carry_the_check_that_ran_it() -> None:
+    """The parser needs no catalog: the check names itself; `bench-agent parse` (no
+    check) names each result after its metric, which is its check's name too."""
+    text = read("qperf_0.4.11_tcp_udp_lat_bw_uu_loopback.txt")
+    assert {(m.metric, m.check) for m in parse_qperf(text)} == {
+        ("network.tcp_latency", "network.tcp_latency"),
+        ("network.udp_latency", "network.udp_latency"),
+        ("network.tcp_bandwidth", "network.tcp_bandwidth")}
+    assert {m.check for m in parse_qperf(text, check="network.udp_latency")} == {
+        "network.udp_latency"}
 
 
 @pytest.mark.parametrize(("line", "seconds"), [("2.5 ns", 2.5e-9), ("26.1 us", 26.1e-6),

@@ -247,9 +247,9 @@ def test_fio_bins_key_of_5000_digits_is_not_a_crash() -> None:
 
 @pytest.mark.parametrize(("value", "words"), [
     ("-1", r"end\.sum_received\.bits_per_second is negative \(-1\)"),
-    ("NaN", r"NaN is not a number \(JSON has no NaN or Infinity\)"),
-    ("Infinity", r"Infinity is not a number"),
-    ("-Infinity", r"-Infinity is not a number"),
+    ("NaN", r"NaN is not a JSON number \(JSON has no NaN or Infinity\)"),
+    ("Infinity", r"Infinity is not a JSON number"),
+    ("-Infinity", r"-Infinity is not a JSON number"),
     ("1e400", r"the number '1e400' is too large for a float"),
     ('"fast"', r"end\.sum_received\.bits_per_second is '\"fast\"', not a number"),
 ])

@@ -31,6 +31,7 @@ from bench_agent.checks.cpu.burnin import GemmBurninParams, StreamBurninParams
 from bench_agent.core.errors import CheckError
 from bench_agent.core.model import Measurement
 from bench_agent.core.stats import summarize
+from bench_agent.core.sysfs import parse_cache_size, read_line
 from bench_agent.core.units import Unit
 
 if TYPE_CHECKING:
@@ -170,11 +171,11 @@ class GemmCheck(Check):
     name: ClassVar[str] = "cpu.gemm"
     domain: ClassVar[str] = "cpu"
     description: ClassVar[str] = "dense matrix multiply throughput (numpy BLAS)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "cpu.gemm_fp64_all_cores",
-        "cpu.gemm_fp32_all_cores",
-        "cpu.gemm_fp64_one_core",
-        "cpu.gemm_fp32_one_core",
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("cpu.gemm_fp64_all_cores", Unit.FLOPS, "fp64 GEMM, all cores"),
+        MetricSpec("cpu.gemm_fp32_all_cores", Unit.FLOPS, "fp32 GEMM, all cores"),
+        MetricSpec("cpu.gemm_fp64_one_core", Unit.FLOPS, "fp64 GEMM, one core"),
+        MetricSpec("cpu.gemm_fp32_one_core", Unit.FLOPS, "fp32 GEMM, one core"),
     )
     params_model: ClassVar[type[BaseModel]] = GemmParams
     burnin: ClassVar[BurninVariant | None] = BurninVariant(
@@ -266,22 +267,6 @@ class StreamParams(BaseModel):
     threads: int | None = Field(default=None, ge=1)
 
 
-def _parse_cache_size(text: str) -> int | None:
-    """sysfs cache sizes: "32768K" (binary K, as the kernel's cacheinfo prints)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)\s*", text)
-    if not match:
-        return None
-    factor = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}[match.group(2)]
-    return int(match.group(1)) * factor
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
 def last_level_cache_bytes(root: Path) -> int | None:
     """Sum of the last-level caches of the node, read from sysfs under ``root``.
 
@@ -294,7 +279,7 @@ def last_level_cache_bytes(root: Path) -> int | None:
     cpu0 = cpu_dir / "cpu0/cache"
     levels: list[tuple[int, str]] = []
     for index in sorted(cpu0.glob("index*")):
-        level, kind = _read(index / "level"), _read(index / "type")
+        level, kind = read_line(index / "level"), read_line(index / "type")
         if level and level.isdigit() and kind in ("Unified", "Data"):
             levels.append((int(level), index.name))
     if not levels:
@@ -303,11 +288,10 @@ def last_level_cache_bytes(root: Path) -> int | None:
     seen: dict[str, int] = {}
     for cpu in cpu_dir.glob("cpu[0-9]*"):
         cache = cpu / "cache" / llc_index
-        size_text = _read(cache / "size")
-        size = _parse_cache_size(size_text) if size_text else None
-        if size is None or _read(cache / "level") != str(llc_level):
+        size = parse_cache_size(read_line(cache / "size"))
+        if size is None or read_line(cache / "level") != str(llc_level):
             continue
-        key = _read(cache / "id") or _read(cache / "shared_cpu_list") or cpu.name
+        key = read_line(cache / "id") or read_line(cache / "shared_cpu_list") or cpu.name
         seen[key] = size
     return sum(seen.values()) or None
 
@@ -319,7 +303,7 @@ def stream_array_bytes(root: Path) -> int:
 
 
 def _available_memory(root: Path) -> int | None:
-    text = _read(root / "proc/meminfo")
+    text = read_line(root / "proc/meminfo")
     if not text:
         return None
     match = re.search(r"^MemAvailable:\s+(\d+)\s+kB", text, re.MULTILINE)
@@ -465,7 +449,9 @@ class StreamCheck(Check):
     name: ClassVar[str] = "memory.stream"
     domain: ClassVar[str] = "cpu"
     description: ClassVar[str] = "memory bandwidth, STREAM kernels on numpy"
-    metrics: ClassVar[tuple[str, ...]] = tuple(f"memory.stream_{k}" for k in STREAM_KERNELS)
+    metrics: ClassVar[tuple[MetricSpec, ...]] = tuple(
+        MetricSpec(f"memory.stream_{k}", Unit.BYTES_PER_SECOND, f"STREAM {k}")
+        for k in STREAM_KERNELS)
     params_model: ClassVar[type[BaseModel]] = StreamParams
     burnin: ClassVar[BurninVariant | None] = BurninVariant(
         load="memory_bandwidth",
@@ -511,3 +497,7 @@ class StreamCheck(Check):
             metric = f"memory.stream_{name}"
             out.append(_measurement(self.name, metric, Unit.BYTES_PER_SECOND, samples, params_k))
         return out
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (GemmCheck, StreamCheck)

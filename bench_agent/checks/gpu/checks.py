@@ -28,6 +28,7 @@ from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
 from bench_agent.core.stats import summarize
+from bench_agent.core.sysfs import list_dir, read_line
 from bench_agent.core.units import Unit
 from bench_agent.tools import nvml
 
@@ -61,14 +62,12 @@ GPU_CLASSES = ("0x0300", "0x0302")
 def nvidia_pci_gpus(root: Path = Path("/")) -> list[str]:
     """Bus ids of NVIDIA GPUs on the PCI bus, whatever the driver's state."""
     found = []
-    for device in sorted((root / "sys/bus/pci/devices").glob("*")):
-        try:
-            vendor = (device / "vendor").read_text().strip()
-            pci_class = (device / "class").read_text().strip()
-        except OSError:
-            continue
-        if vendor == NVIDIA_VENDOR and pci_class.startswith(GPU_CLASSES):
-            found.append(device.name)
+    devices = root / "sys/bus/pci/devices"
+    for name in list_dir(devices):
+        pci_class = read_line(devices / name / "class")
+        if read_line(devices / name / "vendor") == NVIDIA_VENDOR and pci_class \
+                and pci_class.startswith(GPU_CLASSES):
+            found.append(name)
     return found
 
 
@@ -92,7 +91,8 @@ def default_load(indices: list[int], seconds: float) -> dict[str, Any]:
     from bench_agent.checks.gpu.kernels import run_on_devices
 
     results = run_on_devices([f"cuda:{i}" for i in indices],
-                             {"kind": "load", "seconds": seconds}, timeout=seconds + 120)
+                             {"kernel": HealthCheck.kernel, "seconds": seconds},
+                             timeout=seconds + 120)
     errors = [r for r in results if "error" in r]
     return {"ran": not errors, "why": "; ".join(f"{r['device']}: {r['error']}" for r in errors)}
 
@@ -125,17 +125,46 @@ class HealthCheck(Check):
     name: ClassVar[str] = "gpu.health"
     domain: ClassVar[str] = "gpu"
     description: ClassVar[str] = "NVML: count, PCIe under load, ECC, row remaps, throttling, XIDs"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "gpu.count", "gpu.pcie_width_below_max", "gpu.pcie_gen_below_max", "gpu.pcie_replays",
-        "gpu.ecc_mode_enabled", "gpu.ecc_dram_correctable", "gpu.ecc_dram_uncorrectable",
-        "gpu.ecc_sram_correctable", "gpu.ecc_sram_uncorrectable", "gpu.ecc_volatile_corrected",
-        "gpu.ecc_volatile_uncorrected", "gpu.row_remap_pending", "gpu.row_remap_failure",
-        "gpu.retired_pages", "gpu.retired_pages_pending", "gpu.throttle_hw_slowdown",
-        "gpu.throttle_thermal", "gpu.health_under_load", "gpu.temperature_max",
-        "gpu.power_max", "gpu.power_limit",
-        "gpu.nvlink_down", "gpu.nvlink_errors", "gpu.xid_events", "gpu.xid_kernel_log",
+    # Per-GPU readings carry device="gpuN"; the count and the load flag are the node's.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("gpu.count", Unit.COUNT, "GPUs NVML reports"),
+        *(MetricSpec(f"gpu.{name}", Unit.COUNT, text, higher_is_better=False, per_device=True)
+          for name, text in (
+            ("pcie_width_below_max", "PCIe lanes missing under load (max width - current)"),
+            ("pcie_gen_below_max", "PCIe generations missing under load (max gen - current)"),
+            ("pcie_replays", "PCIe replay counter increase during the run"))),
+        MetricSpec("gpu.ecc_mode_enabled", Unit.COUNT, "1 when ECC is on", per_device=True),
+        *(MetricSpec(f"gpu.{name}", Unit.COUNT, text, higher_is_better=False, per_device=True)
+          for name, text in (
+            ("ecc_dram_correctable", "aggregate correctable ECC errors, DRAM"),
+            ("ecc_dram_uncorrectable", "aggregate uncorrectable ECC errors, DRAM"),
+            ("ecc_sram_correctable", "aggregate correctable ECC errors, SRAM"),
+            ("ecc_sram_uncorrectable", "aggregate uncorrectable ECC errors, SRAM"),
+            ("ecc_volatile_corrected", "corrected ECC errors since the driver loaded"),
+            ("ecc_volatile_uncorrected", "uncorrected ECC errors since the driver loaded"),
+            ("row_remap_pending", "1 when a row remap waits for a GPU reset"),
+            ("row_remap_failure", "1 when a row remap failed"),
+            ("retired_pages", "retired framebuffer pages (pre-Ampere GPUs)"),
+            ("retired_pages_pending", "1 when a page retirement waits for a reboot"),
+            ("throttle_hw_slowdown", "samples with a hardware slowdown clock event"),
+            ("throttle_thermal", "samples with a thermal slowdown clock event"))),
+        MetricSpec("gpu.health_under_load", Unit.COUNT,
+                   "1 when the health readings were taken under a GPU load"),
+        MetricSpec("gpu.temperature_max", Unit.CELSIUS, "hottest sample",
+                   higher_is_better=False, per_device=True),
+        MetricSpec("gpu.power_max", Unit.WATTS, "highest power sample",
+                   higher_is_better=False, per_device=True),
+        MetricSpec("gpu.power_limit", Unit.WATTS, "enforced power limit", per_device=True),
+        *(MetricSpec(f"gpu.{name}", Unit.COUNT, text, higher_is_better=False, per_device=True)
+          for name, text in (
+            ("nvlink_down", "NVLink links reported inactive"),
+            ("nvlink_errors", "NVLink replay/recovery/CRC counter increase during the run"),
+            ("xid_events", "failing XIDs seen by the NVML event set during the run"),
+            ("xid_kernel_log", "failing XIDs in the kernel log (NVRM: Xid lines)"))),
     )
     params_model: ClassVar[type[BaseModel]] = HealthParams
+    # The load run on every GPU while NVML samples (default_load).
+    kernel: ClassVar[str] = "bench_agent.checks.gpu.kernels:load_kernel"
 
     def __init__(self, load: LoadRunner = default_load,
                  kernel_log: KernelLogReader = read_kernel_log) -> None:
@@ -340,9 +369,17 @@ class MatmulCheck(Check):
     name: ClassVar[str] = "gpu.matmul"
     domain: ClassVar[str] = "gpu"
     description: ClassVar[str] = "matmul TFLOP/s per precision, all GPUs at once (torch)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        *(f"gpu.matmul_{p}{s}" for p in ("bf16", "fp16", "tf32", "fp32", "fp8")
-          for s in ("", "_per_gpu", "_baseline_fraction")), "gpu.baseline_known")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        *(spec for p in ("bf16", "fp16", "tf32", "fp32", "fp8") for spec in (
+            MetricSpec(f"gpu.matmul_{p}", Unit.FLOPS, f"{p} matmul, slowest GPU"),
+            MetricSpec(f"gpu.matmul_{p}_per_gpu", Unit.FLOPS, f"{p} matmul, one GPU",
+                       per_device=True),
+            # A fraction of the per-model baseline (suites/baselines/): dimensionless,
+            # in "count" until units.py has a ratio unit.
+            MetricSpec(f"gpu.matmul_{p}_baseline_fraction", Unit.COUNT,
+                       f"matmul_{p} / the model's baseline"))),
+        MetricSpec("gpu.baseline_known", Unit.COUNT,
+                   "1 when a per-model baseline matched the GPU name"))
     params_model: ClassVar[type[BaseModel]] = MatmulParams
     burnin: ClassVar[BurninVariant | None] = BurninVariant(
         load="gpu_matmul",
@@ -351,6 +388,7 @@ class MatmulCheck(Check):
         params_model=MatmulBurninParams,
         loop="bench_agent.checks.gpu.burnin:matmul_loop",
     )
+    kernel: ClassVar[str] = "bench_agent.checks.gpu.kernels:matmul_kernel"
 
     def available(self, ctx: CheckContext) -> str | None:
         reason = torch_gpu_reason()
@@ -362,7 +400,7 @@ class MatmulCheck(Check):
         if not isinstance(p := params, MatmulParams):
             raise TypeError(f"expected MatmulParams, got {type(params).__name__}")
         indices = _gpu_indices()
-        task = {"kind": "matmul", "precisions": p.precisions, "sizes": p.sizes,
+        task = {"kernel": self.kernel, "precisions": p.precisions, "sizes": p.sizes,
                 "warmup": p.warmup, "iterations": p.iterations}
         results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
         _raise_errors(results, "gpu matmul")
@@ -407,10 +445,17 @@ class HbmCheck(Check):
     name: ClassVar[str] = "gpu.hbm"
     domain: ClassVar[str] = "gpu"
     description: ClassVar[str] = "device-to-device copy (read+write counted), pinned H2D/D2H"
-    metrics: ClassVar[tuple[str, ...]] = (
-        *(f"gpu.{k}{s}" for k in ("hbm_copy", "h2d", "d2h") for s in ("", "_per_gpu")),
-        "gpu.hbm_copy_baseline_fraction")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        *(spec for k, text in (("hbm_copy", "device-to-device copy, read+write counted"),
+                               ("h2d", "host-to-device copy, pinned"),
+                               ("d2h", "device-to-host copy, pinned")) for spec in (
+            MetricSpec(f"gpu.{k}", Unit.BYTES_PER_SECOND, f"{text}, slowest GPU"),
+            MetricSpec(f"gpu.{k}_per_gpu", Unit.BYTES_PER_SECOND, f"{text}, one GPU",
+                       per_device=True))),
+        MetricSpec("gpu.hbm_copy_baseline_fraction", Unit.COUNT,
+                   "hbm_copy / the model's baseline"))
     params_model: ClassVar[type[BaseModel]] = HbmParams
+    kernel: ClassVar[str] = "bench_agent.checks.gpu.kernels:copy_kernel"
 
     def available(self, ctx: CheckContext) -> str | None:
         reason = torch_gpu_reason()
@@ -422,7 +467,7 @@ class HbmCheck(Check):
         if not isinstance(p := params, HbmParams):
             raise TypeError(f"expected HbmParams, got {type(params).__name__}")
         indices = _gpu_indices()
-        task = {"kind": "copy", "bytes": p.bytes, "warmup": p.warmup,
+        task = {"kernel": self.kernel, "bytes": p.bytes, "warmup": p.warmup,
                 "iterations": p.iterations}
         results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
         _raise_errors(results, "gpu copy")
@@ -439,3 +484,7 @@ class HbmCheck(Check):
                 if (frac := baselines.fraction(measured[-1], baseline)) is not None:
                     out.append(frac)
         return out
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (HealthCheck, MatmulCheck, HbmCheck)

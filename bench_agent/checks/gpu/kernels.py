@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -215,9 +216,118 @@ def _device_memory(torch: Any, device: str) -> tuple[int | None, int]:
     return int(free), int(getattr(props, "L2_cache_size", 0) or 0)
 
 
+# --- the kernels: each GPU check names its own ("module:function") --------------------
+
+
+@dataclass(frozen=True)
+class Device:
+    """What a kernel gets in its child process: torch, the one device it runs on, the
+    timer, the memory it may plan with, and the barrier every GPU starts at."""
+
+    torch: Any
+    name: str  # "cuda:0" in the child (it sees one GPU), or "cpu" in tests
+    cuda: bool
+    timer: Timer
+    free: int | None  # free bytes; None on the CPU
+    l2: int
+    barrier: Callable[[], None]
+
+
+# A kernel: (device, task) -> its part of the result (a JSON-able mapping).
+Kernel = Callable[[Device, dict[str, Any]], dict[str, Any]]
+_KERNEL_MARK = "__bench_agent_gpu_kernel__"
+
+
+def gpu_kernel(fn: Kernel) -> Kernel:
+    """Mark ``fn`` as a GPU kernel that a check may name in its task ("module:fn").
+
+    Only marked functions run: the child imports the function the task names, and
+    the mark keeps any other function of any module from being called that way.
+    Adding a GPU check adds its kernel beside it, with this mark, and no branch here.
+    """
+    setattr(fn, _KERNEL_MARK, True)
+    return fn
+
+
+def resolve_kernel(target: str) -> Kernel:
+    """The kernel a task names as "module:function"; ValueError naming it otherwise."""
+    import importlib
+
+    module_name, _, function_name = target.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(f"a GPU kernel is named 'module:function', not {target!r}")
+    try:
+        found = getattr(importlib.import_module(module_name), function_name, None)
+    except ImportError as exc:
+        raise ValueError(f"GPU kernel {target!r}: {exc}") from exc
+    if found is None or not getattr(found, _KERNEL_MARK, False):
+        raise ValueError(f"{target!r} is not a GPU kernel (no @gpu_kernel function of that "
+                         "name)")
+    kernel: Kernel = found
+    return kernel
+
+
+@gpu_kernel
+def load_kernel(dev: Device, task: dict[str, Any]) -> dict[str, Any]:
+    """gpu.health's load: bf16 products for a set time, keeping the PCIe link and
+    clocks at their working state while NVML samples them."""
+    dev.barrier()
+    n = int(task.get("n", 8192))
+    deadline = time.monotonic() + float(task.get("seconds", 10))
+    loops = 0
+    while time.monotonic() < deadline:
+        time_matmul(dev.torch, dev.name, "bf16" if dev.cuda else "fp32", n, 0, 5, dev.timer)
+        loops += 1
+    return {"loops": loops}
+
+
+@gpu_kernel
+def copy_kernel(dev: Device, task: dict[str, Any]) -> dict[str, Any]:
+    """gpu.hbm: device-to-device copies, and pinned host copies on a GPU."""
+    size = int(task.get("bytes", GIB))
+    size = max(size, 8 * dev.l2)  # "much larger than L2"
+    if dev.free is not None:
+        size = min(size, int(dev.free * MEMORY_SHARE / 2))
+    dev.barrier()
+    return {"copy": time_copies(dev.torch, dev.name, size, int(task.get("warmup", 3)),
+                                int(task.get("iterations", 20)), dev.timer, host=dev.cuda)}
+
+
+@gpu_kernel
+def matmul_kernel(dev: Device, task: dict[str, Any]) -> dict[str, Any]:
+    """gpu.matmul: each precision at each size that fits; what cannot run is in
+    "skipped" with the reason."""
+    matmul: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    first = True
+    for precision in task.get("precisions", ["bf16"]):
+        if precision == "fp8" and (why := fp8_supported(dev.torch, dev.name)):
+            skipped["fp8"] = why
+            continue
+        per_size: list[dict[str, Any]] = []
+        for n in task.get("sizes", [8192]):
+            element = ELEMENT_BYTES[precision]
+            sets = rotation_sets(n, element, dev.l2) if dev.cuda else int(task.get("sets", 2))
+            need = (2 * sets + 2) * n * n * max(element, 2)
+            if dev.free is not None and need > dev.free * MEMORY_SHARE:
+                skipped[f"{precision}@{n}"] = (
+                    f"needs {need / GIB:.1f} GiB, more than {MEMORY_SHARE:.0%} of free memory")
+                continue
+            if first:
+                dev.barrier()  # every GPU starts its timed work together
+                first = False
+            per_size.append(time_matmul(dev.torch, dev.name, precision, n,
+                                        int(task.get("warmup", 5)),
+                                        int(task.get("iterations", 20)), dev.timer, sets))
+        matmul[precision] = per_size
+    return {"matmul": matmul, "skipped": skipped}
+
+
 def bench_device(task: dict[str, Any], barrier: Callable[[], None] = lambda: None,
                  timer: Timer | None = None) -> dict[str, Any]:
-    """One device's results: task = {device, kind: matmul|copy|load, ...}."""
+    """One device's results: task = {device, kernel: "module:function", ...}; the
+    kernel's own keys are merged over the device's facts."""
+    kernel = resolve_kernel(str(task.get("kernel", "")))
     import torch
 
     device = task.get("device", "cuda:0")
@@ -231,51 +341,7 @@ def bench_device(task: dict[str, Any], barrier: Callable[[], None] = lambda: Non
         result["name"] = torch.cuda.get_device_name(device)
         result["l2_bytes"] = l2
         result["free_bytes"] = free
-    kind = task["kind"]
-    if kind == "load":
-        # Health check load: bf16 products for a set time, keeping the PCIe link and
-        # clocks at their working state while NVML samples them.
-        barrier()
-        n = int(task.get("n", 8192))
-        deadline = time.monotonic() + float(task.get("seconds", 10))
-        loops = 0
-        while time.monotonic() < deadline:
-            time_matmul(torch, device, "bf16" if cuda else "fp32", n, 0, 5, timer)
-            loops += 1
-        result["loops"] = loops
-        return result
-    if kind == "copy":
-        size = int(task.get("bytes", GIB))
-        size = max(size, 8 * l2)  # "much larger than L2"
-        if free is not None:
-            size = min(size, int(free * MEMORY_SHARE / 2))
-        barrier()
-        result["copy"] = time_copies(torch, device, size, int(task.get("warmup", 3)),
-                                     int(task.get("iterations", 20)), timer, host=cuda)
-        return result
-    matmul: dict[str, Any] = {}
-    first = True
-    for precision in task.get("precisions", ["bf16"]):
-        if precision == "fp8" and (why := fp8_supported(torch, device)):
-            result["skipped"]["fp8"] = why
-            continue
-        per_size: list[dict[str, Any]] = []
-        for n in task.get("sizes", [8192]):
-            element = ELEMENT_BYTES[precision]
-            sets = rotation_sets(n, element, l2) if cuda else int(task.get("sets", 2))
-            need = (2 * sets + 2) * n * n * max(element, 2)
-            if free is not None and need > free * MEMORY_SHARE:
-                result["skipped"][f"{precision}@{n}"] = (
-                    f"needs {need / GIB:.1f} GiB, more than {MEMORY_SHARE:.0%} of free memory")
-                continue
-            if first:
-                barrier()  # every GPU starts its timed work together
-                first = False
-            per_size.append(time_matmul(torch, device, precision, n,
-                                        int(task.get("warmup", 5)),
-                                        int(task.get("iterations", 20)), timer, sets))
-        matmul[precision] = per_size
-    result["matmul"] = matmul
+    result.update(kernel(Device(torch, device, cuda, timer, free, l2, barrier), task))
     return result
 
 
@@ -293,7 +359,8 @@ def _file_barrier(folder: Path, rank: int, parties: int, timeout: float) -> Call
 
 def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
                    python: str = sys.executable) -> list[dict[str, Any]]:
-    """Run ``task`` on every device at once, one child process each; results in order.
+    """Run ``task`` (its ``kernel`` names a @gpu_kernel function as "module:function")
+    on every device at once, one child process each; results in order.
 
     Each child sees one GPU (CUDA_VISIBLE_DEVICES, PCI bus order so the index is
     NVML's), so no process creates a context on another GPU. A child that fails
@@ -303,7 +370,9 @@ def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
     """
     import contextlib
 
-    from bench_agent.core.process import DEVNULL, Child, spawn
+    from bench_agent.core.process import DEVNULL, TOOL_GRACE_S, Child, spawn
+
+    resolve_kernel(str(task.get("kernel", "")))  # a wrong name fails here, not per child
 
     with tempfile.TemporaryDirectory(prefix="bench-agent-gpu-") as tmp, \
             contextlib.ExitStack() as owned:
@@ -321,8 +390,8 @@ def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
             cmd = [python, "-m", "bench_agent.checks.gpu.kernels", "--task", json.dumps(request),
                    "--out", str(out), "--barrier", str(folder), "--rank", str(rank),
                    "--parties", str(len(devices))]
-            children.append((device, owned.enter_context(spawn(cmd, env=env, stdout=DEVNULL)),
-                             out))
+            child = owned.enter_context(spawn(cmd, env=env, stdout=DEVNULL, grace=TOOL_GRACE_S))
+            children.append((device, child, out))
         results: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         for device, child, out in children:

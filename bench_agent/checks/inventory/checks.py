@@ -11,8 +11,9 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from bench_agent.checks.base import Check, CheckContext
+from bench_agent.checks.base import Check, CheckContext, MetricSpec
 from bench_agent.core.model import Measurement
+from bench_agent.core.units import Unit
 from bench_agent.inventory.collect import collect_inventory, inventory_measurements
 
 
@@ -22,15 +23,20 @@ class InventoryCheck(Check):
     description: ClassVar[str] = (
         "node facts: logical CPUs, physical cores, RAM, NVMe capacity, fastest link, GPUs"
     )
-    metrics: ClassVar[tuple[str, ...]] = (
-        "inventory.logical_cpus",
-        "inventory.physical_cores",
-        "inventory.memory_total",
-        "inventory.nvme_capacity",
-        "inventory.nic_speed_max",
-        "inventory.gpu_count",
-        "inventory.gpu_memory_min",
+    # Facts of the node, checked against the guide's sizing table.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("inventory.logical_cpus", Unit.COUNT, "logical CPUs (vCPUs) online"),
+        MetricSpec("inventory.physical_cores", Unit.COUNT, "physical cores, all sockets"),
+        MetricSpec("inventory.memory_total", Unit.BYTES, "RAM (MemTotal)"),
+        MetricSpec("inventory.nvme_capacity", Unit.BYTES, "sum of NVMe namespace sizes"),
+        MetricSpec("inventory.nic_speed_max", Unit.BITS_PER_SECOND, "fastest NIC link"),
+        MetricSpec("inventory.gpu_count", Unit.COUNT, "GPUs seen by NVML"),
+        MetricSpec("inventory.gpu_memory_min", Unit.BYTES, "memory of the smallest GPU"),
     )
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         return inventory_measurements(collect_inventory(ctx.root))
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (InventoryCheck,)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import ByteSize, Check, CheckContext
+from bench_agent.checks.base import ByteSize, Check, CheckContext, MetricSpec
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed
 from bench_agent.core.model import Measurement
@@ -123,27 +123,44 @@ class CollectiveCheck(Check):
         return out
 
 
-def _metrics(collective: str) -> tuple[str, ...]:
-    return tuple(f"nccl.{collective}_{k}" for k in ("busbw", "algbw", "wrong", "avg_busbw"))
+def _metrics(collective: str) -> tuple[MetricSpec, ...]:
+    """nccl-tests' formulas (doc/PERFORMANCE.md): busbw and algbw at the largest
+    size, out-of-place; wrong = elements that differ from the exact result."""
+    return (
+        MetricSpec(f"nccl.{collective}_busbw", Unit.BYTES_PER_SECOND,
+                   f"{collective} bus bandwidth, largest size"),
+        MetricSpec(f"nccl.{collective}_algbw", Unit.BYTES_PER_SECOND,
+                   f"{collective} algorithm bandwidth, largest size"),
+        MetricSpec(f"nccl.{collective}_wrong", Unit.COUNT,
+                   f"{collective} wrong elements, all sizes", higher_is_better=False),
+        MetricSpec(f"nccl.{collective}_avg_busbw", Unit.BYTES_PER_SECOND,
+                   f"{collective} bus bandwidth, mean of all sizes"),
+    )
 
 
 class AllReduceCheck(CollectiveCheck):
     name: ClassVar[str] = "nccl.all_reduce"
     collective: ClassVar[str] = "all_reduce"
     description: ClassVar[str] = "all_reduce busbw and #wrong, torch.distributed under torchrun"
-    metrics: ClassVar[tuple[str, ...]] = (*_metrics("all_reduce"),
-                                          "nccl.all_reduce_busbw_baseline_fraction")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        *_metrics("all_reduce"),
+        MetricSpec("nccl.all_reduce_busbw_baseline_fraction", Unit.COUNT,
+                   "all_reduce busbw / the model's 8-GPU baseline"))
 
 
 class AllGatherCheck(CollectiveCheck):
     name: ClassVar[str] = "nccl.all_gather"
     collective: ClassVar[str] = "all_gather"
     description: ClassVar[str] = "all_gather busbw and #wrong, torch.distributed under torchrun"
-    metrics: ClassVar[tuple[str, ...]] = _metrics("all_gather")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = _metrics("all_gather")
 
 
 class ReduceScatterCheck(CollectiveCheck):
     name: ClassVar[str] = "nccl.reduce_scatter"
     collective: ClassVar[str] = "reduce_scatter"
     description: ClassVar[str] = "reduce_scatter busbw and #wrong, torch.distributed"
-    metrics: ClassVar[tuple[str, ...]] = _metrics("reduce_scatter")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = _metrics("reduce_scatter")
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (AllReduceCheck, AllGatherCheck, ReduceScatterCheck)

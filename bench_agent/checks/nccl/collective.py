@@ -260,7 +260,7 @@ def launch(request: dict[str, Any], nproc: int, timeout: float, nnodes: int = 1,
     """
     import tempfile
 
-    from bench_agent.core.process import STDOUT, run_child
+    from bench_agent.core.process import STDOUT, TOOL_GRACE_S, run_child
 
     with tempfile.TemporaryDirectory(prefix="bench-agent-nccl-", dir=workdir) as tmp:
         request_file = Path(tmp) / "request.json"
@@ -269,7 +269,7 @@ def launch(request: dict[str, Any], nproc: int, timeout: float, nnodes: int = 1,
         cmd = torchrun_command(request_file, nproc, nnodes, rdzv_endpoint, rdzv_id)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         try:
-            done = run_child(cmd, timeout=timeout, stderr=STDOUT, env=env)
+            done = run_child(cmd, timeout=timeout, stderr=STDOUT, env=env, grace=TOOL_GRACE_S)
         except OSError as exc:
             return None, f"cannot start torchrun: {exc}"
         output = done.stdout

@@ -5,15 +5,18 @@
     network.udp_latency     sockperf ping-pong (UDP) (qperf udp_lat as the fallback)
     network.rdma_latency    ib_write_lat per RDMA device (-d, -x GID index)
     network.rdma_bandwidth  ib_write_bw per RDMA device
+    network.ib_port_health  every InfiniBand/RoCE port's state and error counters
+                            (sysfs, no peer)
 
-Every check first asks the peer's control port what it serves ("hello"); a peer
-that does not answer is an ERROR naming the address, within a few seconds rather
-than at the check's time limit. Without --peer the checks are SKIP.
+Every peer check first asks the peer's control port what it serves ("hello"); a
+peer that does not answer is an ERROR naming the address, within a few seconds
+rather than at the check's time limit. Without --peer those checks are SKIP.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -23,9 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
 from bench_agent.checks.network.burnin import Iperf3BurninParams
-from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
+from bench_agent.core.errors import NotApplicable, ParseError, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
+from bench_agent.inventory.devices import link_speed_bps
 from bench_agent.peer.protocol import DEFAULT_PORTS, peer_request
 
 HELLO_TIMEOUT_S = 5.0
@@ -81,15 +85,6 @@ def route_interface(host: str) -> str | None:
     return None
 
 
-def link_speed_bps(root: Path, interface: str) -> float | None:
-    """/sys/class/net/IF/speed in Mbit/s as bits/s; None when unknown (-1, virtual)."""
-    try:
-        mbit = int((root / "sys/class/net" / interface / "speed").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return mbit * 1e6 if 0 < mbit < 0xFFFFFFFF else None
-
-
 # --- bandwidth ----------------------------------------------------------------------
 
 
@@ -109,9 +104,16 @@ class TcpBandwidthCheck(Check):
     name: ClassVar[str] = "network.tcp_bandwidth"
     domain: ClassVar[str] = "network"
     description: ClassVar[str] = "TCP bandwidth to the peer (iperf3, both directions)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "network.tcp_bandwidth", "network.tcp_bandwidth_reverse", "network.tcp_retransmits",
-        "network.tcp_retransmits_reverse", "network.tcp_bandwidth_link_ratio")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("network.tcp_bandwidth", Unit.BITS_PER_SECOND, "TCP bandwidth to the peer"),
+        MetricSpec("network.tcp_bandwidth_reverse", Unit.BITS_PER_SECOND,
+                   "TCP bandwidth from the peer (iperf3 -R or --bidir)"),
+        MetricSpec("network.tcp_retransmits", Unit.COUNT,
+                   "TCP retransmits of the sender, to the peer", higher_is_better=False),
+        MetricSpec("network.tcp_retransmits_reverse", Unit.COUNT,
+                   "TCP retransmits of the sender, from the peer", higher_is_better=False),
+        MetricSpec("network.tcp_bandwidth_link_ratio", Unit.COUNT,
+                   "TCP bandwidth / link speed of the interface routing to the peer"))
     params_model: ClassVar[type[BaseModel]] = BandwidthParams
     burnin: ClassVar[BurninVariant | None] = BurninVariant(
         load="network_iperf3",
@@ -171,6 +173,21 @@ class LatencyParams(PeerParams):
     tool: str = Field(default="auto", pattern="^(auto|sockperf|qperf)$")
 
 
+def latency_metrics(protocol: str) -> tuple[MetricSpec, ...]:
+    """One-way latency (half sockperf's round trip) and, with --full-rtt, the round
+    trip itself: average and the percentiles sockperf prints."""
+    name = protocol.upper()
+    out = []
+    for metric, what, note in (("latency", "one-way latency", " (half the round trip)"),
+                               ("round_trip", "round-trip time", " (sockperf --full-rtt)")):
+        out.append(MetricSpec(f"network.{protocol}_{metric}", Unit.SECONDS,
+                              f"{name} {what}{note}, average", higher_is_better=False))
+        out += [MetricSpec(f"network.{protocol}_{metric}_{p}", Unit.SECONDS,
+                           f"{name} {what}, {p.replace('_', '.')}", higher_is_better=False)
+                for p in ("p50", "p99", "p99_9")]
+    return tuple(out)
+
+
 class _LatencyCheck(Check):
     protocol: ClassVar[str]
     domain: ClassVar[str] = "network"
@@ -197,8 +214,8 @@ class _LatencyCheck(Check):
                 raise NotApplicable("qperf reports one-way latency only; full_rtt needs sockperf")
             command = qperf.client_command(host, int(services["qperf"]),
                                            f"{self.protocol}_lat", params.duration)
-            found = [replace(m, check=self.name)
-                     for m in qperf.parse_qperf(qperf.run_qperf(command, timeout))
+            found = [m for m in qperf.parse_qperf(qperf.run_qperf(command, timeout),
+                                                  check=self.name)
                      if m.unit is Unit.SECONDS]
         else:
             raise ToolMissing("sockperf", f"neither sockperf nor qperf is usable with {host} "
@@ -211,20 +228,14 @@ class TcpLatencyCheck(_LatencyCheck):
     name: ClassVar[str] = "network.tcp_latency"
     protocol: ClassVar[str] = "tcp"
     description: ClassVar[str] = "TCP one-way latency to the peer (sockperf ping-pong)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "network.tcp_latency", "network.tcp_latency_p50", "network.tcp_latency_p99",
-        "network.tcp_latency_p99_9", "network.tcp_round_trip", "network.tcp_round_trip_p50",
-        "network.tcp_round_trip_p99", "network.tcp_round_trip_p99_9")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = latency_metrics("tcp")
 
 
 class UdpLatencyCheck(_LatencyCheck):
     name: ClassVar[str] = "network.udp_latency"
     protocol: ClassVar[str] = "udp"
     description: ClassVar[str] = "UDP one-way latency to the peer (sockperf ping-pong)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "network.udp_latency", "network.udp_latency_p50", "network.udp_latency_p99",
-        "network.udp_latency_p99_9", "network.udp_round_trip", "network.udp_round_trip_p50",
-        "network.udp_round_trip_p99", "network.udp_round_trip_p99_9")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = latency_metrics("udp")
 
 
 # --- RDMA ---------------------------------------------------------------------------
@@ -246,6 +257,12 @@ def rdma_ports(root: Path) -> list[dict[str, Any]]:
     ports: list[dict[str, Any]] = collect_inventory(root, gpu_probe=lambda: []).get(
         "infiniband") or []
     return ports
+
+
+# Both RDMA checks count the devices they found: a profile requires the metric of
+# whichever runs.
+RDMA_ACTIVE_DEVICES = MetricSpec("network.rdma_active_devices", Unit.COUNT,
+                                 "RDMA devices with an ACTIVE port (/sys/class/infiniband)")
 
 
 class _RdmaCheck(Check):
@@ -293,10 +310,15 @@ class RdmaLatencyCheck(_RdmaCheck):
     tool: ClassVar[str] = "ib_write_lat"
     default_size: ClassVar[int] = 2  # perftest DEF_SIZE_LAT
     description: ClassVar[str] = "RDMA write latency to the peer (ib_write_lat, per HCA)"
-    metrics: ClassVar[tuple[str, ...]] = (
-        "network.rdma_active_devices", "network.rdma_write_latency",
-        "network.rdma_write_latency_avg", "network.rdma_write_latency_p99",
-        "network.rdma_write_latency_p99_9")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        RDMA_ACTIVE_DEVICES,
+        MetricSpec("network.rdma_write_latency", Unit.SECONDS,
+                   "RDMA write one-way latency (ib_write_lat typical)",
+                   higher_is_better=False, per_device=True),
+        *(MetricSpec(f"network.rdma_write_latency_{k}", Unit.SECONDS,
+                     f"RDMA write one-way latency, {t}", higher_is_better=False,
+                     per_device=True)
+          for k, t in (("avg", "average"), ("p99", "p99"), ("p99_9", "p99.9"))))
 
 
 class RdmaBandwidthCheck(_RdmaCheck):
@@ -304,5 +326,162 @@ class RdmaBandwidthCheck(_RdmaCheck):
     tool: ClassVar[str] = "ib_write_bw"
     default_size: ClassVar[int] = 65536  # perftest DEF_SIZE_BW
     description: ClassVar[str] = "RDMA write bandwidth to the peer (ib_write_bw, per HCA)"
-    metrics: ClassVar[tuple[str, ...]] = ("network.rdma_active_devices",
-                                          "network.rdma_write_bandwidth")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        RDMA_ACTIVE_DEVICES,
+        MetricSpec("network.rdma_write_bandwidth", Unit.BITS_PER_SECOND,
+                   "RDMA write bandwidth (ib_write_bw average)", per_device=True))
+
+
+# --- InfiniBand / RoCE port health (sysfs, no peer) ---------------------------------
+
+# The files are the kernel's (Linux Documentation/ABI/stable/sysfs-class-infiniband;
+# drivers/infiniband/core/sysfs.c writes them): ports/<n>/state "4: ACTIVE",
+# phys_state "5: LinkUp", rate "400 Gb/sec (4X NDR)", link_layer "InfiniBand" or
+# "Ethernet" (RoCE), and counters/<name>, the port's PMA PortCounters (InfiniBand
+# Architecture Specification), one decimal number each, or "N/A (no PMA)" when
+# the device has no Performance Management Agent (show_pma_counter).
+IB_CLASS = "sys/class/infiniband"
+# The error counters judged, with the ABI document's meaning of each.
+IB_ERROR_COUNTERS: dict[str, str] = {
+    "symbol_error": "minor link errors detected on one or more physical lanes",
+    "link_error_recovery": "link error recoveries completed by the port training state machine",
+    "link_downed": "times the port training state machine failed link error recovery and "
+                   "downed the link",
+    "port_rcv_errors": "received packets that contained an error",
+    "port_rcv_remote_physical_errors": "received packets marked with the EBP delimiter",
+    "port_xmit_discards": "outbound packets discarded because the port was down or congested",
+    "local_link_integrity_errors": "times the local physical errors exceeded the "
+                                   "LocalPhyErrors threshold",
+    "excessive_buffer_overrun_errors": "input buffer overruns (misconfiguration or poor "
+                                       "link signal integrity)",
+}
+# state_show / phys_state_show: "%d: %s\n" ("7: Phy Test" holds a space).
+_IB_STATE_RE = re.compile(r"(\d+): (\S[^\n]*)")
+_IB_COUNTER_RE = re.compile(r"\d+")
+_NO_PMA = "N/A (no PMA)"
+SYSFS_ATTRIBUTE_MAX = 4096  # a sysfs show function fills one page at most
+
+
+class IbPortParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # HCAs ("mlx5_0") or ports ("mlx5_0/1") to judge; empty: every port.
+    devices: list[str] = Field(default_factory=list)
+
+
+def _sysfs_text(root: Path, path: Path) -> str:
+    """One sysfs attribute's text, stripped; ParseError naming the file otherwise."""
+    shown = "/" + str(path.relative_to(root))
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            text = handle.read(SYSFS_ATTRIBUTE_MAX + 1)
+    except OSError as exc:
+        raise ParseError("sysfs", f"{shown}: {exc.strerror or exc}") from None
+    if len(text) > SYSFS_ATTRIBUTE_MAX:
+        raise ParseError("sysfs", f"{shown}: longer than a sysfs attribute "
+                                  f"({SYSFS_ATTRIBUTE_MAX} bytes)")
+    return text.strip()
+
+
+def _ib_state(root: Path, path: Path) -> tuple[int, str]:
+    text = _sysfs_text(root, path)
+    match = _IB_STATE_RE.fullmatch(text)
+    if match is None:
+        raise ParseError("sysfs", f"/{path.relative_to(root)}: not '<number>: <name>'",
+                         text)
+    return int(match.group(1)), match.group(2)
+
+
+class IbPortHealthCheck(Check):
+    name: ClassVar[str] = "network.ib_port_health"
+    domain: ClassVar[str] = "network"
+    description: ClassVar[str] = ("InfiniBand/RoCE ports: state, link, rate and error "
+                                  "counters (sysfs)")
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("network.ib_port_active", Unit.COUNT,
+                   "1 when the port's state is ACTIVE (sysfs state)", per_device=True),
+        MetricSpec("network.ib_port_link_up", Unit.COUNT,
+                   "1 when the port's physical state is LinkUp (sysfs phys_state)",
+                   per_device=True),
+        MetricSpec("network.ib_port_rate", Unit.BITS_PER_SECOND,
+                   "the port's data rate, active width x lane speed (sysfs rate)",
+                   per_device=True),
+        *(MetricSpec(f"network.ib_{counter}", Unit.COUNT,
+                     f"{meaning} (sysfs counters/{counter}, since the driver loaded)",
+                     higher_is_better=False, per_device=True)
+          for counter, meaning in IB_ERROR_COUNTERS.items()),
+    )
+    params_model: ClassVar[type[BaseModel]] = IbPortParams
+
+    def available(self, ctx: CheckContext) -> str | None:
+        if not (ctx.root / IB_CLASS).is_dir():
+            return ("no /sys/class/infiniband: no InfiniBand or RoCE device here (or its "
+                    "driver is not loaded)")
+        return None
+
+    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+        from bench_agent.tools import tool_name
+
+        assert isinstance(params, IbPortParams)
+        base = ctx.root / IB_CLASS
+        out: list[Measurement] = []
+        for device_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+            device = tool_name("sysfs", device_dir.name)
+            ports = sorted((p for p in (device_dir / "ports").glob("*") if p.name.isdigit()),
+                           key=lambda p: int(p.name))
+            for port_dir in ports:
+                label = f"{device}/{port_dir.name}"
+                if params.devices and not {device, label} & set(params.devices):
+                    continue
+                out += self._port(ctx.root, port_dir, label)
+        if not out:
+            wanted = f" among {', '.join(params.devices)}" if params.devices else ""
+            raise NotApplicable(f"no InfiniBand or RoCE port{wanted} in /sys/class/infiniband")
+        return out
+
+    def _port(self, root: Path, port_dir: Path, label: str) -> list[Measurement]:
+        from bench_agent.inventory.collect import parse_ib_rate
+
+        state_number, state = _ib_state(root, port_dir / "state")
+        phys_number, phys = _ib_state(root, port_dir / "phys_state")
+        rate_text = _sysfs_text(root, port_dir / "rate")
+        rate = parse_ib_rate(rate_text)
+        if rate is None:
+            raise ParseError("sysfs", f"/{(port_dir / 'rate').relative_to(root)}: not "
+                                      "'<number> Gb/sec (...)'", rate_text)
+        layer_file = port_dir / "link_layer"
+        layer = _sysfs_text(root, layer_file) if layer_file.exists() else None
+        source = f"/{port_dir.relative_to(root)}"
+        facts = {"state": f"{state_number}: {state}", "phys_state": f"{phys_number}: {phys}",
+                 "rate": rate_text, "link_layer": layer, "source": source}
+        counters: dict[str, int] = {}
+        unavailable: dict[str, str] = {}
+        for counter in IB_ERROR_COUNTERS:
+            path = port_dir / "counters" / counter
+            if not path.exists():
+                unavailable[counter] = "no such file"
+                continue
+            text = _sysfs_text(root, path)
+            if text == _NO_PMA:
+                unavailable[counter] = text
+            elif _IB_COUNTER_RE.fullmatch(text):
+                counters[counter] = int(text)
+            else:
+                raise ParseError("sysfs", f"/{path.relative_to(root)}: not a counter", text)
+
+        def m(metric: str, value: float, unit: Unit, extra: dict[str, Any]) -> Measurement:
+            return Measurement(check=self.name, metric=metric, value=value, unit=unit,
+                               device=label, tool="sysfs", params=extra)
+
+        out = [m("network.ib_port_active", int(state == "ACTIVE"), Unit.COUNT,
+                 {**facts, "counters_unavailable": unavailable}),
+               m("network.ib_port_link_up", int(phys == "LinkUp"), Unit.COUNT, facts),
+               m("network.ib_port_rate", float(rate), Unit.BITS_PER_SECOND, facts)]
+        out += [m(f"network.ib_{counter}", value, Unit.COUNT,
+                  {"source": f"{source}/counters/{counter}"})
+                for counter, value in counters.items()]
+        return out
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (TcpBandwidthCheck, TcpLatencyCheck, UdpLatencyCheck,
+                                   RdmaLatencyCheck, RdmaBandwidthCheck, IbPortHealthCheck)

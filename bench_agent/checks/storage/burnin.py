@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from bench_agent.checks.base import CheckContext, Emit, Stopping, burnin_interval
-from bench_agent.core.errors import BenchAgentError
-from bench_agent.core.units import Unit, UnitError, parse_quantity
+from bench_agent.core.errors import BenchAgentError, UnitError
+from bench_agent.core.units import Unit, parse_quantity
 
 MIB = 1 << 20
 # Time a run gets beyond its runtime: fio's start, its job processes, the report.

@@ -45,10 +45,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bench_agent.checks.base import BurninVariant, ByteSize, Check, CheckContext, MetricSpec
 from bench_agent.checks.storage.burnin import FioBurninParams
-from bench_agent.checks.storage.safety import StorageRefused, inspect_device, write_refusals
-from bench_agent.core.errors import CheckTimeout, NotApplicable, ParseError, ToolFailed
+from bench_agent.checks.storage.safety import inspect_device, write_refusals
+from bench_agent.core.errors import (
+    CheckTimeout,
+    NotApplicable,
+    ParseError,
+    StorageRefused,
+    ToolFailed,
+    UnitError,
+)
 from bench_agent.core.model import Measurement
-from bench_agent.core.units import Unit, UnitError, parse_duration
+from bench_agent.core.units import Unit, parse_duration
+from bench_agent.inventory.devices import nvme_devices
 from bench_agent.tools import fio as fio_tool
 from bench_agent.tools import fio_run
 
@@ -108,13 +116,6 @@ class Target:
 
 
 # --- targets ----------------------------------------------------------------------------
-
-
-def nvme_devices(root: Path) -> list[str]:
-    from bench_agent.inventory.collect import collect_inventory
-
-    inventory = collect_inventory(root, gpu_probe=list)
-    return [f"/dev/{d['name']}" for d in inventory.get("disks", []) if d.get("nvme")]
 
 
 def select_targets(ctx: CheckContext, writes: bool) -> tuple[Path | None, list[str]]:
@@ -303,6 +304,24 @@ def measure_job(targets: list[Target], rw: str, block: int, params: StorageParam
 # --- the checks ------------------------------------------------------------------------
 
 
+def fio_metrics(family: str, what: str, rate: str, unit: Unit) -> tuple[MetricSpec, ...]:
+    """The metrics of one fio job type: its rate, fio's completion latency (clat)
+    percentiles, and the "_per_device" figures that exist when several drives run at
+    once (the plain names are then their aggregate, device="aggregate")."""
+    def latency(p: str, text: str, per_device: bool = False) -> MetricSpec:
+        return MetricSpec(f"storage.{family}_latency_{p}{'_per_device' if per_device else ''}",
+                          Unit.SECONDS, f"{what} completion latency{text}",
+                          higher_is_better=False, per_device=per_device)
+
+    return (
+        MetricSpec(f"storage.{family}_{rate}", unit, what),
+        latency("p50", ", p50"), latency("p99", ", p99"), latency("p99_9", ", p99.9"),
+        MetricSpec(f"storage.{family}_{rate}_per_device", unit,
+                   f"{what}, one drive of several run at once", per_device=True),
+        latency("p99", " p99, one drive of several", per_device=True),
+    )
+
+
 class FioCheck(Check):
     domain: ClassVar[str] = "storage"
     params_model: ClassVar[type[BaseModel]] = StorageParams
@@ -412,20 +431,14 @@ def choose_engine(fio: str, wanted: str, target: Target, deadline: float) -> str
 class RandReadCheck(FioCheck):
     name = "storage.randread"
     description = "4 KiB random read IOPS and latency (fio)"
-    metrics = ("storage.randread_4k_iops", "storage.randread_4k_latency_p50",
-               "storage.randread_4k_latency_p99", "storage.randread_4k_latency_p99_9",
-               "storage.randread_4k_iops_per_device",
-               "storage.randread_4k_latency_p99_per_device")
+    metrics = fio_metrics("randread_4k", "4 KiB random read", "iops", Unit.IOPS)
     rw, direction, block, family = "randread", "read", 4096, "randread_4k"
 
 
 class RandWriteCheck(FioCheck):
     name = "storage.randwrite"
     description = "4 KiB random write IOPS and latency (fio; raw devices need --destructive)"
-    metrics = ("storage.randwrite_4k_iops", "storage.randwrite_4k_latency_p50",
-               "storage.randwrite_4k_latency_p99", "storage.randwrite_4k_latency_p99_9",
-               "storage.randwrite_4k_iops_per_device",
-               "storage.randwrite_4k_latency_p99_per_device")
+    metrics = fio_metrics("randwrite_4k", "4 KiB random write", "iops", Unit.IOPS)
     rw, direction, block, family = "randwrite", "write", 4096, "randwrite_4k"
     burnin = BurninVariant(
         load="storage_fio",
@@ -440,10 +453,8 @@ class SeqReadCheck(FioCheck):
     name = "storage.seqread"
     description = "1 MiB sequential read bytes/s and latency (fio)"
     params_model = SequentialParams
-    metrics = ("storage.seqread_1m_bandwidth", "storage.seqread_1m_latency_p50",
-               "storage.seqread_1m_latency_p99", "storage.seqread_1m_latency_p99_9",
-               "storage.seqread_1m_bandwidth_per_device",
-               "storage.seqread_1m_latency_p99_per_device")
+    metrics = fio_metrics("seqread_1m", "1 MiB sequential read", "bandwidth",
+                          Unit.BYTES_PER_SECOND)
     rw, direction, block, family = "read", "read", MIB, "seqread_1m"
 
 
@@ -451,8 +462,10 @@ class SeqWriteCheck(FioCheck):
     name = "storage.seqwrite"
     description = "1 MiB sequential write bytes/s and latency (fio; raw devices need --destructive)"
     params_model = SequentialParams
-    metrics = ("storage.seqwrite_1m_bandwidth", "storage.seqwrite_1m_latency_p50",
-               "storage.seqwrite_1m_latency_p99", "storage.seqwrite_1m_latency_p99_9",
-               "storage.seqwrite_1m_bandwidth_per_device",
-               "storage.seqwrite_1m_latency_p99_per_device")
+    metrics = fio_metrics("seqwrite_1m", "1 MiB sequential write", "bandwidth",
+                          Unit.BYTES_PER_SECOND)
     rw, direction, block, family = "write", "write", MIB, "seqwrite_1m"
+
+
+# The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
+CHECKS: tuple[type[Check], ...] = (RandReadCheck, RandWriteCheck, SeqReadCheck, SeqWriteCheck)

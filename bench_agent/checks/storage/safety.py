@@ -21,7 +21,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_agent.core.errors import CheckError
+from bench_agent.core.errors import StorageRefused
+from bench_agent.core.sysfs import read_int
 
 # (offset, magic, what): the first bytes of common on-disk formats.
 _MAGICS: tuple[tuple[int, bytes, str], ...] = (
@@ -39,10 +40,6 @@ _MAGICS: tuple[tuple[int, bytes, str], ...] = (
     (510, b"\x55\xaa", "boot sector / DOS partition table (0x55AA)"),
 )
 _PROBE_BYTES = 65600 + 8
-
-
-class StorageRefused(CheckError):
-    """A storage target is unsafe or unusable (refused write, no space): ERROR."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +188,9 @@ def probe_signature(path: str) -> str | None:
 def device_size(path: str, sysfs_dir: Path) -> int:
     """Bytes of a block device: sysfs "size" counts 512-byte sectors whatever the
     logical block size (include/linux/types.h, sector_t); else seek to the end."""
-    try:
-        return int((sysfs_dir / "size").read_text()) * 512
-    except (OSError, ValueError):
-        pass
+    sectors = read_int(sysfs_dir / "size")
+    if sectors is not None:
+        return sectors * 512
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:

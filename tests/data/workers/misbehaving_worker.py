@@ -33,6 +33,14 @@ elif mode == "hang-with-escaped-grandchild":
     with open(sys.argv[2], "w") as handle:
         handle.write(str(child.pid))
     time.sleep(600)
+elif mode == "exit-leaving-child":
+    # Answers and exits normally, but a tool it started runs on (not on our pipes).
+    child = subprocess.Popen(["bash", "-c", f"exec -a {sys.argv[3]} sleep 600"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(sys.argv[2], "w") as handle:
+        handle.write(str(child.pid))
+    print(json.dumps({"ok": False, "status": "ERROR", "error": "ToolFailed",
+                      "message": "fio failed"}))
 elif mode == "hang-with-tool":
     # A check whose tool was started through the seam, as run_tool does.
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -58,9 +66,23 @@ elif mode == "bad-measurement":
 elif mode == "empty":
     print(json.dumps({"ok": True, "measurements": []}))
 elif mode == "missing-tool":
-    print(json.dumps({"ok": False, "error": "ToolMissing", "message": "fio is not installed"}))
+    print(json.dumps({"ok": False, "status": "SKIP", "error": "ToolMissing",
+                      "message": "fio is not installed"}))
 elif mode == "tool-failed":
-    print(json.dumps({"ok": False, "error": "ToolFailed",
+    print(json.dumps({"ok": False, "status": "ERROR", "error": "ToolFailed",
                       "message": "fio failed (exit code 1): file:filesetup.c: No space left"}))
+elif mode == "skip-named-tool-failed":
+    # The status decides, whatever the class was called: the names lie on purpose.
+    print(json.dumps({"ok": False, "status": "SKIP", "error": "ToolFailed",
+                      "message": "no peer given"}))
+elif mode == "error-named-tool-missing":
+    print(json.dumps({"ok": False, "status": "ERROR", "error": "ToolMissing",
+                      "message": "fio died"}))
+elif mode == "error-without-status":
+    # Protocol 1's answer: a class name and no status.
+    print(json.dumps({"ok": False, "error": "ToolMissing", "message": "fio is not installed"}))
+elif mode == "error-with-pass-status":
+    print(json.dumps({"ok": False, "status": "PASS", "error": "NotApplicable",
+                      "message": "nothing to do"}))
 else:
     raise SystemExit(f"unknown mode {mode}")
