@@ -3,9 +3,11 @@
 Protocol (stdin -> stdout), versioned by the "protocol" key:
     request:  {"protocol": 1, "check": NAME, "params": {...}, "root": "/",
                "output_dir": "results", "timeout": 300.0, "options": {...}}
-              or {"protocol": 1, "inventory": true, "root": "/"}
+              ("options": checks.base.RunOptions.to_dict(); an unknown one is a
+              BadRequest) or {"protocol": 1, "inventory": true, "root": "/"}
     response: one JSON line on the original stdout, the last line printed:
               {"ok": true, "measurements": [...]} | {"ok": true, "inventory": {...}}
+              (the inventory as core.inventory.Inventory.to_dict() writes it)
               {"ok": false, "error": "ToolMissing", "message": "..."}
 
 Anything a check or a library prints goes to stderr: file descriptor 1 is pointed
@@ -26,7 +28,7 @@ PROTOCOL = 1
 
 def _execute(request: dict[str, Any]) -> dict[str, Any]:
     from bench_agent.checks import get_check
-    from bench_agent.checks.base import CheckContext
+    from bench_agent.checks.base import CheckContext, RunOptions
     from bench_agent.core.errors import BenchAgentError
 
     root = Path(request.get("root", "/"))
@@ -34,13 +36,17 @@ def _execute(request: dict[str, Any]) -> dict[str, Any]:
         if request.get("inventory"):
             from bench_agent.inventory.collect import collect_inventory
 
-            return {"ok": True, "inventory": collect_inventory(root)}
+            return {"ok": True, "inventory": collect_inventory(root).to_dict()}
         check = get_check(request["check"])
+        try:
+            options = RunOptions.from_dict(request.get("options") or {})
+        except ValueError as exc:
+            return {"ok": False, "error": "BadRequest", "message": str(exc)}
         ctx = CheckContext(
             root=root,
             output_dir=Path(request.get("output_dir", "results")),
             timeout=float(request.get("timeout", 300.0)),
-            extra=dict(request.get("options") or {}),
+            options=options,
         )
         reason = check.available(ctx)
         if reason is not None:
