@@ -527,11 +527,12 @@ def test_run_with_progress_piped_into_head_writes_the_report(tmp_path: Path) -> 
 def test_report_show_piped_into_head_keeps_the_exit_code(tmp_path: Path) -> None:
     """A table much longer than a pipe holds (64 KiB): the write meets the closed
     pipe for certain, whatever the timing."""
+    from bench_agent.core.inventory import Inventory
     from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
     from bench_agent.core.units import Unit
 
     report = Report(
-        report_id="r", agent_version="0", host="node", inventory={},
+        report_id="r", agent_version="0", host="node", inventory=Inventory(),
         suite=NamedDigest("s", "0" * 64, ""), profile=NamedDigest("p", "0" * 64, ""),
         started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z",
         measurements=[Measurement("storage.seqread", "storage.seqread_1m_bytes_per_second",
