@@ -662,3 +662,22 @@ def test_over_http_what_cannot_be_served_is_refused_and_what_is_stored_is_served
     assert (status, answer["error"]) == (422, "bad_signature")
     assert server.get("/healthz").json()["reports"] == 1
     assert "Traceback" not in server.log()
+
+
+def test_a_report_signed_before_the_typed_inventory_is_stored_as_it_was(
+        database: db.Database) -> None:
+    """tests/data/reports/: written and signed by the agent before the inventory was
+    typed (no inventory.schema_version). Stored, byte for byte the envelope it was."""
+    from bench_agent.report.attest import PublicKey
+
+    old = DATA.parent / "reports"  # DATA is tests/data/collector here
+    body = (old / "v1-untyped-inventory.signed.json").read_bytes()
+    public = PublicKey.from_pem((old / "v1-untyped-inventory.pub.pem").read_bytes())
+    enrollment.enroll(database, "vm", public.pem())
+    stored = ingest(database, body)
+    assert stored.created and stored.node == "vm"
+    assert (count(database, "reports"), count(database, "measurements"),
+            count(database, "verdicts")) == (1, 6, 15)
+    with database.engine.connect() as conn:
+        kept = conn.execute(select(db.reports.c.envelope)).scalar_one()
+    assert bytes(kept) == body
