@@ -681,3 +681,24 @@ def test_a_report_signed_before_the_typed_inventory_is_stored_as_it_was(
     with database.engine.connect() as conn:
         kept = conn.execute(select(db.reports.c.envelope)).scalar_one()
     assert bytes(kept) == body
+
+
+@pytest.mark.parametrize(("inventory", "detail"), [
+    ({"schema_version": 1, "cpu": {"logical_cpus": 64}},
+     "inventory: missing field 'host'"),
+    ({"schema_version": 2},
+     "inventory schema version 2 is newer than this agent reads (1); upgrade bench-agent"),
+    ({"cpu": {"logical_cpus": "64"}},
+     "inventory.cpu.logical_cpus: expected an integer or null, got str '64'"),
+])
+def test_an_inventory_that_is_not_the_records_is_refused_with_where(
+        database: db.Database, node_key: NodeKey, inventory: dict[str, Any],
+        detail: str) -> None:
+    """A well-signed report whose inventory lies about its shape: a 422 naming the
+    field, nothing stored (before: any object was stored as the node's facts)."""
+    report = {**make_report("node-a"), "inventory": inventory}
+    with pytest.raises(Refused) as caught:
+        ingest(database, envelope_bytes(report, node_key))
+    assert (caught.value.status, caught.value.reason) == (422, "invalid_report")
+    assert detail in caught.value.detail
+    assert nothing_stored(database)
