@@ -43,6 +43,7 @@ from bench_agent.burnin.health import (
 from bench_agent.burnin.loads import NOT_APPLICABLE
 from bench_agent.config.loader import _read_yaml, _validation_error, data_dir
 from bench_agent.core.errors import ConfigError, ReportError, StrictJSONError, UnitError
+from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import NamedDigest, Report, Status, Verdict, finite_or_none
 from bench_agent.core.process import Child, spawn
 from bench_agent.core.units import parse_duration
@@ -278,7 +279,7 @@ class Burnin:
 
         inventory = collect_inventory_in_child()
         writer.write({"type": "start", "host": self.host, "started_at": _utc(started),
-                      "inventory": inventory,
+                      "inventory": inventory.to_dict(),
                       "duration": self.duration, "interval": self.config.interval,
                       "suite": {"name": self.config.name, "sha256": self.config.sha256,
                                 "path": self.config.path},
@@ -367,7 +368,7 @@ class Burnin:
 def build_report(rules: HealthRules, host: str, started: float, finished: float,
                  interrupted: bool, config: BurninConfig | None,
                  suite: dict[str, str] | None = None, killed: bool = False,
-                 aborted: str = "", inventory: dict[str, Any] | None = None) -> Report:
+                 aborted: str = "", inventory: Inventory | None = None) -> Report:
     """The report of a run; ``inventory`` is the one read at its start (the series
     keeps it), so a killed run judged later still names the node as it was."""
     measurements, verdicts = rules.summary()
@@ -385,7 +386,7 @@ def build_report(rules: HealthRules, host: str, started: float, finished: float,
                            "path": config.path if config else ""}
     return Report(
         report_id=str(uuid.uuid4()), agent_version=__version__, host=host,
-        inventory=inventory or {}, suite=NamedDigest(**suite_info),
+        inventory=inventory or Inventory(), suite=NamedDigest(**suite_info),
         profile=NamedDigest("burnin-limits", suite_info["sha256"], suite_info.get("path", "")),
         started_at=_utc(started), finished_at=_utc(finished), measurements=measurements,
         verdicts=verdicts, interrupted=interrupted or killed or bool(aborted),
@@ -429,7 +430,7 @@ def _judge_series(records: list[dict[str, Any]]) -> Report:
     return build_report(rules, start["host"], started, finished,
                         bool(end and end.get("interrupted")), None, suite=start.get("suite"),
                         killed=end is None, aborted=str(end.get("aborted", "")) if end else "",
-                        inventory=start.get("inventory") or {})
+                        inventory=Inventory.from_dict(start.get("inventory") or {}))
 
 
 def _axis_label(series: str) -> str:

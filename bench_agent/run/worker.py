@@ -3,9 +3,11 @@
 Protocol (stdin -> stdout), versioned by the "protocol" key:
     request:  {"protocol": 2, "check": NAME, "params": {...}, "root": "/",
                "output_dir": "results", "timeout": 300.0, "options": {...}}
-              or {"protocol": 2, "inventory": true, "root": "/"}
+              ("options": checks.base.RunOptions.to_dict(); an unknown one is a
+              BadRequest) or {"protocol": 2, "inventory": true, "root": "/"}
     response: one JSON line on the original stdout, the last line printed:
               {"ok": true, "measurements": [...]} | {"ok": true, "inventory": {...}}
+              (the inventory as core.inventory.Inventory.to_dict() writes it)
               {"ok": false, "status": "SKIP", "error": "ToolMissing", "message": "..."}
     "status" is the verdict, SKIP or ERROR: the status the error's class declares
     (core/errors.py, verdict_status), ERROR for anything else. runner.py decides by
@@ -43,7 +45,7 @@ def _failure(status: Status, error: str, message: str) -> dict[str, Any]:
 
 def _execute(request: dict[str, Any]) -> dict[str, Any]:
     from bench_agent.checks import get_check
-    from bench_agent.checks.base import CheckContext
+    from bench_agent.checks.base import CheckContext, RunOptions
     from bench_agent.core.errors import BenchAgentError, NotApplicable, verdict_status
 
     root = Path(request.get("root", "/"))
@@ -51,13 +53,17 @@ def _execute(request: dict[str, Any]) -> dict[str, Any]:
         if request.get("inventory"):
             from bench_agent.inventory.collect import collect_inventory
 
-            return {"ok": True, "inventory": collect_inventory(root)}
+            return {"ok": True, "inventory": collect_inventory(root).to_dict()}
         check = get_check(request["check"])
+        try:
+            options = RunOptions.from_dict(request.get("options") or {})
+        except ValueError as exc:
+            return _failure(Status.ERROR, "BadRequest", str(exc))
         ctx = CheckContext(
             root=root,
             output_dir=Path(request.get("output_dir", "results")),
             timeout=float(request.get("timeout", 300.0)),
-            extra=dict(request.get("options") or {}),
+            options=options,
         )
         reason = check.available(ctx)
         if reason is not None:

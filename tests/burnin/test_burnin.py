@@ -62,8 +62,8 @@ def test_short_run_with_real_cpu_and_storage_loads(tmp_path: Path) -> None:
     assert "load.cpu_matmul" in report.series
     # The inventory, read at the start (in a child, under a time limit), is kept in
     # the series and is the report's.
-    assert report.inventory["cpu"]["logical_cpus"] == os.cpu_count()
-    assert records[0]["inventory"] == report.inventory
+    assert report.inventory.cpu.logical_cpus == os.cpu_count()
+    assert records[0]["inventory"] == report.inventory.to_dict()
 
 
 def test_a_load_that_cannot_run_here_is_skip_and_a_crash_is_fail(tmp_path: Path) -> None:
@@ -184,8 +184,8 @@ def test_sigkill_mid_run_leaves_a_readable_series(tmp_path: Path) -> None:
     report = report_from_series(series)
     assert report.interrupted and report.status is Status.ERROR
     assert any("killed" in v.message for v in report.verdicts)
-    assert report.inventory == read_series(series)[0]["inventory"]
-    assert report.inventory["cpu"]["logical_cpus"] == os.cpu_count()
+    assert report.inventory.to_dict() == read_series(series)[0]["inventory"]
+    assert report.inventory.cpu.logical_cpus == os.cpu_count()
     assert report.series["load.cpu_matmul"]  # every sample up to the kill is kept
     shown = subprocess.run([sys.executable, "-m", "bench_agent.cli", "report", "show",
                             str(series)], capture_output=True, text=True, timeout=60, cwd=REPO)

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from bench_agent.checks.base import CheckContext
+from bench_agent.checks.base import CheckContext, RunOptions
 from bench_agent.checks.network.checks import RdmaLatencyCheck, RdmaParams, TcpLatencyCheck
 from bench_agent.core.errors import NotApplicable
 from bench_agent.peer.server import Peer, PeerConfig
@@ -282,7 +282,7 @@ def test_no_peer_option_is_skip() -> None:
 
 def test_rdma_without_devices_is_skip_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(NotApplicable, match="no active RDMA device in /sys/class/infiniband"):
-        RdmaLatencyCheck().run(CheckContext(root=tmp_path, extra={"peer": "192.0.2.1"}),
+        RdmaLatencyCheck().run(CheckContext(root=tmp_path, options=RunOptions(peer="192.0.2.1")),
                                RdmaParams())
 
 

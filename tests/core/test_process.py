@@ -267,7 +267,8 @@ def test_gpu_bench_children_and_theirs_are_stopped_at_the_timeout(
         faketool: Path, hanging: tuple[str, Path]) -> None:
     from bench_agent.checks.gpu.kernels import run_on_devices
 
-    results = run_on_devices(["cpu"], {"kernel": "bench_agent.checks.gpu.kernels:copy_kernel"}, 3.0, python=str(faketool))
+    task = {"kernel": "bench_agent.checks.gpu.kernels:copy_kernel"}
+    results = run_on_devices(["cpu"], task, 3.0, python=str(faketool))
     assert results == [{"device": "cpu", "error": "timed out after 3 s"}]
     _nothing_left(*hanging)
 

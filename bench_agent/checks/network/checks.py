@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent.checks.base import Check, CheckContext, MetricSpec
 from bench_agent.core.errors import NotApplicable, ParseError, ToolFailed, ToolMissing
+from bench_agent.core.inventory import IbPort
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from bench_agent.inventory.devices import link_speed_bps
@@ -43,11 +44,11 @@ class PeerParams(BaseModel):
 
 
 def _peer_address(ctx: CheckContext) -> str:
-    peer = ctx.extra.get("peer")
+    peer = ctx.options.peer
     if not peer:
         raise NotApplicable("no peer given: run `bench-agent peer` on another node and "
                             "`bench-agent run network --peer ADDRESS` here")
-    return str(peer)
+    return peer
 
 
 def hello(ctx: CheckContext, control_port: int) -> tuple[str, dict[str, Any]]:
@@ -243,12 +244,10 @@ class RdmaParams(PeerParams):
     peer_device: str | None = None  # None: same name as the local device
 
 
-def rdma_ports(root: Path) -> list[dict[str, Any]]:
+def rdma_ports(root: Path) -> tuple[IbPort, ...]:
     from bench_agent.inventory.collect import collect_inventory
 
-    ports: list[dict[str, Any]] = collect_inventory(root, gpu_probe=lambda: []).get(
-        "infiniband") or []
-    return ports
+    return collect_inventory(root, gpu_probe=list).infiniband
 
 
 # Both RDMA checks count the devices they found: a profile requires the metric of
@@ -267,8 +266,8 @@ class _RdmaCheck(Check):
         from bench_agent.tools import perftest
 
         assert isinstance(params, RdmaParams)
-        ports = [p for p in rdma_ports(ctx.root) if str(p.get("state", "")).endswith("ACTIVE")]
-        devices = sorted({str(p["device"]) for p in ports})
+        ports = [p for p in rdma_ports(ctx.root) if p.active]
+        devices = sorted({p.device for p in ports})
         if params.devices:
             devices = [d for d in devices if d in params.devices]
         count = Measurement(check=self.name, metric="network.rdma_active_devices",
