@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from pydantic import BaseModel
 
-from bench_agent.checks import CHECKS
+from bench_agent import checks
 from bench_agent.checks.base import Check, CheckContext
 from bench_agent.core import errors
 from bench_agent.core.model import Measurement
@@ -39,5 +39,8 @@ class RaisingCheck(Check):
         raise renamed(*ARGS)
 
 
-CHECKS["test.raises"] = "__main__:RaisingCheck"
+# Registered the way a check module registers its checks: a CHECKS tuple in the
+# module the first part of the name points at (checks.MODULES).
+CHECKS = (RaisingCheck,)
+checks.MODULES["test"] = "__main__"
 raise SystemExit(worker.main())
