@@ -13,7 +13,6 @@ every check SKIPs with the reason.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from bench_agent.checks.base import Check, CheckContext, MetricSpec
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
+from bench_agent.core.process import run_child
 from bench_agent.core.stats import summarize
 from bench_agent.core.sysfs import list_dir, read_line
 from bench_agent.core.units import Unit
@@ -103,9 +103,11 @@ def read_kernel_log(root: Path) -> tuple[str, str | None]:
         path = root / "var" / "log" / "kern.log"
         return (path.read_text(errors="replace"), None) if path.is_file() else ("", "no kern.log")
     try:
-        done = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = run_child(["dmesg"], timeout=20)
+    except OSError as exc:
         return "", f"dmesg: {exc}"
+    if done.timed_out:
+        return "", "dmesg ran past 20 s"
     if done.returncode != 0:
         return "", f"dmesg: {done.stderr.strip()[:200]}"
     return done.stdout, None

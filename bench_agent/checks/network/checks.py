@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +27,7 @@ from bench_agent.checks.base import Check, CheckContext, MetricSpec
 from bench_agent.core.errors import NotApplicable, ParseError, ToolFailed, ToolMissing
 from bench_agent.core.inventory import IbPort
 from bench_agent.core.model import Measurement
+from bench_agent.core.process import run_child
 from bench_agent.core.units import Unit
 from bench_agent.inventory.devices import link_speed_bps
 from bench_agent.peer.protocol import DEFAULT_PORTS, peer_request
@@ -74,10 +74,11 @@ def hello(ctx: CheckContext, control_port: int) -> tuple[str, dict[str, Any]]:
 def route_interface(host: str) -> str | None:
     """The interface `ip route get` picks for ``host`` (None if unknown)."""
     try:
-        proc = subprocess.run(["ip", "-j", "route", "get", host], capture_output=True,
-                              text=True, timeout=5, check=False)
+        proc = run_child(["ip", "-j", "route", "get", host], timeout=5)
+        if proc.timed_out:
+            return None
         routes = json.loads(proc.stdout or "[]")
-    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):
         return None
     if routes and isinstance(routes, list) and isinstance(routes[0], dict):
         dev = routes[0].get("dev")
