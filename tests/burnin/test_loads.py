@@ -51,6 +51,7 @@ def test_the_registry_names_every_load() -> None:
                              "network_iperf3", "storage_fio"]
 
 
+@pytest.mark.e2e
 def test_cpu_matmul_prints_flops_per_interval_until_its_duration() -> None:
     rc, lines, err = run("cpu_matmul", {"size": 64, "interval": 0.2, "duration": 1.5})
     assert rc == 0, err
@@ -58,6 +59,7 @@ def test_cpu_matmul_prints_flops_per_interval_until_its_duration() -> None:
     assert len(lines) >= 3  # about 1.5 s / 0.2 s, fewer on a busy machine
 
 
+@pytest.mark.e2e
 def test_memory_bandwidth_prints_bytes_per_second() -> None:
     rc, lines, err = run("memory_bandwidth", {"array_bytes": 8 * 2**20, "interval": 0.2,
                                               "duration": 1})
@@ -80,6 +82,7 @@ def test_sigterm_ends_a_load_cleanly() -> None:
     assert proc.returncode == 0
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed")
 def test_storage_fio_prints_iops_and_removes_its_file(tmp_path: Path) -> None:
     rc, lines, err = run("storage_fio", {"target": str(tmp_path), "size": "8M",

@@ -227,6 +227,7 @@ def test_cli_upload_and_run_upload(tmp_path: Path) -> None:
     assert missing.returncode == 3 and "no collector" in missing.stderr
 
 
+@pytest.mark.e2e
 def test_run_upload_to_a_real_auto_enrolling_collector(tmp_path: Path) -> None:
     """End to end: run, sign, upload to `collector serve --auto-enroll`, stored once."""
     pytest.importorskip("fastapi")
