@@ -529,6 +529,7 @@ def run_with_fake_fio(document: str, tmp_path: Path) -> tuple[subprocess.Complet
     return result, json.loads(reports[0].read_text())
 
 
+@pytest.mark.e2e
 def test_the_true_fio_output_is_judged(tmp_path: Path) -> None:
     """The base of the cases below: 85.5 kIOPS fails the guide's > 100K IOPS."""
     result, report = run_with_fake_fio((DATA / FIO_OUTPUT).read_text(), tmp_path)
@@ -541,6 +542,7 @@ RUN_CASES = ["json-duplicate-key", "json-nan", "json-huge-int", "json-truncated"
              "json-null-figure"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("variant_id", RUN_CASES)
 def test_a_run_whose_fio_lies_is_an_error_not_a_pass(variant_id: str, tmp_path: Path) -> None:
     text = (DATA / FIO_OUTPUT).read_text()

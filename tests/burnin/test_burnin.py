@@ -38,6 +38,7 @@ CPU_AND_FIO = (
 )
 
 
+@pytest.mark.e2e
 def test_short_run_with_real_cpu_and_storage_loads(tmp_path: Path) -> None:
     config = load_burnin_config(write_suite(tmp_path, CPU_AND_FIO))
     target = tmp_path / "target"
@@ -66,6 +67,7 @@ def test_short_run_with_real_cpu_and_storage_loads(tmp_path: Path) -> None:
     assert records[0]["inventory"] == report.inventory.to_dict()
 
 
+@pytest.mark.e2e
 def test_a_load_that_cannot_run_here_is_skip_and_a_crash_is_fail(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n  storage_fio: {size: 16M}\n")
     config = load_burnin_config(suite)
@@ -171,6 +173,7 @@ def _wait_for_samples(folder: Path, count: int, timeout: float = 60) -> Path:
     raise AssertionError("the burn-in wrote no samples")
 
 
+@pytest.mark.e2e
 def test_sigkill_mid_run_leaves_a_readable_series(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n")
     proc = _start_cli(tmp_path, suite)
@@ -198,6 +201,7 @@ def test_sigkill_mid_run_leaves_a_readable_series(tmp_path: Path) -> None:
     assert leftovers.stdout.strip() == ""
 
 
+@pytest.mark.e2e
 def test_sigterm_gives_an_interrupted_signed_report(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n")
     proc = _start_cli(tmp_path, suite)
@@ -219,6 +223,7 @@ def test_sigterm_gives_an_interrupted_signed_report(tmp_path: Path) -> None:
     assert "INTERRUPTED" in stdout
 
 
+@pytest.mark.e2e
 def test_fake_nvml_timeline_fails_throttle_and_ecc_at_the_right_time(tmp_path: Path) -> None:
     """A thermal throttle from +2 s and an uncorrectable ECC error at +4 s, injected
     at the NVML seam: each FAIL carries the time it happened."""
@@ -267,6 +272,7 @@ def test_fake_nvml_timeline_fails_throttle_and_ecc_at_the_right_time(tmp_path: P
     assert report.status is Status.FAIL
 
 
+@pytest.mark.e2e
 def test_collector_node_page_shows_the_burnin_plots(tmp_path: Path) -> None:
     """A real burn-in report, uploaded: the node page plots its signed series."""
     pytest.importorskip("fastapi")
@@ -356,6 +362,7 @@ def test_broken_nvml_is_a_fail_not_a_quiet_pass() -> None:
     assert events[0].status is Status.FAIL and events[0].metric == "burnin.gpu_readable"
 
 
+@pytest.mark.e2e
 def test_network_load_to_a_real_iperf3_server_on_loopback(tmp_path: Path) -> None:
     import shutil
     import socket
@@ -394,6 +401,7 @@ def test_a_burnin_where_no_load_can_run_is_an_error() -> None:
         "no load could run on this node: gpu_matmul: gpu load: no CUDA device"]
 
 
+@pytest.mark.e2e
 def test_a_burst_of_sigterms_gives_the_interrupted_report(tmp_path: Path) -> None:
     """Several signals at once (systemd, timeout(1), a playbook) must not deadlock."""
     suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n")

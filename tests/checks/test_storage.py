@@ -57,6 +57,7 @@ def leftovers(directory: Path) -> list[str]:
     return [p.name for p in directory.iterdir() if p.name.startswith(TEST_FILE_PREFIX)]
 
 
+@pytest.mark.e2e
 def test_randread_on_a_directory(tmp_path: Path) -> None:
     ms = by_metric(run_check("storage.randread", RunOptions(target=tmp_path)))
     iops = ms["storage.randread_4k_iops"]
@@ -71,6 +72,7 @@ def test_randread_on_a_directory(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.e2e
 def test_seqwrite_on_the_default_output_folder(tmp_path: Path) -> None:
     out = tmp_path / "results"
     ms = by_metric(run_check("storage.seqwrite", RunOptions(), output=out))
@@ -118,6 +120,7 @@ def test_fio_missing_is_tool_missing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         run_check("storage.randread", RunOptions(target=tmp_path))
 
 
+@pytest.mark.e2e
 def test_timeout_sigterm_removes_the_test_file(tmp_path: Path) -> None:
     request = {"check": "storage.randread", "params": {**SMALL, "runtime": "30s"},
                "output_dir": str(tmp_path), "timeout": 40,
@@ -175,6 +178,7 @@ def loops(tmp_path: Path) -> Iterator[list[str]]:
             subprocess.run(["losetup", "-d", dev], capture_output=True)
 
 
+@pytest.mark.e2e
 def test_two_devices_read_only_per_device_and_aggregate(loops: list[str]) -> None:
     ms = run_check("storage.randread", RunOptions(devices=tuple(loops)))
     total = [m for m in ms if m.metric == "storage.randread_4k_iops"]
@@ -190,6 +194,7 @@ def test_writes_to_devices_need_destructive(loops: list[str]) -> None:
         run_check("storage.randwrite", RunOptions(devices=tuple(loops[:1])))
 
 
+@pytest.mark.e2e
 def test_destructive_write_on_a_blank_device(loops: list[str]) -> None:
     ms = by_metric(run_check("storage.randwrite",
                              RunOptions(devices=tuple(loops[:1]), destructive=True)))

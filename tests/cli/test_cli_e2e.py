@@ -28,6 +28,8 @@ DATA = DATA
 TINY_SUITE = DATA / "suites" / "tiny-cpu.yaml"
 TINY_PROFILE = DATA / "profiles" / "tiny-node.yaml"
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(autouse=True)
 def node_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -25,8 +25,9 @@ from tests.collector_support import Collector, envelope_bytes, http, make_report
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="needs Debian's chromium and chromium-driver")
+pytestmark = [pytest.mark.e2e,  # a real Chromium, for seconds
+              pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                 reason="needs Debian's chromium and chromium-driver")]
 TOKEN = "dashboard-admin-token-0123"
 EVIL = "<script>alert(1)</script>"
 # A node and a suite named with brackets, a slash, HTML and non-ASCII letters.

@@ -188,6 +188,7 @@ def test_baseline_generate_is_a_profile_the_thresholds_engine_uses(
     assert figures["memory.stream_triad"]["fail_fraction"] == 0.0
 
 
+@pytest.mark.e2e
 def test_cli_fleet_compare_exit_codes(fleets: dict[str, Path], tmp_path: Path) -> None:
     planted = subprocess.run(
         [sys.executable, "-m", "bench_agent.cli", "fleet", "compare", str(fleets["planted"])],

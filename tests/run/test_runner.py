@@ -40,6 +40,7 @@ def request(check: str = "cpu.gemm") -> dict[str, object]:
     return {"check": check, "params": {}, "root": "/", "output_dir": "results", "timeout": 5}
 
 
+@pytest.mark.slow
 def test_hung_child_is_stopped_at_the_timeout_and_is_error() -> None:
     started = time.monotonic()
     outcome = run_in_child(request(), timeout=1.0, worker_command=worker("hang"))
@@ -49,6 +50,7 @@ def test_hung_child_is_stopped_at_the_timeout_and_is_error() -> None:
     assert elapsed < 10
 
 
+@pytest.mark.slow
 def test_child_ignoring_sigterm_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "KILL_GRACE_S", 0.5)
     outcome = run_in_child(request(), timeout=1.0, worker_command=worker("hang-ignoring-sigterm"))
@@ -57,6 +59,7 @@ def test_child_ignoring_sigterm_is_killed(monkeypatch: pytest.MonkeyPatch) -> No
     assert "ignoring SIGTERM" in outcome.message  # the child's own last words are kept
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild.pid"
     outcome = run_in_child(
@@ -81,6 +84,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert not alive, "the tool started by the check outlived the timeout"
 
 
+@pytest.mark.slow
 def test_killed_child_whose_escaped_grandchild_holds_the_pipes_does_not_hang(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "KILL_GRACE_S", 0.5)
@@ -467,6 +471,7 @@ def sigint_raises() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mode", "interrupts"), [
     ("hang-with-tool", 1), ("hang-ignoring-sigterm", 1),
     # A second Ctrl-C while the worker gets its grace must not cut the stop short.
