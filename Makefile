@@ -1,23 +1,31 @@
 # bench-agent: the README's two commands live here.
-#   make run    install everything, run the quick acceptance suite on this node
-#   make test   install everything, run the whole test suite (what CI runs)
+#   make run        install everything, run the quick acceptance suite on this node
+#   make test       install everything, run the whole test suite (what CI runs)
+#   make test-fast  the same checks without the slow tiers (Ansible, end to end,
+#                   network namespaces, slow): under 90 s on a 2-core VM
 # Works on a fresh Debian machine with Python 3.11+, make and root.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Debian packages of the external tools the suites drive (and Chromium, which the
-# collector's dashboard tests drive; promtool, from prometheus, and
-# prometheus-node-exporter, which the export tests run on the textfile). Installed
-# through apt when we are root and one of them is missing; otherwise the checks
-# that need them report SKIP with the reason, and those tests skip.
-APT_PACKAGES := fio iperf3 sockperf qperf perftest stress-ng nvme-cli pciutils \
-                chromium chromium-driver prometheus prometheus-node-exporter
-APT_TOOLS    := fio iperf3 sockperf qperf ib_write_lat stress-ng nvme lspci \
-                chromium chromedriver promtool prometheus-node-exporter
+RUFF_PATHS := bench_agent tests benchmarks scripts ansible/roles/bench_agent/filter_plugins
+# The tiers of pyproject.toml's [tool.pytest.ini_options] markers that test-fast leaves out.
+SLOW_TIERS := not deploy and not e2e and not netns and not slow
+# Debian packages of the external tools the suites drive on a node: what `make run`
+# installs (the same list as ansible/roles/bench_agent/vars/main.yml). Installed through
+# apt when we are root and one of them is missing; otherwise the checks that need
+# them report SKIP with the reason, and those tests skip.
+APT_RUN_PACKAGES := fio iperf3 sockperf qperf perftest stress-ng nvme-cli pciutils
+APT_RUN_TOOLS    := fio iperf3 sockperf qperf ib_write_lat stress-ng nvme lspci
+# Only the tests need these: Chromium for the collector's dashboard tests; promtool
+# (Debian's prometheus) and prometheus-node-exporter, which the export tests run on
+# the textfile. Never on a node by `make run`: Debian's prometheus package starts a
+# Prometheus server on :9090 and prometheus-node-exporter one on :9100.
+APT_TEST_PACKAGES := chromium chromium-driver prometheus prometheus-node-exporter
+APT_TEST_TOOLS    := chromium chromedriver promtool prometheus-node-exporter
 
-.PHONY: run test install lint typecheck bench clean system-deps
+.PHONY: run test test-fast install install-test lint typecheck bench clean system-deps test-deps
 
 run: install
 	@$(VENV)/bin/bench-agent run quick; rc=$$?; \
@@ -25,18 +33,25 @@ run: install
 	2) echo "make run: a check could not measure (exit 2): see the table above";; \
 	*) echo "make run: bench-agent exited $$rc";; esac; exit $$rc
 
-test: install
-	$(VENV)/bin/ruff check bench_agent tests benchmarks scripts ansible/roles/bench_agent/filter_plugins
+test: install-test
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
+test-fast: install-test
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -m "$(SLOW_TIERS)"
+
 lint: install
-	$(VENV)/bin/ruff check bench_agent tests benchmarks scripts ansible/roles/bench_agent/filter_plugins
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
 
 bench: install
 	$(PY) benchmarks/run_all.py
 
 install: $(STAMP) system-deps
+
+install-test: install test-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,17 +59,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,gpu,fleet,collector]'
 	touch $(STAMP)
 
-system-deps:
-	@missing=""; for t in $(APT_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+# $(call apt_install,WHAT,TOOLS,PACKAGES): apt-get install PACKAGES when one of TOOLS is
+# missing, as root with apt; otherwise say what is missing (what needs it will SKIP).
+define apt_install
+	@missing=""; for t in $(2); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing system tools (missing:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null \
-	      || echo "warning: apt-get could not install every tool; checks that need them will SKIP"; \
+	    echo "installing $(1) (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(3) >/dev/null \
+	      || echo "warning: apt-get could not install every one of the $(1); what needs them will SKIP"; \
 	  else \
-	    echo "note: missing system tools:$$missing (not root or no apt): checks that need them will SKIP"; \
+	    echo "note: missing $(1):$$missing (not root or no apt): what needs them will SKIP"; \
 	  fi; \
 	fi
+endef
+
+system-deps:
+	$(call apt_install,system tools,$(APT_RUN_TOOLS),$(APT_RUN_PACKAGES))
+
+test-deps:
+	$(call apt_install,test tools,$(APT_TEST_TOOLS),$(APT_TEST_PACKAGES))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

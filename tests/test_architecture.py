@@ -115,3 +115,33 @@ def test_the_rules_catch_a_breach(tmp_path: Path) -> None:
     source = tmp_path / "mod.py"
     source.write_text("def f():\n    from bench_agent.checks import get_check\n")
     assert _imports(source) == [(2, "bench_agent.checks.get_check")]
+
+
+# The one subprocess seam: core/process.py starts every child (own session,
+# parent-death signal, deadline, the whole tree stopped). Type names only elsewhere.
+SEAM = {"bench_agent/core/process.py"}
+
+
+def _starts_processes(path: Path) -> list[int]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    starters = {"subprocess": {"run", "Popen", "call", "check_call", "check_output"},
+                "os": {"system", "popen", "fork", "spawnv"}}
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.attr in starters.get(node.func.value.id, set())]
+
+
+def test_only_the_seam_starts_processes() -> None:
+    found = [f"{path.relative_to(REPO)}:{line}"
+             for path in sorted(PACKAGE.rglob("*.py"))
+             if str(path.relative_to(REPO)) not in SEAM
+             for line in _starts_processes(path)]
+    assert found == []
+
+
+def test_the_seam_rule_sees_a_direct_start(tmp_path: Path) -> None:
+    source = tmp_path / "mod.py"
+    source.write_text("import subprocess\n\ndef f(p: subprocess.Popen[str]) -> None:\n"
+                      "    subprocess.run(['true'])\n")
+    assert _starts_processes(source) == [4]  # the call, not the type name

@@ -33,6 +33,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench_agent.core.errors import ParseError, ReportError
+from bench_agent.core.inventory import Gpu, Host, Inventory
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.core.units import Unit
 from bench_agent.report.attest import (
@@ -229,7 +230,7 @@ def named_report(name: str) -> Report:
     metric = "storage.randread_4k_iops"
     return Report(
         report_id="6f1c2b8e-6a51-4a51-9d2e-1c5d3f7a9b10", agent_version="0.1.0", host=name,
-        inventory={"host": {"hostname": name}}, suite=NamedDigest(name, "a" * 64),
+        inventory=Inventory(host=Host(name)), suite=NamedDigest(name, "a" * 64),
         profile=NamedDigest(name, "b" * 64), started_at="2026-11-27T10:00:00Z",
         finished_at="2026-11-27T10:01:30Z",
         measurements=[Measurement(check, metric, 85512.5, Unit.IOPS, device=device),
@@ -528,6 +529,7 @@ def run_with_fake_fio(document: str, tmp_path: Path) -> tuple[subprocess.Complet
     return result, json.loads(reports[0].read_text())
 
 
+@pytest.mark.e2e
 def test_the_true_fio_output_is_judged(tmp_path: Path) -> None:
     """The base of the cases below: 85.5 kIOPS fails the guide's > 100K IOPS."""
     result, report = run_with_fake_fio((DATA / FIO_OUTPUT).read_text(), tmp_path)
@@ -540,6 +542,7 @@ RUN_CASES = ["json-duplicate-key", "json-nan", "json-huge-int", "json-truncated"
              "json-null-figure"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("variant_id", RUN_CASES)
 def test_a_run_whose_fio_lies_is_an_error_not_a_pass(variant_id: str, tmp_path: Path) -> None:
     text = (DATA / FIO_OUTPUT).read_text()
@@ -634,27 +637,39 @@ def test_a_measurement_refuses_nan_in_its_params_and_stats(field: str, number: f
         Measurement("c", "m.x", 1.0, Unit.SECONDS, **{field: values[field]})  # type: ignore[arg-type]
 
 
-def nan_inventory_report() -> Report:
-    report = named_report("node-nan")
-    report.inventory = {"host": {"hostname": "node-nan"},
-                        "gpus": [{"index": 0, "power_w": math.nan, "temp_c": math.inf}]}
+def nan_inventory_report() -> dict[str, Any]:
+    """A report as the agent wrote it before the inventory was typed, with a fact read
+    as NaN: written as null, and named under "non_finite_facts"."""
+    report = named_report("node-nan").to_dict()
+    report["host"] = "node-nan"
+    report["inventory"] = {
+        "host": {"hostname": "node-nan"},
+        "gpus": [{"index": 0, "name": "H100", "uuid": "GPU-0", "memory_total_bytes": None,
+                  "driver_version": "550.54.15"}],
+        "non_finite_facts": ["gpus[0].memory_total_bytes"]}
     return report
 
 
-def test_a_fact_read_as_nan_is_written_as_null_and_named(tmp_path: Path) -> None:
-    data = loads_strict(nan_inventory_report().to_json())
-    assert data["inventory"]["gpus"] == [{"index": 0, "power_w": None, "temp_c": None}]
-    assert data["inventory"]["non_finite_facts"] == ["gpus[0].power_w", "gpus[0].temp_c"]
-    compact = loads_strict(nan_inventory_report().to_json(compact=True))
-    assert compact == data
+def test_a_fact_read_as_nan_cannot_enter_the_inventory() -> None:
+    """The typed inventory has no float field: NaN or an infinity is refused where a
+    record is built, so no report can carry one (it used to be nulled at writing)."""
+    for number in (math.nan, math.inf):
+        with pytest.raises(ValueError, match=r"^Gpu\.memory_total_bytes: expected an "
+                                             r"integer or null, got float"):
+            Gpu(0, "H100", "GPU-0", number)  # type: ignore[arg-type]
+    old = Report.from_dict(nan_inventory_report())
+    assert old.inventory.gpus == (Gpu(0, "H100", "GPU-0", None, "550.54.15"),)
+    data = loads_strict(old.to_json())
+    assert data["inventory"]["gpus"][0]["memory_total_bytes"] is None
+    assert "non_finite_facts" not in data["inventory"]
+    assert loads_strict(old.to_json(compact=True)) == data
 
 
-def test_a_report_with_a_nan_fact_is_signed_as_strict_json_and_stored(
+def test_an_old_report_with_a_nan_fact_is_verified_shown_and_stored(
         collector: Collector, signed: dict[str, Any], tmp_path: Path) -> None:
-    """Before: json.dumps signed "NaN" into the payload, which verify, report show
-    and the collector then refused, so the run's report could go nowhere."""
-    report = nan_inventory_report().to_dict()
-    report["host"] = "node-nan"
+    """Before the typed inventory, a NaN fact was written as null and named; such a
+    report still verifies, shows and is stored."""
+    report = nan_inventory_report()
     envelope = sign_report(report, signed["key"])
     path = tmp_path / "report.json"
     path.write_text(json.dumps(envelope))

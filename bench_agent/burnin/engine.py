@@ -46,6 +46,7 @@ from bench_agent.burnin.judge import judge
 from bench_agent.burnin.judge import utc as _utc
 from bench_agent.burnin.loads import Load, RunningLoad, burnin_catalog, load_registry, start_load
 from bench_agent.burnin.series import SERIES_VERSION, SeriesWriter, read_series, upgrade
+from bench_agent.checks.base import RunOptions
 from bench_agent.config.loader import (
     WindowThresholdEntry,
     data_dir,
@@ -178,8 +179,8 @@ class Burnin:
 
     def _start_loads(self, registry: dict[str, Load], loads: dict[str, RunningLoad]) -> None:
         """Start every load into ``loads``, which holds those started when one fails."""
-        options = {**({"target": self.target} if self.target else {}),
-                   **({"peer": self.peer} if self.peer else {})}
+        options = RunOptions(target=Path(self.target) if self.target else None,
+                             peer=self.peer or None)
         for name, params in self.config.loads.items():
             loads[name] = start_load(registry[name], params, self.config.interval,
                                      self.duration, options, str(self.output_dir))
@@ -200,7 +201,7 @@ class Burnin:
 
         inventory = collect_inventory_in_child()
         append({"type": "start", "series_version": SERIES_VERSION, "host": self.host,
-                "started_at": _utc(started), "inventory": inventory,
+                "started_at": _utc(started), "inventory": inventory.to_dict(),
                 "duration": self.duration, "interval": self.config.interval,
                 "suite": {"name": self.config.name, "sha256": self.config.sha256,
                           "path": self.config.path},

@@ -31,6 +31,7 @@ from bench_agent.burnin.health import (
     failing_xids,
 )
 from bench_agent.burnin.loads import burnin_catalog, load_registry
+from bench_agent.core.inventory import Inventory
 from bench_agent.core.metrics import MetricInfo
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.core.thresholds import Series, Threshold, evaluate_series
@@ -179,7 +180,7 @@ def judge(records: list[dict[str, Any]]) -> Report:
                and s.metric not in ("burnin.load_crashed", "burnin.load_stuck"))]
     return Report(
         report_id=str(uuid.uuid4()), agent_version=__version__, host=str(start["host"]),
-        inventory=start.get("inventory") or {}, suite=NamedDigest(**suite),
+        inventory=Inventory.from_dict(start.get("inventory") or {}), suite=NamedDigest(**suite),
         profile=NamedDigest(str(profile.get("name", "burnin-thresholds")),
                             str(profile.get("sha256", suite["sha256"])),
                             str(profile.get("path", suite.get("path", "")))),

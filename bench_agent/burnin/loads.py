@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench_agent.checks.base import BurninVariant
+from bench_agent.checks.base import BurninVariant, RunOptions
 from bench_agent.core.errors import StrictJSONError
 from bench_agent.core.metrics import MetricInfo
 from bench_agent.core.process import PIPE, Child, spawn
@@ -131,12 +131,13 @@ class RunningLoad:
 
 
 def start_load(load: Load, params: dict[str, Any], interval: float, duration: float,
-               options: dict[str, Any], output_dir: str) -> RunningLoad:
+               options: RunOptions, output_dir: str) -> RunningLoad:
     """Start ``load``'s worker in burn-in mode; OSError if it cannot start."""
     request = {"protocol": PROTOCOL, "burnin": True, "check": load.check, "params": params,
                "root": "/", "output_dir": output_dir,
                # The loop stops by itself a minute after the run should have ended.
-               "timeout": duration + 60.0, "options": {**options, "interval": interval}}
+               "timeout": duration + 60.0, "options": options.to_dict(),
+               "interval": interval}
     # SIGTERM, not SIGKILL, when the supervisor dies: the loop returns and removes
     # its files (the storage load's test file).
     child = spawn(default_worker_command(), stdin=PIPE, death_signal=signal.SIGTERM)

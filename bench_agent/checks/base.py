@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -82,8 +82,70 @@ BURNIN_INTERVAL_S = 10.0
 
 def burnin_interval(ctx: CheckContext) -> float:
     """Seconds between two readings of a burn-in loop (``interval`` of burnin.yaml,
-    passed as the run-wide option ``interval``)."""
-    return float(ctx.extra.get("interval", BURNIN_INTERVAL_S))
+    the worker request's ``interval`` in burn-in mode)."""
+    return ctx.interval
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """The run-wide options of `bench-agent run` that checks read (cli/main.py builds
+    them from the command line; the runner sends them to each check's child).
+
+    The defaults are a run without any of them: storage tests the output folder,
+    network has no peer (SKIP), nccl runs on this node alone.
+    """
+
+    target: Path | None = None  # --target DIR: the directory storage tests in
+    devices: tuple[str, ...] = ()  # --device DEV, repeatable: raw block devices
+    all_nvme: bool = False  # --all-nvme: every NVMe namespace of the inventory too
+    destructive: bool = False  # --destructive: writes on raw devices allowed
+    peer: str | None = None  # --peer ADDRESS: the node running `bench-agent peer`
+    nnodes: int = 1  # --nnodes: nodes taking part in an nccl run
+    rdzv_endpoint: str | None = None  # --rdzv-endpoint HOST:PORT (torchrun c10d)
+    rdzv_id: str | None = None  # --rdzv-id: same on every node of one run
+
+    def __post_init__(self) -> None:
+        if isinstance(self.nnodes, bool) or not isinstance(self.nnodes, int) \
+                or self.nnodes < 1:
+            raise ValueError(f"nnodes must be a whole number >= 1, got {self.nnodes!r}")
+        if not isinstance(self.devices, tuple) or not all(isinstance(d, str)
+                                                          for d in self.devices):
+            raise ValueError(f"devices must be a tuple of paths, got {self.devices!r}")
+        for name in ("all_nvme", "destructive"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("peer", "rdzv_endpoint", "rdzv_id"):
+            if not isinstance(getattr(self, name), str | None):
+                raise ValueError(f"{name} must be text, got {getattr(self, name)!r}")
+        if not isinstance(self.target, Path | None):
+            raise ValueError(f"target must be a path, got {self.target!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of the worker protocol (run/worker.py)."""
+        return {"target": str(self.target) if self.target is not None else None,
+                "devices": list(self.devices), "all_nvme": self.all_nvme,
+                "destructive": self.destructive, "peer": self.peer, "nnodes": self.nnodes,
+                "rdzv_endpoint": self.rdzv_endpoint, "rdzv_id": self.rdzv_id}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        """The options of a worker request; ValueError for an unknown key (an agent
+        and a worker of different versions) or a value of the wrong type."""
+        if not isinstance(data, dict):
+            raise ValueError(f"options must be an object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown run option(s): {', '.join(unknown)}")
+        values = dict(data)
+        if values.get("target") is not None:
+            if not isinstance(values["target"], str):
+                raise ValueError(f"target must be a path, got {values['target']!r}")
+            values["target"] = Path(values["target"])
+        if "devices" in values:
+            if not isinstance(values["devices"], list):
+                raise ValueError(f"devices must be a list, got {values['devices']!r}")
+            values["devices"] = tuple(values["devices"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -92,15 +154,17 @@ class CheckContext:
 
     ``root`` is the filesystem root /proc and /sys are read under (psutil's idea:
     tests point it at a captured tree). ``timeout`` is the check's time limit in
-    seconds, so a check can size its own tool runs to fit. ``extra`` holds the
-    run-wide command-line options (``target``, ``devices``, ``all_nvme``,
-    ``destructive`` for storage; ``peer`` for network); absent keys mean defaults.
+    seconds, so a check can size its own tool runs to fit. ``options`` are the
+    run-wide command-line options (RunOptions: storage targets, the network peer,
+    the nccl rendezvous).
     """
 
     root: Path = Path("/")
     output_dir: Path = Path("results")
     timeout: float = 600.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
+    # Burn-in mode only: seconds between two readings of the check's loop.
+    interval: float = BURNIN_INTERVAL_S
 
 
 class Check(ABC):

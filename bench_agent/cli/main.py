@@ -51,9 +51,7 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
 
     inventory = collect_inventory(args.sysroot)
     if args.json:
-        from bench_agent.core.model import finite_inventory
-
-        print(json.dumps(finite_inventory(inventory), indent=2))
+        print(json.dumps(inventory.to_dict(), indent=2))
     else:
         print_inventory(inventory)
     return EXIT_OK
@@ -64,6 +62,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from bench_agent.checks.base import RunOptions
     from bench_agent.config.loader import (
         DEFAULT_PROFILE,
         load_profile_named,
@@ -90,16 +89,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # Refused before anything runs: the storage checks would each write an ERROR.
         raise _usage(f"--target {args.target}: "
                      + ("not a directory" if args.target.exists() else "no such directory"))
-    options = {
-        "target": str(args.target) if args.target else None,
-        "devices": list(args.device),
-        "all_nvme": args.all_nvme,
-        "destructive": args.destructive,
-        "peer": args.peer,
-        "nnodes": args.nnodes,
-        "rdzv_endpoint": args.rdzv_endpoint,
-        "rdzv_id": args.rdzv_id,
-    }
+    if args.nnodes < 1:
+        raise _usage(f"--nnodes {args.nnodes}: needs at least one node")
+    options = RunOptions(
+        target=args.target,
+        devices=tuple(args.device),
+        all_nvme=args.all_nvme,
+        destructive=args.destructive,
+        peer=args.peer,
+        nnodes=args.nnodes,
+        rdzv_endpoint=args.rdzv_endpoint,
+        rdzv_id=args.rdzv_id,
+    )
     runner = Runner(suite, profile, output_dir=args.output, root=args.sysroot,
                     progress=make_progress(), options=options)
     # SIGTERM (systemd, Ansible's timeout) is handled like Ctrl-C: stop the

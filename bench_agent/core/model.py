@@ -13,6 +13,10 @@ Report JSON format versions (``schema_version``):
        series) came with series named without units; a report without it named
        the unit in the series name ("gpu.gpu0.temp_c"), read by
        legacy_series_units.
+       The inventory carries its own version, "inventory.schema_version"
+       (core/inventory.py): absent in reports written before it was typed, 1 since;
+       both are read. Each of these only adds, so this is still report
+       version 1, and older readers read the new reports.
 Loaders refuse a version newer than they know, and keep reading older ones.
 """
 
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_agent.core.errors import ReportError
+from bench_agent.core.inventory import Inventory
 from bench_agent.core.status import Status as Status  # re-exported: callers import it here
 from bench_agent.core.units import Unit, format_value
 
@@ -98,22 +103,6 @@ def finite_or_none(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite_or_none(v) for v in value]
     return value
-
-
-# The inventory key that lists the facts read as NaN or an infinity (a sensor
-# that answered "nan"): each is written as null, "not known", and named here.
-NON_FINITE_FACTS = "non_finite_facts"
-
-
-def finite_inventory(inventory: dict[str, Any]) -> dict[str, Any]:
-    """``inventory`` as JSON can carry it: JSON has no NaN or Infinity (RFC 8259,
-    section 6), and a report that held one would be signed here and refused by
-    every strict reader (verify, report show, the collector). A fact that is not
-    a number is not known: null, and its path listed under NON_FINITE_FACTS."""
-    paths = non_finite_paths(inventory)
-    if not paths:
-        return inventory
-    return {**finite_or_none(inventory), NON_FINITE_FACTS: paths}
 
 
 def _check_finite(value: Any, what: str) -> None:
@@ -322,7 +311,7 @@ class Report:
     report_id: str
     agent_version: str
     host: str
-    inventory: dict[str, Any]
+    inventory: Inventory
     suite: NamedDigest
     profile: NamedDigest
     started_at: str
@@ -357,7 +346,7 @@ class Report:
             "finished_at": self.finished_at,
             "suite": self.suite.to_dict(),
             "profile": self.profile.to_dict(),
-            "inventory": finite_inventory(self.inventory),
+            "inventory": self.inventory.to_dict(),
             "measurements": [m.to_dict() for m in self.measurements],
             "verdicts": [v.to_dict() for v in self.verdicts],
             **({"series": self.series, "series_units": self.series_units}
@@ -367,7 +356,7 @@ class Report:
 
     def to_json(self, compact: bool = False) -> str:
         """The report as JSON text; ReportError naming the place of a NaN or an
-        infinity that reached it (JSON cannot carry one: see finite_inventory)."""
+        infinity that reached it (JSON cannot carry one: RFC 8259, section 6)."""
         return dumps_finite(self.to_dict(), indent=None if compact else 2,
                             separators=(",", ":") if compact else None) + "\n"
 
@@ -387,7 +376,7 @@ class Report:
                 report_id=data["report_id"],
                 agent_version=data["agent_version"],
                 host=data["host"],
-                inventory=data.get("inventory", {}),
+                inventory=Inventory.from_dict(data.get("inventory", {})),
                 suite=NamedDigest(**data["suite"]),
                 profile=NamedDigest(**data["profile"]),
                 started_at=data["started_at"],

@@ -9,9 +9,10 @@ container), unreadable (EACCES) or fail on read although it exists (sysfs
 None or an empty list, never an exception. A fact that is unknown is None,
 never a guess.
 
-``collect_inventory`` returns a plain JSON-serializable dict: it goes into the
-report as is. ``inventory_measurements`` turns the facts the guide sizes a node
-by into Measurements (metric names in metrics.py), judged like any other.
+``collect_inventory`` returns the typed records of core/inventory.py (the
+report carries them; ``Inventory.to_dict`` is their JSON). ``inventory_measurements``
+turns the facts the guide sizes a node by into Measurements (metric names in
+metrics.py), judged like any other.
 """
 
 from __future__ import annotations
@@ -22,11 +23,23 @@ import re
 import shlex
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench_agent.core.errors import NotApplicable, ToolMissing
+from bench_agent.core.inventory import (
+    Cpu,
+    Disk,
+    Gpu,
+    Host,
+    IbPort,
+    Inventory,
+    Memory,
+    Nic,
+    NumaNode,
+    OsInfo,
+)
 from bench_agent.core.model import Measurement
 from bench_agent.core.sysfs import list_dir as _list_dir
 from bench_agent.core.sysfs import parse_cache_size as _parse_cache_size
@@ -66,7 +79,7 @@ _IB_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
 _NODE_MEMTOTAL_RE = re.compile(r"^Node\s+\d+\s+MemTotal:\s+(\d+)\s*kB", re.MULTILINE)
 _NUMBERED_RE = re.compile(r"^(?:cpu|node)(\d+)$")
 
-GpuProbe = Callable[[], list[dict[str, Any]]]
+GpuProbe = Callable[[], Sequence[Gpu]]
 
 
 # --- defensive readers: core/sysfs.py ----------------------------------------------
@@ -105,12 +118,12 @@ def _is_live(root: Path) -> bool:
     return root.resolve() == Path("/")
 
 
-def _host(root: Path) -> dict[str, Any]:
+def _host(root: Path) -> Host:
     hostname = _read_line(root / "proc/sys/kernel/hostname")
     if not hostname and _is_live(root):
         # /proc may be absent in odd sandboxes; the live machine still has a name.
         hostname = socket.gethostname()
-    return {"hostname": hostname or None}
+    return Host(hostname=hostname or None)
 
 
 def _os_release_field(root: Path, key: str) -> str | None:
@@ -127,17 +140,18 @@ def _os_release_field(root: Path, key: str) -> str | None:
     return None
 
 
-def _os(root: Path) -> dict[str, Any]:
+def _os(root: Path) -> OsInfo:
     if _is_live(root):
         machine = platform.machine()
     else:
         # /proc/sys/kernel/arch (newer kernels) is uname -m; a capture may lack it.
         machine = _read_line(root / "proc/sys/kernel/arch") or ""
-    return {
-        "pretty_name": _os_release_field(root, "PRETTY_NAME"),
-        "kernel": _read_line(root / "proc/sys/kernel/osrelease"),
-        "machine": machine,
-    }
+    return OsInfo(
+        pretty_name=_os_release_field(root, "PRETTY_NAME"),
+        kernel=_read_line(root / "proc/sys/kernel/osrelease"),
+        # platform.machine() is "" when uname cannot tell: unknown, not a name.
+        machine=machine or None,
+    )
 
 
 # --- CPU ---------------------------------------------------------------------------
@@ -200,7 +214,7 @@ def _sysfs_topology(cpu_dir: Path, online: list[int] | None) -> list[tuple[int, 
     return pairs
 
 
-def _cpu(root: Path) -> dict[str, Any]:
+def _cpu(root: Path) -> Cpu:
     cpu_dir = root / "sys/devices/system/cpu"
     cpuinfo = _read_text(root / "proc/cpuinfo")
     blocks = parse_cpuinfo(cpuinfo) if cpuinfo is not None else []
@@ -227,20 +241,18 @@ def _cpu(root: Path) -> dict[str, Any]:
 
     flags = first.get("flags", "").split()
     flags_ai = sorted({f for f in flags if f.startswith(_AI_FLAG_PREFIXES) or f in _AI_FLAGS})
-    result: dict[str, Any] = {
-        "model": first.get("model name"),
-        "vendor": first.get("vendor_id"),
-        "sockets": len({package for package, _ in pairs}) if pairs else None,
-        "physical_cores": len(per_core) if per_core else None,
-        "logical_cpus": logical,
-        "flags_ai": flags_ai,
+    return Cpu(
+        model=first.get("model name"),
+        vendor=first.get("vendor_id"),
+        sockets=len({package for package, _ in pairs}) if pairs else None,
+        physical_cores=len(per_core) if per_core else None,
+        logical_cpus=logical,
+        flags_ai=tuple(flags_ai),
         # The most hardware threads on one core (hybrid CPUs mix 2 and 1).
-        "threads_per_core": max(per_core.values()) if per_core else None,
-        "l3_cache_bytes": _l3_cache_bytes(cpu_dir),
-    }
-    if note:
-        result["logical_cpus_note"] = note
-    return result
+        threads_per_core=max(per_core.values()) if per_core else None,
+        l3_cache_bytes=_l3_cache_bytes(cpu_dir),
+        logical_cpus_note=note,
+    )
 
 
 # --- memory and NUMA -------------------------------------------------------------------
@@ -259,7 +271,7 @@ def _meminfo_total(root: Path) -> int | None:
     return None
 
 
-def _numa_nodes(root: Path) -> list[dict[str, Any]]:
+def _numa_nodes(root: Path) -> list[NumaNode]:
     """Nodes of Documentation/ABI/stable/sysfs-devices-node: cpulist and meminfo."""
     node_dir = root / "sys/devices/system/node"
     nodes = []
@@ -267,11 +279,11 @@ def _numa_nodes(root: Path) -> list[dict[str, Any]]:
         meminfo = _read_text(node_dir / name / "meminfo") or ""
         match = _NODE_MEMTOTAL_RE.search(meminfo)
         nodes.append(
-            {
-                "node": number,
-                "cpus": _read_line(node_dir / name / "cpulist"),
-                "memory_bytes": int(match.group(1)) * _MEMINFO_KB_BYTES if match else None,
-            }
+            NumaNode(
+                node=number,
+                cpus=_read_line(node_dir / name / "cpulist"),
+                memory_bytes=int(match.group(1)) * _MEMINFO_KB_BYTES if match else None,
+            )
         )
     return nodes
 
@@ -284,7 +296,7 @@ def _flag(path: Path) -> bool | None:
     return None if value is None else value != 0
 
 
-def _disks(root: Path) -> list[dict[str, Any]]:
+def _disks(root: Path) -> list[Disk]:
     block = root / "sys/block"
     disks = []
     for name in _list_dir(block):
@@ -294,14 +306,14 @@ def _disks(root: Path) -> list[dict[str, Any]]:
         # SCSI and NVMe pad the model with spaces (SCSI INQUIRY, NVMe Identify).
         model = _read_line(block / name / "device/model")
         disks.append(
-            {
-                "name": name,
-                "model": model or None,
-                "size_bytes": sectors * _SYSFS_SECTOR_BYTES if sectors is not None else None,
-                "rotational": _flag(block / name / "queue/rotational"),
-                "nvme": is_nvme_namespace(name),
-                "removable": _flag(block / name / "removable"),
-            }
+            Disk(
+                name=name,
+                model=model or None,
+                size_bytes=sectors * _SYSFS_SECTOR_BYTES if sectors is not None else None,
+                rotational=_flag(block / name / "queue/rotational"),
+                nvme=is_nvme_namespace(name),
+                removable=_flag(block / name / "removable"),
+            )
         )
     return disks
 
@@ -314,20 +326,20 @@ def _driver_name(device_dir: Path) -> str | None:
         return None
 
 
-def _nics(root: Path) -> list[dict[str, Any]]:
+def _nics(root: Path) -> list[Nic]:
     net = root / "sys/class/net"
     nics = []
     for name in _list_dir(net):
         if name == "lo":
             continue
         nics.append(
-            {
-                "name": name,
-                "speed_bits_per_second": link_speed_bps(root, name),
-                "driver": _driver_name(net / name / "device"),
-                "operstate": _read_line(net / name / "operstate"),
-                "mac": _read_line(net / name / "address"),
-            }
+            Nic(
+                name=name,
+                speed_bits_per_second=link_speed_bps(root, name),
+                driver=_driver_name(net / name / "device"),
+                operstate=_read_line(net / name / "operstate"),
+                mac=_read_line(net / name / "address"),
+            )
         )
     return nics
 
@@ -343,7 +355,7 @@ def parse_ib_rate(text: str | None) -> int | None:
     return round(float(match.group(1)) * 1e9)
 
 
-def _infiniband(root: Path) -> list[dict[str, Any]]:
+def _infiniband(root: Path) -> list[IbPort]:
     ib = root / "sys/class/infiniband"
     ports = []
     for device in rdma_devices(root):
@@ -351,14 +363,14 @@ def _infiniband(root: Path) -> list[dict[str, Any]]:
         for port in sorted(_list_dir(port_dir), key=lambda p: (not p.isdigit(), p.zfill(8))):
             rate = _read_line(port_dir / port / "rate")
             ports.append(
-                {
-                    "device": device,
-                    "port": int(port) if port.isdigit() else port,
-                    "state": _read_line(port_dir / port / "state"),
-                    "rate": rate,
-                    "rate_bits_per_second": parse_ib_rate(rate),
-                    "link_layer": _read_line(port_dir / port / "link_layer"),
-                }
+                IbPort(
+                    device=device,
+                    port=int(port) if port.isdigit() else port,
+                    state=_read_line(port_dir / port / "state"),
+                    rate=rate,
+                    rate_bits_per_second=parse_ib_rate(rate),
+                    link_layer=_read_line(port_dir / port / "link_layer"),
+                )
             )
     return ports
 
@@ -366,7 +378,7 @@ def _infiniband(root: Path) -> list[dict[str, Any]]:
 # --- GPUs and the whole inventory --------------------------------------------------------
 
 
-def _default_gpu_probe() -> list[dict[str, Any]]:
+def _default_gpu_probe() -> list[Gpu]:
     # Imported here so that the inventory does not depend on the tools package
     # at import time; nvml itself imports pynvml only when called.
     from bench_agent.tools.nvml import list_gpus
@@ -374,8 +386,8 @@ def _default_gpu_probe() -> list[dict[str, Any]]:
     return list_gpus()
 
 
-def collect_inventory(root: Path = Path("/"), gpu_probe: GpuProbe | None = None) -> dict[str, Any]:
-    """The node's facts as a JSON-serializable dict; never raises for a bad file.
+def collect_inventory(root: Path = Path("/"), gpu_probe: GpuProbe | None = None) -> Inventory:
+    """The node's facts; never raises for a bad file.
 
     ``gpu_probe`` lists GPUs (tests inject one); by default NVML. A node without
     NVML or without a GPU has ``gpus == []`` and the reason in
@@ -384,75 +396,76 @@ def collect_inventory(root: Path = Path("/"), gpu_probe: GpuProbe | None = None)
     """
     note: str | None = None
     probe = gpu_probe if gpu_probe is not None else _default_gpu_probe
+    gpus: Sequence[Gpu]
     try:
         gpus = probe()
     except (ToolMissing, NotApplicable) as exc:
         gpus = []
         note = str(exc)
-    return {
-        "host": _host(root),
-        "os": _os(root),
-        "cpu": _cpu(root),
-        "memory": {"total_bytes": _meminfo_total(root), "numa_nodes": _numa_nodes(root)},
-        "disks": _disks(root),
-        "nics": _nics(root),
-        "infiniband": _infiniband(root),
-        "gpus": gpus,
-        "gpu_probe_note": note,
-    }
+    return Inventory(
+        host=_host(root),
+        os=_os(root),
+        cpu=_cpu(root),
+        memory=Memory(total_bytes=_meminfo_total(root), numa_nodes=tuple(_numa_nodes(root))),
+        disks=tuple(_disks(root)),
+        nics=tuple(_nics(root)),
+        infiniband=tuple(_infiniband(root)),
+        gpus=tuple(gpus),
+        gpu_probe_note=note,
+    )
 
 
 def _measurement(metric: str, value: float, unit: Unit, **params: Any) -> Measurement:
     return Measurement(check=CHECK_NAME, metric=metric, value=value, unit=unit, params=params)
 
 
-def inventory_measurements(inv: dict[str, Any]) -> list[Measurement]:
+def inventory_measurements(inv: Inventory) -> list[Measurement]:
     """The sized facts of an inventory as measurements; unknown facts are omitted.
 
     An omitted metric becomes "could not measure" in thresholds.py, never a PASS.
     """
     out: list[Measurement] = []
-    cpu = inv.get("cpu") or {}
-    memory = inv.get("memory") or {}
     for metric, value, unit in (
-        ("inventory.logical_cpus", cpu.get("logical_cpus"), Unit.COUNT),
-        ("inventory.physical_cores", cpu.get("physical_cores"), Unit.COUNT),
-        ("inventory.memory_total", memory.get("total_bytes"), Unit.BYTES),
+        ("inventory.logical_cpus", inv.cpu.logical_cpus, Unit.COUNT),
+        ("inventory.physical_cores", inv.cpu.physical_cores, Unit.COUNT),
+        ("inventory.memory_total", inv.memory.total_bytes, Unit.BYTES),
     ):
         if value is not None:
             out.append(_measurement(metric, value, unit))
 
     # No NVMe disk is a real 0 bytes. One NVMe disk of unknown size makes the sum
     # unknown: a partial sum would understate the node without saying so.
-    nvme_sizes = [d.get("size_bytes") for d in inv.get("disks") or [] if d.get("nvme")]
-    if all(size is not None for size in nvme_sizes):
+    nvme_sizes = [d.size_bytes for d in inv.nvme_disks]
+    known_sizes = [size for size in nvme_sizes if size is not None]
+    if len(known_sizes) == len(nvme_sizes):
         out.append(
             _measurement(
-                "inventory.nvme_capacity", sum(nvme_sizes), Unit.BYTES, drives=len(nvme_sizes)
+                "inventory.nvme_capacity", sum(known_sizes), Unit.BYTES, drives=len(nvme_sizes)
             )
         )
 
     links: list[tuple[int, str]] = [
-        (nic["speed_bits_per_second"], nic.get("name", ""))
-        for nic in inv.get("nics") or []
-        if nic.get("speed_bits_per_second") is not None
+        (nic.speed_bits_per_second, nic.name)
+        for nic in inv.nics
+        if nic.speed_bits_per_second is not None
     ]
     links += [
-        (port["rate_bits_per_second"], f"{port.get('device', '')}/{port.get('port', '')}")
-        for port in inv.get("infiniband") or []
-        if port.get("rate_bits_per_second") is not None
+        (port.rate_bits_per_second, f"{port.device}/{port.port}")
+        for port in inv.infiniband
+        if port.rate_bits_per_second is not None
     ]
     if links:
         speed, link = max(links, key=lambda pair: pair[0])  # first of equals
         out.append(_measurement("inventory.nic_speed_max", speed, Unit.BITS_PER_SECOND, link=link))
 
-    gpus = inv.get("gpus") or []
+    gpus = inv.gpus
     # Why NVML saw none (not installed, cannot start): thresholds.py quotes it in
     # the FAIL of a GPU profile's count.
-    note = inv.get("gpu_probe_note")
+    note = inv.gpu_probe_note
     out.append(_measurement("inventory.gpu_count", len(gpus), Unit.COUNT,
                             **({"note": note} if not gpus and note else {})))
-    gpu_memory = [g.get("memory_total_bytes") for g in gpus]
-    if gpus and all(m is not None for m in gpu_memory):
-        out.append(_measurement("inventory.gpu_memory_min", min(gpu_memory), Unit.BYTES))
+    gpu_memory = [g.memory_total_bytes for g in gpus]
+    known_memory = [m for m in gpu_memory if m is not None]
+    if gpus and len(known_memory) == len(gpu_memory):
+        out.append(_measurement("inventory.gpu_memory_min", min(known_memory), Unit.BYTES))
     return out

@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
+from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Report, Status
 from bench_agent.core.units import Unit, format_value
 
@@ -331,38 +332,39 @@ def make_progress() -> PlainProgress | RichProgress:
     return RichProgress() if _is_terminal(sys.stderr) else PlainProgress()
 
 
-def print_inventory(inventory: dict[str, Any]) -> None:
+def print_inventory(inventory: Inventory) -> None:
     """A one-screen summary of collect_inventory()'s facts (each line made printable)."""
     for line in inventory_lines(inventory):
         print(printable(line))
 
 
-def inventory_lines(inventory: dict[str, Any]) -> list[str]:
-    cpu = inventory.get("cpu", {})
-    mem = inventory.get("memory", {})
+def _known(value: object) -> str:
+    return "?" if value is None else str(value)
+
+
+def inventory_lines(inventory: Inventory) -> list[str]:
+    cpu, mem, os_info = inventory.cpu, inventory.memory, inventory.os
     lines = []
-    total = mem.get("total_bytes")
-    lines.append(f"host     {inventory.get('host', {}).get('hostname', '?')}")
-    lines.append(f"os       {inventory.get('os', {}).get('pretty_name', '?')}, kernel "
-                 f"{inventory.get('os', {}).get('kernel', '?')}")
-    lines.append(f"cpu      {cpu.get('model', '?')}: {cpu.get('sockets')} socket(s), "
-                 f"{cpu.get('physical_cores')} cores, {cpu.get('logical_cpus')} logical; "
-                 f"AI flags: {' '.join(cpu.get('flags_ai') or []) or 'none'}")
+    total = mem.total_bytes
+    lines.append(f"host     {_known(inventory.host.hostname)}")
+    lines.append(f"os       {_known(os_info.pretty_name)}, kernel {_known(os_info.kernel)}")
+    lines.append(f"cpu      {_known(cpu.model)}: {cpu.sockets} socket(s), "
+                 f"{cpu.physical_cores} cores, {cpu.logical_cpus} logical; "
+                 f"AI flags: {' '.join(cpu.flags_ai) or 'none'}")
     lines.append(f"memory   {format_value(total, Unit.BYTES) if total else '?'}, "
-                 f"{len(mem.get('numa_nodes') or [])} NUMA node(s)")
-    for disk in inventory.get("disks", []):
-        size = format_value(disk["size_bytes"], Unit.BYTES) if disk.get("size_bytes") else "?"
-        kind = "NVMe" if disk.get("nvme") else ("HDD" if disk.get("rotational") else "SSD")
-        lines.append(f"disk     {disk.get('name')}: {disk.get('model') or '?'} {size} {kind}")
-    for nic in inventory.get("nics", []):
-        speed = nic.get("speed_bits_per_second")
+                 f"{len(mem.numa_nodes)} NUMA node(s)")
+    for disk in inventory.disks:
+        size = format_value(disk.size_bytes, Unit.BYTES) if disk.size_bytes else "?"
+        kind = "NVMe" if disk.nvme else ("HDD" if disk.rotational else "SSD")
+        lines.append(f"disk     {disk.name}: {disk.model or '?'} {size} {kind}")
+    for nic in inventory.nics:
+        speed = nic.speed_bits_per_second
         shown = format_value(speed, Unit.BITS_PER_SECOND) if speed else "unknown speed"
-        lines.append(f"nic      {nic.get('name')}: {shown}, driver {nic.get('driver') or '-'}")
-    for port in inventory.get("infiniband", []):
-        lines.append(f"ib       {port.get('device')}/{port.get('port')}: {port.get('state')}, "
-                     f"{port.get('rate')}, {port.get('link_layer')}")
-    gpus = inventory.get("gpus", [])
-    lines.append(f"gpus     {len(gpus)}" + (f" ({inventory['gpu_probe_note']})"
-                                             if not gpus and inventory.get("gpu_probe_note")
-                                             else ""))
+        lines.append(f"nic      {nic.name}: {shown}, driver {nic.driver or '-'}")
+    for port in inventory.infiniband:
+        lines.append(f"ib       {port.device}/{port.port}: {port.state}, "
+                     f"{port.rate}, {port.link_layer}")
+    gpus = inventory.gpus
+    note = inventory.gpu_probe_note
+    lines.append(f"gpus     {len(gpus)}" + (f" ({note})" if not gpus and note else ""))
     return lines

@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench_agent import __version__
+from bench_agent.checks.base import RunOptions
 from bench_agent.config.loader import CheckPlan, Profile, Suite
 from bench_agent.core import process
+from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.core.process import run_child
 from bench_agent.core.thresholds import evaluate
@@ -163,7 +165,12 @@ def outcome_from_output(
                                 f"{error}: {message}")
         return CheckOutcome(name, status=status, message=message, seconds=seconds)
     if "inventory" in response:
-        return CheckOutcome(name, seconds=seconds, payload={"inventory": response["inventory"]})
+        try:
+            inventory = Inventory.from_dict(response["inventory"])
+        except ValueError as exc:
+            return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+                                message=f"invalid inventory from the worker: {exc}")
+        return CheckOutcome(name, seconds=seconds, payload={"inventory": inventory})
     try:
         measurements = [Measurement.from_dict(m) for m in response.get("measurements", [])]
     except (KeyError, TypeError, ValueError) as exc:
@@ -177,14 +184,15 @@ def outcome_from_output(
 
 def collect_inventory_in_child(
     root: Path = Path("/"), worker_command: Sequence[str] | None = None
-) -> dict[str, Any]:
+) -> Inventory:
     """The inventory, read in a child under a time limit: NVML on a sick driver can
-    hang, and a hang here must not cost the report. ``{"error": ...}`` if it failed."""
+    hang, and a hang here must not cost the report. If it failed, every fact is
+    unknown and ``error`` says why."""
     outcome = run_in_child({"inventory": True, "root": str(root)}, INVENTORY_TIMEOUT_S,
                            worker_command)
     if outcome.status is not None:
-        return {"error": outcome.message}
-    inventory: dict[str, Any] = outcome.payload["inventory"]
+        return Inventory(error=outcome.message)
+    inventory: Inventory = outcome.payload["inventory"]
     return inventory
 
 
@@ -208,8 +216,8 @@ class Runner:
     worker_command: Sequence[str] | None = None
     host: str = field(default_factory=host_identity)
     # Run-wide options from the command line that checks read from their
-    # context (storage --target/--device/--destructive, network --peer).
-    options: dict[str, Any] = field(default_factory=dict)
+    # context (storage --target/--device/--destructive, network --peer, nccl).
+    options: RunOptions = field(default_factory=RunOptions)
 
     def _request(self, plan: CheckPlan) -> dict[str, Any]:
         return {
@@ -218,10 +226,10 @@ class Runner:
             "root": str(self.root),
             "output_dir": str(self.output_dir),
             "timeout": plan.timeout,
-            "options": self.options,
+            "options": self.options.to_dict(),
         }
 
-    def collect_inventory(self) -> dict[str, Any]:
+    def collect_inventory(self) -> Inventory:
         return collect_inventory_in_child(self.root, self.worker_command)
 
     def run(self) -> Report:
@@ -234,7 +242,7 @@ class Runner:
             skipped = [CheckOutcome(p.check, status=Status.SKIP,
                                     message="not run: the run was interrupted")
                        for p in self.suite.checks]
-            return self.build_report(skipped, {"error": "interrupted while collecting"},
+            return self.build_report(skipped, Inventory(error="interrupted while collecting"),
                                      started, True)
         interrupted = False
         total = len(self.suite.checks)
@@ -259,7 +267,7 @@ class Runner:
     def build_report(
         self,
         outcomes: list[CheckOutcome],
-        inventory: dict[str, Any],
+        inventory: Inventory,
         started: str,
         interrupted: bool,
     ) -> Report:

@@ -3,12 +3,14 @@
 Protocol (stdin -> stdout), versioned by the "protocol" key:
     request:  {"protocol": 2, "check": NAME, "params": {...}, "root": "/",
                "output_dir": "results", "timeout": 300.0, "options": {...}}
-              or {"protocol": 2, "inventory": true, "root": "/"}
+              ("options": checks.base.RunOptions.to_dict(); an unknown one is a
+              BadRequest) or {"protocol": 2, "inventory": true, "root": "/"}
               or, burn-in mode, the check request with "burnin": true: the check's
               burn-in loop (Check.burnin) with its params, ``timeout`` the longest
-              it may run and options["interval"] the seconds between readings
+              it may run and "interval" the seconds between readings
     response: one JSON line on the original stdout, the last line printed:
               {"ok": true, "measurements": [...]} | {"ok": true, "inventory": {...}}
+              (the inventory as core.inventory.Inventory.to_dict() writes it)
               {"ok": true, "burnin": LOAD} (the loop returned when asked to stop)
               {"ok": false, "status": "SKIP", "error": "ToolMissing", "message": "..."}
               in burn-in mode it is preceded by one line per interval:
@@ -101,7 +103,7 @@ def _burnin(check: Any, ctx: Any, request: dict[str, Any], out: IO[str]) -> dict
 
 def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
     from bench_agent.checks import get_check
-    from bench_agent.checks.base import CheckContext
+    from bench_agent.checks.base import BURNIN_INTERVAL_S, CheckContext, RunOptions
     from bench_agent.core.errors import BenchAgentError, NotApplicable, verdict_status
 
     root = Path(request.get("root", "/"))
@@ -109,13 +111,22 @@ def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
         if request.get("inventory"):
             from bench_agent.inventory.collect import collect_inventory
 
-            return {"ok": True, "inventory": collect_inventory(root)}
+            return {"ok": True, "inventory": collect_inventory(root).to_dict()}
         check = get_check(request["check"])
+        try:
+            options = RunOptions.from_dict(request.get("options") or {})
+            interval = request.get("interval", BURNIN_INTERVAL_S)
+            if isinstance(interval, bool) or not isinstance(interval, int | float) \
+                    or not interval > 0:
+                raise ValueError(f"interval must be a number of seconds > 0, got {interval!r}")
+        except ValueError as exc:
+            return _failure(Status.ERROR, "BadRequest", str(exc))
         ctx = CheckContext(
             root=root,
             output_dir=Path(request.get("output_dir", "results")),
             timeout=float(request.get("timeout", 300.0)),
-            extra=dict(request.get("options") or {}),
+            options=options,
+            interval=float(interval),
         )
         reason = check.available(ctx)
         if reason is not None:

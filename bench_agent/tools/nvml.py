@@ -15,6 +15,10 @@ Foreign errors are translated here, at the boundary (errors.py):
 
 Constants are copied from nvml.h (CUDA 12.x) rather than read from pynvml, whose
 names changed across releases (ClocksThrottleReason -> ClocksEventReason).
+
+What NVML answers comes back as frozen records (GpuFacts, ErrorCounters,
+GpuSample, XidEvent, ...), each with ``to_dict()`` for the measurement params and
+the burn-in series where it is written down; None is a reading NVML could not give.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
+from bench_agent.core.inventory import Gpu
 
 TOOL = "nvml"
 
@@ -140,7 +145,7 @@ def optional(nv: Any, function: str, *args: Any) -> Any:
         raise
 
 
-def list_gpus() -> list[dict[str, Any]]:
+def list_gpus() -> list[Gpu]:
     """Index, name, UUID, total memory (bytes) and driver version of each GPU.
 
     Zero devices gives []. nvmlDeviceGetMemoryInfo().total is in bytes (NVML API
@@ -148,18 +153,18 @@ def list_gpus() -> list[dict[str, Any]]:
     """
     with session() as nv:
         driver_version = _text(nv.nvmlSystemGetDriverVersion())
-        gpus: list[dict[str, Any]] = []
+        gpus: list[Gpu] = []
         for index in range(int(nv.nvmlDeviceGetCount())):
             handle = nv.nvmlDeviceGetHandleByIndex(index)
             memory = nv.nvmlDeviceGetMemoryInfo(handle)
             gpus.append(
-                {
-                    "index": index,
-                    "name": _text(nv.nvmlDeviceGetName(handle)),
-                    "uuid": _text(nv.nvmlDeviceGetUUID(handle)),
-                    "memory_total_bytes": int(memory.total),
-                    "driver_version": driver_version,
-                }
+                Gpu(
+                    index=index,
+                    name=_text(nv.nvmlDeviceGetName(handle)),
+                    uuid=_text(nv.nvmlDeviceGetUUID(handle)),
+                    memory_total_bytes=_count(memory.total, "memory total"),
+                    driver_version=driver_version,
+                )
             )
         return gpus
 
@@ -175,87 +180,166 @@ def cuda_version_text(version: int | None) -> str | None:
     return f"{version // 1000}.{(version % 1000) // 10}"
 
 
-def device_facts(nv: Any, handle: Any, index: int) -> dict[str, Any]:
+def _count(value: Any, what: str) -> int:
+    """An NVML integer reading; ToolFailed for one that is not (a NaN from a broken
+    binding would otherwise crash int() or slip into a record as a float)."""
+    if isinstance(value, float) and not value.is_integer():  # NaN, inf, 1.5: no count
+        raise ToolFailed(TOOL, f"{what} is not a whole number: {value!r:.40}")
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ToolFailed(TOOL, f"{what} is not a number: {value!r:.40}") from exc
+
+
+def _optional_int(nv: Any, function: str, *args: Any) -> int | None:
+    value = optional(nv, function, *args)
+    return None if value is None else _count(value, function)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuFacts:
     """What a GPU is: identity, memory, PCIe link maxima, ECC mode. Read once."""
+
+    index: int
+    name: str
+    uuid: str
+    serial: str | None
+    pci_bus_id: str | None
+    memory_total_bytes: int
+    pcie_gen_max: int | None
+    pcie_width_max: int | None
+    # nvmlDeviceGetEccMode returns (current, pending); 1 is NVML_FEATURE_ENABLED.
+    ecc_mode_current: int | None
+    ecc_mode_pending: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def device_facts(nv: Any, handle: Any, index: int) -> GpuFacts:
     memory = nv.nvmlDeviceGetMemoryInfo(handle)
     pci = optional(nv, "nvmlDeviceGetPciInfo", handle)
     ecc = optional(nv, "nvmlDeviceGetEccMode", handle)
     serial = optional(nv, "nvmlDeviceGetSerial", handle)
-    return {
-        "index": index,
-        "name": _text(nv.nvmlDeviceGetName(handle)),
-        "uuid": _text(nv.nvmlDeviceGetUUID(handle)),
-        "serial": _text(serial) if serial is not None else None,
-        "pci_bus_id": _text(pci.busId) if pci is not None else None,
-        "memory_total_bytes": int(memory.total),
-        "pcie_gen_max": optional(nv, "nvmlDeviceGetMaxPcieLinkGeneration", handle),
-        "pcie_width_max": optional(nv, "nvmlDeviceGetMaxPcieLinkWidth", handle),
-        # nvmlDeviceGetEccMode returns (current, pending); 1 is NVML_FEATURE_ENABLED.
-        "ecc_mode_current": int(ecc[0]) if ecc is not None else None,
-        "ecc_mode_pending": int(ecc[1]) if ecc is not None else None,
-    }
+    return GpuFacts(
+        index=index,
+        name=_text(nv.nvmlDeviceGetName(handle)),
+        uuid=_text(nv.nvmlDeviceGetUUID(handle)),
+        serial=_text(serial) if serial is not None else None,
+        pci_bus_id=_text(pci.busId) if pci is not None else None,
+        memory_total_bytes=_count(memory.total, "memory total"),
+        pcie_gen_max=_optional_int(nv, "nvmlDeviceGetMaxPcieLinkGeneration", handle),
+        pcie_width_max=_optional_int(nv, "nvmlDeviceGetMaxPcieLinkWidth", handle),
+        ecc_mode_current=int(ecc[0]) if ecc is not None else None,
+        ecc_mode_pending=int(ecc[1]) if ecc is not None else None,
+    )
 
 
-def counters(nv: Any, handle: Any) -> dict[str, Any]:
-    """Error counters, read before and after the load so a change shows."""
-    out: dict[str, Any] = {"pcie_replays": optional(nv, "nvmlDeviceGetPcieReplayCounter", handle)}
+@dataclass(frozen=True, slots=True)
+class NvLinkState:
+    active: bool
+    errors: int  # DL replay + recovery + CRC flit + CRC data (NVLINK_ERROR_COUNTERS)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCounters:
+    """Error counters, read before and after the load so a change shows.
+
+    Row remapping (Ampere and later) and retired pages (older GPUs) exclude each
+    other: the fields of the one a GPU does not have are None.
+    """
+
+    pcie_replays: int | None = None
+    ecc_volatile_corrected: int | None = None
+    ecc_volatile_uncorrected: int | None = None
+    ecc_aggregate_corrected: int | None = None
+    ecc_aggregate_uncorrected: int | None = None
+    # Per location, as AzNHC's check_gpu_ecc judges them (DRAM vs SRAM, aggregate).
+    ecc_dram_correctable: int | None = None
+    ecc_dram_uncorrectable: int | None = None
+    ecc_sram_correctable: int | None = None
+    ecc_sram_uncorrectable: int | None = None
+    row_remap_correctable: int | None = None
+    row_remap_uncorrectable: int | None = None
+    row_remap_pending: int | None = None
+    row_remap_failure: int | None = None
+    retired_pages: int | None = None
+    retired_pages_pending: int | None = None
+    # NVLink index -> its state; empty for a GPU without NVLink.
+    nvlink: dict[int, NvLinkState] = field(default_factory=dict)
+
+
+def counters(nv: Any, handle: Any) -> ErrorCounters:
+    ecc: dict[str, int | None] = {}
     for kind, error_type in (("corrected", NVML_MEMORY_ERROR_CORRECTED),
                              ("uncorrected", NVML_MEMORY_ERROR_UNCORRECTED)):
-        out[f"ecc_volatile_{kind}"] = optional(
+        ecc[f"ecc_volatile_{kind}"] = _optional_int(
             nv, "nvmlDeviceGetTotalEccErrors", handle, error_type, NVML_VOLATILE_ECC)
-        out[f"ecc_aggregate_{kind}"] = optional(
+        ecc[f"ecc_aggregate_{kind}"] = _optional_int(
             nv, "nvmlDeviceGetTotalEccErrors", handle, error_type, NVML_AGGREGATE_ECC)
-    # Per location, as AzNHC's check_gpu_ecc judges them (DRAM vs SRAM, aggregate).
     locations = (("dram", NVML_MEMORY_LOCATION_DRAM), ("sram", NVML_MEMORY_LOCATION_SRAM))
     for location, code in locations:
         for kind, error_type in (("correctable", NVML_MEMORY_ERROR_CORRECTED),
                                  ("uncorrectable", NVML_MEMORY_ERROR_UNCORRECTED)):
-            out[f"ecc_{location}_{kind}"] = optional(
+            ecc[f"ecc_{location}_{kind}"] = _optional_int(
                 nv, "nvmlDeviceGetMemoryErrorCounter", handle, error_type, NVML_AGGREGATE_ECC,
                 code)
+    memory: dict[str, int | None] = {}
     # Ampere and later remap rows; older GPUs retire pages (NVML reference,
     # nvmlDeviceGetRemappedRows / nvmlDeviceGetRetiredPages).
     remap = optional(nv, "nvmlDeviceGetRemappedRows", handle)
     if remap is not None:
         corrected_rows, uncorrected_rows, pending, failure = remap
-        out.update(row_remap_correctable=int(corrected_rows),
-                   row_remap_uncorrectable=int(uncorrected_rows),
-                   row_remap_pending=int(bool(pending)), row_remap_failure=int(bool(failure)))
+        memory.update(row_remap_correctable=int(corrected_rows),
+                      row_remap_uncorrectable=int(uncorrected_rows),
+                      row_remap_pending=int(bool(pending)), row_remap_failure=int(bool(failure)))
     else:
         pages = [optional(nv, "nvmlDeviceGetRetiredPages", handle, cause)
                  for cause in NVML_PAGE_RETIREMENT_CAUSES]
         if any(p is not None for p in pages):
-            out["retired_pages"] = sum(len(p) for p in pages if p is not None)
+            memory["retired_pages"] = sum(len(p) for p in pages if p is not None)
         pending_pages = optional(nv, "nvmlDeviceGetRetiredPagesPendingStatus", handle)
         if pending_pages is not None:
-            out["retired_pages_pending"] = int(bool(pending_pages))
-    links: dict[int, dict[str, Any]] = {}
+            memory["retired_pages_pending"] = int(bool(pending_pages))
+    links: dict[int, NvLinkState] = {}
     for link in range(NVML_NVLINK_MAX_LINKS):
         state = optional(nv, "nvmlDeviceGetNvLinkState", handle, link)
         if state is None:
             continue
-        errors = [optional(nv, "nvmlDeviceGetNvLinkErrorCounter", handle, link, c)
+        errors = [_optional_int(nv, "nvmlDeviceGetNvLinkErrorCounter", handle, link, c)
                   for c in NVLINK_ERROR_COUNTERS]
-        links[link] = {"active": bool(state),
-                       "errors": sum(e for e in errors if e is not None)}
-    out["nvlink"] = links
-    return out
+        links[link] = NvLinkState(active=bool(state),
+                                  errors=sum(e for e in errors if e is not None))
+    return ErrorCounters(
+        pcie_replays=_optional_int(nv, "nvmlDeviceGetPcieReplayCounter", handle),
+        **ecc, **memory, nvlink=links)
 
 
-def sample(nv: Any, handle: Any) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class GpuSample:
     """What changes under load: link, clock event reasons, temperature, power."""
+
+    pcie_gen: int | None
+    pcie_width: int | None
+    clock_event_reasons: int | None  # a mask of CLOCK_EVENT_REASONS bits
+    temperature: int | None  # degrees C (nvmlDeviceGetTemperature)
+    power_w: float | None
+
+
+def sample(nv: Any, handle: Any) -> GpuSample:
     reasons = optional(nv, "nvmlDeviceGetCurrentClocksEventReasons", handle)
     if reasons is None:
         reasons = optional(nv, "nvmlDeviceGetCurrentClocksThrottleReasons", handle)
     power_mw = optional(nv, "nvmlDeviceGetPowerUsage", handle)
-    return {
-        "pcie_gen": optional(nv, "nvmlDeviceGetCurrPcieLinkGeneration", handle),
-        "pcie_width": optional(nv, "nvmlDeviceGetCurrPcieLinkWidth", handle),
-        "clock_event_reasons": int(reasons) if reasons is not None else None,
-        "temperature": optional(nv, "nvmlDeviceGetTemperature", handle, NVML_TEMPERATURE_GPU),
+    return GpuSample(
+        pcie_gen=_optional_int(nv, "nvmlDeviceGetCurrPcieLinkGeneration", handle),
+        pcie_width=_optional_int(nv, "nvmlDeviceGetCurrPcieLinkWidth", handle),
+        clock_event_reasons=int(reasons) if reasons is not None else None,
+        temperature=_optional_int(nv, "nvmlDeviceGetTemperature", handle,
+                                  NVML_TEMPERATURE_GPU),
         # NVML reports power in milliwatts (nvmlDeviceGetPowerUsage).
-        "power_w": power_mw / 1000 if power_mw is not None else None,
-    }
+        power_w=power_mw / 1000 if power_mw is not None else None,
+    )
 
 
 def power_limit_w(nv: Any, handle: Any) -> float | None:
@@ -263,10 +347,25 @@ def power_limit_w(nv: Any, handle: Any) -> float | None:
     return limit / 1000 if limit is not None else None
 
 
-def system_facts(nv: Any) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class SystemFacts:
+    driver_version: str
+    cuda_driver_version: str | None  # "12.4"
+
+
+def system_facts(nv: Any) -> SystemFacts:
     cuda = optional(nv, "nvmlSystemGetCudaDriverVersion")
-    return {"driver_version": _text(nv.nvmlSystemGetDriverVersion()),
-            "cuda_driver_version": cuda_version_text(cuda)}
+    return SystemFacts(driver_version=_text(nv.nvmlSystemGetDriverVersion()),
+                       cuda_driver_version=cuda_version_text(cuda))
+
+
+@dataclass(frozen=True, slots=True)
+class XidEvent:
+    """An XID critical-error event from NVML's event set; ``gpu`` is the NVML index
+    (None when the event names a device this watcher does not hold)."""
+
+    xid: int
+    gpu: int | None
 
 
 @dataclass
@@ -281,7 +380,7 @@ class XidWatcher:
     nv: Any
     handles: list[Any]
     wait_ms: int = 200
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[XidEvent] = field(default_factory=list)
     note: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -313,9 +412,9 @@ class XidWatcher:
                 return
             handle = getattr(data, "device", None)
             index = self.handles.index(handle) if handle in self.handles else None
-            self.events.append({"xid": int(data.eventData), "gpu": index})
+            self.events.append(XidEvent(xid=int(data.eventData), gpu=index))
 
-    def stop(self) -> list[dict[str, Any]]:
+    def stop(self) -> list[XidEvent]:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -331,14 +430,26 @@ class XidWatcher:
 _XID_RE = re.compile(r"NVRM: Xid \((?:PCI:)?(?P<bus>[0-9a-fA-F:.]+)\): (?P<xid>\d+)")
 
 
-def parse_kernel_xids(text: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class KernelXid:
+    """One XID line of the kernel log: the bus it names, the XID, the line (cut)."""
+
+    bus: str
+    xid: int
+    line: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_kernel_xids(text: str) -> list[KernelXid]:
     """XID lines of a kernel log: bus id, XID number and the line itself."""
-    found: list[dict[str, Any]] = []
+    found: list[KernelXid] = []
     for line in text.splitlines():
         match = _XID_RE.search(line)
         if match:
-            found.append({"bus": match.group("bus").lower(), "xid": int(match.group("xid")),
-                          "line": line.strip()[:300]})
+            found.append(KernelXid(bus=match.group("bus").lower(),
+                                   xid=int(match.group("xid")), line=line.strip()[:300]))
     return found
 
 
@@ -355,12 +466,37 @@ def bus_matches(kernel_bus: str, nvml_bus_id: str | None) -> bool:
 NVML_CLOCK_SM = 1
 
 
+@dataclass(frozen=True, slots=True)
+class GpuReading:
+    """One GPU at one burn-in sample; None is a reading NVML could not give."""
+
+    index: int
+    temp_c: float | None = None
+    power_w: float | None = None
+    sm_clock_mhz: float | None = None
+    throttle: tuple[str, ...] | None = None  # the active clock event reasons, by name
+    ecc_corrected: float | None = None  # volatile totals
+    ecc_uncorrected: float | None = None
+    pcie_replays: float | None = None
+    xids: tuple[int, ...] = ()  # XIDs that arrived since the previous sample
+
+    def to_dict(self) -> dict[str, Any]:
+        """The series record's form (burnin/health.py reads it back): readings NVML
+        could not give are left out, lists for tuples."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
 class BurninSampler:
     """GPU health for the burn-in supervisor: one NVML session held for the run.
 
-    Each call returns, per GPU: temperature, power, SM clock, the clock event
+    ``read()`` returns, per GPU: temperature, power, SM clock, the clock event
     reasons by name, the volatile ECC totals, the PCIe replay counter and the XIDs
     that arrived since the previous call (an XidWatcher on an NVML event set).
+    Calling the sampler gives the same as the dicts the series file records.
     """
 
     def __init__(self) -> None:
@@ -376,33 +512,31 @@ class BurninSampler:
         self._seen_xids = 0
 
     def __call__(self) -> list[dict[str, Any]]:
+        return [reading.to_dict() for reading in self.read()]
+
+    def read(self) -> list[GpuReading]:
         nv = self.nv
         events = list(self.watcher.events)
         new, self._seen_xids = events[self._seen_xids:], len(events)
         out = []
         for index, handle in enumerate(self.handles):
             reading = sample(nv, handle)
-            gpu: dict[str, Any] = {"index": index}
-            if reading["temperature"] is not None:
-                gpu["temp_c"] = float(reading["temperature"])
-            if reading["power_w"] is not None:
-                gpu["power_w"] = float(reading["power_w"])
             clock = optional(nv, "nvmlDeviceGetClockInfo", handle, NVML_CLOCK_SM)
-            if clock is not None:
-                gpu["sm_clock_mhz"] = float(clock)
-            if reading["clock_event_reasons"] is not None:
-                gpu["throttle"] = reason_names(reading["clock_event_reasons"])
-            for kind, error_type in (("corrected", NVML_MEMORY_ERROR_CORRECTED),
-                                     ("uncorrected", NVML_MEMORY_ERROR_UNCORRECTED)):
-                total = optional(nv, "nvmlDeviceGetTotalEccErrors", handle, error_type,
-                                 NVML_VOLATILE_ECC)
-                if total is not None:
-                    gpu[f"ecc_{kind}"] = float(total)
+            ecc = [optional(nv, "nvmlDeviceGetTotalEccErrors", handle, error_type,
+                            NVML_VOLATILE_ECC)
+                   for error_type in (NVML_MEMORY_ERROR_CORRECTED, NVML_MEMORY_ERROR_UNCORRECTED)]
             replays = optional(nv, "nvmlDeviceGetPcieReplayCounter", handle)
-            if replays is not None:
-                gpu["pcie_replays"] = float(replays)
-            gpu["xids"] = [e["xid"] for e in new if e.get("gpu") == index]
-            out.append(gpu)
+            reasons = reading.clock_event_reasons
+            out.append(GpuReading(
+                index=index,
+                temp_c=_float(reading.temperature),
+                power_w=_float(reading.power_w),
+                sm_clock_mhz=_float(clock),
+                throttle=tuple(reason_names(reasons)) if reasons is not None else None,
+                ecc_corrected=_float(ecc[0]),
+                ecc_uncorrected=_float(ecc[1]),
+                pcie_replays=_float(replays),
+                xids=tuple(e.xid for e in new if e.gpu == index)))
         return out
 
     def close(self) -> None:
@@ -410,6 +544,10 @@ class BurninSampler:
         if watcher is not None:
             watcher.stop()
         self._context.__exit__(None, None, None)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def burnin_sampler() -> BurninSampler:

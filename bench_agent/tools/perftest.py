@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from typing import Any
 
 from bench_agent.core.errors import ParseError, ToolFailed
 from bench_agent.core.model import Measurement
-from bench_agent.core.process import run_tool
+from bench_agent.core.process import run_child, run_tool
 from bench_agent.core.strict_json import check_size, snippet
 from bench_agent.core.units import Unit
 from bench_agent.tools import tool_name
@@ -322,9 +321,8 @@ def parse_perftest_json(text: str, gbits: bool = False, verb: str = "write",
 def supports_out_json(tool: str) -> bool:
     """--out_json appeared in perftest 6.x; older builds reject the option."""
     try:
-        proc = subprocess.run([tool, "--help"], capture_output=True, text=True, timeout=10,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        proc = run_child([tool, "--help"], timeout=10)
+    except OSError:
         return False
     return "--out_json" in proc.stdout + proc.stderr
 

@@ -53,6 +53,7 @@ def by_metric(report: Report, device: str = "") -> dict[str, Verdict]:
     return {v.metric: v for v in report.verdicts if v.metric and v.device == device}
 
 
+@pytest.mark.e2e
 def test_short_run_with_real_cpu_and_storage_loads(tmp_path: Path) -> None:
     config = load_burnin_config(write_suite(tmp_path, CPU_AND_FIO))
     target = tmp_path / "target"
@@ -87,14 +88,15 @@ def test_short_run_with_real_cpu_and_storage_loads(tmp_path: Path) -> None:
     assert "burnin.cpu_matmul" in report.series
     # The inventory, read at the start (in a child, under a time limit), is kept in
     # the series and is the report's.
-    assert report.inventory["cpu"]["logical_cpus"] == os.cpu_count()
-    assert records[0]["inventory"] == report.inventory
+    assert report.inventory.cpu.logical_cpus == os.cpu_count()
+    assert records[0]["inventory"] == report.inventory.to_dict()
     # Judged again from the file: the same verdicts.
     again = report_from_series(series_path)
     assert [(v.metric, v.device, v.status) for v in again.verdicts] == [
         (v.metric, v.device, v.status) for v in report.verdicts]
 
 
+@pytest.mark.e2e
 def test_a_load_that_cannot_run_here_is_skip_and_a_crash_is_fail(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n  storage_fio: {size: 16M}\n"
                         "  network_iperf3: {streams: 1}\n")
@@ -289,6 +291,7 @@ def _wait_for_samples(folder: Path, count: int, timeout: float = 60) -> Path:
     raise AssertionError("the burn-in wrote no samples")
 
 
+@pytest.mark.e2e
 def test_sigkill_mid_run_leaves_a_readable_series(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n")
     mark = uuid.uuid4().hex
@@ -305,8 +308,8 @@ def test_sigkill_mid_run_leaves_a_readable_series(tmp_path: Path) -> None:
     assert report.interrupted and report.status is Status.ERROR
     assert any(v.message.startswith("the run was killed: no end record") for v in
                report.verdicts)
-    assert report.inventory == read_series(series)[0]["inventory"]
-    assert report.inventory["cpu"]["logical_cpus"] == os.cpu_count()
+    assert report.inventory.to_dict() == read_series(series)[0]["inventory"]
+    assert report.inventory.cpu.logical_cpus == os.cpu_count()
     assert report.series["burnin.cpu_matmul"]  # every sample up to the kill is kept
     shown = subprocess.run([sys.executable, "-m", "bench_agent.cli", "report", "show",
                             str(series)], capture_output=True, text=True, timeout=60, cwd=REPO)
@@ -319,6 +322,7 @@ def test_sigkill_mid_run_leaves_a_readable_series(tmp_path: Path) -> None:
     assert _marked(mark) == []
 
 
+@pytest.mark.e2e
 def test_sigterm_gives_an_interrupted_signed_report(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n")
     proc = _start_cli(tmp_path, suite, uuid.uuid4().hex)
@@ -341,6 +345,7 @@ def test_sigterm_gives_an_interrupted_signed_report(tmp_path: Path) -> None:
     assert "INTERRUPTED" in stdout
 
 
+@pytest.mark.e2e
 def test_fake_nvml_timeline_fails_slowdown_and_ecc_at_the_right_time(tmp_path: Path) -> None:
     """A thermal slowdown from +2 s and an uncorrectable ECC error at +4 s, injected
     at the NVML seam: each FAIL carries the time it happened."""
@@ -394,6 +399,7 @@ def test_fake_nvml_timeline_fails_slowdown_and_ecc_at_the_right_time(tmp_path: P
     assert report.status is Status.FAIL
 
 
+@pytest.mark.e2e
 def test_collector_node_page_shows_the_burnin_plots(tmp_path: Path) -> None:
     """A real burn-in report, uploaded: the node page plots its signed series."""
     pytest.importorskip("fastapi")
@@ -495,6 +501,7 @@ def test_broken_nvml_is_a_fail_not_a_quiet_pass() -> None:
     assert unreadable.message.endswith("; RuntimeError: NVML failed (+10 s)")
 
 
+@pytest.mark.e2e
 def test_network_load_to_a_real_iperf3_server_on_loopback(tmp_path: Path) -> None:
     import shutil
     import socket
@@ -538,6 +545,7 @@ def test_a_burnin_where_no_load_can_run_is_an_error() -> None:
     assert by_metric(report)["burnin.gpu_matmul"].message == "not run: gpu load: no CUDA device"
 
 
+@pytest.mark.e2e
 def test_a_burst_of_sigterms_gives_the_interrupted_report(tmp_path: Path) -> None:
     """Several signals at once (systemd, timeout(1), a playbook) must not deadlock."""
     suite = write_suite(tmp_path, "  cpu_matmul: {size: 64}\n")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench_agent.burnin.loads import burnin_catalog, load_registry
-from bench_agent.checks.base import CheckContext
+from bench_agent.checks.base import CheckContext, RunOptions
 from bench_agent.core.errors import CheckError, NotApplicable
 from bench_agent.core.units import Unit
 from bench_agent.run.worker import PROTOCOL
@@ -43,9 +43,10 @@ def _worker(request: dict[str, Any]) -> subprocess.Popen[str]:
     return proc
 
 
+@pytest.mark.e2e
 def test_the_worker_runs_a_burnin_loop_until_sigterm(tmp_path: Path) -> None:
     proc = _worker({"burnin": True, "check": "cpu.gemm", "params": {"size": 64},
-                    "timeout": 120, "options": {"interval": 0.3}})
+                    "timeout": 120, "interval": 0.3})
     try:
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
@@ -73,7 +74,7 @@ def test_the_worker_runs_a_burnin_loop_until_sigterm(tmp_path: Path) -> None:
 ])
 def test_the_worker_answers_a_burnin_it_cannot_run(request_: dict[str, Any], status: str,
                                                    error: str, words: str) -> None:
-    proc = _worker({"burnin": True, "timeout": 30, "options": {"interval": 1}, **request_})
+    proc = _worker({"burnin": True, "timeout": 30, "interval": 1, **request_})
     assert proc.stdout is not None
     stdout = proc.stdout.read()
     assert proc.wait(timeout=60) == 0
@@ -93,7 +94,7 @@ def _run_loop(loop: Any, params: Any, readings: int, ctx: CheckContext) -> list[
 def test_the_memory_loop_is_the_stream_triad(tmp_path: Path) -> None:
     from bench_agent.checks.cpu.burnin import StreamBurninParams, stream_loop
 
-    ctx = CheckContext(extra={"interval": 0.2})
+    ctx = CheckContext(interval=0.2)
     rates = _run_loop(stream_loop, StreamBurninParams(array_bytes="1 MiB", threads=2), 2, ctx)
     assert len(rates) == 2 and all(r > 1e8 for r in rates)  # bytes/s of the triad
 
@@ -108,7 +109,7 @@ def test_the_gemm_loop_refuses_a_wrong_result(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(checks, "time_gemm", garbage)
     with pytest.raises(CheckError, match="GEMM fp64 result is wrong"):
-        _run_loop(gemm_loop, GemmBurninParams(size=64), 1, CheckContext(extra={"interval": 0.1}))
+        _run_loop(gemm_loop, GemmBurninParams(size=64), 1, CheckContext(interval=0.1))
 
 
 def test_the_storage_loop_runs_fio_on_a_test_file_it_removes(tmp_path: Path) -> None:
@@ -118,7 +119,7 @@ def test_the_storage_loop_runs_fio_on_a_test_file_it_removes(tmp_path: Path) -> 
 
     if shutil.which("fio") is None:
         pytest.skip("fio is not installed")
-    ctx = CheckContext(output_dir=tmp_path, extra={"interval": 1, "target": str(tmp_path)})
+    ctx = CheckContext(output_dir=tmp_path, interval=1, options=RunOptions(target=tmp_path))
     params = FioBurninParams(size="16M", block_size="4k", iodepth=4)
     assert (params.size, params.block_size) == (16 << 20, 4096)  # fio's binary sizes
     iops = _run_loop(fio_loop, params, 2, ctx)

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from bench_agent.burnin.engine import draw_plots
+from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import NamedDigest, Report
 from bench_agent.core.units import Unit
 
@@ -17,7 +18,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 def _report(series: dict[str, list[list[float]]],
             units: dict[str, str] | None = None) -> Report:
     return Report(report_id="00000000-0000-4000-8000-000000000001", agent_version="0",
-                  host="node<1>", inventory={}, suite=NamedDigest("burnin", "0" * 64, ""),
+                  host="node<1>", inventory=Inventory(), suite=NamedDigest("burnin", "0" * 64, ""),
                   profile=NamedDigest("p", "0" * 64, ""), started_at="2026-01-01T00:00:00Z",
                   finished_at="2026-01-01T01:00:00Z", measurements=[], verdicts=[],
                   series=series, series_units=units or {})

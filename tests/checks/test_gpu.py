@@ -185,6 +185,7 @@ class FakeClock:
         return self.now
 
 
+@pytest.mark.slow
 def test_matmul_timing_with_known_flop_count() -> None:
     torch = pytest.importorskip("torch")
     from bench_agent.checks.gpu.kernels import time_matmul
@@ -233,6 +234,7 @@ def test_node_is_judged_by_its_slowest_gpu() -> None:
     assert [m.device for m in out[:-1]] == ["gpu0", "gpu1", "gpu2"]
 
 
+@pytest.mark.slow
 def test_run_on_devices_one_process_each() -> None:
     pytest.importorskip("torch")
     from bench_agent.checks.gpu.kernels import run_on_devices
@@ -339,6 +341,7 @@ def test_unknown_model_says_so() -> None:
 # --- the CLI on this GPU-less machine ---------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_run_gpu_without_gpu_skips_with_reasons(tmp_path: Path) -> None:
     env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "node.key")}
     done = subprocess.run([sys.executable, "-m", "bench_agent.cli", "run", "gpu", "--output",

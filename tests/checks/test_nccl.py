@@ -57,6 +57,7 @@ def test_nccl_backend_without_gpu_is_not_applicable() -> None:
         AllReduceCheck().run(CheckContext(timeout=60), CollectiveParams())
 
 
+@pytest.mark.e2e
 def test_all_reduce_world_size_2_gloo() -> None:
     pytest.importorskip("torch")
     params = CollectiveParams(backend="gloo", nproc=2, min_bytes=MIB, max_bytes=4 * MIB,
@@ -77,6 +78,7 @@ def test_all_reduce_world_size_2_gloo() -> None:
     assert m["nccl.all_reduce_busbw"].value == rows[-1]["busbw"]
 
 
+@pytest.mark.e2e
 def test_world_size_4_counts_a_corrupted_rank(tmp_path: Path) -> None:
     """Rank 1 adds 1000 to 10 elements: every rank's result is wrong there (4 x 10),
     reduce_scatter only on the rank owning those elements (10); busbw uses (n-1)/n."""

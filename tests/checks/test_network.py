@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from bench_agent.checks.base import CheckContext
+from bench_agent.checks.base import CheckContext, RunOptions
 from bench_agent.checks.network.checks import RdmaLatencyCheck, RdmaParams, TcpLatencyCheck
 from bench_agent.core.errors import NotApplicable
 from bench_agent.peer.server import Peer, PeerConfig
@@ -167,6 +167,7 @@ FULL = """\
 """
 
 
+@pytest.mark.netns
 def test_peer_and_run_over_veth(netns: NetnsPair, peer: subprocess.Popen[str],
                                 tmp_path: Path) -> None:
     lines = peer.lines  # type: ignore[attr-defined]
@@ -221,6 +222,7 @@ def test_link_ratio_fails_with_both_figures_side_by_side() -> None:
     assert by_metric["network.tcp_bandwidth"].status.value == "PASS"  # >= 25 Gbit/s
 
 
+@pytest.mark.netns
 def test_peer_killed_during_a_check_is_an_error_and_the_report_is_written(
         netns: NetnsPair, peer: subprocess.Popen[str], tmp_path: Path) -> None:
     suite = _suite(tmp_path, """\
@@ -242,6 +244,7 @@ def test_peer_killed_during_a_check_is_an_error_and_the_report_is_written(
     assert [v["status"] for v in verdicts if v["status"] != "SKIP"] == ["ERROR"]
 
 
+@pytest.mark.netns
 @pytest.mark.parametrize("which", ["refused", "no_host"])
 def test_unreachable_peer_is_an_error_naming_the_address(
         netns: NetnsPair, tmp_path: Path, which: str) -> None:
@@ -260,6 +263,7 @@ def test_unreachable_peer_is_an_error_naming_the_address(
     assert f"{address}:5200" in verdict["message"]
 
 
+@pytest.mark.netns
 def test_peer_stops_its_servers_on_sigterm(netns: NetnsPair,
                                            peer: subprocess.Popen[str]) -> None:
     lines = peer.lines  # type: ignore[attr-defined]
@@ -282,7 +286,7 @@ def test_no_peer_option_is_skip() -> None:
 
 def test_rdma_without_devices_is_skip_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(NotApplicable, match="no active RDMA device in /sys/class/infiniband"):
-        RdmaLatencyCheck().run(CheckContext(root=tmp_path, extra={"peer": "192.0.2.1"}),
+        RdmaLatencyCheck().run(CheckContext(root=tmp_path, options=RunOptions(peer="192.0.2.1")),
                                RdmaParams())
 
 
@@ -331,6 +335,7 @@ def test_control_port_bounds_its_connection_threads() -> None:
         server.listener.close()
 
 
+@pytest.mark.e2e
 def test_a_burst_of_sigterms_stops_the_peer(tmp_path: Path) -> None:
     """timeout(1) forwards SIGTERM and a playbook sends its own: several signals at
     once must stop the peer, not deadlock it in its own signal handler."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench_agent.checks import get_check, metric_catalog
-from bench_agent.checks.base import CheckContext
+from bench_agent.checks.base import CheckContext, RunOptions
 from bench_agent.checks.storage.checks import (
     TEST_FILE_PREFIX,
     SequentialParams,
@@ -41,11 +41,11 @@ pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="fio not ins
 SMALL = {"size": "32MiB", "runtime": "1s", "ramp_time": 0, "iodepth": 8, "numjobs": 2}
 
 
-def run_check(name: str, extra: dict[str, object], params: dict[str, object] | None = None,
+def run_check(name: str, options: RunOptions, params: dict[str, object] | None = None,
               output: Path | None = None) -> list[Measurement]:
     check = get_check(name)
     ctx = CheckContext(output_dir=output or Path("/nonexistent-output"), timeout=60,
-                       extra=extra)
+                       options=options)
     return check.run(ctx, check.params_model.model_validate(params or SMALL))
 
 
@@ -57,8 +57,9 @@ def leftovers(directory: Path) -> list[str]:
     return [p.name for p in directory.iterdir() if p.name.startswith(TEST_FILE_PREFIX)]
 
 
+@pytest.mark.e2e
 def test_randread_on_a_directory(tmp_path: Path) -> None:
-    ms = by_metric(run_check("storage.randread", {"target": str(tmp_path)}))
+    ms = by_metric(run_check("storage.randread", RunOptions(target=tmp_path)))
     iops = ms["storage.randread_4k_iops"]
     assert iops.unit is Unit.IOPS and iops.value > 0
     assert iops.device == str(tmp_path)
@@ -71,9 +72,10 @@ def test_randread_on_a_directory(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.e2e
 def test_seqwrite_on_the_default_output_folder(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    ms = by_metric(run_check("storage.seqwrite", {}, output=out))
+    ms = by_metric(run_check("storage.seqwrite", RunOptions(), output=out))
     bw = ms["storage.seqwrite_1m_bandwidth"]
     assert bw.unit is Unit.BYTES_PER_SECOND and bw.value > 1e6  # a VM disk writes > 1 MB/s
     assert "storage.seqwrite_1m_latency_p99" in ms
@@ -88,7 +90,7 @@ def test_bad_fio_option_is_tool_failed_with_fios_words(
     real = storage.measure_job
     monkeypatch.setattr(storage, "measure_job", lambda *a: real(*a) + "bogus_option=1\n")
     with pytest.raises(ToolFailed, match="bogus_option"):
-        run_check("storage.randread", {"target": str(tmp_path)})
+        run_check("storage.randread", RunOptions(target=tmp_path))
     assert leftovers(tmp_path) == []
 
 
@@ -100,7 +102,7 @@ def test_run_fio_reports_fios_message() -> None:
 def test_missing_target_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such"
     with pytest.raises(StorageRefused, match="does not exist"):
-        run_check("storage.randread", {"target": str(missing)})
+        run_check("storage.randread", RunOptions(target=missing))
     assert not (tmp_path / "no").exists()
 
 
@@ -108,16 +110,17 @@ def test_not_enough_free_space_before_fio_starts(tmp_path: Path) -> None:
     st = os.statvfs(tmp_path)
     too_big = st.f_bavail * st.f_frsize * 2
     with pytest.raises(StorageRefused, match="not enough free space"):
-        run_check("storage.randread", {"target": str(tmp_path)}, {**SMALL, "size": too_big})
+        run_check("storage.randread", RunOptions(target=tmp_path), {**SMALL, "size": too_big})
     assert leftovers(tmp_path) == []
 
 
 def test_fio_missing_is_tool_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fio_run.shutil, "which", lambda name: None)
     with pytest.raises(ToolMissing):
-        run_check("storage.randread", {"target": str(tmp_path)})
+        run_check("storage.randread", RunOptions(target=tmp_path))
 
 
+@pytest.mark.e2e
 def test_timeout_sigterm_removes_the_test_file(tmp_path: Path) -> None:
     request = {"check": "storage.randread", "params": {**SMALL, "runtime": "30s"},
                "output_dir": str(tmp_path), "timeout": 40,
@@ -175,8 +178,9 @@ def loops(tmp_path: Path) -> Iterator[list[str]]:
             subprocess.run(["losetup", "-d", dev], capture_output=True)
 
 
+@pytest.mark.e2e
 def test_two_devices_read_only_per_device_and_aggregate(loops: list[str]) -> None:
-    ms = run_check("storage.randread", {"devices": loops})
+    ms = run_check("storage.randread", RunOptions(devices=tuple(loops)))
     total = [m for m in ms if m.metric == "storage.randread_4k_iops"]
     per = [m for m in ms if m.metric == "storage.randread_4k_iops_per_device"]
     assert len(total) == 1 and total[0].device == "aggregate"
@@ -187,11 +191,13 @@ def test_two_devices_read_only_per_device_and_aggregate(loops: list[str]) -> Non
 
 def test_writes_to_devices_need_destructive(loops: list[str]) -> None:
     with pytest.raises(NotApplicable, match="--destructive"):
-        run_check("storage.randwrite", {"devices": loops[:1]})
+        run_check("storage.randwrite", RunOptions(devices=tuple(loops[:1])))
 
 
+@pytest.mark.e2e
 def test_destructive_write_on_a_blank_device(loops: list[str]) -> None:
-    ms = by_metric(run_check("storage.randwrite", {"devices": loops[:1], "destructive": True}))
+    ms = by_metric(run_check("storage.randwrite",
+                             RunOptions(devices=tuple(loops[:1]), destructive=True)))
     assert ms["storage.randwrite_4k_iops"].value > 0
     assert ms["storage.randwrite_4k_iops"].device == loops[0]
 
@@ -208,7 +214,7 @@ def test_destructive_write_refused_on_a_mounted_filesystem(
     subprocess.run(["mount", dev, str(mnt)], check=True, capture_output=True)
     try:
         with pytest.raises(StorageRefused) as info:
-            run_check("storage.seqwrite", {"devices": [dev], "destructive": True})
+            run_check("storage.seqwrite", RunOptions(devices=(dev,), destructive=True))
         message = str(info.value)
         assert "mounted at" in message and "ext4" in message and "nothing was written" in message
     finally:

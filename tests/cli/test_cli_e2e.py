@@ -28,6 +28,8 @@ DATA = DATA
 TINY_SUITE = DATA / "suites" / "tiny-cpu.yaml"
 TINY_PROFILE = DATA / "profiles" / "tiny-node.yaml"
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(autouse=True)
 def node_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -121,6 +123,55 @@ def test_json_output_is_the_report(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed == only_report(tmp_path)
+
+
+OLD_REPORTS = DATA / "reports"  # written before the typed inventory (their README.md)
+
+
+@pytest.mark.parametrize(("name", "code", "status"),
+                         [("v1-untyped-inventory.signed.json", 0, "PASS"),
+                          ("v1-untyped-inventory-vm.json", 1, "FAIL")])
+def test_report_show_and_verify_read_a_report_written_before_the_typed_inventory(
+        name: str, code: int, status: str) -> None:
+    path = OLD_REPORTS / name
+    shown = bench_agent("report", "show", str(path))
+    assert shown.returncode == code, shown.stderr
+    assert f"vm: {status} - suite inventory, profile guide-minimum" in shown.stdout
+    assert "inventory.logical_cpus" in shown.stdout
+    as_json = bench_agent("report", "show", str(path), "--format", "json")
+    assert as_json.returncode == code, as_json.stderr
+    data = json.loads(as_json.stdout)
+    # Written again by this agent: the inventory in its typed form, its facts unchanged.
+    assert data["inventory"]["schema_version"] == 1
+    old, _ = read_report_file(path)
+    assert data["inventory"]["disks"] == old["inventory"]["disks"]
+    jsonschema.validate(data, json.loads((schema_dir() / "report-v1.schema.json").read_text()))
+    if name.endswith(".signed.json"):
+        verified = bench_agent("verify", str(path), "--pubkey",
+                               str(OLD_REPORTS / "v1-untyped-inventory.pub.pem"))
+        assert verified.returncode == 0, verified.stderr
+        assert verified.stdout.startswith("verified: subject vm sha256:")
+
+
+def test_inventory_json_is_the_typed_inventory() -> None:
+    sysroot = DATA / "sysroots" / "dual-socket-nvme-ib"
+    result = bench_agent("inventory", "--json", "--sysroot", str(sysroot))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1
+    assert [d["name"] for d in data["disks"]] == [
+        "nvme0n1", "nvme1n1", "nvme2n1", "nvme3n1", "sda"]
+    shown = bench_agent("inventory", "--sysroot", str(sysroot))
+    assert "host     dual-socket-nvme-ib\n" in shown.stdout
+    assert "ib       mlx5_0/1: 4: ACTIVE, 400 Gb/sec (4X NDR), InfiniBand\n" in shown.stdout
+
+
+def test_nnodes_below_one_is_a_usage_error(tmp_path: Path) -> None:
+    """Before: --nnodes 0 was read as 1 without a word (``or 1``)."""
+    result = bench_agent("run", "inventory", "--nnodes", "0", "--output", str(tmp_path))
+    assert result.returncode == 3
+    assert "--nnodes 0: needs at least one node" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_report_show_reads_a_report_back(tmp_path: Path) -> None:
@@ -527,11 +578,12 @@ def test_run_with_progress_piped_into_head_writes_the_report(tmp_path: Path) -> 
 def test_report_show_piped_into_head_keeps_the_exit_code(tmp_path: Path) -> None:
     """A table much longer than a pipe holds (64 KiB): the write meets the closed
     pipe for certain, whatever the timing."""
+    from bench_agent.core.inventory import Inventory
     from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
     from bench_agent.core.units import Unit
 
     report = Report(
-        report_id="r", agent_version="0", host="node", inventory={},
+        report_id="r", agent_version="0", host="node", inventory=Inventory(),
         suite=NamedDigest("s", "0" * 64, ""), profile=NamedDigest("p", "0" * 64, ""),
         started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z",
         measurements=[Measurement("storage.seqread", "storage.seqread_1m_bytes_per_second",

@@ -57,6 +57,7 @@ def reports(folder: Path) -> list[Path]:
     return list(folder.glob("*/*.json"))
 
 
+@pytest.mark.e2e
 def test_0_every_verdict_passes(tmp_path: Path) -> None:
     result = bench_agent(tmp_path, "run", "inventory", "--profile", str(TINY_PROFILE),
                          "--output", "{tmp}/out")
@@ -64,6 +65,7 @@ def test_0_every_verdict_passes(tmp_path: Path) -> None:
     assert "PASS - suite inventory" in result.stdout and len(reports(tmp_path / "out")) == 1
 
 
+@pytest.mark.e2e
 def test_1_a_threshold_failed(tmp_path: Path) -> None:
     (tmp_path / "impossible.yaml").write_text(IMPOSSIBLE_PROFILE)
     result = bench_agent(tmp_path, "run", "inventory", "--profile", "{tmp}/impossible.yaml",
@@ -72,6 +74,7 @@ def test_1_a_threshold_failed(tmp_path: Path) -> None:
     assert "FAIL - suite inventory" in result.stdout and len(reports(tmp_path / "out")) == 1
 
 
+@pytest.mark.e2e
 def test_2_a_required_check_could_not_run_and_wins_over_a_fail(tmp_path: Path) -> None:
     (tmp_path / "req.yaml").write_text(REQUIRED_SKIP)
     result = bench_agent(tmp_path, "run", "--suite-file", "{tmp}/req.yaml", "--profile",

@@ -27,8 +27,9 @@ from tests.paths import DATA  # noqa: E402
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="needs Debian's chromium and chromium-driver")
+pytestmark = [pytest.mark.e2e,  # a real Chromium, for seconds
+              pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                 reason="needs Debian's chromium and chromium-driver")]
 TOKEN = "dashboard-admin-token-0123"
 EVIL = "<script>alert(1)</script>"
 # A node and a suite named with brackets, a slash, HTML and non-ASCII letters.

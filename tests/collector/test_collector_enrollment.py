@@ -186,6 +186,7 @@ def admin(server: Collector, method: str, path: str, data: object = None) -> Rep
                 {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
 
 
+@pytest.mark.e2e
 def test_auto_enroll_races_trust_one_key_and_refuse_the_rest_with_403(
         lab: Collector) -> None:
     for round_ in range(3):
@@ -204,6 +205,7 @@ def test_auto_enroll_races_trust_one_key_and_refuse_the_rest_with_403(
     assert " 500 " not in lab.log()
 
 
+@pytest.mark.e2e
 def test_a_node_whose_key_was_revoked_is_not_taken_by_a_new_key(lab: Collector) -> None:
     first, stranger, admins = NodeKey.generate(), NodeKey.generate(), NodeKey.generate()
     assert offer(lab, "lab-revoked", first).status == 201

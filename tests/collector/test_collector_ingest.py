@@ -663,3 +663,43 @@ def test_over_http_what_cannot_be_served_is_refused_and_what_is_stored_is_served
     assert (status, answer["error"]) == (422, "bad_signature")
     assert server.get("/healthz").json()["reports"] == 1
     assert "Traceback" not in server.log()
+
+
+def test_a_report_signed_before_the_typed_inventory_is_stored_as_it_was(
+        database: db.Database) -> None:
+    """tests/data/reports/: written and signed by the agent before the inventory was
+    typed (no inventory.schema_version). Stored, byte for byte the envelope it was."""
+    from bench_agent.report.attest import PublicKey
+
+    old = DATA.parent / "reports"  # DATA is tests/data/collector here
+    body = (old / "v1-untyped-inventory.signed.json").read_bytes()
+    public = PublicKey.from_pem((old / "v1-untyped-inventory.pub.pem").read_bytes())
+    enrollment.enroll(database, "vm", public.pem())
+    stored = ingest(database, body)
+    assert stored.created and stored.node == "vm"
+    assert (count(database, "reports"), count(database, "measurements"),
+            count(database, "verdicts")) == (1, 6, 15)
+    with database.engine.connect() as conn:
+        kept = conn.execute(select(db.reports.c.envelope)).scalar_one()
+    assert bytes(kept) == body
+
+
+@pytest.mark.parametrize(("inventory", "detail"), [
+    ({"schema_version": 1, "cpu": {"logical_cpus": 64}},
+     "inventory: missing field 'host'"),
+    ({"schema_version": 2},
+     "inventory schema version 2 is newer than this agent reads (1); upgrade bench-agent"),
+    ({"cpu": {"logical_cpus": "64"}},
+     "inventory.cpu.logical_cpus: expected an integer or null, got str '64'"),
+])
+def test_an_inventory_that_is_not_the_records_is_refused_with_where(
+        database: db.Database, node_key: NodeKey, inventory: dict[str, Any],
+        detail: str) -> None:
+    """A well-signed report whose inventory lies about its shape: a 422 naming the
+    field, nothing stored (before: any object was stored as the node's facts)."""
+    report = {**make_report("node-a"), "inventory": inventory}
+    with pytest.raises(Refused) as caught:
+        ingest(database, envelope_bytes(report, node_key))
+    assert (caught.value.http_status, caught.value.reason) == (422, "invalid_report")
+    assert detail in caught.value.detail
+    assert nothing_stored(database)

@@ -162,6 +162,7 @@ def test_admin_endpoints_need_the_token(collector: Collector) -> None:
     assert (status, body["error"]) == (413, "body_too_large")
 
 
+@pytest.mark.e2e
 def test_cli_enroll_and_revoke_on_the_running_collectors_database(
         collector: Collector, tmp_path: Path) -> None:
     key = NodeKey.generate()
@@ -281,6 +282,7 @@ def test_hostile_reads_are_404_or_400_and_a_database_down_is_503(tmp_path: Path)
             assert reply.headers["Retry-After"]
 
 
+@pytest.mark.slow
 def test_slow_bodies_hold_no_slot_and_are_closed_at_their_deadline(tmp_path: Path) -> None:
     """40 clients trickling a byte every 0.2 s cannot starve 4 slots; each gets 408."""
     import select

@@ -58,6 +58,7 @@ def sent(spool: Path) -> int:
     return sum(1 for _ in spool.glob("*/sent/*.json"))
 
 
+@pytest.mark.e2e
 def test_sigkill_during_upload_loses_nothing_and_stores_nothing_twice(
         db_url: str, tmp_path: Path) -> None:
     spool = tmp_path / "results"

@@ -82,6 +82,7 @@ def faketool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tool
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["child", "ignoring-term", "setsid", "orphaned-setsid"])
 def test_a_tools_children_die_at_its_timeout(faketool: Path, tmp_path: Path,
                                              variant: str) -> None:

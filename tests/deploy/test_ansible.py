@@ -3,13 +3,14 @@
 `ansible-playbook -i localhost, -c local` deploys the collector and the agent into a
 temporary tree (venvs, key, unit files: never /etc or /opt), twice (the second run
 must change nothing), then runs acceptance.yml with the quick suite against the
-guide's minimum (this small machine must fail, and the play must say why) and
-against tests/data/profiles/tiny-node.yaml (it must pass), and network-pairs.yml
+guide's minimum (this small machine must fail, and the play must say why), with the
+cpu domain against tests/data/profiles/tiny-node.yaml (it must pass), network-pairs.yml
 between two inventory aliases of this machine. A real collector on loopback takes
 the enrollments and the uploads. ansible-lint must be clean.
 
 The filters of the role (pairing, durations, report summaries) are tested without
-Ansible. The Ansible tests skip cleanly when ansible-playbook is not installed.
+Ansible in test_filters.py. These tests skip cleanly when ansible-playbook is not
+installed, and are the `deploy` tier (pyproject.toml): `make test-fast` leaves them out.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from tests.paths import REPO
 
 REPO = REPO
 ANSIBLE = REPO / "ansible"
-FILTERS = ANSIBLE / "roles" / "bench_agent" / "filter_plugins" / "bench_agent_filters.py"
 TOKEN = "ansible-test-admin-token-0123456789"
 RUN_TIMEOUT = 420
 
@@ -48,97 +48,9 @@ def _tool(name: str) -> str | None:
 
 PLAYBOOK = _tool("ansible-playbook")
 LINT = _tool("ansible-lint")
+pytestmark = pytest.mark.deploy
 needs_ansible = pytest.mark.skipif(PLAYBOOK is None, reason="ansible-playbook is not installed "
                                    "(pip install ansible-core)")
-
-
-def _filters() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_agent_filters", FILTERS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# --- the filters, without Ansible ---------------------------------------------------
-
-@pytest.mark.parametrize("count", range(2, 10))
-def test_pair_rounds_are_disjoint_and_everyone_tests(count: int) -> None:
-    pair_rounds = _filters().pair_rounds
-    hosts = [f"n{i}" for i in range(count)]
-    per_round = 2 if count % 2 == 0 else 3  # both ways, plus the left-out node when odd
-    for rounds in range(1, count + 2):
-        steps = pair_rounds(hosts, rounds)
-        assert len(steps) == per_round * min(rounds, count - 1 + count % 2)
-        for step in steps:
-            busy = [p["server"] for p in step] + [p["client"] for p in step]
-            assert len(busy) == len(set(busy)), f"a node twice in one step: {step}"
-            assert all(p["server"] != p["client"] for p in step)
-        for r in range(0, len(steps), per_round):
-            clients = {p["client"] for step in steps[r:r + per_round] for p in step}
-            assert clients == set(hosts), f"round {r // per_round}: {clients} tested"
-    assert pair_rounds(["solo"], 3) == []
-    if count % 2 == 0:  # N-1 rounds: every node has tested every other
-        met = {(p["client"], p["server"]) for step in pair_rounds(hosts, count) for p in step}
-        assert met == {(a, b) for a in hosts for b in hosts if a != b}
-
-
-def test_durations() -> None:
-    seconds = _filters().duration_seconds
-    assert seconds("4h") == 14400
-    assert seconds("30m") == 1800
-    assert seconds("1h30m") == 5400
-    assert seconds("90s") == 90
-    assert seconds(45) == 45
-    assert seconds("2d") == 172800
-    for bad in ("", "soon", "4x", "h"):
-        with pytest.raises(ValueError):
-            seconds(bad)
-
-
-def _envelope(report: dict[str, Any]) -> str:
-    statement = {"_type": "https://in-toto.io/Statement/v1", "subject": [],
-                 "predicateType": "x", "predicate": report}
-    return json.dumps({"payloadType": "application/vnd.in-toto+json", "signatures": [],
-                       "payload": base64.b64encode(json.dumps(statement).encode()).decode()})
-
-
-def test_report_summary_and_fleet_table() -> None:
-    f = _filters()
-    report = {"status": "FAIL", "host": "vm", "suite": {"name": "quick"},
-              "profile": {"name": "guide-minimum"}, "verdicts": [
-                  {"check": "inventory", "metric": "inventory.logical_cpus", "status": "FAIL",
-                   "value": 2, "unit": "count", "threshold": ">= 32",
-                   "message": "2 does not meet >= 32"},
-                  {"check": "cpu.gemm", "metric": "cpu.gemm_fp64_all_cores", "status": "PASS",
-                   "value": 1e11, "unit": "FLOP/s"},
-                  {"check": "storage.seqread", "metric": "storage.seqread_1m_bandwidth",
-                   "status": "ERROR", "device": "nvme0n1", "message": "fio: no such device"}]}
-    signed = f.report_summary(_envelope(report), "quick", 2, "/r.json")
-    assert signed == f.report_summary(json.dumps(report), "quick", 2, "/r.json")
-    assert signed["counts"] == {"PASS": 1, "WARN": 0, "FAIL": 1, "ERROR": 1, "SKIP": 0}
-    assert signed["problems"] == [
-        "FAIL inventory.logical_cpus: 2 does not meet >= 32",
-        "ERROR storage.seqread_1m_bandwidth [nvme0n1]: fio: no such device"]
-    assert f.report_summary("", "quick", 124)["status"] == "NO REPORT"
-    passed = f.report_summary(json.dumps({"status": "PASS", "verdicts": []}), "quick", 0)
-    hostvars = {"b": {"bench_agent_results": [signed]}, "a": {"bench_agent_results": [passed]},
-                "c": {}}
-    lines = f.fleet_table(["a", "b", "c"], hostvars)
-    assert [line.split()[0] for line in lines if line[:1] in "abc"] == ["c", "b", "a"]
-    assert "could not measure" in next(line for line in lines if line.startswith("b"))
-    assert lines[-1] == "1 of 3 run(s) passed, 2 did not"
-    rows = list(csv.reader(f.fleet_csv(["a", "b"], hostvars).splitlines()))
-    assert rows[0][:4] == ["node", "run", "status", "exit"] and rows[2][:4] == [
-        "b", "quick", "FAIL", "2"]
-    assert "logical_cpus" in f.describe_result(signed)
-
-
-def test_systemd_args_quote_and_escape() -> None:
-    args = _filters().systemd_args
-    assert args(["/v/bin/bench-agent", "run", "quick"]) == "/v/bin/bench-agent run quick"
-    assert args(["--db", "postgresql://u:p%40ss@h/db"]) == "--db postgresql://u:p%%40ss@h/db"
-    assert args(["a b", 'say "x"']) == '"a b" "say \\"x\\""'
 
 
 # --- the playbooks, on this machine -----------------------------------------------------
@@ -336,6 +248,12 @@ def test_unit_files(lab: Lab, deployed: tuple[Played, Played]) -> None:
         assert "Unknown" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+def _report_of(envelope: dict[str, Any]) -> dict[str, Any]:
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    report: dict[str, Any] = statement["predicate"]
+    return report
+
+
 def _fleet_rows(lab: Lab) -> list[dict[str, str]]:
     with (lab.root / "fetched" / "fleet-verdicts.csv").open() as f:
         return list(csv.DictReader(f))
@@ -371,13 +289,21 @@ def test_acceptance_fails_a_small_node_and_says_why(lab: Lab,
 def test_acceptance_passes_with_a_profile_the_node_meets(
         lab: Lab, deployed: tuple[Played, Played]) -> None:
     profile = REPO / "tests" / "data" / "profiles" / "tiny-node.yaml"
-    played = lab.play("acceptance.yml", "-e", "acceptance_suite=quick",
+    # The cpu domain (inventory, cpu.gemm, memory.stream) measures every metric
+    # tiny-node judges; quick would add its storage checks, 20 s more for a play
+    # the test above already ran with quick.
+    played = lab.play("acceptance.yml", "-e", "acceptance_suite=cpu",
                       "-e", f"acceptance_profile_file={profile}")
     assert played.rc == 0, played.describe()
     assert played.recap["localhost"]["failed"] == 0
     assert "1 of 1 run(s) passed, 0 did not" in played.output, played.describe()
     row = _fleet_rows(lab)[0]
-    assert (row["exit"], row["status"]) == ("0", "PASS"), row
+    assert (row["run"], row["exit"], row["status"]) == ("cpu", "0", "PASS"), row
+    report = json.loads(Path(row["report"]).read_text())
+    assert "payloadType" in report  # signed, as the quick run's
+    judged = {v["metric"]: v["status"] for v in _report_of(report)["verdicts"]}
+    assert {judged[m] for m in ("inventory.logical_cpus", "inventory.memory_total",
+                                "cpu.gemm_fp64_all_cores", "memory.stream_triad")} == {"PASS"}
     copied = _tree(lab) / "var/lib/bench-agent/profiles/tiny-node.yaml"
     assert copied.read_text() == profile.read_text()
 

@@ -91,6 +91,20 @@ def test_a_report_with_an_unreadable_value_is_skipped_not_a_crash(tmp_path: Path
     assert len(data.unreadable) == 1 and "bad.json" in data.unreadable[0]
 
 
+def test_reports_written_before_the_typed_inventory_are_compared(tmp_path: Path) -> None:
+    """tests/data/reports/: a signed and an unsigned report of the older agent."""
+    import shutil
+
+    from tests.paths import DATA
+
+    for old in (DATA / "reports").glob("*.json"):
+        shutil.copy(old, tmp_path / old.name)
+    data = fleet.load_dir(tmp_path)
+    assert (data.reports, data.unreadable) == (2, [])
+    cpus = sorted(r["value"] for r in data.rows if r["metric"] == "inventory.logical_cpus")
+    assert cpus == [2.0, 128.0]
+
+
 def test_an_unreachable_collector_is_a_report_error() -> None:
     from bench_agent.core.errors import ReportError
 
@@ -174,6 +188,7 @@ def test_baseline_generate_is_a_profile_the_thresholds_engine_uses(
     assert figures["memory.stream_triad"]["fail_fraction"] == 0.0
 
 
+@pytest.mark.e2e
 def test_cli_fleet_compare_exit_codes(fleets: dict[str, Path], tmp_path: Path) -> None:
     planted = subprocess.run(
         [sys.executable, "-m", "bench_agent.cli", "fleet", "compare", str(fleets["planted"])],

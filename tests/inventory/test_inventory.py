@@ -26,6 +26,18 @@ from bench_agent.checks import metric_catalog
 from bench_agent.checks.base import CheckContext, NoParams
 from bench_agent.checks.inventory.checks import InventoryCheck
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
+from bench_agent.core.inventory import (
+    Cpu,
+    Disk,
+    Gpu,
+    Host,
+    IbPort,
+    Inventory,
+    Memory,
+    Nic,
+    NumaNode,
+    OsInfo,
+)
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from bench_agent.inventory import collect as inventory
@@ -50,7 +62,7 @@ NVME_BYTES = 7501476528 * 512  # sysfs sectors are 512 bytes
 GIB = 1024**3
 
 
-def no_gpus() -> list[dict[str, Any]]:
+def no_gpus() -> list[Gpu]:
     return []
 
 
@@ -64,97 +76,99 @@ def by_metric(measurements: list[Measurement]) -> dict[str, Measurement]:
 
 
 @pytest.fixture(scope="module")
-def dual() -> dict[str, Any]:
+def dual() -> Inventory:
     return collect_inventory(DUAL, gpu_probe=no_gpus)
 
 
-def test_dual_socket_host_and_os(dual: dict[str, Any]) -> None:
-    assert dual["host"] == {"hostname": "dual-socket-nvme-ib"}
-    assert dual["os"] == {
-        "pretty_name": "Ubuntu 22.04.4 LTS",
-        "kernel": "5.15.0-105-generic",
-        "machine": "x86_64",
-    }
+def test_dual_socket_host_and_os(dual: Inventory) -> None:
+    assert dual.host == Host(hostname="dual-socket-nvme-ib")
+    assert dual.os == OsInfo(
+        pretty_name="Ubuntu 22.04.4 LTS",
+        kernel="5.15.0-105-generic",
+        machine="x86_64",
+    )
 
 
-def test_dual_socket_cpu(dual: dict[str, Any]) -> None:
-    cpu = dual["cpu"]
-    assert cpu["model"] == "Intel(R) Xeon(R) Platinum 8480+"
-    assert cpu["vendor"] == "GenuineIntel"
-    assert cpu["sockets"] == 2
-    assert cpu["physical_cores"] == 64
-    assert cpu["logical_cpus"] == 128
-    assert cpu["threads_per_core"] == 2
-    assert cpu["l3_cache_bytes"] == 107520 * 1024
-    assert "logical_cpus_note" not in cpu
-    assert cpu["flags_ai"] == sorted(cpu["flags_ai"])
+def test_dual_socket_cpu(dual: Inventory) -> None:
+    cpu = dual.cpu
+    assert cpu.model == "Intel(R) Xeon(R) Platinum 8480+"
+    assert cpu.vendor == "GenuineIntel"
+    assert cpu.sockets == 2
+    assert cpu.physical_cores == 64
+    assert cpu.logical_cpus == 128
+    assert cpu.threads_per_core == 2
+    assert cpu.l3_cache_bytes == 107520 * 1024
+    assert cpu.logical_cpus_note is None
+    assert list(cpu.flags_ai) == sorted(cpu.flags_ai)
     for flag in ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "avx2", "fma"):
-        assert flag in cpu["flags_ai"]
+        assert flag in cpu.flags_ai
     # Only AI-relevant flags, none of the hundred others.
-    assert "sse4_2" not in cpu["flags_ai"]
-    assert "vmx" not in cpu["flags_ai"]
+    assert "sse4_2" not in cpu.flags_ai
+    assert "vmx" not in cpu.flags_ai
 
 
-def test_dual_socket_memory_and_numa(dual: dict[str, Any]) -> None:
-    assert dual["memory"]["total_bytes"] == 1056561152 * 1024
-    assert dual["memory"]["numa_nodes"] == [
-        {"node": 0, "cpus": "0-31,64-95", "memory_bytes": 528118400 * 1024},
-        {"node": 1, "cpus": "32-63,96-127", "memory_bytes": 528442752 * 1024},
-    ]
+def test_dual_socket_memory_and_numa(dual: Inventory) -> None:
+    assert dual.memory.total_bytes == 1056561152 * 1024
+    assert dual.memory.numa_nodes == (
+        NumaNode(node=0, cpus="0-31,64-95", memory_bytes=528118400 * 1024),
+        NumaNode(node=1, cpus="32-63,96-127", memory_bytes=528442752 * 1024),
+    )
 
 
-def test_dual_socket_disks(dual: dict[str, Any]) -> None:
-    disks = {d["name"]: d for d in dual["disks"]}
+def test_dual_socket_disks(dual: Inventory) -> None:
+    disks = {d.name: d for d in dual.disks}
     assert sorted(disks) == ["nvme0n1", "nvme1n1", "nvme2n1", "nvme3n1", "sda"]  # no loop0
     for n in range(4):
-        assert disks[f"nvme{n}n1"] == {
-            "name": f"nvme{n}n1",
-            "model": "SAMSUNG MZQL23T8HCLS-00A07",  # the 40-column padding stripped
-            "size_bytes": 3840755982336,
-            "rotational": False,
-            "nvme": True,
-            "removable": False,
-        }
-    assert disks["sda"]["rotational"] is True
-    assert disks["sda"]["nvme"] is False
-    assert disks["sda"]["size_bytes"] == 7814037168 * 512
-    assert disks["sda"]["model"] == "ST4000NM000A-2HZ"
+        assert disks[f"nvme{n}n1"] == Disk(
+            name=f"nvme{n}n1",
+            model="SAMSUNG MZQL23T8HCLS-00A07",  # the 40-column padding stripped
+            size_bytes=3840755982336,
+            rotational=False,
+            nvme=True,
+            removable=False,
+        )
+    assert disks["sda"].rotational is True
+    assert disks["sda"].nvme is False
+    assert disks["sda"].size_bytes == 7814037168 * 512
+    assert disks["sda"].model == "ST4000NM000A-2HZ"
+    assert [d.name for d in dual.nvme_disks] == [f"nvme{n}n1" for n in range(4)]
 
 
-def test_dual_socket_nics(dual: dict[str, Any]) -> None:
-    assert dual["nics"] == [
-        {
-            "name": "eth0",
-            "speed_bits_per_second": 100_000_000_000,
-            "driver": "mlx5_core",
-            "operstate": "up",
-            "mac": "b8:3f:d2:4a:10:20",
-        },
-        {
-            "name": "eth1",
-            "speed_bits_per_second": None,  # "-1": SPEED_UNKNOWN, link down
-            "driver": "mlx5_core",
-            "operstate": "down",
-            "mac": "b8:3f:d2:4a:10:21",
-        },
-    ]
+def test_dual_socket_nics(dual: Inventory) -> None:
+    assert dual.nics == (
+        Nic(
+            name="eth0",
+            speed_bits_per_second=100_000_000_000,
+            driver="mlx5_core",
+            operstate="up",
+            mac="b8:3f:d2:4a:10:20",
+        ),
+        Nic(
+            name="eth1",
+            speed_bits_per_second=None,  # "-1": SPEED_UNKNOWN, link down
+            driver="mlx5_core",
+            operstate="down",
+            mac="b8:3f:d2:4a:10:21",
+        ),
+    )
 
 
-def test_dual_socket_infiniband(dual: dict[str, Any]) -> None:
-    assert dual["infiniband"] == [
-        {
-            "device": hca,
-            "port": 1,
-            "state": "4: ACTIVE",
-            "rate": "400 Gb/sec (4X NDR)",
-            "rate_bits_per_second": 400_000_000_000,
-            "link_layer": "InfiniBand",
-        }
+def test_dual_socket_infiniband(dual: Inventory) -> None:
+    assert dual.infiniband == tuple(
+        IbPort(
+            device=hca,
+            port=1,
+            state="4: ACTIVE",
+            rate="400 Gb/sec (4X NDR)",
+            rate_bits_per_second=400_000_000_000,
+            link_layer="InfiniBand",
+        )
         for hca in ("mlx5_0", "mlx5_1")
-    ]
+    )
+    assert all(port.active for port in dual.infiniband)
 
 
-def test_dual_socket_measurements(dual: dict[str, Any]) -> None:
+def test_dual_socket_measurements(dual: Inventory) -> None:
     got = by_metric(inventory_measurements(dual))
     expected = {
         "inventory.logical_cpus": (128, Unit.COUNT),
@@ -199,18 +213,18 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 def test_vm_capture() -> None:
     inv = collect_inventory(VM, gpu_probe=no_gpus)
-    assert inv["host"] == {"hostname": "vm-2core"}
-    assert inv["os"] == {
-        "pretty_name": "Debian GNU/Linux 12 (bookworm)",
-        "kernel": "6.18.44-fc-v657",
-        "machine": "x86_64",
-    }
-    cpu = inv["cpu"]
-    assert (cpu["model"], cpu["vendor"]) == ("AMD EPYC", "AuthenticAMD")
-    assert (cpu["sockets"], cpu["physical_cores"], cpu["logical_cpus"]) == (1, 2, 2)
-    assert cpu["threads_per_core"] == 1
-    assert cpu["l3_cache_bytes"] == 32768 * 1024
-    assert cpu["flags_ai"] == [
+    assert inv.host == Host(hostname="vm-2core")
+    assert inv.os == OsInfo(
+        pretty_name="Debian GNU/Linux 12 (bookworm)",
+        kernel="6.18.44-fc-v657",
+        machine="x86_64",
+    )
+    cpu = inv.cpu
+    assert (cpu.model, cpu.vendor) == ("AMD EPYC", "AuthenticAMD")
+    assert (cpu.sockets, cpu.physical_cores, cpu.logical_cpus) == (1, 2, 2)
+    assert cpu.threads_per_core == 1
+    assert cpu.l3_cache_bytes == 32768 * 1024
+    assert cpu.flags_ai == (
         "avx2",
         "avx512_bf16",
         "avx512_bitalg",
@@ -227,31 +241,31 @@ def test_vm_capture() -> None:
         "avx512vl",
         "avx_vnni",
         "fma",
-    ]
-    assert inv["memory"] == {
-        "total_bytes": 24684092 * 1024,
-        "numa_nodes": [{"node": 0, "cpus": "0-1", "memory_bytes": 5466324 * 1024}],
-    }
+    )
+    assert inv.memory == Memory(
+        total_bytes=24684092 * 1024,
+        numa_nodes=(NumaNode(node=0, cpus="0-1", memory_bytes=5466324 * 1024),),
+    )
     # virtio-blk has no model file and says it is rotational; zram0 and loop* skipped.
-    assert inv["disks"] == [
-        {
-            "name": "vda",
-            "model": None,
-            "size_bytes": 536870912 * 512,
-            "rotational": True,
-            "nvme": False,
-            "removable": False,
-        }
-    ]
-    nics = {n["name"]: n for n in inv["nics"]}
+    assert inv.disks == (
+        Disk(
+            name="vda",
+            model=None,
+            size_bytes=536870912 * 512,
+            rotational=True,
+            nvme=False,
+            removable=False,
+        ),
+    )
+    nics = {n.name: n for n in inv.nics}
     assert sorted(nics) == ["eth0", "ifb0", "ifb1"]
     # virtio-net reports SPEED_UNKNOWN (-1); ifb speed raised EINVAL, so it was not captured.
-    assert nics["eth0"]["speed_bits_per_second"] is None
-    assert nics["eth0"]["driver"] == "virtio_net"
-    assert nics["eth0"]["operstate"] == "up"
-    assert nics["ifb0"]["driver"] is None
-    assert nics["ifb0"]["speed_bits_per_second"] is None
-    assert inv["infiniband"] == []
+    assert nics["eth0"].speed_bits_per_second is None
+    assert nics["eth0"].driver == "virtio_net"
+    assert nics["eth0"].operstate == "up"
+    assert nics["ifb0"].driver is None
+    assert nics["ifb0"].speed_bits_per_second is None
+    assert inv.infiniband == ()
 
     got = by_metric(inventory_measurements(inv))
     assert {k: m.value for k, m in got.items()} == {
@@ -268,10 +282,11 @@ def test_vm_capture() -> None:
 
 def test_empty_tree_gives_empty_values(tmp_path: Path) -> None:
     inv = collect_inventory(tmp_path, gpu_probe=no_gpus)
-    json.dumps(inv)  # serializable
-    assert inv["host"] == {"hostname": None}  # no socket fallback off the live root
-    assert inv["os"] == {"pretty_name": None, "kernel": None, "machine": ""}
-    assert inv["cpu"] == {
+    assert inv.host == Host(hostname=None)  # no socket fallback off the live root
+    # An architecture that cannot be read is unknown (None), not the name "".
+    assert inv.os == OsInfo(pretty_name=None, kernel=None, machine=None)
+    assert inv.cpu == Cpu()
+    assert inv.cpu.to_dict() == {
         "model": None,
         "vendor": None,
         "sockets": None,
@@ -280,9 +295,11 @@ def test_empty_tree_gives_empty_values(tmp_path: Path) -> None:
         "flags_ai": [],
         "threads_per_core": None,
         "l3_cache_bytes": None,
+        "logical_cpus_note": None,
     }
-    assert inv["memory"] == {"total_bytes": None, "numa_nodes": []}
-    assert inv["disks"] == inv["nics"] == inv["infiniband"] == inv["gpus"] == []
+    assert inv.memory == Memory(total_bytes=None, numa_nodes=())
+    assert inv.disks == inv.nics == inv.infiniband == inv.gpus == ()
+    assert Inventory.from_dict(json.loads(json.dumps(inv.to_dict()))) == inv
     got = by_metric(inventory_measurements(inv))
     assert sorted(got) == ["inventory.gpu_count", "inventory.nvme_capacity"]
     assert got["inventory.gpu_count"].value == 0
@@ -299,9 +316,9 @@ def test_directory_where_a_file_is_expected(tmp_path: Path) -> None:
         (root / rel).unlink()
         (root / rel).mkdir()  # reading it raises IsADirectoryError
     inv = collect_inventory(root, gpu_probe=no_gpus)
-    assert inv["nics"][0]["speed_bits_per_second"] is None
-    assert inv["memory"]["total_bytes"] is None
-    assert {d["name"]: d["size_bytes"] for d in inv["disks"]}["nvme2n1"] is None
+    assert inv.nics[0].speed_bits_per_second is None
+    assert inv.memory.total_bytes is None
+    assert {d.name: d.size_bytes for d in inv.disks}["nvme2n1"] is None
     got = by_metric(inventory_measurements(inv))
     # One NVMe of unknown size makes the sum unknown, not smaller.
     assert "inventory.nvme_capacity" not in got
@@ -321,9 +338,9 @@ def test_sysfs_read_raising_einval(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(Path, "read_text", read_text)
     inv = collect_inventory(root, gpu_probe=no_gpus)
-    assert [n["speed_bits_per_second"] for n in inv["nics"]] == [None, None]
-    assert [p["rate_bits_per_second"] for p in inv["infiniband"]] == [None, None]
-    assert inv["cpu"]["logical_cpus"] == 128  # /proc/cpuinfo still counts
+    assert [n.speed_bits_per_second for n in inv.nics] == [None, None]
+    assert [p.rate_bits_per_second for p in inv.infiniband] == [None, None]
+    assert inv.cpu.logical_cpus == 128  # /proc/cpuinfo still counts
     assert "inventory.nic_speed_max" not in by_metric(inventory_measurements(inv))
 
 
@@ -333,22 +350,22 @@ def test_sysfs_topology_fallback_without_cpuinfo_ids(tmp_path: Path) -> None:
     cpuinfo = root / "proc/cpuinfo"
     lines = cpuinfo.read_text().splitlines(keepends=True)
     cpuinfo.write_text("".join(x for x in lines if not x.startswith(("physical id", "core id"))))
-    cpu = collect_inventory(root, gpu_probe=no_gpus)["cpu"]
-    assert (cpu["sockets"], cpu["physical_cores"], cpu["threads_per_core"]) == (2, 64, 2)
+    cpu = collect_inventory(root, gpu_probe=no_gpus).cpu
+    assert (cpu.sockets, cpu.physical_cores, cpu.threads_per_core) == (2, 64, 2)
 
 
 def test_cpuinfo_and_online_disagree(tmp_path: Path) -> None:
     root = _copy_tree(VM, tmp_path / "root")
     (root / "sys/devices/system/cpu/online").write_text("0-3\n")
-    cpu = collect_inventory(root, gpu_probe=no_gpus)["cpu"]
-    assert cpu["logical_cpus"] == 2
-    assert cpu["logical_cpus_note"] == "/proc/cpuinfo lists 2 processors, sysfs online has 4"
+    cpu = collect_inventory(root, gpu_probe=no_gpus).cpu
+    assert cpu.logical_cpus == 2
+    assert cpu.logical_cpus_note == "/proc/cpuinfo lists 2 processors, sysfs online has 4"
 
 
 def test_online_alone_counts_cpus(tmp_path: Path) -> None:
     (tmp_path / "sys/devices/system/cpu").mkdir(parents=True)
     (tmp_path / "sys/devices/system/cpu/online").write_text("0-31,64-95\n")
-    assert collect_inventory(tmp_path, gpu_probe=no_gpus)["cpu"]["logical_cpus"] == 64
+    assert collect_inventory(tmp_path, gpu_probe=no_gpus).cpu.logical_cpus == 64
 
 
 @pytest.mark.parametrize(
@@ -379,14 +396,14 @@ def test_parse_ib_rate(text: str | None, expected: int | None) -> None:
 
 def test_live_machine_against_os_and_free() -> None:
     inv = collect_inventory(Path("/"), gpu_probe=no_gpus)
-    json.dumps(inv)
-    assert inv["cpu"]["logical_cpus"] == os.cpu_count()
-    assert inv["host"]["hostname"]
+    assert Inventory.from_dict(json.loads(json.dumps(inv.to_dict()))) == inv
+    assert inv.cpu.logical_cpus == os.cpu_count()
+    assert inv.host.hostname
     if shutil.which("free") is None:
         pytest.skip("free(1) is not installed")
     out = subprocess.run(["free", "-b"], capture_output=True, text=True, check=True).stdout
     total = int(next(line for line in out.splitlines() if line.startswith("Mem:")).split()[1])
-    assert inv["memory"]["total_bytes"] == pytest.approx(total, rel=0.01)
+    assert inv.memory.total_bytes == pytest.approx(total, rel=0.01)
 
 
 # --- NVML and the GPU probe --------------------------------------------------------------
@@ -401,8 +418,8 @@ def test_list_gpus_without_pynvml(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_collect_inventory_without_pynvml_notes_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)
     inv = collect_inventory(DUAL)
-    assert inv["gpus"] == []
-    assert inv["gpu_probe_note"] == "nvidia-ml-py (pynvml) is not installed"
+    assert inv.gpus == ()
+    assert inv.gpu_probe_note == "nvidia-ml-py (pynvml) is not installed"
 
 
 def _two_gpus() -> FakeNvml:
@@ -414,23 +431,23 @@ def test_list_gpus_with_fake_nvml() -> None:
     fake = _two_gpus()
     with nvml.use_loader(lambda: fake):
         gpus = nvml.list_gpus()
-    assert gpus[0] == {
-        "index": 0,
-        "name": "NVIDIA H100 80GB HBM3",  # the fake answers bytes, as old bindings do
-        "uuid": "GPU-00000000-1111-2222-3333-444444444444",
-        "memory_total_bytes": 80 * GIB,
-        "driver_version": "550.54.15",
-    }
-    assert [g["index"] for g in gpus] == [0, 1]
+    assert gpus[0] == Gpu(
+        index=0,
+        name="NVIDIA H100 80GB HBM3",  # the fake answers bytes, as old bindings do
+        uuid="GPU-00000000-1111-2222-3333-444444444444",
+        memory_total_bytes=80 * GIB,
+        driver_version="550.54.15",
+    )
+    assert [g.index for g in gpus] == [0, 1]
     assert fake.calls == ["init", "shutdown"]
 
 
 def test_collect_inventory_with_fake_gpus() -> None:
     with nvml.use_loader(_two_gpus):
         inv = collect_inventory(DUAL)
-    assert len(inv["gpus"]) == 2
-    assert inv["gpu_probe_note"] is None
-    json.dumps(inv)
+    assert len(inv.gpus) == 2
+    assert inv.gpu_probe_note is None
+    assert Inventory.from_dict(json.loads(json.dumps(inv.to_dict()))) == inv
     got = by_metric(inventory_measurements(inv))
     assert (got["inventory.gpu_count"].value, got["inventory.gpu_count"].unit) == (2, Unit.COUNT)
     # The smallest GPU: GPU 1 reports 1 GiB more.
@@ -445,8 +462,8 @@ def test_no_driver_is_not_applicable() -> None:
             nvml.list_gpus()
         assert fake.calls == ["init"]  # nothing to shut down
         inv = collect_inventory(DUAL)
-    assert inv["gpus"] == []
-    assert "Driver Not Loaded" in inv["gpu_probe_note"]
+    assert inv.gpus == ()
+    assert inv.gpu_probe_note is not None and "Driver Not Loaded" in inv.gpu_probe_note
 
 
 def test_zero_gpus() -> None:

@@ -290,6 +290,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           text=True, timeout=120, cwd=REPO, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.e2e
 def test_cli_keys_run_and_verify(tmp_path: Path) -> None:
     key_path = tmp_path / "node.key"
     init = _cli("keys", "init", "--key", str(key_path))
@@ -319,6 +320,7 @@ def test_cli_keys_run_and_verify(tmp_path: Path) -> None:
     assert "NOT VERIFIED" in bad.stderr and "was changed" in bad.stderr
 
 
+@pytest.mark.e2e
 def test_cli_first_run_creates_the_key_and_says_so(tmp_path: Path) -> None:
     key_path = tmp_path / "fresh" / "node.key"
     out = tmp_path / "out"
@@ -370,6 +372,7 @@ def test_hostile_signed_payloads_are_signature_errors_not_crashes() -> None:
             verify_envelope(envelope, key.public)
 
 
+@pytest.mark.e2e
 def test_cli_verify_and_report_show_on_hostile_files_say_one_line(tmp_path: Path) -> None:
     key = NodeKey.generate()
     pem = tmp_path / "node.pub"
@@ -432,6 +435,7 @@ def test_a_key_others_may_read_is_used_with_a_warning(tmp_path: Path, mode: int)
     assert warnings == []
 
 
+@pytest.mark.e2e
 def test_cli_keys_show_warns_on_a_readable_key_and_refuses_a_writable_one(tmp_path: Path
                                                                          ) -> None:
     path = tmp_path / "node.key"

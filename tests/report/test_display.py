@@ -14,6 +14,7 @@ from typing import IO
 
 import pytest
 
+from bench_agent.core.inventory import Disk, Host, Inventory
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.core.units import Unit
 from bench_agent.report.display import (
@@ -33,7 +34,7 @@ ESCAPE_MESSAGE = "fio said \x1b[31mred\x1b[0m\rover\x07 and \u202eevil [bold]x[/
 def hostile_report() -> Report:
     return Report(
         report_id="00000000-0000-0000-0000-000000000000", agent_version="0",
-        host="[node]<i>", inventory={},
+        host="[node]<i>", inventory=Inventory(),
         suite=NamedDigest("s[/]", "0" * 64, ""), profile=NamedDigest("p", "0" * 64, ""),
         started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z",
         measurements=[
@@ -152,8 +153,8 @@ def test_plain_progress_escapes_controls() -> None:
 
 
 def test_inventory_summary_escapes_controls(capsys: pytest.CaptureFixture[str]) -> None:
-    print_inventory({"host": {"hostname": "n\x1b]0;owned\x07"},
-                     "disks": [{"name": "[nvme0n1]", "model": "<b>ü", "size_bytes": None}]})
+    print_inventory(Inventory(host=Host("n\x1b]0;owned\x07"),
+                              disks=(Disk(name="[nvme0n1]", model="<b>ü", size_bytes=None),)))
     out = capsys.readouterr().out
     assert "host     n\\x1b]0;owned\\x07\n" in out
     assert "disk     [nvme0n1]: <b>ü ? SSD\n" in out

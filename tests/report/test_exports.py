@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench_agent.checks import metric_catalog
 from bench_agent.core.errors import ReportError
+from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.core.units import Unit
 from bench_agent.report.attest import load_report
@@ -79,7 +80,8 @@ def make_report(fail: bool = True) -> Report:
         verdicts.append(Verdict("cpu.gemm", Status.ERROR, message="timed out after 60 s"))
     return Report(
         report_id="6f1c2b8e-6a51-4a51-9d2e-1c5d3f7a9b10", agent_version="0.1.0", host="node-1",
-        inventory={}, suite=NamedDigest("quick", "a" * 64), profile=NamedDigest("p", "b" * 64),
+        inventory=Inventory(), suite=NamedDigest("quick", "a" * 64),
+        profile=NamedDigest("p", "b" * 64),
         started_at="2026-11-27T10:00:00Z", finished_at="2026-11-27T10:01:30Z",
         measurements=measurements, verdicts=verdicts,
         check_seconds={"inventory": 1.25, "memory.stream": 12.5, "network.tcp_bandwidth": 30.0,
@@ -101,7 +103,7 @@ def awkward_report() -> Report:
     verdicts += [Verdict(name, Status.ERROR, message=f"{name} failed") for name in AWKWARD]
     return Report(
         report_id="6f1c2b8e-6a51-4a51-9d2e-1c5d3f7a9b10", agent_version="0.1.0",
-        host="node <&> \"1\"", inventory={}, suite=NamedDigest("storage", "a" * 64),
+        host="node <&> \"1\"", inventory=Inventory(), suite=NamedDigest("storage", "a" * 64),
         profile=NamedDigest("p", "b" * 64), started_at="2026-11-27T10:00:00Z",
         finished_at="2026-11-27T10:01:30Z", measurements=measurements, verdicts=verdicts,
         check_seconds={"storage.randread": 42.0, **{name: 0.5 for name in AWKWARD}},

@@ -64,7 +64,10 @@ class ScriptedCollector:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for serve_forever to look at its flag, every poll_interval
+        # (0.5 s by default: half a second per test, socketserver docs).
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       daemon=True)
 
     def __enter__(self) -> ScriptedCollector:
         self.thread.start()
@@ -224,6 +227,7 @@ def test_cli_upload_and_run_upload(tmp_path: Path) -> None:
     assert missing.returncode == 3 and "no collector" in missing.stderr
 
 
+@pytest.mark.e2e
 def test_run_upload_to_a_real_auto_enrolling_collector(tmp_path: Path) -> None:
     """End to end: run, sign, upload to `collector serve --auto-enroll`, stored once."""
     pytest.importorskip("fastapi")
@@ -320,7 +324,10 @@ class MisbehavingServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for serve_forever to look at its flag, every poll_interval
+        # (0.5 s by default: half a second per test, socketserver docs).
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       daemon=True)
 
     def __enter__(self) -> MisbehavingServer:
         self.thread.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from bench_agent.checks import metric_catalog
+from bench_agent.checks.base import RunOptions
 from bench_agent.config.loader import CheckPlan, Profile, Suite, load_profile
+from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.thresholds import Comparator, Threshold
 from bench_agent.core.units import Unit
@@ -37,6 +40,7 @@ def request(check: str = "cpu.gemm") -> dict[str, object]:
     return {"check": check, "params": {}, "root": "/", "output_dir": "results", "timeout": 5}
 
 
+@pytest.mark.slow
 def test_hung_child_is_stopped_at_the_timeout_and_is_error() -> None:
     started = time.monotonic()
     outcome = run_in_child(request(), timeout=1.0, worker_command=worker("hang"))
@@ -46,6 +50,7 @@ def test_hung_child_is_stopped_at_the_timeout_and_is_error() -> None:
     assert elapsed < 10
 
 
+@pytest.mark.slow
 def test_child_ignoring_sigterm_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "KILL_GRACE_S", 0.5)
     outcome = run_in_child(request(), timeout=1.0, worker_command=worker("hang-ignoring-sigterm"))
@@ -54,6 +59,7 @@ def test_child_ignoring_sigterm_is_killed(monkeypatch: pytest.MonkeyPatch) -> No
     assert "ignoring SIGTERM" in outcome.message  # the child's own last words are kept
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild.pid"
     outcome = run_in_child(
@@ -78,6 +84,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert not alive, "the tool started by the check outlived the timeout"
 
 
+@pytest.mark.slow
 def test_killed_child_whose_escaped_grandchild_holds_the_pipes_does_not_hang(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "KILL_GRACE_S", 0.5)
@@ -217,7 +224,7 @@ def test_report_maps_outcomes_and_thresholds_to_verdicts() -> None:
         CheckOutcome("inventory",
                      measurements=[_m("inventory", "inventory.logical_cpus", 2, Unit.COUNT)]),
     ]
-    report = runner.build_report(outcomes, {"cpu": {}}, "2026-01-01T00:00:00Z", False)
+    report = runner.build_report(outcomes, Inventory(), "2026-01-01T00:00:00Z", False)
     by_check = {(v.check, v.metric): v for v in report.verdicts}
     assert by_check[("cpu.gemm", "")].status is Status.SKIP
     # A required check that could not run is an ERROR, not a quiet SKIP.
@@ -244,21 +251,21 @@ def test_exit_codes_follow_the_worst_verdict() -> None:
         profile = _profile(Threshold("v", "inventory.logical_cpus", Comparator.GE,
                                      threshold_value, Unit.COUNT, "guide"))
         report = Runner(suite, profile, host="h").build_report(
-            [ok], {}, "2026-01-01T00:00:00Z", interrupted)
+            [ok], Inventory(), "2026-01-01T00:00:00Z", interrupted)
         return exit_code(report)
 
     assert code(32) == 0
     assert code(96) == 1
     assert code(32, interrupted=True) == 2
     # Nothing measured and nothing judged is never success.
-    empty = Runner(suite, _profile(), host="h").build_report([], {}, "x", False)
+    empty = Runner(suite, _profile(), host="h").build_report([], Inventory(), "x", False)
     assert exit_code(empty) == 2
 
 
 def test_report_path_is_per_host_and_safe() -> None:
     suite = _suite()
     report = Runner(suite, _profile(), host="gpu/node 7").build_report(
-        [], {}, "2026-11-27T13:24:56Z", False)
+        [], Inventory(), "2026-11-27T13:24:56Z", False)
     path = report_path(Path("out"), report)
     assert path == Path("out/gpu_node_7/20261127T132456Z-test.json")
 
@@ -271,7 +278,8 @@ def test_runner_end_to_end_with_real_children(tmp_path: Path) -> None:
     )
     profile = load_profile(DATA / "profiles" / "tiny-node.yaml")
     report = Runner(suite, profile, output_dir=tmp_path, host="n1").run()
-    assert report.inventory["cpu"]["logical_cpus"] == os.cpu_count()
+    assert report.inventory.cpu.logical_cpus == os.cpu_count()
+    assert report.inventory.error is None
     metrics = {m.metric for m in report.measurements}
     assert "cpu.gemm_fp32_one_core" in metrics
     assert "inventory.logical_cpus" in metrics
@@ -298,7 +306,7 @@ def test_interrupt_while_collecting_the_inventory_still_gives_a_report() -> None
         signal_module.setitimer(signal_module.ITIMER_REAL, 0)
         signal_module.signal(signal_module.SIGALRM, previous)
     assert report.interrupted and exit_code(report) == 2
-    assert report.inventory == {"error": "interrupted while collecting"}
+    assert report.inventory == Inventory(error="interrupted while collecting")
     assert [(v.check, v.status) for v in report.verdicts] == [("cpu.gemm", Status.SKIP)]
 
 
@@ -309,7 +317,7 @@ def test_a_required_metric_of_a_skipped_check_fails() -> None:
                                  Unit.SECONDS, "guide", required=True))
     outcome = CheckOutcome("network.rdma_latency", status=Status.SKIP,
                            message="no active RDMA device in /sys/class/infiniband")
-    report = Runner(suite, profile, host="h").build_report([outcome], {}, "x", False)
+    report = Runner(suite, profile, host="h").build_report([outcome], Inventory(), "x", False)
     statuses = [(v.metric, v.status) for v in report.verdicts]
     assert statuses == [("", Status.SKIP), ("network.rdma_write_latency", Status.FAIL)]
     assert report.verdicts[1].message == (
@@ -340,7 +348,7 @@ def test_every_threshold_of_the_profile_gets_a_verdict() -> None:
         CheckOutcome("gpu.health", status=Status.SKIP,
                      message="NVML cannot start: NVML Shared Library Not Found"),
     ]
-    report = Runner(suite, profile, host="h").build_report(outcomes, {}, "x", False)
+    report = Runner(suite, profile, host="h").build_report(outcomes, Inventory(), "x", False)
     rows = [(v.check, v.metric, v.status, v.message) for v in report.verdicts]
     nvml = "not measured: gpu.health SKIP: NVML cannot start: NVML Shared Library Not Found"
     assert rows == [
@@ -367,13 +375,14 @@ def test_skips_of_unmeasured_thresholds_leave_a_passing_run_passing() -> None:
     )
     ok = CheckOutcome("inventory",
                       measurements=[_m("inventory", "inventory.logical_cpus", 2, Unit.COUNT)])
-    report = Runner(suite, profile, host="h").build_report([ok], {}, "x", False)
+    report = Runner(suite, profile, host="h").build_report([ok], Inventory(), "x", False)
     assert [v.status for v in report.verdicts] == [Status.PASS, Status.SKIP, Status.SKIP]
     assert report.verdicts[2].message == "inventory measured no inventory.memory_total on this node"
     assert report.status is Status.PASS and exit_code(report) == 0
     # All SKIP (nothing judged) stays SKIP and exit 0; an ERROR still wins.
     skipped = Runner(suite, profile, host="h").build_report(
-        [CheckOutcome("inventory", status=Status.ERROR, message="crashed")], {}, "x", False)
+        [CheckOutcome("inventory", status=Status.ERROR, message="crashed")], Inventory(), "x",
+        False)
     assert {v.status for v in skipped.verdicts} == {Status.ERROR, Status.SKIP}
     assert exit_code(skipped) == 2
 
@@ -462,6 +471,7 @@ def sigint_raises() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mode", "interrupts"), [
     ("hang-with-tool", 1), ("hang-ignoring-sigterm", 1),
     # A second Ctrl-C while the worker gets its grace must not cut the stop short.
@@ -577,3 +587,65 @@ def _children(parent: int) -> list[int]:
             if int(stat[stat.rfind(")") + 2:].split()[1]) == parent:
                 found.append(int(entry.name))
     return found
+
+
+# --- the typed run options and inventory over the child protocol ------------------------
+
+
+def test_an_inventory_the_agent_cannot_read_is_an_inventory_with_the_error() -> None:
+    inventory = runner_module.collect_inventory_in_child(worker_command=worker("bad-inventory"))
+    assert inventory == Inventory(error=(
+        "invalid inventory from the worker: inventory.cpu.logical_cpus: expected an integer "
+        "or null, got float 2.5"))
+
+
+def test_the_inventory_child_gives_the_typed_inventory() -> None:
+    from bench_agent.inventory.collect import collect_inventory
+
+    root = DATA / "sysroots" / "dual-socket-nvme-ib"
+    inventory = runner_module.collect_inventory_in_child(root)
+    assert inventory.error is None
+    assert inventory.disks == collect_inventory(root, gpu_probe=list).disks
+    assert inventory.host.hostname == "dual-socket-nvme-ib"
+
+
+def test_run_options_reach_the_check_in_its_child(tmp_path: Path) -> None:
+    """RunOptions.to_dict() over the protocol, RunOptions.from_dict() in the worker: the
+    storage check sees the --target it was given (here one that does not exist)."""
+    if shutil.which("fio") is None:
+        pytest.skip("fio not installed")
+    missing = tmp_path / "missing"
+    outcome = run_in_child({"check": "storage.randread",
+                            "params": {"size": "32MiB", "runtime": "1s", "ramp_time": 0},
+                            "output_dir": str(tmp_path), "timeout": 30,
+                            "options": RunOptions(target=missing).to_dict()}, timeout=30)
+    assert (outcome.status, outcome.message) == (
+        Status.ERROR, f"--target {missing} does not exist (nothing was created)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_run_option_is_a_bad_request_not_a_default() -> None:
+    """An agent and a worker of different versions: an option the worker does not know
+    would be dropped silently (a --destructive that is not honoured, a peer not used)."""
+    outcome = run_in_child({**request("network.tcp_latency"),
+                            "options": {"peer": "127.0.0.1", "colour": "red"}}, timeout=30)
+    assert (outcome.status, outcome.message) == (Status.ERROR,
+                                                 "unknown run option(s): colour")
+    wrong = run_in_child({**request("network.tcp_latency"), "options": {"nnodes": "2"}},
+                         timeout=30)
+    assert (wrong.status, wrong.message) == (Status.ERROR,
+                                             "nnodes must be a whole number >= 1, got '2'")
+
+
+def test_run_options_round_trip_and_refuse_wrong_types() -> None:
+    options = RunOptions(target=Path("/srv/scratch"), devices=("/dev/nvme0n1",), all_nvme=True,
+                         destructive=True, peer="10.0.0.2", nnodes=2,
+                         rdzv_endpoint="10.0.0.1:29500", rdzv_id="job-7")
+    assert RunOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
+    assert RunOptions.from_dict({}) == RunOptions()
+    for data, message in (({"devices": "/dev/sda"}, "devices must be a list"),
+                          ({"destructive": "yes"}, "destructive must be true or false"),
+                          ({"target": 3}, "target must be a path"),
+                          ({"nnodes": 0}, "nnodes must be a whole number >= 1, got 0")):
+        with pytest.raises(ValueError, match=message):
+            RunOptions.from_dict(data)

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench_agent.core.errors import NotApplicable, ToolMissing
+from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
+from bench_agent.core.inventory import Gpu
 from bench_agent.tools import nvml
 from tests.fake_nvml import FakeNvml
 
@@ -43,9 +44,18 @@ def test_zero_gpus_lists_none() -> None:
 def test_list_gpus_keeps_its_shape(fake: FakeNvml) -> None:
     gpus = nvml.list_gpus()
     assert len(gpus) == 8
-    assert gpus[3] == {"index": 3, "name": "NVIDIA H100 80GB HBM3",
-                       "uuid": "GPU-00000003-1111-2222-3333-444444444444",
-                       "memory_total_bytes": 85520809984, "driver_version": "550.54.15"}
+    assert gpus[3] == Gpu(index=3, name="NVIDIA H100 80GB HBM3",
+                          uuid="GPU-00000003-1111-2222-3333-444444444444",
+                          memory_total_bytes=85520809984, driver_version="550.54.15")
+
+
+@pytest.mark.parametrize("total", [float("nan"), float("inf"), 1.5, "80 GB"])
+def test_a_memory_total_that_is_no_count_is_a_tool_failure(fake: FakeNvml,
+                                                           total: object) -> None:
+    """Before: int(NaN) crashed the inventory child with a bare ValueError."""
+    fake.gpus[0].memory = total  # type: ignore[assignment]
+    with pytest.raises(ToolFailed, match=r"nvml failed: memory total is not a"):
+        nvml.list_gpus()
 
 
 def test_device_facts_and_counters(fake: FakeNvml) -> None:
@@ -56,16 +66,19 @@ def test_device_facts_and_counters(fake: FakeNvml) -> None:
         facts = nvml.device_facts(nv, handle, 0)
         counters = nvml.counters(nv, handle)
         system = nvml.system_facts(nv)
-    assert facts["serial"] == "1654321000"
-    assert facts["pci_bus_id"] == "00000000:18:00.0"
-    assert (facts["pcie_gen_max"], facts["pcie_width_max"]) == (5, 16)
-    assert facts["ecc_mode_current"] == 1
-    assert counters["ecc_dram_correctable"] == 5
-    assert counters["ecc_sram_uncorrectable"] == 1
-    assert counters["ecc_volatile_corrected"] == 2
-    assert counters["row_remap_pending"] == 1 and counters["row_remap_correctable"] == 3
-    assert len(counters["nvlink"]) == 18
-    assert system == {"driver_version": "550.54.15", "cuda_driver_version": "12.4"}
+    assert facts.serial == "1654321000"
+    assert facts.pci_bus_id == "00000000:18:00.0"
+    assert (facts.pcie_gen_max, facts.pcie_width_max) == (5, 16)
+    assert facts.ecc_mode_current == 1
+    assert facts.to_dict()["pci_bus_id"] == "00000000:18:00.0"  # as the params carry it
+    assert counters.ecc_dram_correctable == 5
+    assert counters.ecc_sram_uncorrectable == 1
+    assert counters.ecc_volatile_corrected == 2
+    assert counters.row_remap_pending == 1 and counters.row_remap_correctable == 3
+    assert counters.retired_pages is None  # a GPU that remaps rows retires no pages
+    assert len(counters.nvlink) == 18
+    assert counters.nvlink[0] == nvml.NvLinkState(active=True, errors=0)
+    assert system == nvml.SystemFacts(driver_version="550.54.15", cuda_driver_version="12.4")
 
 
 def test_not_supported_readings_are_absent(fake: FakeNvml) -> None:
@@ -74,10 +87,10 @@ def test_not_supported_readings_are_absent(fake: FakeNvml) -> None:
     fake.gpus[0].remap = None
     with nvml.session() as nv:
         counters = nvml.counters(nv, nv.nvmlDeviceGetHandleByIndex(0))
-    assert counters["nvlink"] == {}
-    assert "row_remap_pending" not in counters
+    assert counters.nvlink == {}
+    assert counters.row_remap_pending is None
     # the fake has no retired-pages functions at all (AttributeError path)
-    assert "retired_pages" not in counters
+    assert counters.retired_pages is None
 
 
 def test_clock_event_reason_names() -> None:
@@ -97,7 +110,7 @@ def test_xid_watcher_collects_events(fake: FakeNvml) -> None:
         while len(watcher.events) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         events = watcher.stop()
-    assert events == [{"xid": 79, "gpu": 2}, {"xid": 13, "gpu": 5}]
+    assert events == [nvml.XidEvent(xid=79, gpu=2), nvml.XidEvent(xid=13, gpu=5)]
 
 
 KERNEL_LOG = """\
@@ -110,8 +123,12 @@ Mar  1 10:00:00 node kernel: NVRM: Xid (0000:03:00): 48, An uncorrectable double
 
 def test_kernel_log_xids() -> None:
     found = nvml.parse_kernel_xids(KERNEL_LOG)
-    assert [(x["bus"], x["xid"]) for x in found] == [
+    assert [(x.bus, x.xid) for x in found] == [
         ("0000:3b:00", 79), ("0000:5e:00", 13), ("0000:03:00", 48)]
+    assert found[2].to_dict() == {
+        "bus": "0000:03:00", "xid": 48,
+        "line": "Mar  1 10:00:00 node kernel: NVRM: Xid (0000:03:00): 48, An uncorrectable "
+                "double bit error"}
     assert nvml.bus_matches("0000:3b:00", "00000000:3B:00.0")
     assert not nvml.bus_matches("0000:3b:00", "00000000:3C:00.0")
     assert not nvml.bus_matches("0000:3b:00", None)

@@ -13,7 +13,6 @@ every check SKIPs with the reason.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from bench_agent.checks.gpu.burnin import MatmulBurninParams
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
+from bench_agent.core.process import run_child
 from bench_agent.core.stats import summarize
 from bench_agent.core.sysfs import list_dir, read_line
 from bench_agent.core.units import Unit
@@ -104,9 +104,11 @@ def read_kernel_log(root: Path) -> tuple[str, str | None]:
         path = root / "var" / "log" / "kern.log"
         return (path.read_text(errors="replace"), None) if path.is_file() else ("", "no kern.log")
     try:
-        done = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = run_child(["dmesg"], timeout=20)
+    except OSError as exc:
         return "", f"dmesg: {exc}"
+    if done.timed_out:
+        return "", "dmesg ran past 20 s"
     if done.returncode != 0:
         return "", f"dmesg: {done.stderr.strip()[:200]}"
     return done.stdout, None
@@ -191,7 +193,7 @@ class HealthCheck(Check):
             before = [nvml.counters(nv, h) for h in handles]
             watcher = nvml.XidWatcher(nv, handles)
             watcher.start()
-            samples: list[list[dict[str, Any]]] = [[] for _ in handles]
+            samples: list[list[nvml.GpuSample]] = [[] for _ in handles]
             load_result: dict[str, Any] = {}
             worker = threading.Thread(
                 target=lambda: load_result.update(self.load(list(range(count)), p.load_seconds)),
@@ -211,11 +213,11 @@ class HealthCheck(Check):
         log_text, log_note = self.kernel_log(ctx.root) if p.kernel_log else ("", "not read")
         kernel_xids = nvml.parse_kernel_xids(log_text)
         loaded = bool(load_result.get("ran"))
-        common = {"driver_version": system["driver_version"],
-                  "cuda_driver_version": system["cuda_driver_version"],
+        common = {"driver_version": system.driver_version,
+                  "cuda_driver_version": system.cuda_driver_version,
                   "under_load": loaded, "load_note": load_result.get("why") or None}
         out = [Measurement(check=self.name, metric="gpu.count", value=count, unit=Unit.COUNT,
-                           tool="nvml", params={**common, "gpus": facts,
+                           tool="nvml", params={**common, "gpus": [f.to_dict() for f in facts],
                                                 "xid_watch_note": watcher.note,
                                                 "kernel_log_note": log_note})]
         # Whether the readings were taken under load: PCIe generation and throttling
@@ -225,17 +227,17 @@ class HealthCheck(Check):
                                params={"load_note": load_result.get("why") or None}))
         for i in range(count):
             out += self._per_gpu(i, facts[i], before[i], after[i], samples[i], limits[i],
-                                 [x for x in xids if x["gpu"] == i],
+                                 [x for x in xids if x.gpu == i],
                                  [x for x in kernel_xids
-                                  if nvml.bus_matches(x["bus"], facts[i]["pci_bus_id"])],
+                                  if nvml.bus_matches(x.bus, facts[i].pci_bus_id)],
                                  loaded)
         # Kernel XIDs of a bus NVML does not list (a GPU that fell off the bus).
         orphans = [x for x in kernel_xids
-                   if not any(nvml.bus_matches(x["bus"], f["pci_bus_id"]) for f in facts)]
+                   if not any(nvml.bus_matches(x.bus, f.pci_bus_id) for f in facts)]
         if orphans:
             out.append(self._m("gpu.xid_kernel_log",
-                               sum(x["xid"] in nvml.FAILING_XIDS for x in orphans),
-                               "unmatched", {"xids": orphans[:20]}))
+                               sum(x.xid in nvml.FAILING_XIDS for x in orphans),
+                               "unmatched", {"xids": [x.to_dict() for x in orphans[:20]]}))
         return out
 
     def _m(self, metric: str, value: float, device: str, params: dict[str, Any],
@@ -243,13 +245,13 @@ class HealthCheck(Check):
         return Measurement(check=self.name, metric=metric, value=value, unit=unit,
                            device=device, tool="nvml", params=params)
 
-    def _per_gpu(self, i: int, facts: dict[str, Any], before: dict[str, Any],
-                 after: dict[str, Any], samples: list[dict[str, Any]], limit: float | None,
-                 xids: list[dict[str, Any]], kernel_xids: list[dict[str, Any]],
-                 loaded: bool) -> list[Measurement]:
+    def _per_gpu(self, i: int, facts: nvml.GpuFacts, before: nvml.ErrorCounters,
+                 after: nvml.ErrorCounters, samples: list[nvml.GpuSample],
+                 limit: float | None, xids: list[nvml.XidEvent],
+                 kernel_xids: list[nvml.KernelXid], loaded: bool) -> list[Measurement]:
         dev = _dev(i)
-        ident = {"uuid": facts["uuid"], "name": facts["name"], "serial": facts["serial"],
-                 "pci_bus_id": facts["pci_bus_id"]}
+        ident = {"uuid": facts.uuid, "name": facts.name, "serial": facts.serial,
+                 "pci_bus_id": facts.pci_bus_id}
         out: list[Measurement] = []
 
         def add(metric: str, value: float | None, unit: Unit = Unit.COUNT,
@@ -257,57 +259,67 @@ class HealthCheck(Check):
             if value is not None:
                 out.append(self._m(metric, value, dev, {**ident, **extra}, unit))
 
-        widths = [s["pcie_width"] for s in samples if s["pcie_width"] is not None]
-        gens = [s["pcie_gen"] for s in samples if s["pcie_gen"] is not None]
-        if widths and facts["pcie_width_max"]:
+        widths = [s.pcie_width for s in samples if s.pcie_width is not None]
+        gens = [s.pcie_gen for s in samples if s.pcie_gen is not None]
+        if widths and facts.pcie_width_max:
             # The narrowest width seen: a link that drops lanes under load is the finding.
-            add("gpu.pcie_width_below_max", facts["pcie_width_max"] - min(widths),
-                width=min(widths), width_max=facts["pcie_width_max"], under_load=loaded)
-        if gens and facts["pcie_gen_max"] and loaded:
+            add("gpu.pcie_width_below_max", facts.pcie_width_max - min(widths),
+                width=min(widths), width_max=facts.pcie_width_max, under_load=loaded)
+        if gens and facts.pcie_gen_max and loaded:
             # Only under load: idle links downtrain on purpose (module docstring).
-            add("gpu.pcie_gen_below_max", facts["pcie_gen_max"] - max(gens),
-                gen=max(gens), gen_max=facts["pcie_gen_max"])
-        for key, metric in (("pcie_replays", "gpu.pcie_replays"),
-                            ("ecc_volatile_corrected", "gpu.ecc_volatile_corrected"),
-                            ("ecc_volatile_uncorrected", "gpu.ecc_volatile_uncorrected")):
-            if after.get(key) is not None:
-                delta = after[key] - before[key] if before.get(key) is not None else None
-                value = delta if metric == "gpu.pcie_replays" else after[key]
-                add(metric, value, before=before.get(key), after=after[key])
-        if facts["ecc_mode_current"] is not None:
-            add("gpu.ecc_mode_enabled", int(facts["ecc_mode_current"] == 1),
-                pending=facts["ecc_mode_pending"])
-        for key in ("ecc_dram_correctable", "ecc_dram_uncorrectable", "ecc_sram_correctable",
-                    "ecc_sram_uncorrectable", "row_remap_pending", "row_remap_failure",
-                    "retired_pages", "retired_pages_pending"):
-            extra: dict[str, Any] = {}
-            if key.startswith("row_remap"):
-                extra = {"correctable_rows": after.get("row_remap_correctable"),
-                         "uncorrectable_rows": after.get("row_remap_uncorrectable")}
-            add(f"gpu.{key}", after.get(key), Unit.COUNT, **extra)
-        masks = [s["clock_event_reasons"] for s in samples if s["clock_event_reasons"] is not None]
+            add("gpu.pcie_gen_below_max", facts.pcie_gen_max - max(gens),
+                gen=max(gens), gen_max=facts.pcie_gen_max)
+        if after.pcie_replays is not None:
+            # Replays during the run: the counter's growth, when it was read before too.
+            delta = (after.pcie_replays - before.pcie_replays
+                     if before.pcie_replays is not None else None)
+            add("gpu.pcie_replays", delta, before=before.pcie_replays, after=after.pcie_replays)
+        for metric, was, now in (
+                ("gpu.ecc_volatile_corrected", before.ecc_volatile_corrected,
+                 after.ecc_volatile_corrected),
+                ("gpu.ecc_volatile_uncorrected", before.ecc_volatile_uncorrected,
+                 after.ecc_volatile_uncorrected)):
+            if now is not None:
+                add(metric, now, before=was, after=now)
+        if facts.ecc_mode_current is not None:
+            add("gpu.ecc_mode_enabled", int(facts.ecc_mode_current == 1),
+                pending=facts.ecc_mode_pending)
+        for metric, value in (("gpu.ecc_dram_correctable", after.ecc_dram_correctable),
+                              ("gpu.ecc_dram_uncorrectable", after.ecc_dram_uncorrectable),
+                              ("gpu.ecc_sram_correctable", after.ecc_sram_correctable),
+                              ("gpu.ecc_sram_uncorrectable", after.ecc_sram_uncorrectable)):
+            add(metric, value)
+        rows = {"correctable_rows": after.row_remap_correctable,
+                "uncorrectable_rows": after.row_remap_uncorrectable}
+        add("gpu.row_remap_pending", after.row_remap_pending, Unit.COUNT, **rows)
+        add("gpu.row_remap_failure", after.row_remap_failure, Unit.COUNT, **rows)
+        add("gpu.retired_pages", after.retired_pages)
+        add("gpu.retired_pages_pending", after.retired_pages_pending)
+        masks = [s.clock_event_reasons for s in samples if s.clock_event_reasons is not None]
         if masks:
             seen = sorted({name for m in masks for name in nvml.reason_names(m)})
             add("gpu.throttle_hw_slowdown", sum(bool(m & nvml.HW_SLOWDOWN_MASK) for m in masks),
                 samples=len(masks), reasons_seen=seen)
             add("gpu.throttle_thermal", sum(bool(m & nvml.THERMAL_MASK) for m in masks),
                 samples=len(masks), reasons_seen=seen)
-        temps = [s["temperature"] for s in samples if s["temperature"] is not None]
+        temps = [s.temperature for s in samples if s.temperature is not None]
         add("gpu.temperature_max", max(temps) if temps else None, Unit.CELSIUS)
-        powers = [s["power_w"] for s in samples if s["power_w"] is not None]
+        powers = [s.power_w for s in samples if s.power_w is not None]
         add("gpu.power_max", max(powers) if powers else None, Unit.WATTS)
         add("gpu.power_limit", limit, Unit.WATTS)
-        links = after.get("nvlink") or {}
+        links = after.nvlink
         if links:
-            down = [link for link, s in links.items() if not s["active"]]
+            down = [link for link, state in links.items() if not state.active]
             add("gpu.nvlink_down", len(down), links=len(links), down=down)
-            grown = sum(max(0, s["errors"] - before["nvlink"].get(link, {}).get("errors", 0))
-                        for link, s in links.items())
+            # A link first seen after the load started had no errors before it.
+            grown = sum(max(0, state.errors - (before.nvlink[link].errors
+                                               if link in before.nvlink else 0))
+                        for link, state in links.items())
             add("gpu.nvlink_errors", grown)
-        add("gpu.xid_events", sum(x["xid"] in nvml.FAILING_XIDS for x in xids),
-            xids=[x["xid"] for x in xids])
-        add("gpu.xid_kernel_log", sum(x["xid"] in nvml.FAILING_XIDS for x in kernel_xids),
-            lines=[x["line"] for x in kernel_xids[:10]])
+        add("gpu.xid_events", sum(x.xid in nvml.FAILING_XIDS for x in xids),
+            xids=[x.xid for x in xids])
+        add("gpu.xid_kernel_log", sum(x.xid in nvml.FAILING_XIDS for x in kernel_xids),
+            lines=[x.line for x in kernel_xids[:10]])
         return out
 
 

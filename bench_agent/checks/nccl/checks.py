@@ -4,7 +4,7 @@ Each check launches collective.py under torchrun, one rank per local GPU (nccl
 backend), and turns the largest size's figures into measurements: busbw and algbw
 (nccl-tests formulas), #wrong over all sizes, and busbw as a fraction of the
 model's 8-GPU baseline. Several nodes: `bench-agent run nccl --nnodes N
---rdzv-endpoint HOST:PORT` on each (options reach the check as ctx.extra).
+--rdzv-endpoint HOST:PORT` on each (options reach the check as ctx.options).
 
 The backend can be forced to gloo for a CPU run (tests, or a smoke test of the
 launcher on a node without GPUs): then ``nproc`` processes share the CPU and the
@@ -77,10 +77,10 @@ class CollectiveCheck(Check):
                    "min_bytes": p.min_bytes, "max_bytes": p.max_bytes, "factor": p.factor,
                    "warmup": p.warmup, "iterations": p.iterations, "dtype": p.dtype,
                    "corrupt_rank": p.corrupt_rank}
-        nnodes = int(ctx.extra.get("nnodes") or 1)
-        result, tail = launch(request, nproc, ctx.timeout * 0.95, nnodes=nnodes,
-                              rdzv_endpoint=ctx.extra.get("rdzv_endpoint"),
-                              rdzv_id=ctx.extra.get("rdzv_id") or "bench-agent-nccl")
+        options = ctx.options
+        result, tail = launch(request, nproc, ctx.timeout * 0.95, nnodes=options.nnodes,
+                              rdzv_endpoint=options.rdzv_endpoint,
+                              rdzv_id=options.rdzv_id or "bench-agent-nccl")
         if result is None:
             raise ToolFailed("torchrun", tail)
         return self.measurements(result)

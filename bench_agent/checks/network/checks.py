@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
 from bench_agent.checks.network.burnin import Iperf3BurninParams
 from bench_agent.core.errors import NotApplicable, ParseError, ToolFailed, ToolMissing
+from bench_agent.core.inventory import IbPort
 from bench_agent.core.model import Measurement
+from bench_agent.core.process import run_child
 from bench_agent.core.units import Unit
 from bench_agent.inventory.devices import link_speed_bps
 from bench_agent.peer.protocol import DEFAULT_PORTS, peer_request
@@ -44,11 +45,11 @@ class PeerParams(BaseModel):
 
 
 def _peer_address(ctx: CheckContext) -> str:
-    peer = ctx.extra.get("peer")
+    peer = ctx.options.peer
     if not peer:
         raise NotApplicable("no peer given: run `bench-agent peer` on another node and "
                             "`bench-agent run network --peer ADDRESS` here")
-    return str(peer)
+    return peer
 
 
 def hello(ctx: CheckContext, control_port: int) -> tuple[str, dict[str, Any]]:
@@ -74,10 +75,11 @@ def hello(ctx: CheckContext, control_port: int) -> tuple[str, dict[str, Any]]:
 def route_interface(host: str) -> str | None:
     """The interface `ip route get` picks for ``host`` (None if unknown)."""
     try:
-        proc = subprocess.run(["ip", "-j", "route", "get", host], capture_output=True,
-                              text=True, timeout=5, check=False)
+        proc = run_child(["ip", "-j", "route", "get", host], timeout=5)
+        if proc.timed_out:
+            return None
         routes = json.loads(proc.stdout or "[]")
-    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):
         return None
     if routes and isinstance(routes, list) and isinstance(routes[0], dict):
         dev = routes[0].get("dev")
@@ -251,12 +253,10 @@ class RdmaParams(PeerParams):
     peer_device: str | None = None  # None: same name as the local device
 
 
-def rdma_ports(root: Path) -> list[dict[str, Any]]:
+def rdma_ports(root: Path) -> tuple[IbPort, ...]:
     from bench_agent.inventory.collect import collect_inventory
 
-    ports: list[dict[str, Any]] = collect_inventory(root, gpu_probe=lambda: []).get(
-        "infiniband") or []
-    return ports
+    return collect_inventory(root, gpu_probe=list).infiniband
 
 
 # Both RDMA checks count the devices they found: a profile requires the metric of
@@ -275,8 +275,8 @@ class _RdmaCheck(Check):
         from bench_agent.tools import perftest
 
         assert isinstance(params, RdmaParams)
-        ports = [p for p in rdma_ports(ctx.root) if str(p.get("state", "")).endswith("ACTIVE")]
-        devices = sorted({str(p["device"]) for p in ports})
+        ports = [p for p in rdma_ports(ctx.root) if p.active]
+        devices = sorted({p.device for p in ports})
         if params.devices:
             devices = [d for d in devices if d in params.devices]
         count = Measurement(check=self.name, metric="network.rdma_active_devices",

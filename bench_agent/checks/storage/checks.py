@@ -1,7 +1,7 @@
 """Storage checks with fio: 4 KiB random read/write IOPS, 1 MiB sequential bytes/s,
 and completion-latency percentiles (p50, p99, p99.9) of each.
 
-Targets (command-line options in ``ctx.extra``):
+Targets (command-line options in ``ctx.options``, checks.base.RunOptions):
 - a directory (``--target DIR``; default: the output folder): a test file
   ``.bench-agent-fio-*`` is made inside it, laid out by fio before timing, and
   removed afterwards, also on SIGTERM (the runner's timeout) and Ctrl-C;
@@ -120,23 +120,23 @@ class Target:
 
 def select_targets(ctx: CheckContext, writes: bool) -> tuple[Path | None, list[str]]:
     """The directory (or None) and devices this check measures, from the options."""
-    extra = ctx.extra
-    devices = [str(d) for d in extra.get("devices") or []]
-    if extra.get("all_nvme"):
+    options = ctx.options
+    devices = list(options.devices)
+    if options.all_nvme:
         found = nvme_devices(ctx.root)
-        if not found and not devices and not extra.get("target"):
+        if not found and not devices and options.target is None:
             raise NotApplicable("--all-nvme: the inventory lists no NVMe namespace")
         devices += [d for d in found if d not in devices]
     directory: Path | None = None
-    if extra.get("target"):
-        directory = Path(str(extra["target"]))
+    if options.target is not None:
+        directory = options.target
         if not directory.is_dir():
             what = "does not exist" if not directory.exists() else "is not a directory"
             raise StorageRefused(f"--target {directory} {what} (nothing was created)")
     elif not devices:
         directory = ctx.output_dir
         directory.mkdir(parents=True, exist_ok=True)  # the report goes there anyway
-    if writes and devices and not extra.get("destructive"):
+    if writes and devices and not options.destructive:
         if directory is None:
             raise NotApplicable("write tests on raw devices need --destructive "
                                 f"({', '.join(devices)} were not written)")

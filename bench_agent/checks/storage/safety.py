@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench_agent.core.errors import StorageRefused
+from bench_agent.core.process import run_child
 from bench_agent.core.sysfs import read_int
 
 # (offset, magic, what): the first bytes of common on-disk formats.
@@ -160,8 +160,7 @@ def _root_names(root: Path) -> set[str]:
 def probe_signature(path: str) -> str | None:
     """The first known on-disk signature of a device, or None when it looks blank."""
     try:
-        done = subprocess.run(["blkid", "-p", "-o", "export", path], capture_output=True,
-                              text=True, timeout=30)
+        done = run_child(["blkid", "-p", "-o", "export", path], timeout=30)
         # blkid exits 2 when it finds nothing, and 8 when low-level probing finds
         # an ambivalent result, i.e. several signatures (blkid(8), "RETURN CODE"):
         # that device is certainly not blank.
@@ -172,8 +171,8 @@ def probe_signature(path: str) -> str | None:
             kind: str | None = found.get("TYPE") or found.get("PTTYPE")
             if kind:
                 return f"{kind} (blkid)"
-    except (OSError, subprocess.TimeoutExpired):
-        pass  # no blkid: the magic bytes below still decide
+    except OSError:
+        pass  # no blkid: the magic bytes below still decide (and after a timeout too)
     try:
         with open(path, "rb", buffering=0) as handle:
             head = handle.read(_PROBE_BYTES)

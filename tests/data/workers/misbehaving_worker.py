@@ -63,6 +63,9 @@ elif mode == "garbage":
 elif mode == "bad-measurement":
     print(json.dumps({"ok": True, "measurements": [
         {"check": request["check"], "metric": "m", "value": "fast", "unit": "bytes/s"}]}))
+elif mode == "bad-inventory":  # a float where a count belongs: a fact nobody read
+    print(json.dumps({"ok": True, "inventory": {
+        "host": {"hostname": "n1"}, "cpu": {"logical_cpus": 2.5}}}))
 elif mode == "empty":
     print(json.dumps({"ok": True, "measurements": []}))
 elif mode == "missing-tool":

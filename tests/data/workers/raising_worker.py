@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from pydantic import BaseModel
 
-from bench_agent import checks as registry
+from bench_agent import checks
 from bench_agent.checks.base import Check, CheckContext
 from bench_agent.core import errors
 from bench_agent.core.model import Measurement
@@ -39,7 +39,8 @@ class RaisingCheck(Check):
         raise renamed(*ARGS)
 
 
-# Checks named "test.*" are looked up in this script's own CHECKS (checks.MODULES).
+# Registered the way a check module registers its checks: a CHECKS tuple in the
+# module the first part of the name points at (checks.MODULES).
 CHECKS = (RaisingCheck,)
-registry.MODULES["test"] = "__main__"
+checks.MODULES["test"] = "__main__"
 raise SystemExit(worker.main())

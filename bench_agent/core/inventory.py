@@ -1,0 +1,284 @@
+"""The node's facts as records: the inventory a report carries.
+
+bench_agent/inventory/collect.py reads them from /proc, /sys and NVML; they live
+here, with the other records, because a Report holds one and every reader of a
+report (report show, the collector, fleet) reads it without the collectors.
+
+JSON in and out, versioned inside the report (``inventory.schema_version``):
+    (absent)  the untyped dict of reports written before the inventory was typed
+              (report schema 1 up to agent 0.1.0): read tolerantly, a missing fact
+              is unknown (None, or an empty list), a key this version does not
+              know is dropped (only "non_finite_facts" ever existed: its facts are
+              already null);
+    1         these records: written exactly (every field, null when unknown) and
+              read strictly: a missing field or an unknown one is refused, as is a
+              value of the wrong type (a float where a count belongs, a string
+              where a flag does), so a figure nobody measured cannot slip in.
+A version newer than INVENTORY_SCHEMA_VERSION is refused with a ReportError that
+says to upgrade, as report.schema_version is (core/model.py).
+
+Unknown facts are None, never a guess (collect.py). No field is a float: the
+kernel and NVML give these facts as integers, so a NaN or an infinity cannot be
+one of them (JSON cannot carry either: RFC 8259, section 6).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Self
+
+from bench_agent.core.errors import ReportError
+
+INVENTORY_SCHEMA_VERSION = 1
+
+
+class _Record:
+    """Type checks at construction, and the JSON in and out of every record here."""
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for key, kind in _hints(type(self)).items():
+            _check(kind, getattr(self, key), f"{name}.{key}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _encode(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: Any, *, strict: bool = True, where: str = "") -> Self:
+        """The record of a JSON object; ValueError naming the place of what is wrong.
+
+        ``strict``: every field present and no other (what to_dict writes); else
+        missing fields take their defaults and unknown keys are dropped.
+        """
+        return _from_dict(cls, data, strict, where or cls.__name__.lower())
+
+
+def _from_dict(cls: type[_R], data: Any, strict: bool, where: str) -> _R:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {_shown(data)}")
+    hints = _hints(cls)
+    if strict and (unknown := sorted(set(data) - set(hints))):
+        raise ValueError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            values[f.name] = _decode(hints[f.name], data[f.name], f"{where}.{f.name}", strict)
+        elif strict or (f.default is MISSING and f.default_factory is MISSING):
+            raise ValueError(f"{where}: missing field {f.name!r}")
+    return cls(**values)
+
+
+_R = typing.TypeVar("_R", bound=_Record)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """The field types of a record class, resolved once (the annotations are text)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _shown(value: Any) -> str:
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def _matches(kind: Any, value: Any) -> bool:
+    """Whether ``value`` is of ``kind`` (int is not bool, bool is not int)."""
+    if kind is type(None):
+        return value is None
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in (str, bool):
+        return isinstance(value, kind)
+    if isinstance(kind, type) and issubclass(kind, _Record):
+        return isinstance(value, kind)
+    if typing.get_origin(kind) is tuple:
+        (item, _) = typing.get_args(kind)
+        return isinstance(value, tuple) and all(_matches(item, v) for v in value)
+    if isinstance(kind, types.UnionType):
+        return any(_matches(k, value) for k in typing.get_args(kind))
+    raise TypeError(f"no rule for the type {kind!r}")  # a field of a type not handled here
+
+
+def _expected(kind: Any) -> str:
+    if isinstance(kind, types.UnionType):
+        return " or ".join(_expected(k) for k in typing.get_args(kind))
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {_expected(typing.get_args(kind)[0])}"
+    names = {type(None): "null", int: "an integer", str: "a string", bool: "true/false"}
+    return names.get(kind, f"an object ({getattr(kind, '__name__', kind)})")
+
+
+def _check(kind: Any, value: Any, where: str) -> None:
+    if not _matches(kind, value):
+        raise ValueError(f"{where}: expected {_expected(kind)}, got {_shown(value)}")
+
+
+def _decode(kind: Any, raw: Any, where: str, strict: bool) -> Any:
+    """JSON ``raw`` as a value of ``kind``: objects become records, lists tuples."""
+    if isinstance(kind, types.UnionType):
+        for option in typing.get_args(kind):
+            if _matches(option, raw) or (isinstance(raw, dict) and isinstance(option, type)
+                                         and issubclass(option, _Record)):
+                return _decode(option, raw, where, strict)
+    elif isinstance(kind, type) and issubclass(kind, _Record):
+        return kind.from_dict(raw, strict=strict, where=where)
+    elif typing.get_origin(kind) is tuple:
+        if not isinstance(raw, list):
+            raise ValueError(f"{where}: expected {_expected(kind)}, got {_shown(raw)}")
+        item = typing.get_args(kind)[0]
+        return tuple(_decode(item, v, f"{where}[{i}]", strict) for i, v in enumerate(raw))
+    _check(kind, raw, where)
+    return raw
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Host(_Record):
+    hostname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OsInfo(_Record):
+    """os-release(5) PRETTY_NAME, the kernel release, uname -m."""
+
+    pretty_name: str | None = None
+    kernel: str | None = None
+    machine: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cpu(_Record):
+    model: str | None = None
+    vendor: str | None = None
+    sockets: int | None = None
+    physical_cores: int | None = None
+    logical_cpus: int | None = None
+    # The flags AI kernels use (AVX-512, AMX, VNNI, FMA, AVX2), sorted.
+    flags_ai: tuple[str, ...] = ()
+    # The most hardware threads on one core (hybrid CPUs mix 2 and 1).
+    threads_per_core: int | None = None
+    l3_cache_bytes: int | None = None
+    # Set when /proc/cpuinfo and sysfs "online" disagree on the count (collect.py).
+    logical_cpus_note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NumaNode(_Record):
+    node: int
+    cpus: str | None = None  # the sysfs cpulist, "0-31,64-95"
+    memory_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Memory(_Record):
+    total_bytes: int | None = None
+    numa_nodes: tuple[NumaNode, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Disk(_Record):
+    name: str
+    model: str | None = None
+    size_bytes: int | None = None
+    rotational: bool | None = None
+    nvme: bool = False
+    removable: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Nic(_Record):
+    name: str
+    speed_bits_per_second: int | None = None
+    driver: str | None = None
+    operstate: str | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IbPort(_Record):
+    device: str
+    port: int | str  # the sysfs directory name: a number, kept as text when it is not
+    state: str | None = None  # "4: ACTIVE"
+    rate: str | None = None  # "400 Gb/sec (4X NDR)"
+    rate_bits_per_second: int | None = None
+    link_layer: str | None = None
+
+    @property
+    def active(self) -> bool:
+        # ib_port_state 4 is IB_PORT_ACTIVE; sysfs prints "4: ACTIVE"
+        # (drivers/infiniband/core/sysfs.c state_show).
+        return (self.state or "").endswith("ACTIVE")
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu(_Record):
+    """What NVML says a GPU is (tools/nvml.list_gpus)."""
+
+    index: int
+    name: str
+    uuid: str
+    memory_total_bytes: int | None = None
+    driver_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory(_Record):
+    """The node's facts. ``error`` says why they could not be read (the inventory
+    child failed or was interrupted): then every fact is unknown."""
+
+    host: Host = field(default_factory=Host)
+    os: OsInfo = field(default_factory=OsInfo)
+    cpu: Cpu = field(default_factory=Cpu)
+    memory: Memory = field(default_factory=Memory)
+    disks: tuple[Disk, ...] = ()
+    nics: tuple[Nic, ...] = ()
+    infiniband: tuple[IbPort, ...] = ()
+    gpus: tuple[Gpu, ...] = ()
+    # Why there is no GPU in the list (no NVML, NVML cannot start).
+    gpu_probe_note: str | None = None
+    error: str | None = None
+
+    @property
+    def nvme_disks(self) -> tuple[Disk, ...]:
+        return tuple(d for d in self.disks if d.nvme)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": INVENTORY_SCHEMA_VERSION, **_Record.to_dict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, strict: bool = True, where: str = "inventory") -> Self:
+        """An inventory of any version this agent knows (module docstring).
+
+        ``strict`` is decided by the version: a versioned inventory is read
+        strictly, an unversioned (older) one tolerantly; the argument is only
+        the record protocol's.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected an object, got {_shown(data)}")
+        if "schema_version" not in data:
+            legacy = {k: v for k, v in data.items() if k != "non_finite_facts"}
+            return _from_dict(cls, legacy, False, where)
+        version = data["schema_version"]
+        if not _matches(int, version) or version < 1:
+            raise ValueError(f"{where}.schema_version: expected an integer >= 1, got "
+                             f"{_shown(version)}")
+        if version > INVENTORY_SCHEMA_VERSION:
+            raise ReportError(f"inventory schema version {version} is newer than this agent "
+                              f"reads ({INVENTORY_SCHEMA_VERSION}); upgrade bench-agent")
+        rest = {k: v for k, v in data.items() if k != "schema_version"}
+        return _from_dict(cls, rest, True, where)
