@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -32,7 +33,27 @@ def digest_of(envelope: bytes) -> str:
     return hashlib.sha256(base64.b64decode(json.loads(envelope)["payload"])).hexdigest()
 
 
-class ScriptedCollector:
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, served while the with-block runs."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        # shutdown() waits for serve_forever to look at its flag, every poll_interval
+        # (0.5 s by default: half a second per test, socketserver docs).
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ScriptedCollector(LoopbackServer):
     """Answers POST /v1/reports from a script of (status, headers, body) in order;
     the last entry repeats. Records every body it received. ``ACK`` in a body is
     replaced by the received report's digest."""
@@ -62,20 +83,7 @@ class ScriptedCollector:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        # shutdown() waits for serve_forever to look at its flag, every poll_interval
-        # (0.5 s by default: half a second per test, socketserver docs).
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
-                                       daemon=True)
-
-    def __enter__(self) -> ScriptedCollector:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def spool_with(tmp_path: Path, count: int, host: str = "node-1") -> list[Path]:
@@ -263,7 +271,7 @@ JSON_ANSWERS: dict[str, dict[str, object]] = {
 }
 
 
-class MisbehavingServer:
+class MisbehavingServer(LoopbackServer):
     """A real HTTP server on loopback that answers POST /v1/reports wrongly, as a
     misconfigured URL (a redirect, a web page) or a broken proxy (a cut answer) does.
 
@@ -322,20 +330,7 @@ class MisbehavingServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        # shutdown() waits for serve_forever to look at its flag, every poll_interval
-        # (0.5 s by default: half a second per test, socketserver docs).
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
-                                       daemon=True)
-
-    def __enter__(self) -> MisbehavingServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def sent_files(tmp_path: Path) -> list[Path]:
