@@ -47,8 +47,8 @@ def test_nvme_devices_without_sys_block(tmp_path: Path) -> None:
 def test_the_inventory_marks_the_same_namespaces(tmp_path: Path) -> None:
     root = _tree(tmp_path)
     (root / "sys/block/nvme0c0n1").mkdir()
-    disks = collect_inventory(root, gpu_probe=list)["disks"]
-    assert sorted(f"/dev/{d['name']}" for d in disks if d["nvme"]) == nvme_devices(root)
+    disks = collect_inventory(root, gpu_probe=list).disks
+    assert sorted(f"/dev/{d.name}" for d in disks if d.nvme) == nvme_devices(root)
 
 
 def test_burnin_samples_the_namespaces_under_its_root() -> None:
@@ -81,7 +81,7 @@ def test_network_check_and_inventory_read_one_speed() -> None:
     from bench_agent.checks.network import checks
 
     inventory = collect_inventory(DUAL, gpu_probe=list)
-    assert {n["name"]: n["speed_bits_per_second"] for n in inventory["nics"]} == {
+    assert {n.name: n.speed_bits_per_second for n in inventory.nics} == {
         name: checks.link_speed_bps(DUAL, name) for name in ("eth0", "eth1")}
 
 
