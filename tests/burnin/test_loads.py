@@ -112,6 +112,7 @@ def test_the_gemm_loop_refuses_a_wrong_result(monkeypatch: pytest.MonkeyPatch) -
         _run_loop(gemm_loop, GemmBurninParams(size=64), 1, CheckContext(interval=0.1))
 
 
+@pytest.mark.e2e
 def test_the_storage_loop_runs_fio_on_a_test_file_it_removes(tmp_path: Path) -> None:
     import shutil
 

@@ -104,6 +104,7 @@ def test_a_tools_children_die_at_its_timeout(faketool: Path, tmp_path: Path,
         kill_all(marker, *pids_in(pidfile))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["leftover", "leftover-on-our-pipes"])
 def test_what_a_tool_leaves_behind_when_it_exits_is_stopped(faketool: Path, tmp_path: Path,
                                                              variant: str) -> None:
@@ -254,6 +255,7 @@ def _nothing_left(marker: str, pidfile: Path) -> None:
     assert marked(marker) == []
 
 
+@pytest.mark.slow
 def test_fio_and_its_children_are_stopped_at_its_timeout(
         faketool: Path, hanging: tuple[str, Path]) -> None:
     from bench_agent.tools.fio_run import run_fio
@@ -264,6 +266,7 @@ def test_fio_and_its_children_are_stopped_at_its_timeout(
     _nothing_left(*hanging)
 
 
+@pytest.mark.slow
 def test_gpu_bench_children_and_theirs_are_stopped_at_the_timeout(
         faketool: Path, hanging: tuple[str, Path]) -> None:
     from bench_agent.checks.gpu.kernels import run_on_devices
@@ -274,6 +277,7 @@ def test_gpu_bench_children_and_theirs_are_stopped_at_the_timeout(
     _nothing_left(*hanging)
 
 
+@pytest.mark.slow
 def test_iperf3_clients_and_their_children_are_stopped_at_the_timeout(
         faketool: Path, hanging: tuple[str, Path]) -> None:
     from bench_agent.tools.iperf3 import run_parallel
@@ -283,6 +287,7 @@ def test_iperf3_clients_and_their_children_are_stopped_at_the_timeout(
     _nothing_left(*hanging)
 
 
+@pytest.mark.slow
 def test_collective_launch_stops_torchrun_and_its_ranks_at_the_timeout(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from bench_agent.checks.nccl.collective import launch
