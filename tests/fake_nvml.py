@@ -22,7 +22,7 @@ class NVMLError(Exception):
                           }.get(value, f"error {value}"))
 
 
-@dataclass
+@dataclass(eq=False)  # two GPUs with the same readings are still two GPUs
 class FakeGpu:
     name: str = "NVIDIA H100 80GB HBM3"
     memory: int = 85520809984  # 79.6 GiB, as an H100 80GB reports
@@ -75,7 +75,14 @@ class FakeNvml:
     def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
         if index >= len(self.gpus):
             raise NVMLError(2)  # NVML_ERROR_INVALID_ARGUMENT
-        return self.gpus[index]
+        # The real pynvml builds a new ctypes pointer (c_nvmlDevice_t) on every
+        # call, and ctypes pointers compare by identity: two handles of one GPU are
+        # never equal. A new proxy per call reproduces that (nvidia-ml-py pynvml.py,
+        # nvmlDeviceGetHandleByIndex: `device = c_nvmlDevice_t()` then byref).
+        return _Handle(self.gpus[index])  # type: ignore[return-value]
+
+    def nvmlDeviceGetIndex(self, h: FakeGpu) -> int:
+        return h.index
 
     # -- identity
     def nvmlDeviceGetName(self, h: FakeGpu) -> bytes:
@@ -161,9 +168,24 @@ class FakeNvml:
     def nvmlEventSetWait_v2(self, event_set: object, timeout_ms: int) -> Any:
         if self.pending_xids:
             index, xid = self.pending_xids.pop(0)
-            return SimpleNamespace(device=self.gpus[index], eventData=xid, eventType=0x8)
+            # The event's device is yet another new pointer, as in the real library.
+            return SimpleNamespace(device=_Handle(self.gpus[index]), eventData=xid,
+                                   eventType=0x8)
         time.sleep(0.01)  # a real wait blocks up to timeout_ms
         raise NVMLError(10)
 
     def nvmlEventSetFree(self, event_set: object) -> None:
         pass
+
+
+class _Handle:
+    """A device handle: a new object per call, equal only to itself (ctypes pointers
+    compare by identity), reading through to its GPU."""
+
+    __slots__ = ("_gpu",)
+
+    def __init__(self, gpu: FakeGpu) -> None:
+        self._gpu = gpu
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gpu, name)

@@ -410,9 +410,19 @@ class XidWatcher:
                     continue
                 self.note = f"XID event wait failed: {exc}"
                 return
-            handle = getattr(data, "device", None)
-            index = self.handles.index(handle) if handle in self.handles else None
-            self.events.append(XidEvent(xid=int(data.eventData), gpu=index))
+            self.events.append(XidEvent(xid=int(data.eventData),
+                                        gpu=self._index_of(getattr(data, "device", None))))
+
+    def _index_of(self, handle: Any) -> int | None:
+        """The GPU an event names. Not `handle in self.handles`: pynvml hands out a
+        new ctypes pointer per call, and pointers compare by identity, so the
+        event's handle never equals ours; nvmlDeviceGetIndex asks the driver."""
+        if handle is None:
+            return None
+        try:
+            return int(self.nv.nvmlDeviceGetIndex(handle))
+        except (self.nv.NVMLError, AttributeError, TypeError, ValueError):
+            return None
 
     def stop(self) -> list[XidEvent]:
         self._stop.set()
