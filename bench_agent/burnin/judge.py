@@ -151,7 +151,10 @@ def judge(records: list[dict[str, Any]]) -> Report:
         for prefix, why in _NOT_SAMPLED.items():
             if metric.startswith(prefix):
                 unmeasured.setdefault(metric, why)
-    if loads and all(name in skipped for name in loads):
+    if not loads:
+        outcomes.append(CheckOutcome("burnin.loads", status=Status.ERROR,
+                                     message="no load is enabled: nothing was under load"))
+    elif all(name in skipped for name in loads):
         # Nothing was under load: the run burned nothing in, whatever else held.
         outcomes.append(CheckOutcome("burnin.loads", status=Status.ERROR, message=(
             "no load could run on this node: " + "; ".join(

@@ -284,13 +284,15 @@ def overall_status(verdicts: list[Verdict], measured: bool = False) -> Status:
     A check that does not apply here (SKIP) does not make a passing node look
     less than PASS. With no verdict at all, a run that measured something
     (metrics with no threshold in the profile) is PASS; one that measured
-    nothing is ERROR.
+    nothing is ERROR. The same holds when every verdict is a SKIP: a run where
+    every check was skipped (every tool missing) and nothing was measured proved
+    nothing about the node, so it is not a passing exit code.
     """
     if not verdicts:
         return Status.PASS if measured else Status.ERROR
     judged = [v.status for v in verdicts if v.status is not Status.SKIP]
     if not judged:
-        return Status.SKIP
+        return Status.SKIP if measured else Status.ERROR
     return max(judged, key=_SEVERITY_ORDER.index)
 
 

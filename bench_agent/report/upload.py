@@ -60,6 +60,7 @@ import base64
 import fcntl
 import hashlib
 import http.client
+import math
 import os
 import random
 import time
@@ -277,9 +278,12 @@ def _retry_after(headers: dict[str, str]) -> float | None:
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "nan" and "inf" parse as floats; time.sleep refuses NaN: no usable hint.
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

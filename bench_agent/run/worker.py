@@ -152,6 +152,8 @@ def main() -> int:
     with os.fdopen(response_fd, "w", encoding="utf-8") as out:
         try:
             request = json.loads(sys.stdin.read())
+            if not isinstance(request, dict):
+                raise ValueError(f"a request is a JSON object, not {type(request).__name__}")
             if request.get("protocol") != PROTOCOL:
                 raise ValueError(f"worker protocol {request.get('protocol')!r} != {PROTOCOL}")
         except (ValueError, json.JSONDecodeError) as exc:

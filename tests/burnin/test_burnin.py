@@ -170,7 +170,12 @@ def test_the_shipped_rules_for_temperatures_counters_slowdown_and_xids() -> None
     assert xid.status is Status.FAIL and xid.value == 1.0  # XID 13 fails nothing
     assert xid.message.endswith("; XID 79 (a failing XID) (+50 s)")
     assert report.series_units["burnin.gpu_temperature[gpu0]"] == "degC"
-    assert report.status is Status.FAIL
+    # This series started no load: the health FAILs stand, and the run itself is an
+    # ERROR, since nothing was under load (a burn-in with every load disabled).
+    loads = [(v.status, v.message) for v in report.verdicts
+             if v.check == "burnin.loads" and v.status is Status.ERROR]
+    assert loads == [(Status.ERROR, "no load is enabled: nothing was under load")]
+    assert report.status is Status.ERROR
 
 
 def test_smart_log_json_is_read_in_celsius() -> None:

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from bench_agent.core.errors import ReportError
-from bench_agent.core.model import Measurement, Report, Status, Verdict, check_text
+from bench_agent.core.model import (
+    Measurement,
+    Report,
+    Status,
+    Verdict,
+    check_text,
+    overall_status,
+)
 from bench_agent.core.units import Unit
 from bench_agent.report.attest import load_report
 
@@ -114,3 +121,11 @@ def _report_dict() -> dict[str, Any]:
         "measurements": [{"check": "gpu", "metric": "gpu.temp", "value": 40.0, "unit": "degC"}],
         "verdicts": [],
     }
+
+
+def test_a_run_where_every_verdict_is_skip_and_nothing_was_measured_is_an_error() -> None:
+    # Every tool missing: each check SKIPs, nothing was measured, so nothing was proved.
+    skips = [Verdict(check="storage.randread", status=Status.SKIP, message="fio not found"),
+             Verdict(check="network.tcp_latency", status=Status.SKIP, message="no --peer")]
+    assert overall_status(skips, measured=False) is Status.ERROR
+    assert overall_status(skips, measured=True) is Status.SKIP

@@ -493,3 +493,11 @@ def test_cli_upload_counts_unreadable_files_in_its_exit_code(tmp_path: Path) -> 
     assert f"upload: skipped {broken}: not a readable JSON file" in done.stderr
     assert "upload: 1 delivered, 0 rejected, 0 waiting, 1 unreadable\n" in done.stderr
     assert broken.exists()
+
+
+@pytest.mark.parametrize("hint", ["nan", "inf", "-inf"])
+def test_a_retry_after_that_is_no_finite_number_is_no_hint(hint: str) -> None:
+    from bench_agent.report.upload import _retry_after
+
+    assert _retry_after({"retry-after": hint}) is None
+    assert _retry_after({"retry-after": "7"}) == 7.0

@@ -649,3 +649,13 @@ def test_run_options_round_trip_and_refuse_wrong_types() -> None:
                           ({"nnodes": 0}, "nnodes must be a whole number >= 1, got 0")):
         with pytest.raises(ValueError, match=message):
             RunOptions.from_dict(data)
+
+
+@pytest.mark.parametrize("request_text", ["[1]", "3", '"x"', "null"])
+def test_a_request_that_is_no_object_gets_a_bad_request_answer(request_text: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench_agent.run.worker"], input=request_text,
+                          capture_output=True, text=True, timeout=60)
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (answer["ok"], answer["status"], answer["error"]) == (False, "ERROR", "BadRequest")
+    assert answer["message"].startswith("a request is a JSON object, not ")
+    assert "Traceback" not in done.stderr
