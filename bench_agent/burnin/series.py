@@ -40,16 +40,24 @@ class SeriesWriter:
     """Appends JSON lines, flushed and fsynced each one (the durability promise)."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:  # before any load starts: say so, exit 5, nothing lost
+            raise ReportError(f"cannot write the burn-in series {path}: "
+                              f"{exc.strerror or exc}") from exc
 
     def write(self, record: dict[str, Any]) -> None:
         # A reading that is NaN or infinite is written as null (not known): a NaN
         # in the file would make every later line unreadable to read_series.
-        self._handle.write(json.dumps(finite_or_none(record), allow_nan=False) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            self._handle.write(json.dumps(finite_or_none(record), allow_nan=False) + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:  # a full disk: the run stops and judges what it has
+            raise ReportError(f"cannot append to the burn-in series {self.path}: "
+                              f"{exc.strerror or exc}") from exc
 
     def close(self) -> None:
         self._handle.close()

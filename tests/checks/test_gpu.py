@@ -294,8 +294,8 @@ def test_only_marked_kernels_run(target: str, says: str) -> None:
 def test_baselines_match_exact_nvml_names() -> None:
     assert baselines.baseline_for("NVIDIA H100 80GB HBM3").model == "H100 SXM5 80GB"  # type: ignore[union-attr]
     assert baselines.baseline_for("nvidia a100-sxm4-40gb").model == "A100 SXM4 40GB"  # type: ignore[union-attr]
-    assert baselines.baseline_for("NVIDIA A100-SXM4-80GB") is not None
-    assert baselines.baseline_for("NVIDIA H200") is not None
+    assert baselines.baseline_for("NVIDIA A100-SXM4-80GB").model == "A100 SXM4 80GB"  # type: ignore[union-attr]
+    assert baselines.baseline_for("NVIDIA H200").model == "H200 141GB"  # type: ignore[union-attr]
     assert baselines.baseline_for("NVIDIA H100 PCIe") is None
     assert baselines.baseline_for("NVIDIA L40S") is None
     for baseline in baselines.load_baselines():

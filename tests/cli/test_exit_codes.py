@@ -184,6 +184,14 @@ def test_5_a_report_that_cannot_be_written_where_it_belongs(tmp_path: Path) -> N
     assert len(reports(tmp_path / "kept")) == 1
 
 
+def test_5_a_burnin_whose_series_cannot_be_written_stops_before_any_load(
+        tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("a file, not a folder")
+    result = bench_agent(tmp_path, "burnin", "--duration", "30s", "--output", "{tmp}/out",
+                         "--no-plots")
+    expect(result, 5, f"cannot write the burn-in series {tmp_path}/out/")
+
+
 def test_the_readme_table_is_the_one_tested() -> None:
     """Each row of the README's table has its test_<code>_... here, and each of
     those tests checks that code (expect() records it)."""

@@ -129,3 +129,14 @@ def test_a_run_where_every_verdict_is_skip_and_nothing_was_measured_is_an_error(
              Verdict(check="network.tcp_latency", status=Status.SKIP, message="no --peer")]
     assert overall_status(skips, measured=False) is Status.ERROR
     assert overall_status(skips, measured=True) is Status.SKIP
+
+
+def test_write_atomic_into_a_folder_that_cannot_be_made_is_a_report_error(
+        tmp_path: Path) -> None:
+    from bench_agent.core.errors import ReportError
+    from bench_agent.core.model import write_atomic
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ReportError, match=r"^cannot write .*/file/sub/r\.json: "):
+        write_atomic(blocker / "sub" / "r.json", "{}")
