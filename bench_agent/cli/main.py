@@ -129,8 +129,14 @@ def _upload(spool: Path, url: str, key_path: Path | None = None) -> int:
             public_key = load_key(path).public.raw
         except ConfigError as exc:
             _err(f"upload: not offering a public key: {exc}")
-    result = upload_spool(spool, url, log=lambda m: _err(f"upload: {m}"),
-                          public_key=public_key)
+    try:
+        result = upload_spool(spool, url, log=lambda m: _err(f"upload: {m}"),
+                              public_key=public_key)
+    except OSError as exc:  # the spool's own files (lock, sent/, rejected/) cannot be used
+        # Nothing left the spool that was not acknowledged: what is there waits.
+        _err(f"upload: the spool {spool} cannot be used: {exc.strerror or exc}; "
+             "its reports stay waiting")
+        return EXIT_ERROR
     for path, why in result.skipped:
         _err(f"upload: skipped {path}: {why}")
     _err(f"upload: {result.summary()}")

@@ -200,3 +200,13 @@ def test_the_readme_table_is_the_one_tested() -> None:
     rows = {int(m.group(1)) for m in re.finditer(r"^\| (\d) \|", table, re.MULTILINE)}
     tested = {int(m.group(1)) for name in globals() if (m := re.match(r"test_(\d)_", name))}
     assert rows == tested == {0, 1, 2, 3, 4, 5}
+
+
+def test_2_an_upload_whose_spool_cannot_be_used_waits_without_a_traceback(
+        tmp_path: Path) -> None:
+    # The spool's lock file cannot be created (a folder stands in its place).
+    spool = tmp_path / "spool"
+    (spool / ".upload.lock").mkdir(parents=True)
+    result = bench_agent(tmp_path, "upload", "--output", "{tmp}/spool",
+                         "--collector", "http://127.0.0.1:9")
+    expect(result, 2, f"upload: the spool {spool} cannot be used: ")
