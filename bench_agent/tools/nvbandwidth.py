@@ -39,7 +39,7 @@ CHECK = "gpu.nvbandwidth"
 INSTALL_HINT = ("build it from https://github.com/NVIDIA/nvbandwidth (cmake; needs the CUDA "
                 "toolkit) and put it on PATH")
 PASSED, WAIVED, NOT_FOUND, ERROR, INCOMPLETE = ("Passed", "Waived", "Not Found", "Error",
-                                                "Incomplete")
+                                                "Incomplete")  # Incomplete: JSON "Running"
 _JSON_STATUSES = {PASSED, WAIVED, NOT_FOUND, ERROR, "Running"}
 GB = 1e9
 NS = 1e-9
@@ -167,8 +167,13 @@ class _TextReader:
         if case is None or case.status != "Running":
             return
         words = " ".join(self.message).strip()
-        case.status = ERROR if _FAILURE_WORDS.search(words) else INCOMPLETE
-        case.message = words or "the output ends before its result"
+        if not _FAILURE_WORDS.search(words):
+            # No result and no error: the output was cut short (nvbandwidth killed,
+            # a file saved half-way); what it would have said is unknown.
+            raise ParseError(TOOL, f"testcase {case.name} started and the output ends "
+                                   "before its result or an error"
+                             + (f" (it printed {snippet(words, 100)})" if words else ""))
+        case.status, case.message = ERROR, words
         self.message = []
 
     def line(self, raw: str) -> None:
@@ -269,8 +274,9 @@ class _TextReader:
                         and text.endswith("\n"))
             if not complete:
                 # Cut inside its matrix: no figure of it can be trusted.
-                case.status, case.message, case.matrix = INCOMPLETE, "the output ends inside " \
-                    "its matrix", []
+                raise ParseError(TOOL, f"the output ends inside the matrix of "
+                                       f"{case.name or case.description!r} ({len(case.matrix)}"
+                                       " rows): it was cut short")
             self.columns = None
         self.close_running()
         case = self.matrix_case
