@@ -26,12 +26,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent.checks.base import Check, CheckContext, MetricSpec
 from bench_agent.core.model import Measurement
+from bench_agent.core.process import TOOL_GRACE_S
 from bench_agent.core.units import Unit
 from bench_agent.tools import dcgm, nvbandwidth
 
-# The share of the check's time limit a tool run gets: the rest is left for the
-# worker to stop it (process.TOOL_GRACE_S) and to report.
+# The share of the check's time limit a tool run gets, less the time to stop it
+# (process.TOOL_GRACE_S) and a second for the worker's own start (imports) before
+# the check began: the worker must report the tool's timeout before the runner's
+# deadline stops the worker.
 _TOOL_SHARE = 0.9
+_WORKER_START_S = 1.0
+
+
+def tool_budget(ctx: CheckContext) -> float:
+    """Seconds a tool of this check may run within the check's time limit."""
+    return max(1.0, ctx.timeout * _TOOL_SHARE - TOOL_GRACE_S - _WORKER_START_S)
 
 
 class DcgmDiagParams(BaseModel):
@@ -67,7 +76,7 @@ class DcgmDiagCheck(Check):
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         if not isinstance(p := params, DcgmDiagParams):
             raise TypeError(f"expected DcgmDiagParams, got {type(params).__name__}")
-        diag = dcgm.run_diag(p.level, ctx.timeout * _TOOL_SHARE)
+        diag = dcgm.run_diag(p.level, tool_budget(ctx))
         return dcgm.diag_measurements(diag, p.level)
 
 
@@ -106,7 +115,7 @@ class NvbandwidthCheck(Check):
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         if not isinstance(p := params, NvbandwidthParams):
             raise TypeError(f"expected NvbandwidthParams, got {type(params).__name__}")
-        run = nvbandwidth.run_nvbandwidth(p.testcases, ctx.timeout * _TOOL_SHARE)
+        run = nvbandwidth.run_nvbandwidth(p.testcases, tool_budget(ctx))
         return nvbandwidth.bandwidth_measurements(run)
 
 
