@@ -64,6 +64,22 @@ def parse_failures(tool: str, measurements: list[Measurement]) -> list[str]:
     return reader(measurements)
 
 
+def refuse_control_keys(tool: str, document: object) -> None:
+    """ParseError when a key of a tool's JSON holds a control character ("error_id\\u0000"):
+    no tool prints one, and a reader that skips the key as unknown would read the
+    document as if the figure were absent."""
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in key):
+                    raise ParseError(tool, f"a JSON key holds a control character: {key!r:.80}")
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
 def tool_name(tool: str, value: str, what: str = "device name") -> str:
     """A name read from a tool's output (a device, a file), or ParseError when it
     holds a control or format character (ESC, NUL, CR, a bidirectional override)

@@ -302,7 +302,10 @@ def parse_diag(text: str) -> Diag:
 
     if dcgm_table.looks_like_table(text):
         return dcgm_table.parse_table(text)
+    from bench_agent.tools import refuse_control_keys
+
     document, leading = read_document(text, TOOL)
+    refuse_control_keys(TOOL, document)
     diag = diag_from_document(document)
     if leading:
         diag.notes.append("text before the JSON: " + snippet("; ".join(leading), 200))

@@ -221,6 +221,8 @@ def _doc(result: str, name: str = "memory") -> str:
     (_doc('{"entity_id": 0, "status": "Pass", "status": "Fail"}'),
      r"duplicate key 'status'"),
     ('{"tests": []}', r"not a dcgmi diag document: it has no root key"),
+    (HANDMADE.read_text().replace('"error_id"', '"error_id\\u0000"', 1),
+     r"a JSON key holds a control character: 'error_id\\x00'"),
     ('{"DCGM Diagnostic": {"test_categories": []}, "DCGM GPU Diagnostic": {}}',
      r"both root keys"),
     ('{"DCGM Diagnostic": {"version": "4.4.1"}}', r"has no test_categories"),
