@@ -79,11 +79,12 @@ class _Reader:
                    for e, s in self.entities.items()]
         statuses = [r.status for r in results]
         node_warnings = warnings.get(WHOLE_NODE, ())
+        # The test row's own status stands for the node when no entity row carries
+        # it (a 4.x test that failed as a whole) or when warnings name no entity.
         if WHOLE_NODE not in self.entities and (
-                not results or self.status not in statuses or node_warnings):
-            if not results or RANK[self.status] > RANK[worst(statuses)] or node_warnings:
-                results.append(DiagResult(self.category, self.test, WHOLE_NODE, self.status,
-                                          node_warnings))
+                not results or RANK[self.status] > RANK[worst(statuses)] or node_warnings):
+            results.append(DiagResult(self.category, self.test, WHOLE_NODE, self.status,
+                                      node_warnings))
         self.diag.results += results
         self.test, self.entities, self.entity_text, self.label = None, {}, {}, None
 

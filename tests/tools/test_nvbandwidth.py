@@ -163,7 +163,8 @@ def _text(old: str, new: str) -> str:
 @pytest.mark.parametrize(("text", "message"), [
     ("", r"no testcase in the output"),
     ("Segmentation fault\n", r"no testcase in the output \(\"not read: 'Segmentation fault'\"\)"),
-    (_text("SUM device_to_device_memcpy_read_ce 415.47", "SUM device_to_device_memcpy_read_ce 915.47"),
+    (_text("SUM device_to_device_memcpy_read_ce 415.47",
+           "SUM device_to_device_memcpy_read_ce 915.47"),
      r"the SUM 915.47 does not agree with its cells, which add up to 415.47"),
     (_text(" 1    26.35       N/A", " 1    nan       N/A"), r"'nan' is not a figure"),
     (_text(" 1    26.35       N/A", " 1    -26.35       N/A"), r"'-26.35' is not a figure"),
