@@ -1,6 +1,7 @@
 """DCGM's diagnostic, ``dcgmi diag -r LEVEL -j``: run it, read its JSON per test and GPU.
 
-The JSON has had three shapes, all read here (the samples in ../shared/samples/dcgm):
+The JSON has had three shapes, all read here (published outputs of DCGM 1.7 to 4.4:
+NVIDIA/DCGM test fixtures, microsoft/VirtualClient examples, NVIDIA/DCGM issues 215, 253):
 
 - NVVS 1.x to DCGM 3.x: ``{"DCGM GPU Diagnostic": {"test_categories": [{"category",
   "tests": [{"name", "results": [{"gpu_ids", "status", "warnings", "info"}]}]}],

@@ -1,6 +1,7 @@
 """nvbandwidth (NVIDIA/nvbandwidth): run it, read its matrices of GB/s per testcase.
 
-Two output forms, both read here into one record (samples: ../shared/samples/nvbandwidth):
+Two output forms, both read here into one record (published outputs of v0.5 to v0.8:
+NVIDIA/nvbandwidth README and issues 34, 42, 50, NVIDIA/DCGM's nvbandwidth plugin tests):
 
 - Text (every version; output.cpp): a header ("nvbandwidth Version: v0.8", "CUDA
   Runtime Version", "Driver Version", "Device N: NAME (bus)"), then per testcase
