@@ -444,7 +444,8 @@ def nvbandwidth_failures(measurements: list[Measurement]) -> list[str]:
 
 
 def run_nvbandwidth(testcases: list[str], timeout: float) -> Bandwidth:
-    """``nvbandwidth -j [-t NAME ...]``; a version before v0.5 knows no ``-j`` and is
+    """``nvbandwidth -j [-t NAME ...]`` (-t is multitoken, nvbandwidth.cpp); a version
+    before v0.5 knows no ``-j`` and is
     run again for its text. An ASSERT ends the run non-zero with the matrices so
     far: those are read, the testcase it died in is an Error."""
     selection = ["-t", *testcases] if testcases else []
