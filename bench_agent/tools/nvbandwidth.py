@@ -445,9 +445,9 @@ def nvbandwidth_failures(measurements: list[Measurement]) -> list[str]:
 
 def run_nvbandwidth(testcases: list[str], timeout: float) -> Bandwidth:
     """``nvbandwidth -j [-t NAME ...]`` (-t is multitoken, nvbandwidth.cpp); a version
-    before v0.5 knows no ``-j`` and is
-    run again for its text. An ASSERT ends the run non-zero with the matrices so
-    far: those are read, the testcase it died in is an Error."""
+    before v0.5 knows no ``-j`` and is run again for its text. An ASSERT ends the
+    run non-zero with the matrices so far: those are read, the testcase it died in
+    is an Error."""
     selection = ["-t", *testcases] if testcases else []
     done = run_tool(TOOL, ["nvbandwidth", "-j", *selection], timeout, INSTALL_HINT)
     if done.returncode != 0 and '"nvbandwidth"' not in done.stdout and \
