@@ -81,10 +81,21 @@ class DiagWarning:
     severity: int | None = None
 
     def describe(self) -> str:
-        code = f"DCGM error {self.error_id}" if self.error_id is not None else "DCGM warning"
-        extra = ", ".join(f"{k} {v}" for k, v in (("category", self.category),
-                                                  ("severity", self.severity)) if v is not None)
-        return f"{code}{f' ({extra})' if extra else ''}: {self.message}"
+        from bench_agent.tools.dcgm_codes import error_name, severity_name
+
+        if self.error_id is None:
+            code = "DCGM warning"
+        else:
+            name = error_name(self.error_id)
+            code = f"DCGM error {self.error_id}" + (f" {name}" if name else "")
+        extra = []
+        if self.severity is not None:
+            meaning = severity_name(self.severity)
+            extra.append(f"severity {self.severity}" + (f" {meaning}" if meaning else ""))
+        if self.category is not None:
+            extra.append(f"category {self.category}")
+        detail = f" ({', '.join(extra)})" if extra else ""
+        return f"{code}{detail}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)

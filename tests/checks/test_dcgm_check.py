@@ -110,11 +110,12 @@ def test_failing_diag_fails_naming_test_gpu_and_dcgm_error_code(
     assert [(v.device, v.threshold_id) for v in failed] == [("gpu1/memory", "dcgm-fail"),
                                                            ("all/pcie", "dcgm-fail")]
     assert failed[0].message == (
-        "1 does not meet <= 0; DCGM diag test 'memory' on GPU1: Fail; DCGM error 83 "
-        "(category 6, severity 2): hand-made: memory test found 3 bad cells on GPU 1")
+        "1 does not meet <= 0; DCGM diag test 'memory' on GPU1: Fail; DCGM error 52 "
+        "DCGM_FR_FAULTY_MEMORY (severity 2 isolate, category 10): hand-made: memory test "
+        "found 3 bad cells on GPU 1")
     warned = [v for v in verdicts(report, "gpu.dcgm_diag") if v.status is Status.WARN]
     assert [v.device for v in warned] == ["gpu0/targeted_power"]
-    assert "DCGM error 40" in warned[0].message
+    assert "DCGM error 63 DCGM_FR_TARGET_POWER" in warned[0].message
     passed = {v.device for v in verdicts(report, "gpu.dcgm_diag") if v.status is Status.PASS}
     assert {"gpu0/memory", "gpu0/software", "gpu1/software"} <= passed
     assert report.status is Status.FAIL

@@ -65,8 +65,9 @@ def test_nvvs_1_7_fixture_failures_skips_and_error_codes() -> None:
     assert fail.value == 1
     assert fail.params["error_ids"] == [50]
     assert fail.params["note"] == (
-        "DCGM diag test 'sm_stress' on GPU2: Fail; DCGM error 50 (category 9, severity 1): "
-        "Max stress level of 1096.5 did not exceed desired stress level of 3000.0 for GPU 2")
+        "DCGM diag test 'sm_stress' on GPU2: Fail; DCGM error 50 DCGM_FR_STRESS_LEVEL "
+        "(severity 1 monitor, category 9): Max stress level of 1096.5 did not exceed desired "
+        "stress level of 3000.0 for GPU 2")
     assert metric(measurements, "gpu.dcgm_diag_fail", "gpu1/sm_stress").value == 0
     # A Skip with DCGM's reason is no warning of the GPU: it is counted as skipped.
     assert metric(measurements, "gpu.dcgm_diag_warn", "gpu0/memory").value == 0
@@ -187,13 +188,14 @@ def test_handmade_4x_failures_warnings_node_results_and_not_run() -> None:
     assert status[("pulse_test", WHOLE_NODE)] == "Not Run"
     measurements = parse_dcgm(HANDMADE.read_text(encoding="utf-8"))
     warn = metric(measurements, "gpu.dcgm_diag_warn", "gpu0/targeted_power")
-    assert warn.value == 1 and warn.params["error_ids"] == [40]
+    assert warn.value == 1 and warn.params["error_ids"] == [63]
     assert metric(measurements, "gpu.dcgm_diag_fail", "gpu0/memory").value == 0
     assert parse_failures("dcgm", measurements) == [
-        "DCGM diag test 'memory' on GPU1: Fail; DCGM error 83 (category 6, severity 2): "
-        "hand-made: memory test found 3 bad cells on GPU 1",
-        "DCGM diag test 'pcie' on the node: Fail; DCGM error 2 (category 1, severity 1): "
-        "hand-made: a child process of the plugin exited with status 1"]
+        "DCGM diag test 'memory' on GPU1: Fail; DCGM error 52 DCGM_FR_FAULTY_MEMORY "
+        "(severity 2 isolate, category 10): hand-made: memory test found 3 bad cells on GPU 1",
+        "DCGM diag test 'pcie' on the node: Fail; DCGM error 44 DCGM_FR_INTERNAL "
+        "(severity 1 monitor, category 16): hand-made: a child process of the plugin exited "
+        "with status 1"]
 
 
 def test_runtime_error_is_the_tools_failure_in_its_words() -> None:
@@ -301,10 +303,12 @@ def test_bench_agent_parse_dcgm_exit_codes(tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert json.loads(failed.stdout)[0]["check"] == "gpu.dcgm_diag"
     assert failed.stderr.splitlines() == [
-        "bench-agent: dcgm: DCGM diag test 'memory' on GPU1: Fail; DCGM error 83 (category 6, "
-        "severity 2): hand-made: memory test found 3 bad cells on GPU 1",
-        "bench-agent: dcgm: DCGM diag test 'pcie' on the node: Fail; DCGM error 2 (category 1,"
-        " severity 1): hand-made: a child process of the plugin exited with status 1"]
+        "bench-agent: dcgm: DCGM diag test 'memory' on GPU1: Fail; DCGM error 52 "
+        "DCGM_FR_FAULTY_MEMORY (severity 2 isolate, category 10): hand-made: memory test "
+        "found 3 bad cells on GPU 1",
+        "bench-agent: dcgm: DCGM diag test 'pcie' on the node: Fail; DCGM error 44 "
+        "DCGM_FR_INTERNAL (severity 1 monitor, category 16): hand-made: a child process of "
+        "the plugin exited with status 1"]
     passing = tmp_path / "pass.json"
     passing.write_text(_doc('{"entity_id": 0, "status": "Pass"}'))
     ok = run_cli("parse", "dcgm", str(passing))
