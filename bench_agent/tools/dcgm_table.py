@@ -66,6 +66,7 @@ class _Reader:
         self.entity_text: dict[str, list[list[str]]] = {}  # entity -> warnings (pieces)
         self.label: tuple[str, str] | None = None  # (Warning|Info, entity) being read
         self.tests_seen: set[str] = set()
+        self.listed = False  # the test row listed its GPUs ("Fail - GPU: 0, 1")
 
     def close_test(self) -> None:
         if self.test is None:
@@ -75,10 +76,16 @@ class _Reader:
         warnings = {e: tuple(DiagWarning("".join([*(x.ljust(PIECE) for x in p[:-1]),
                                                   p[-1]]).strip()) for p in pieces)
                     for e, pieces in self.entity_text.items()}
+        node_warnings = warnings.get(WHOLE_NODE, ())
+        if self.listed and node_warnings:
+            # "Fail - GPU: 0, 1" (DCGM 2.x-3.x): its Warning rows are about those GPUs
+            # (each names its GPU in its words), not about the node.
+            for entity in self.entities:
+                warnings[entity] = warnings.get(entity, ()) + node_warnings
+            node_warnings = ()
         results = [DiagResult(self.category, self.test, e, s, warnings.get(e, ()))
                    for e, s in self.entities.items()]
         statuses = [r.status for r in results]
-        node_warnings = warnings.get(WHOLE_NODE, ())
         # The test row's own status stands for the node when no entity row carries
         # it (a 4.x test that failed as a whole) or when warnings name no entity.
         if WHOLE_NODE not in self.entities and (
@@ -87,6 +94,7 @@ class _Reader:
                                       node_warnings))
         self.diag.results += results
         self.test, self.entities, self.entity_text, self.label = None, {}, {}, None
+        self.listed = False
 
     def row(self, name: str, value: str, line: str) -> None:
         if self.category == "Metadata":
@@ -135,6 +143,7 @@ class _Reader:
         if old.group(2) == "All":
             self.entities[WHOLE_NODE] = self.status
         elif old.group(3):
+            self.listed = True
             for part in old.group(3).split(","):
                 if part.strip():
                     self.entities[f"gpu{int(part)}"] = self.status

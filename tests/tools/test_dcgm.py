@@ -19,6 +19,7 @@ from bench_agent.tools.dcgm import (
     SKIP,
     WHOLE_NODE,
     Diag,
+    DiagWarning,
     diag_from_document,
     diag_measurements,
     parse_dcgm,
@@ -287,6 +288,41 @@ def test_small_table_reads_and_a_warn_is_a_warning() -> None:
 def test_hostile_table_is_a_parse_error(text: str, message: str) -> None:
     with pytest.raises(ParseError, match=message):
         parse_diag(text)
+
+
+OLD_TABLE = """Successfully ran diagnostic for group.
++---------------------------+------------------------------------------------+
+| Diagnostic                | Result                                         |
++===========================+================================================+
+|-----  Deployment  --------+------------------------------------------------|
+| Denylist                  | Pass                                           |
++-----  Stress  ------------+------------------------------------------------+
+| Targeted Stress           | Fail - GPU: 0, 2                               |
+| Warning                   | GPU 0 hand-made: max stress level 1096.5 did n |
+|                           | ot reach 3000.0                                |
+| Memory Bandwidth          | Skip - All                                     |
++---------------------------+------------------------------------------------+
+"""
+
+
+def test_old_table_lists_failed_gpus_and_their_warnings() -> None:
+    diag = parse_diag(OLD_TABLE)
+    assert by(diag) == {("Denylist", WHOLE_NODE): PASS, ("Targeted Stress", "gpu0"): FAIL,
+                        ("Targeted Stress", "gpu2"): FAIL, ("Memory Bandwidth", WHOLE_NODE): SKIP}
+    assert [w.message for w in diag.failures[0].warnings] == [
+        "GPU 0 hand-made: max stress level 1096.5 did not reach 3000.0"]
+
+
+def test_error_codes_are_named_from_dcgm_errors_h() -> None:
+    from bench_agent.tools.dcgm_codes import NAMES, error_name, severity_name
+
+    assert len(NAMES) == 112  # DCGM_FR_OK = 0 ... DCGM_FR_NAN_VALUE = 111
+    assert (error_name(50), error_name(55), error_name(111)) == (
+        "DCGM_FR_STRESS_LEVEL", "DCGM_FR_ECC_DISABLED", "DCGM_FR_NAN_VALUE")
+    assert error_name(112) is None and severity_name(9) is None
+    assert severity_name(2) == "isolate"
+    warning = DiagWarning("w", error_id=4000, severity=2)
+    assert warning.describe() == "DCGM error 4000 (severity 2 isolate): w"
 
 
 def test_a_table_with_no_test_is_an_error() -> None:
