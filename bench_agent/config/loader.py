@@ -36,6 +36,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DEFAULT_PROFILE = "guide-minimum"
 DEFAULT_TIMEOUT_S = 300.0
+# A check re-run more often than this is no confirmation but a loop; ten re-runs
+# of the slowest acceptance check (600 s) already take well over an hour.
+MAX_CONFIRM = 10
 DOMAINS = ("cpu", "storage", "network", "gpu", "nccl")
 
 
@@ -212,6 +215,8 @@ class _CheckEntry(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: str | float = DEFAULT_TIMEOUT_S
     required: bool = False
+    # confirm-before-failing: re-run a FAIL up to this many times (docs/faults.md).
+    confirm: int = Field(default=0, ge=0, le=MAX_CONFIRM, strict=True)
 
 
 class _SuiteFile(BaseModel):
@@ -231,6 +236,7 @@ class CheckPlan:
     params: dict[str, Any]
     timeout: float
     required: bool
+    confirm: int = 0  # re-runs of a FAIL before it stands (suite `confirm: N`)
 
 
 @dataclass(frozen=True)
@@ -265,7 +271,8 @@ def load_suite(path: Path) -> Suite:
             params = check.params_model.model_validate(entry.params)
         except ValidationError as exc:
             raise params_error(exc, path, f"{key}.params") from exc
-        plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required))
+        plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required,
+                               entry.confirm))
     return Suite(parsed.name, parsed.description, plans, str(path), digest, parsed.profile)
 
 

@@ -1,0 +1,1 @@
+"""`bench-agent health`: fast passive checks in-process (see runner.run_health)."""
