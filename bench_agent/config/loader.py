@@ -496,8 +496,10 @@ def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) 
     return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)])
 
 
-def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
-    """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it."""
+def load_profile(path: Path, _chain: tuple[str, ...] = (),
+                 catalog: Mapping[str, MetricInfo] | None = None) -> Profile:
+    """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it;
+    ``catalog`` the metric catalog its thresholds are checked against (the checks')."""
     # A profile file is one of two kinds: read once, then through the kind's model.
     data, digest = _read_yaml(path)
     if data.get("kind") == "fleet":
@@ -511,7 +513,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
         if str(parent_path.resolve()) in chain:
             raise ConfigError(f"profile inheritance loops through {parsed.extends!r}",
                               file=str(path), key="extends")
-        parent = load_profile(parent_path, chain)
+        parent = load_profile(parent_path, chain, catalog)
         by_id = {t.id: t for t in parent.thresholds}
         sources = [*parent.sources, str(path)]
         digest = hashlib.sha256((parent.sha256 + digest).encode()).hexdigest()
@@ -521,7 +523,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
         if entry.id in seen:
             raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path), key=key)
         seen.add(entry.id)
-        by_id[entry.id] = threshold_from_entry(entry, path, key)
+        by_id[entry.id] = threshold_from_entry(entry, path, key, catalog)
     return Profile(parsed.name, parsed.description, list(by_id.values()), str(path), digest,
                    sources)
 
@@ -551,5 +553,6 @@ def resolve_profile_path(name_or_path: str, relative_to: Path | None = None) -> 
     )
 
 
-def load_profile_named(name_or_path: str) -> Profile:
-    return load_profile(resolve_profile_path(name_or_path))
+def load_profile_named(name_or_path: str,
+                       catalog: Mapping[str, MetricInfo] | None = None) -> Profile:
+    return load_profile(resolve_profile_path(name_or_path), catalog=catalog)
