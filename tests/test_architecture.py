@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"core", "checks"},
     "run": {"core", "tools", "inventory", "checks", "config", "faults"},
     "report": {"core", "run", "config"},
-    "burnin": {"core", "tools", "inventory", "checks", "config", "run", "report"},
+    "burnin": {"core", "tools", "inventory", "checks", "config", "run", "report", "faults"},
     "fleet": {"core", "checks", "config", "report"},
     "peer": {"core", "tools", "inventory"},
     "collector": {"core", "report.attest", "report.plots"},

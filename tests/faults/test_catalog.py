@@ -52,6 +52,21 @@ def test_every_metric_of_the_catalog_maps_to_a_code() -> None:
                           f"one there):\n{hint}")
 
 
+def test_every_burnin_metric_maps_to_a_code() -> None:
+    from bench_agent.burnin.engine import BurninFile, default_burnin_path
+    from bench_agent.burnin.health import HEALTH_METRICS
+    from bench_agent.config.loader import load_model
+
+    catalog = load_catalog()
+    burnin, _ = load_model(default_burnin_path(), BurninFile)
+    metrics = [*HEALTH_METRICS, *(t.metric for t in burnin.thresholds)]
+    unmapped = [m for m in metrics if catalog.code_for("burnin", m) == UNCLASSIFIED]
+    assert unmapped == [], f"add mappings for these burn-in metrics: {unmapped}"
+    assert catalog.code_for("burnin.loads", "burnin.gpu_matmul") == "BA-BURNIN-LOAD-DROP"
+    assert catalog.code_for("burnin.nvme", "burnin.nvme_media_errors_new") == (
+        "BA-NVME-MEDIA-ERRORS")
+
+
 def test_codes_follow_metric_patterns_errors_and_xids() -> None:
     catalog = load_catalog()
     assert catalog.code_for("gpu.health", "gpu.ecc_dram_uncorrectable") == "BA-GPU-ECC-DBE"
