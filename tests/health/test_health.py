@@ -248,3 +248,16 @@ def test_the_cli_writes_a_health_report_to_the_spool(sysroot: Path, suite_file: 
     assert json.loads(state.read_text())["readings"]["health.gpu_xid"] == {
         "health.gpu_xid@kmsg": 99}
     assert "first health run" in done.stderr
+
+
+def test_the_shipped_health_profile_judges_only_what_the_health_suite_measures() -> None:
+    from bench_agent.checks import DomainCatalog, get_check
+    from bench_agent.config.loader import suite_path
+
+    suite = load_suite(suite_path("health"))
+    measured = {spec.name for plan in suite.checks for spec in get_check(plan.check).metrics}
+    profile = load_profile_named("health")
+    assert sorted(t.metric for t in profile.thresholds if t.metric not in measured) == []
+    # Read one domain at a time, the profile is the same as against the whole catalog.
+    assert load_profile_named("health", DomainCatalog()).thresholds == profile.thresholds
+    assert suite.profile == "health"
