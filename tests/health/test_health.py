@@ -261,3 +261,18 @@ def test_the_shipped_health_profile_judges_only_what_the_health_suite_measures()
     # Read one domain at a time, the profile is the same as against the whole catalog.
     assert load_profile_named("health", DomainCatalog()).thresholds == profile.thresholds
     assert suite.profile == "health"
+
+
+def test_a_report_with_fault_fields_validates_against_the_report_schema(
+        sysroot: Path, suite_file: Path) -> None:
+    import jsonschema
+
+    from bench_agent.config.loader import schema_dir
+
+    report, _ = _run(sysroot, suite_file, HealthState(), _fake())
+    schema = json.loads((schema_dir() / "report-v1.schema.json").read_text())
+    data = json.loads(report.to_json())
+    jsonschema.validate(data, schema)
+    data["verdicts"][0]["remediation"] = "pray"
+    with pytest.raises(jsonschema.ValidationError, match="'pray' is not one of"):
+        jsonschema.validate(data, schema)
