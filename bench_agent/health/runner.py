@@ -36,7 +36,7 @@ from bench_agent.config.loader import (
     load_suite,
     suite_path,
 )
-from bench_agent.core.errors import BenchAgentError, verdict_status
+from bench_agent.core.errors import BenchAgentError, NotApplicable, verdict_status
 from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Measurement, Report, Status
 from bench_agent.health.state import HealthState, default_state_path, load_state, save_state
@@ -66,7 +66,8 @@ def _run_check(plan: CheckPlan, root: Path, since: dict[str, float]) -> Any:
     ctx = CheckContext(root=root, timeout=plan.timeout)
     reason = check.available(ctx)
     if reason is not None:
-        return CheckOutcome(plan.check, status=Status.SKIP, message=reason, error="NotApplicable")
+        return CheckOutcome(plan.check, status=Status.SKIP, message=reason,
+                            error=NotApplicable.__name__)
     params = check.params_model.model_validate({**plan.params, "since": since})
     return None, check.run(ctx, params)
 

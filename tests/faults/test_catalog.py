@@ -52,6 +52,20 @@ def test_every_metric_of_the_catalog_maps_to_a_code() -> None:
                           f"one there):\n{hint}")
 
 
+def test_every_error_a_mapping_names_exists() -> None:
+    # The worker names the error's class (run/worker.py); a renamed class would
+    # silently fall through to BA-CHECK-ERROR, so the catalog is held to the tree.
+    import inspect
+
+    from bench_agent.core import errors
+
+    classes = {name for name, obj in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(obj, errors.BenchAgentError)}
+    runner_kinds = {"timeout", "crash", "protocol", "interrupted", "*"}
+    named = {e for m in load_catalog().mappings for e in (m.errors or ())}
+    assert sorted(named - classes - runner_kinds) == []
+
+
 def test_every_burnin_metric_maps_to_a_code() -> None:
     from bench_agent.burnin.engine import BurninFile, default_burnin_path
     from bench_agent.burnin.health import HEALTH_METRICS
