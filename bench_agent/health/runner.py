@@ -5,8 +5,9 @@ an interpreter start and the imports again, about 0.1 s each here, and eight of
 them would take the whole budget: health must stay under 0.3 s, beside LBNL
 NHC's 0.13 s for comparable checks (issue 16, benchmarks/bench_health.py). These
 checks only read files and NVML counters, start no tool, and put no load on the
-node. Each runs in a daemon thread; the runner waits for it up to the check's
-`timeout` from the suite, and a check that has not answered by then is an ERROR
+node. All start at once, each in a daemon thread; the runner waits for each up
+to its own `timeout` from the suite (from its start), so the run takes as long
+as its slowest check, and a check that has not answered by then is an ERROR
 naming the check ("health.gpu timed out after 5 s"), NHC issue 161's complaint.
 A thread cannot be killed: a hung NVML call stays hung in its thread until the
 process exits, which it does right after the report (threads are daemons), so
@@ -72,9 +73,17 @@ def _run_check(plan: CheckPlan, root: Path, since: dict[str, float]) -> Any:
     return None, check.run(ctx, params)
 
 
-def run_with_deadline(plan: CheckPlan, work: Callable[[], Any]) -> tuple[Any, float]:
-    """``work()`` in a daemon thread, waited for up to ``plan.timeout``. Returns its
-    result, or a CheckOutcome (ERROR) for a timeout or an exception, and seconds."""
+@dataclass
+class _Running:
+    """One check running in its daemon thread, with its deadline."""
+
+    plan: CheckPlan
+    thread: threading.Thread
+    started: float
+    box: dict[str, Any] = field(default_factory=dict)
+
+
+def start_check(plan: CheckPlan, work: Callable[[], Any]) -> _Running:
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -82,16 +91,27 @@ def run_with_deadline(plan: CheckPlan, work: Callable[[], Any]) -> tuple[Any, fl
             box["result"] = work()
         except BaseException as exc:  # every failure becomes a verdict
             box["error"] = exc
+        finally:
+            box["finished"] = time.monotonic()
 
-    started = time.monotonic()
     thread = threading.Thread(target=target, name=f"health:{plan.check}", daemon=True)
+    running = _Running(plan, thread, time.monotonic(), box)
     thread.start()
-    thread.join(plan.timeout)
-    seconds = time.monotonic() - started
-    if thread.is_alive():
+    return running
+
+
+def finish_check(running: _Running) -> tuple[Any, float]:
+    """Wait for a started check up to its own deadline (its start + the suite's
+    timeout). Its result, or a CheckOutcome (ERROR) for a timeout or an exception;
+    and the seconds it ran."""
+    plan, box = running.plan, running.box
+    running.thread.join(max(0.0, running.started + plan.timeout - time.monotonic()))
+    if running.thread.is_alive():
+        seconds = time.monotonic() - running.started
         return CheckOutcome(plan.check, status=Status.ERROR, error="timeout", seconds=seconds,
                             message=f"{plan.check} timed out after {plan.timeout:g} s (left "
                             "running in its thread; the report does not wait for it)"), seconds
+    seconds = box["finished"] - running.started
     if "error" in box:
         exc = box["error"]
         status = verdict_status(exc)
@@ -99,6 +119,11 @@ def run_with_deadline(plan: CheckPlan, work: Callable[[], Any]) -> tuple[Any, fl
         return CheckOutcome(plan.check, status=status, message=text, seconds=seconds,
                             error=type(exc).__name__), seconds
     return box["result"], seconds
+
+
+def run_with_deadline(plan: CheckPlan, work: Callable[[], Any]) -> tuple[Any, float]:
+    """``work()`` in a daemon thread, waited for up to ``plan.timeout``."""
+    return finish_check(start_check(plan, work))
 
 
 def _bound(plan: CheckPlan, root: Path, since: dict[str, float]) -> Callable[[], Any]:
@@ -122,9 +147,13 @@ def health_report(suite: Suite, profile: Profile, state: HealthState,
     started_at = _utc_now()
     outcomes: list[CheckOutcome] = []
     inventory = Inventory(error="the inventory was not collected (not in the health suite)")
-    for plan in suite.checks:
-        since = state.readings.get(plan.check, {})
-        result, seconds = run_with_deadline(plan, _bound(plan, root, since))
+    # All at once, each under its own deadline: the run takes as long as its
+    # slowest check, not their sum (NVML and file reads release the GIL; NVML is
+    # thread-safe, NVML API reference "Thread Safety").
+    running = [start_check(plan, _bound(plan, root, state.readings.get(plan.check, {})))
+               for plan in suite.checks]
+    for plan, started in zip(suite.checks, running, strict=True):
+        result, seconds = finish_check(started)
         if isinstance(result, CheckOutcome):
             # A required check's SKIP becomes ERROR in build_report (outcome_verdict).
             outcomes.append(result)
