@@ -276,3 +276,17 @@ def test_a_report_with_fault_fields_validates_against_the_report_schema(
     data["verdicts"][0]["remediation"] = "pray"
     with pytest.raises(jsonschema.ValidationError, match="'pray' is not one of"):
         jsonschema.validate(data, schema)
+
+
+def test_the_clock_check_reads_the_running_kernel() -> None:
+    from bench_agent.checks.base import CheckContext
+    from bench_agent.checks.health.common import HealthParams
+    from bench_agent.checks.health.node import STA_UNSYNC, TIME_ERROR, ClockHealthCheck, read_clock
+
+    state, max_error, status = read_clock()
+    assert 0 <= state <= TIME_ERROR  # adjtimex(2): TIME_OK .. TIME_ERROR
+    assert max_error >= 0
+    unsynced, error = ClockHealthCheck().run(CheckContext(), HealthParams())
+    assert unsynced.metric == "health.clock_unsynchronized"
+    assert unsynced.value == float(state == TIME_ERROR or bool(status & STA_UNSYNC))
+    assert error.metric == "health.clock_max_error" and error.value >= 0
