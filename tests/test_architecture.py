@@ -23,14 +23,16 @@ ALLOWED: dict[str, set[str]] = {
     "inventory": {"core", "tools"},
     "checks": {"core", "tools", "inventory", "config.baselines", "peer.protocol"},
     "config": {"core", "checks"},
-    "run": {"core", "tools", "inventory", "checks", "config"},
+    "run": {"core", "tools", "inventory", "checks", "config", "faults"},
     "report": {"core", "run", "config"},
-    "burnin": {"core", "tools", "inventory", "checks", "config", "run", "report"},
+    "burnin": {"core", "tools", "inventory", "checks", "config", "run", "report", "faults"},
     "fleet": {"core", "checks", "config", "report"},
     "peer": {"core", "tools", "inventory"},
     "collector": {"core", "report.attest", "report.plots"},
+    "faults": {"core"},
+    "health": {"core", "tools", "inventory", "checks", "config", "run", "report", "faults"},
     "cli": {"core", "tools", "inventory", "checks", "config", "run", "report", "burnin",
-            "fleet", "peer", "collector.cli"},
+            "fleet", "peer", "collector.cli", "faults", "health"},
 }
 # The package's face: the version, `python -m bench_agent`.
 FACE = {"bench_agent", "bench_agent.__main__"}

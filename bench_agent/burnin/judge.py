@@ -36,6 +36,7 @@ from bench_agent.core.metrics import MetricInfo
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.core.thresholds import Series, Threshold, evaluate_series
 from bench_agent.core.units import Unit
+from bench_agent.faults.assign import assign_faults
 from bench_agent.run.runner import CheckOutcome, outcome_verdict
 
 # Why a health rule had nothing to judge, by the metric's family.
@@ -178,17 +179,21 @@ def judge(records: list[dict[str, Any]]) -> Report:
                                               unmeasured=unmeasured,
                                               profile=str(profile.get("name", "")))
     verdicts += [outcome_verdict(outcome) for outcome in outcomes]
+    inventory = Inventory.from_dict(start.get("inventory") or {})
+    measurements = [_measurement(s) for s in series]
+    # The fault catalog's code, component and remediation (docs/faults.md).
+    verdicts = assign_faults(verdicts, measurements, inventory)
     suite = start.get("suite") or {"name": "burnin", "sha256": "0" * 64, "path": ""}
     plotted = [s for s in series if s.metric in GAUGES or (s.check == "burnin.loads"
                and s.metric not in ("burnin.load_crashed", "burnin.load_stuck"))]
     return Report(
         report_id=str(uuid.uuid4()), agent_version=__version__, host=str(start["host"]),
-        inventory=Inventory.from_dict(start.get("inventory") or {}), suite=NamedDigest(**suite),
+        inventory=inventory, suite=NamedDigest(**suite),
         profile=NamedDigest(str(profile.get("name", "burnin-thresholds")),
                             str(profile.get("sha256", suite["sha256"])),
                             str(profile.get("path", suite.get("path", "")))),
         started_at=utc(started), finished_at=utc(finished),
-        measurements=[_measurement(s) for s in series], verdicts=verdicts,
+        measurements=measurements, verdicts=verdicts,
         interrupted=interrupted or end is None or bool(aborted),
         series={_name(s): [[round(t, 3), v] for t, v in s.points] for s in plotted},
         series_units={_name(s): s.unit.value for s in plotted},

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Iterable, Iterator, Mapping
 
 from bench_agent.checks.base import Check
 from bench_agent.core.errors import UsageError
@@ -32,6 +33,7 @@ MODULES: dict[str, str] = {
     "nccl": "bench_agent.checks.nccl.checks",
     "storage": "bench_agent.checks.storage.checks",
     "network": "bench_agent.checks.network.checks",
+    "health": "bench_agent.checks.health.checks",
 }
 
 
@@ -87,10 +89,9 @@ def get_check(name: str) -> Check:
     return check_class(name)()
 
 
-@functools.cache
-def _catalog() -> dict[str, MetricInfo]:
+def _build_catalog(checks: Iterable[tuple[str, type[Check]]]) -> dict[str, MetricInfo]:
     out: dict[str, MetricInfo] = {}
-    for name, cls in _registry().items():
+    for name, cls in checks:
         seen: set[str] = set()
         for spec in cls.metrics:
             if spec.name in seen:
@@ -112,6 +113,36 @@ def _catalog() -> dict[str, MetricInfo]:
                                         (*known.checks, name), spec.higher_is_better,
                                         spec.per_device)
     return out
+
+
+@functools.cache
+def _catalog() -> dict[str, MetricInfo]:
+    return _build_catalog(_registry().items())
+
+
+@functools.cache
+def _module_catalog(module_name: str) -> dict[str, MetricInfo]:
+    return _build_catalog((cls.name, cls) for cls in _module_checks(module_name))
+
+
+class DomainCatalog(Mapping[str, MetricInfo]):
+    """The metric catalog looked up one domain at a time: a metric is found in the
+    module of its first part ("health" for health.gpu_xid), and only that module is
+    imported. `bench-agent health` loads its profile through it: importing every
+    check module (storage, network, nccl, ...) costs a third of its time budget.
+    Iterating (an unknown metric's suggestions) reads the whole catalog."""
+
+    def __getitem__(self, name: str) -> MetricInfo:
+        module_name = MODULES.get(name.split(".")[0])
+        if module_name is None:
+            raise KeyError(name)
+        return _module_catalog(module_name)[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_catalog())
+
+    def __len__(self) -> int:
+        return len(_catalog())
 
 
 def metric_catalog() -> dict[str, MetricInfo]:

@@ -624,6 +624,18 @@ def _profile_from_command_line(name_or_path: str) -> Profile:
     return load_profile(path)
 
 
+def _cmd_faults(args: argparse.Namespace) -> int:
+    from bench_agent.cli.faults import cmd_faults
+
+    return cmd_faults(args)
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from bench_agent.cli.health import cmd_health
+
+    return cmd_health(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench_agent.report.display import guard_std_streams
 
@@ -647,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
         "burnin": _cmd_burnin,
         "fleet": _cmd_fleet,
         "baseline": _cmd_baseline,
+        "faults": _cmd_faults,
+        "health": _cmd_health,
     }
     try:
         return handlers[args.command](args)

@@ -222,3 +222,9 @@ def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     revoke = csub.add_parser("revoke", help="revoke a node key")
     revoke.add_argument("--db", help=db_help)
     revoke.add_argument("keyid")
+
+    faults = sub.add_parser("faults", help="list the fault catalog (codes, remediations)")
+    faults.add_argument("--json", action="store_true", help="JSON instead of a table")
+    from bench_agent.cli.health import add_parser as add_health_parser
+
+    add_health_parser(sub, _Parser, FALLBACK_HELP)

@@ -36,6 +36,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DEFAULT_PROFILE = "guide-minimum"
 DEFAULT_TIMEOUT_S = 300.0
+# A check re-run more often than this is no confirmation but a loop; ten re-runs
+# of the slowest acceptance check (600 s) already take well over an hour.
+MAX_CONFIRM = 10
 DOMAINS = ("cpu", "storage", "network", "gpu", "nccl")
 
 
@@ -212,6 +215,8 @@ class _CheckEntry(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: str | float = DEFAULT_TIMEOUT_S
     required: bool = False
+    # confirm-before-failing: re-run a FAIL up to this many times (docs/faults.md).
+    confirm: int = Field(default=0, ge=0, le=MAX_CONFIRM, strict=True)
 
 
 class _SuiteFile(BaseModel):
@@ -231,6 +236,7 @@ class CheckPlan:
     params: dict[str, Any]
     timeout: float
     required: bool
+    confirm: int = 0  # re-runs of a FAIL before it stands (suite `confirm: N`)
 
 
 @dataclass(frozen=True)
@@ -265,7 +271,8 @@ def load_suite(path: Path) -> Suite:
             params = check.params_model.model_validate(entry.params)
         except ValidationError as exc:
             raise params_error(exc, path, f"{key}.params") from exc
-        plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required))
+        plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required,
+                               entry.confirm))
     return Suite(parsed.name, parsed.description, plans, str(path), digest, parsed.profile)
 
 
@@ -489,8 +496,10 @@ def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) 
     return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)])
 
 
-def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
-    """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it."""
+def load_profile(path: Path, _chain: tuple[str, ...] = (),
+                 catalog: Mapping[str, MetricInfo] | None = None) -> Profile:
+    """Load a profile; ``_chain`` holds the resolved paths of the profiles extending it;
+    ``catalog`` the metric catalog its thresholds are checked against (the checks')."""
     # A profile file is one of two kinds: read once, then through the kind's model.
     data, digest = _read_yaml(path)
     if data.get("kind") == "fleet":
@@ -504,7 +513,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
         if str(parent_path.resolve()) in chain:
             raise ConfigError(f"profile inheritance loops through {parsed.extends!r}",
                               file=str(path), key="extends")
-        parent = load_profile(parent_path, chain)
+        parent = load_profile(parent_path, chain, catalog)
         by_id = {t.id: t for t in parent.thresholds}
         sources = [*parent.sources, str(path)]
         digest = hashlib.sha256((parent.sha256 + digest).encode()).hexdigest()
@@ -514,7 +523,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
         if entry.id in seen:
             raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path), key=key)
         seen.add(entry.id)
-        by_id[entry.id] = threshold_from_entry(entry, path, key)
+        by_id[entry.id] = threshold_from_entry(entry, path, key, catalog)
     return Profile(parsed.name, parsed.description, list(by_id.values()), str(path), digest,
                    sources)
 
@@ -544,5 +553,6 @@ def resolve_profile_path(name_or_path: str, relative_to: Path | None = None) -> 
     )
 
 
-def load_profile_named(name_or_path: str) -> Profile:
-    return load_profile(resolve_profile_path(name_or_path))
+def load_profile_named(name_or_path: str,
+                       catalog: Mapping[str, MetricInfo] | None = None) -> Profile:
+    return load_profile(resolve_profile_path(name_or_path), catalog=catalog)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 from bench_agent.core.inventory import Inventory
-from bench_agent.core.model import Report, Status
+from bench_agent.core.model import Report, Status, Verdict
 from bench_agent.core.units import Unit, format_value
 
 if TYPE_CHECKING:
@@ -188,6 +188,9 @@ def table_rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
             note = v.message + (f" ({v.source})" if v.source else "")
         elif v.message:
             note = f"{v.source} - {v.message}" if v.source else v.message
+        if v.fault_code:
+            # The fault catalog's code, the part and what to do (docs/faults.md) lead.
+            note = f"{fault_label(v)}: {note}"
         rows.append(_printable_row(
             (v.check, metric, v.display_value, v.threshold, v.status.value, note)))
         judged.add((v.metric, v.device))
@@ -201,6 +204,16 @@ def table_rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
         rows.append(_printable_row(
             (m.check, metric, format_value(m.value, m.unit), "", "-", note)))
     return rows
+
+
+def fault_label(v: Verdict) -> str:
+    """ "BA-GPU-XID-79 GPU 3 GPU-... [reboot]" (and "flaky, 2 attempts")."""
+    parts = [v.fault_code, v.component, f"[{v.remediation}]" if v.remediation else ""]
+    if v.flaky:
+        parts.append(f"(flaky, {v.attempts} attempts)")
+    elif v.attempts > 1:
+        parts.append(f"({v.attempts} attempts)")
+    return " ".join(p for p in parts if p)
 
 
 def _printable_row(

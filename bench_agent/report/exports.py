@@ -130,9 +130,12 @@ def to_junit(report: Report) -> str:
             f"threshold: {verdict.threshold}" if verdict.threshold else "",
             f"threshold id: {verdict.threshold_id}" if verdict.threshold_id else "",
             f"source: {verdict.source}" if verdict.source else "",
+            _fault_line(verdict),
             verdict.message,
         ) if part))
-        message = _xml(verdict.message)
+        # The fault code first: a CI system shows the message attribute as the title.
+        message = _xml(f"{verdict.fault_code}: {verdict.message}" if verdict.fault_code
+                       else verdict.message)
         if verdict.status is Status.FAIL:
             ET.SubElement(case, "failure", message=message, type="FAIL").text = detail
         elif verdict.status is Status.ERROR:
@@ -143,6 +146,22 @@ def to_junit(report: Report) -> str:
             ET.SubElement(case, "system-out").text = f"WARN: {detail}"
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def _fault_line(verdict: Verdict) -> str:
+    """ "fault: BA-GPU-XID-79 (GPU 3 ...), remediation reboot, flaky after 2 attempts"."""
+    if not verdict.fault_code:
+        return ""
+    line = f"fault: {verdict.fault_code}"
+    if verdict.component:
+        line += f" ({verdict.component})"
+    if verdict.remediation:
+        line += f", remediation {verdict.remediation}"
+    if verdict.flaky:
+        line += f", flaky: passed on attempt {verdict.attempts}"
+    elif verdict.attempts > 1:
+        line += f", {verdict.attempts} attempts"
+    return line
 
 
 # --- Prometheus textfile -----------------------------------------------------------
@@ -287,6 +306,18 @@ def to_prometheus(report: Report, last_success: float | None = None) -> str:
         for status in Status:
             families.add(verdict_name, verdict_help, {**labels, "status": status.value},
                          1.0 if v.status is status else 0.0)
+    # One series per coded verdict (FAIL, ERROR, WARN): the fault catalog's code, the
+    # part and the remediation, for alert rules (bench_agent_fault{code=~"BA-GPU-.*"}).
+    # The codes and a node's parts are few, so the labels stay bounded.
+    for v, occurrence in zip(report.verdicts, occurrences, strict=True):
+        if v.fault_code:
+            families.add(f"{PROM_PREFIX}_fault", "1 for each fault of the last run, by fault"
+                         " code (docs/faults.md), component and remediation",
+                         {"code": v.fault_code, "component": v.component,
+                          "remediation": v.remediation, "check": v.check, "metric": v.metric,
+                          "device": v.device, "threshold_id": v.threshold_id,
+                          "flaky": "true" if v.flaky else "",
+                          "occurrence": str(occurrence) if occurrence > 1 else ""}, 1.0)
     for status in Status:
         families.add(f"{PROM_PREFIX}_run_status", "1 for the overall status of the last run",
                      {"status": status.value}, 1.0 if report.status is status else 0.0)

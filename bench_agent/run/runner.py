@@ -16,6 +16,7 @@ its workers).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import socket
@@ -36,6 +37,7 @@ from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict
 from bench_agent.core.process import run_child
 from bench_agent.core.thresholds import evaluate
+from bench_agent.faults.assign import assign_faults
 from bench_agent.run.worker import PROTOCOL
 
 INVENTORY_TIMEOUT_S = 60.0
@@ -62,6 +64,15 @@ class CheckOutcome:
     message: str = ""
     seconds: float = 0.0
     payload: dict[str, Any] = field(default_factory=dict)
+    # Why it did not measure, for the fault catalog (faults/catalog.yaml mappings):
+    # the worker's error class (ToolMissing, ParseError, ...) or the runner's own
+    # "timeout", "crash", "protocol", "interrupted".
+    error: str = ""
+    # confirm-before-failing (suite `confirm: N`): how many times the check ran,
+    # and the FAILs of an earlier attempt that a later one passed, by
+    # (threshold id, device) -> the earlier verdict's message.
+    attempts: int = 1
+    flaky: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class Progress(Protocol):
@@ -103,7 +114,8 @@ def run_in_child(
         # A KeyboardInterrupt inside stops the worker's tree before it propagates.
         done = run_child(command, data=payload, timeout=timeout, grace=KILL_GRACE_S)
     except OSError as exc:
-        return CheckOutcome(name, status=Status.ERROR, message=f"cannot start worker: {exc}")
+        return CheckOutcome(name, status=Status.ERROR, message=f"cannot start worker: {exc}",
+                            error="crash")
     seconds = time.monotonic() - started
     if done.timed_out:
         stderr = done.stderr
@@ -117,10 +129,10 @@ def run_in_child(
             status=Status.ERROR,
             message=f"timed out after {timeout:g} s and was stopped"
             + (f"; last output: {_tail(stderr, 300)}" if stderr.strip() else ""),
-            seconds=seconds,
+            seconds=seconds, error="timeout",
         )
     if done.returncode is None:  # it outlived SIGKILL: stuck in the kernel
-        return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+        return CheckOutcome(name, status=Status.ERROR, seconds=seconds, error="timeout",
                             message="its process could not be stopped (stuck in the kernel)")
     return outcome_from_output(name, done.returncode, done.stdout, done.stderr, seconds)
 
@@ -153,17 +165,18 @@ def outcome_from_output(
             why = "returned unreadable output"
         detail = _tail(stderr) or _tail(stdout, 300) or "no output"
         return CheckOutcome(name, status=Status.ERROR, message=f"{why}: {detail}",
-                            seconds=seconds)
+                            seconds=seconds, error="crash")
     if not response["ok"]:
         error = str(response.get("error", "Error"))
         message = str(response.get("message", "")) or error
         said = response.get("status")
         status = next((s for s in _FAILURE_STATUSES if s.value == said), None)
         if status is None:
-            return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+            return CheckOutcome(name, status=Status.ERROR, seconds=seconds, error="protocol",
                                 message=f"the worker gave no verdict status ({said!r}) for "
                                 f"{error}: {message}")
-        return CheckOutcome(name, status=status, message=message, seconds=seconds)
+        return CheckOutcome(name, status=status, message=message, seconds=seconds,
+                            error=error)
     if "inventory" in response:
         try:
             inventory = Inventory.from_dict(response["inventory"])
@@ -174,10 +187,10 @@ def outcome_from_output(
     try:
         measurements = [Measurement.from_dict(m) for m in response.get("measurements", [])]
     except (KeyError, TypeError, ValueError) as exc:
-        return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+        return CheckOutcome(name, status=Status.ERROR, seconds=seconds, error="protocol",
                             message=f"invalid measurement from check: {exc}")
     if not measurements:
-        return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+        return CheckOutcome(name, status=Status.ERROR, seconds=seconds, error="protocol",
                             message="the check returned no measurement")
     return CheckOutcome(name, measurements=measurements, seconds=seconds)
 
@@ -249,10 +262,10 @@ class Runner:
         for index, plan in enumerate(self.suite.checks):
             self.progress.check_started(plan.check, index, total)
             try:
-                outcome = run_in_child(self._request(plan), plan.timeout, self.worker_command)
+                outcome = self._run_confirmed(plan)
             except KeyboardInterrupt:
                 interrupted = True
-                outcome = CheckOutcome(plan.check, status=Status.ERROR,
+                outcome = CheckOutcome(plan.check, status=Status.ERROR, error="interrupted",
                                        message="interrupted while running (Ctrl-C or SIGTERM)")
                 self.progress.check_finished(outcome)
                 outcomes.append(outcome)
@@ -263,6 +276,38 @@ class Runner:
             self.progress.check_finished(outcome)
             outcomes.append(outcome)
         return self.build_report(outcomes, inventory, started, interrupted)
+
+    def _failing(self, outcome: CheckOutcome) -> dict[tuple[str, str], Verdict]:
+        """The FAIL verdicts the profile gives this outcome's measurements alone."""
+        if outcome.status is not None:
+            return {}
+        judged = evaluate(outcome.measurements, self.profile.thresholds, [outcome.check])
+        return {(v.threshold_id, v.device): v for v in judged if v.status is Status.FAIL}
+
+    def _run_confirmed(self, plan: CheckPlan) -> CheckOutcome:
+        """Run a check; with ``confirm: N`` a FAIL is re-run up to N times before it
+        stands. The first attempt without a FAIL is kept, and the FAILs the earlier
+        attempts had are recorded (build_report makes them WARN, flaky): a transient
+        fault is neither hidden as a PASS nor reported as a broken part."""
+        outcome = run_in_child(self._request(plan), plan.timeout, self.worker_command)
+        failing = self._failing(outcome)
+        earlier: dict[tuple[str, str], str] = {}
+        attempts = 1
+        seconds = outcome.seconds
+        while failing and attempts <= plan.confirm:
+            for key, verdict in failing.items():
+                earlier.setdefault(key, f"FAIL on attempt {attempts}: {verdict.message}")
+            attempts += 1
+            outcome = run_in_child(self._request(plan), plan.timeout, self.worker_command)
+            seconds += outcome.seconds
+            failing = self._failing(outcome)
+        outcome.attempts = attempts
+        outcome.seconds = seconds
+        # Only a FAIL that a later attempt measured and passed is flaky; one that
+        # still fails, or a re-run that errored, stands as it is.
+        if outcome.status is None:
+            outcome.flaky = {k: why for k, why in earlier.items() if k not in failing}
+        return outcome
 
     def build_report(
         self,
@@ -297,6 +342,9 @@ class Runner:
                 unmeasured.setdefault(plan.check, f"not measured: {plan.check} did not run")
         verdicts.extend(evaluate(measurements, self.profile.thresholds, ok_checks,
                                  unmeasured=unmeasured, profile=self.profile.name))
+        verdicts = confirmed(verdicts, outcomes)
+        verdicts = assign_faults(verdicts, measurements, inventory,
+                                 {o.check: o.error for o in outcomes if o.error})
         return Report(
             report_id=str(uuid.uuid4()),
             agent_version=__version__,
@@ -311,6 +359,26 @@ class Runner:
             interrupted=interrupted,
             check_seconds=check_seconds,
         )
+
+
+def confirmed(verdicts: list[Verdict], outcomes: Sequence[CheckOutcome]) -> list[Verdict]:
+    """``verdicts`` with each check's attempt count, and the PASS of a FAIL that a
+    re-run passed turned into WARN with ``flaky`` (docs/faults.md, "Confirm before
+    failing")."""
+    by_check = {o.check: o for o in outcomes}
+    out: list[Verdict] = []
+    for verdict in verdicts:
+        outcome = by_check.get(verdict.check)
+        if outcome is None or outcome.attempts == 1:
+            out.append(verdict)
+            continue
+        earlier = outcome.flaky.get((verdict.threshold_id, verdict.device))
+        if earlier is not None and verdict.status is Status.PASS:
+            verdict = dataclasses.replace(
+                verdict, status=Status.WARN, flaky=True,
+                message=f"flaky: {earlier}; PASS on attempt {outcome.attempts}")
+        out.append(dataclasses.replace(verdict, attempts=outcome.attempts))
+    return out
 
 
 def outcome_verdict(outcome: CheckOutcome, required: bool = False) -> Verdict:

@@ -51,6 +51,12 @@ EXAMPLES: dict[tuple[str, ...], tuple[list[str], dict[str, object]]] = {
     ("collector", "enroll"): (["--node", "n1", "--pubkey", "n1.pem", "--replace"],
                               {"node": "n1", "pubkey": Path("n1.pem"), "replace": True}),
     ("collector", "revoke"): (["abc123"], {"keyid": "abc123"}),
+    ("faults",): (["--json"], {"json": True}),
+    ("health",): (["--profile", "site.yaml", "--state", "s.json", "--suite-file", "h.yaml",
+                   "--json", "--no-sign"],
+                  {"profile": "site.yaml", "state": Path("s.json"),
+                   "suite_file": Path("h.yaml"), "json": True, "no_sign": True,
+                   "output": Path("results"), "sysroot": Path("/")}),
 }
 # The dest that names the chosen subcommand at each level (cli/main.py dispatches on them).
 LEVEL_DEST = {"fleet": "fleet_command", "baseline": "baseline_command",

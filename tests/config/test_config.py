@@ -731,7 +731,7 @@ def test_unknown_key_in_suite_entry(tmp_path: Path) -> None:
         load_suite(path)
     assert config_error(exc) == (
         f"{path}: checks[0].retries: Extra inputs are not permitted"
-        " (allowed keys: check, params, timeout, required)"
+        " (allowed keys: check, params, timeout, required, confirm)"
     )
 
 
