@@ -30,7 +30,9 @@ ALLOWED: dict[str, set[str]] = {
     "peer": {"core", "tools", "inventory"},
     "collector": {"core", "report.attest", "report.plots"},
     "cli": {"core", "tools", "inventory", "checks", "config", "run", "report", "burnin",
-            "fleet", "peer", "collector.cli"},
+            "fleet", "peer", "collector.cli", "sched"},
+    # Slurm and Kubernetes: act on a health Report (from health, else the runner).
+    "sched": {"core", "config", "run", "health"},
 }
 # The package's face: the version, `python -m bench_agent`.
 FACE = {"bench_agent", "bench_agent.__main__"}

@@ -586,6 +586,18 @@ def _cmd_collector(args: argparse.Namespace) -> int:
     return collector.revoke(db_url=args.db, keyid=args.keyid)
 
 
+def _cmd_slurm(args: argparse.Namespace) -> int:
+    from bench_agent.cli.slurm import cmd_slurm
+
+    return cmd_slurm(args)
+
+
+def _cmd_kube(args: argparse.Namespace) -> int:
+    from bench_agent.cli.kube import cmd_kube
+
+    return cmd_kube(args)
+
+
 def _usage(message: str) -> Exception:
     from bench_agent.core.errors import UsageError
 
@@ -642,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
         "burnin": _cmd_burnin,
         "fleet": _cmd_fleet,
         "baseline": _cmd_baseline,
+        "slurm": _cmd_slurm,
+        "kube": _cmd_kube,
     }
     try:
         return handlers[args.command](args)

@@ -1,0 +1,32 @@
+"""Profiles that make the runner's inventory check FAIL or PASS on this VM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def write_vcpu_profile(path: Path, vcpus: int) -> Path:
+    path.write_text(f"""\
+name: {path.stem}
+description: at least {vcpus} vCPUs
+thresholds:
+  - id: cpu-vcpus
+    metric: inventory.logical_cpus
+    comparator: ">="
+    value: {vcpus}
+    source: 'test: {vcpus} vCPUs ({"the count of this VM" if vcpus == os.cpu_count() else "more than any VM"})'
+""")
+    return path
+
+
+@pytest.fixture
+def failing_profile(tmp_path: Path) -> Path:
+    return write_vcpu_profile(tmp_path / "needs-many-vcpus.yaml", 100_000)
+
+
+@pytest.fixture
+def passing_profile(tmp_path: Path) -> Path:
+    return write_vcpu_profile(tmp_path / "this-vm.yaml", os.cpu_count() or 1)

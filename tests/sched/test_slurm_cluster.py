@@ -1,0 +1,122 @@
+"""`bench-agent slurm health` against a real one-node Slurm cluster.
+
+munged, slurmctld and slurmd are Debian's (slurm-wlm, munge), started per module
+by tests/sched/slurm_cluster.py and stopped by pid in the fixture's finalizer,
+also when a test fails. The health reports are real: the runner's inventory
+check against a profile that demands more vCPUs than this VM has (FAIL) or
+exactly its count (PASS).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench_agent.cli.parser import build_parser
+from bench_agent.cli.slurm import cmd_slurm
+from bench_agent.sched.report_source import inventory_report
+from bench_agent.sched.slurm import Scontrol
+from tests.sched.slurm_cluster import SlurmCluster, missing_daemons
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="slurmd and munged need root here"),
+    pytest.mark.skipif(bool(missing_daemons()),
+                       reason=f"not installed: {', '.join(missing_daemons())} "
+                       "(apt-get install slurm-wlm munge)"),
+]
+
+OUR_FAIL_REASON = "bench-agent: FAIL-inventory.logical_cpus"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    folder = tmp_path_factory.mktemp("slurm")
+    started = SlurmCluster(folder, socket.gethostname().split(".")[0], os.cpu_count() or 1)
+    try:
+        yield started.start()
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def node(cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    yield cluster.node
+    # Each test starts from an idle node in service.
+    if "DRAIN" in cluster.node_line():
+        cluster.scontrol("update", f"nodename={cluster.node}", "state=resume")
+
+
+def _health(profile: Path, *extra: str) -> int:
+    args = build_parser().parse_args(["slurm", "health", "--profile", str(profile), *extra])
+    return cmd_slurm(args, source=inventory_report)
+
+
+def _reason(cluster: SlurmCluster) -> str:
+    return Scontrol().show_node(cluster.node).reason
+
+
+def test_fault_drains_with_our_reason_and_the_fix_resumes(
+        cluster: SlurmCluster, node: str, failing_profile: Path, passing_profile: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert _health(failing_profile) == 1
+    line = cluster.node_line()
+    assert "State=IDLE+DRAIN " in line
+    assert _reason(cluster) == OUR_FAIL_REASON
+    assert f"node {node}: fail (FAIL-inventory.logical_cpus: " in capsys.readouterr().out
+
+    assert _health(passing_profile) == 0
+    resumed = Scontrol().show_node(node)
+    assert "DRAIN" not in resumed.states, cluster.node_line()
+    out = capsys.readouterr().out
+    assert f"resuming: it was drained by bench-agent ({OUR_FAIL_REASON})" in out
+
+
+def test_admin_drain_stays_after_a_pass_and_after_a_fail(
+        cluster: SlurmCluster, node: str, failing_profile: Path, passing_profile: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cluster.scontrol("update", f"nodename={node}", "state=drain", "reason=admin: hw ticket")
+    assert _health(passing_profile) == 0
+    assert "DRAIN" in cluster.node_line()
+    assert _reason(cluster) == "admin: hw ticket"
+    assert "not by bench-agent: left drained" in capsys.readouterr().out
+    # A failure does not overwrite the admin's reason either.
+    assert _health(failing_profile) == 1
+    assert _reason(cluster) == "admin: hw ticket"
+
+
+def test_prolog_mode_fails_the_prolog_and_drains(
+        cluster: SlurmCluster, node: str, failing_profile: Path) -> None:
+    assert _health(failing_profile, "--mode", "prolog", "--budget", "40") == 1
+    assert _reason(cluster) == OUR_FAIL_REASON
+
+
+def test_report_is_kept_when_asked(cluster: SlurmCluster, node: str, passing_profile: Path,
+                                   tmp_path: Path) -> None:
+    assert _health(passing_profile, "--output", str(tmp_path / "spool"), "--no-sign") == 0
+    kept = list((tmp_path / "spool").glob("*/*.json"))
+    assert len(kept) == 1 and "quick-inventory" in kept[0].name
+
+
+def test_slurmctld_down_is_a_bounded_clear_error(
+        cluster: SlurmCluster, node: str, failing_profile: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cluster.stop_daemon("slurmctld")
+    try:
+        started = time.monotonic()
+        code = _health(failing_profile, "--budget", "20")
+        took = time.monotonic() - started
+        err = capsys.readouterr().err
+        assert code == 2
+        assert f"node {node}: fail (FAIL-inventory.logical_cpus" in err
+        assert "cannot reach Slurm" in err
+        assert "slurmctld did not answer" in err or "Unable to contact slurm controller" in err
+        assert took < 25, f"took {took:.1f} s with a 20 s budget"
+    finally:
+        cluster.start_slurmctld()
