@@ -73,7 +73,7 @@ def cmd_slurm(args: argparse.Namespace, source: ReportSource = default_report_so
         summary = summarize(report)
         report_code = exit_code(report)
         if args.output is not None:
-            _keep(args, report)
+            keep_report(args, report)
     left = max(1.0, args.budget - (time.monotonic() - started))
     fault = summary.first
     said = f"{summary.state}" + (f" ({fault.code}: {fault.message})" if fault else "")
@@ -91,7 +91,7 @@ def cmd_slurm(args: argparse.Namespace, source: ReportSource = default_report_so
     return EXIT_FAIL if summary.state == "fail" else EXIT_OK
 
 
-def _keep(args: argparse.Namespace, report: object) -> None:
+def keep_report(args: argparse.Namespace, report: object) -> None:
     """Write the report as `run` does (signed unless --no-sign, fallbacks on a full disk)."""
     from bench_agent.cli.main import _save_report
     from bench_agent.core.model import Report

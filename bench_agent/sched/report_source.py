@@ -33,7 +33,7 @@ class BudgetExceeded(CheckTimeout):
 
 def default_report_source(profile: str | None, budget: float) -> Report:
     try:
-        from bench_agent.health import run_health  # type: ignore[import-not-found,unused-ignore]
+        from bench_agent.health import run_health  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         return inventory_report(profile, budget)
     report: Report = run_health(profile, None)

@@ -9,6 +9,7 @@ import pytest
 
 
 def write_vcpu_profile(path: Path, vcpus: int) -> Path:
+    why = "the count of this VM" if vcpus == os.cpu_count() else "more than any VM"
     path.write_text(f"""\
 name: {path.stem}
 description: at least {vcpus} vCPUs
@@ -17,7 +18,7 @@ thresholds:
     metric: inventory.logical_cpus
     comparator: ">="
     value: {vcpus}
-    source: 'test: {vcpus} vCPUs ({"the count of this VM" if vcpus == os.cpu_count() else "more than any VM"})'
+    source: 'test: {vcpus} vCPUs ({why})'
 """)
     return path
 

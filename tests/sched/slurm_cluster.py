@@ -187,7 +187,7 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 
     def logs(self) -> str:
         parts = []
-        for log in sorted(self.folder.glob("log/*.log")) + [self.folder / "munge/munged.log"]:
+        for log in [*sorted(self.folder.glob("log/*.log")), self.folder / "munge/munged.log"]:
             if log.exists():
                 parts.append(f"--- {log.name} (last lines)\n"
                              + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))

@@ -95,8 +95,8 @@ def test_scontrol_errors_carry_its_words_and_a_timeout_names_slurmctld() -> None
     def refused(command: list[str], timeout: float) -> tuple[int, str, str]:
         return 1, "", "slurm_update error: Invalid node name specified"
 
-    with pytest.raises(ToolFailed, match="scontrol failed .exit code 1.: `scontrol update "
-                       "nodename=vm state=resume`: slurm_update error: Invalid node name"):
+    with pytest.raises(ToolFailed, match=r"scontrol failed \(exit code 1\): `scontrol update "
+                       r"nodename=vm state=resume`: slurm_update error: Invalid node name"):
         Scontrol(run=refused).resume("vm")
 
     def hangs(command: list[str], timeout: float) -> tuple[int, str, str]:
