@@ -33,6 +33,8 @@ ALLOWED: dict[str, set[str]] = {
             "fleet", "peer", "collector.cli", "sched"},
     # Slurm and Kubernetes: act on a health Report (from health, else the runner).
     "sched": {"core", "config", "run", "health"},
+    # Files shipped beside the code (the systemd units): imports nothing.
+    "data": set(),
 }
 # The package's face: the version, `python -m bench_agent`.
 FACE = {"bench_agent", "bench_agent.__main__"}
