@@ -17,7 +17,6 @@ from bench_agent.core.process import run_child
 from bench_agent.data import SYSTEMD, UNITS
 
 
-
 def _installed_agent() -> str | None:
     """The bench-agent script beside this Python (the venv's), else on PATH."""
     beside = Path(sys.executable).parent / "bench-agent"
