@@ -162,7 +162,7 @@ class Scontrol:
         try:
             code, out, err = self.run(command, limit)
         except CheckTimeout as exc:
-            raise CheckTimeout(f"slurmctld did not answer within {limit:g} s "
+            raise CheckTimeout(f"slurmctld did not answer within {limit:.1f} s "
                                f"(`{' '.join(command)}` was stopped): {exc}") from exc
         if code != 0:
             raise ToolFailed("scontrol", f"`{' '.join(command)}`: "

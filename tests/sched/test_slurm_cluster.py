@@ -120,3 +120,28 @@ def test_slurmctld_down_is_a_bounded_clear_error(
         assert took < 25, f"took {took:.1f} s with a 20 s budget"
     finally:
         cluster.start_slurmctld()
+
+
+def test_a_controller_that_never_answers_is_bounded(
+        cluster: SlurmCluster, node: str, passing_profile: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # A listener that accepts and never says a word: a hung slurmctld (NHC issue 159).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        conf = tmp_path / "slurm.conf"
+        # scontrol's own MessageTimeout raised to a minute: our deadline must stop it.
+        changed = {"SlurmctldPort": f"SlurmctldPort={port}", "MessageTimeout": "MessageTimeout=60"}
+        conf.write_text("\n".join(
+            changed.get(line.split("=")[0], line)
+            for line in cluster.conf.read_text().splitlines()) + "\n")
+        monkeypatch.setenv("SLURM_CONF", str(conf))
+        started = time.monotonic()
+        code = _health(passing_profile, "--budget", "14")
+        took = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (f"node {node}: pass; cannot reach Slurm: slurmctld did not answer within "
+            in err), err
+    assert took < 17, f"took {took:.1f} s with a 14 s budget"
