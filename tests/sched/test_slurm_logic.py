@@ -102,5 +102,5 @@ def test_scontrol_errors_carry_its_words_and_a_timeout_names_slurmctld() -> None
     def hangs(command: list[str], timeout: float) -> tuple[int, str, str]:
         raise CheckTimeout(f"scontrol ran past {timeout:g} s")
 
-    with pytest.raises(CheckTimeout, match="slurmctld did not answer within 3.0 s"):
+    with pytest.raises(CheckTimeout, match=r"slurmctld did not answer within 3\.0 s"):
         Scontrol(run=hangs).show_node("vm", timeout=3.0)
