@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from bench_agent.cli.kube import cmd_kube
 from bench_agent.cli.parser import build_parser
 from bench_agent.core.errors import ToolFailed, UsageError
+from bench_agent.core.model import Report
 from bench_agent.sched import kube
 from bench_agent.sched.report_source import inventory_report
 from bench_agent.sched.summary import Fault, HealthSummary
@@ -170,3 +175,41 @@ def test_cli_api_error_exits_2(server: ApiServerStandIn, passing_profile: Path,
     assert code == 2
     assert "node gpu-9: pass; not recorded on the node: kubernetes API failed: GET node " \
            "gpu-9: 404 NotFound" in capsys.readouterr().err
+
+
+def test_a_health_run_past_its_budget_fails_the_node(server: ApiServerStandIn,
+                                                     passing_profile: Path) -> None:
+    release = threading.Event()
+
+    def hangs(profile: str | None, budget: float) -> Report:
+        release.wait(30)  # a driver call that does not return
+        raise AssertionError("released")
+
+    try:
+        code = cmd_kube(_args("--node", "gpu-7", "--budget", "0.5"), api=server, source=hangs)
+    finally:
+        release.set()
+    assert code == 2
+    node = server.nodes["gpu-7"]
+    assert node["metadata"]["labels"]["bench-agent.dev/fault"] == "health-timeout"
+    assert node["spec"]["taints"][-1]["value"] == "health-timeout"
+
+
+def test_interval_mode_runs_until_sigterm(server: ApiServerStandIn, passing_profile: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    runs: list[float] = []
+
+    def counted(profile: str | None, budget: float) -> Report:
+        runs.append(time.monotonic())
+        if len(runs) == 3:  # the pod is being stopped: SIGTERM, as the kubelet sends
+            os.kill(os.getpid(), signal.SIGTERM)
+        return inventory_report(profile, budget)
+
+    before = signal.getsignal(signal.SIGTERM)
+    code = cmd_kube(_args("--node", "gpu-7", "--interval", "0.2", "--profile",
+                          str(passing_profile)), api=server, source=counted)
+    assert code == 0
+    assert len(runs) == 3 and len(server.patches) == 3
+    assert runs[2] - runs[1] >= 0.2
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert capsys.readouterr().out.count("labelled bench-agent.dev/health=pass") == 3
