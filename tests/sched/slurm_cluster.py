@@ -52,6 +52,7 @@ class SlurmCluster:
     folder: Path
     node: str
     cpus: int
+    extra_conf: str = ""  # lines appended to slurm.conf (Prolog=...)
     conf: Path = field(init=False)
     env: dict[str, str] = field(init=False)
     children: dict[str, Child] = field(default_factory=dict)
@@ -104,7 +105,7 @@ SlurmdTimeout=30
 MessageTimeout=5
 NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN
 PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
-""")
+{self.extra_conf}""")
 
     # -- daemons --
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +20,10 @@ import pytest
 
 from bench_agent.cli.parser import build_parser
 from bench_agent.cli.slurm import cmd_slurm
+from bench_agent.core.process import run_child
 from bench_agent.sched.report_source import inventory_report
 from bench_agent.sched.slurm import Scontrol
+from tests.paths import REPO
 from tests.sched.slurm_cluster import SlurmCluster, missing_daemons
 
 pytestmark = [
@@ -145,3 +148,40 @@ def test_a_controller_that_never_answers_is_bounded(
     assert (f"node {node}: pass; cannot reach Slurm: slurmctld did not answer within "
             in err), err
     assert took < 17, f"took {took:.1f} s with a 14 s budget"
+
+
+def test_a_failing_prolog_keeps_our_reason_and_holds_the_job(
+        tmp_path: Path, failing_profile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # slurmd runs our prolog at a job's start; it drains with our reason and
+    # exits 1, and Slurm requeues the job held ("launch failed requeued held")
+    # and keeps our reason (Slurm 22.05: seen here, not assumed).
+    log = tmp_path / "prolog.log"
+    prolog = tmp_path / "prolog.sh"
+    prolog.write_text(f"#!/bin/sh\nexport PYTHONPATH={REPO}\n"
+                      f"exec {sys.executable} -m bench_agent slurm health --mode prolog "
+                      f"--profile {failing_profile} --budget 40 >>{log} 2>&1\n")
+    prolog.chmod(0o755)
+    folder = tmp_path / "cluster"
+    folder.mkdir(mode=0o700)
+    own = SlurmCluster(folder, socket.gethostname().split(".")[0], os.cpu_count() or 1,
+                       extra_conf=f"Prolog={prolog}\n")
+    try:
+        own.start()
+        monkeypatch.setenv("SLURM_CONF", str(own.conf))
+        own.scontrol("ping")
+        done = run_child(["sbatch", "--wrap", "true", "-o", str(tmp_path / "job.out")],
+                         timeout=30.0, env=own.env)
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            queue = run_child(["squeue", "-h", "-o", "%T %r"], timeout=30.0, env=own.env)
+            if "held" in queue.stdout:
+                break
+            time.sleep(0.5)
+        assert queue.stdout.split() == ["PENDING", "launch", "failed", "requeued", "held"], \
+            f"{queue.stdout}\n{own.logs()}"
+        assert Scontrol().show_node(own.node).reason == OUR_FAIL_REASON
+        assert "slurm prolog: node" in log.read_text()
+        assert "draining: bench-agent: FAIL-inventory.logical_cpus" in log.read_text()
+    finally:
+        own.stop()
