@@ -20,11 +20,15 @@ import os
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from bench_agent.cli.parser import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 from bench_agent.core.errors import CheckError, ConfigError, UsageError
 from bench_agent.sched.report_source import ReportSource, default_report_source, run_within
 from bench_agent.sched.summary import Fault, HealthSummary, summarize
+
+if TYPE_CHECKING:
+    from bench_agent.core.model import Report
 
 # --budget keeps the health run and the scontrol calls inside one limit
 # (prolog/epilog: slurmd's PrologEpilogTimeout, slurm.conf(5), is unlimited by
@@ -74,13 +78,14 @@ def cmd_slurm(args: argparse.Namespace, source: ReportSource = default_report_so
         report_code = exit_code(report)
         if args.output is not None:
             keep_report(args, report)
-    left = max(1.0, args.budget - (time.monotonic() - started))
+    # The scontrol calls share what is left, at least a second each.
+    deadline = max(time.monotonic() + 1.0, started + args.budget)
     fault = summary.first
     said = f"{summary.state}" + (f" ({fault.code}: {fault.message})" if fault else "")
     try:
-        decision = slurm.apply(slurm.Scontrol(), node, summary, timeout=left)
+        decision = slurm.apply(slurm.Scontrol(), node, summary, deadline=deadline)
     except CheckError as exc:
-        print(f"bench-agent slurm {args.mode}: node {node}: {said}; cannot reach Slurm: {exc}",
+        print(f"bench-agent slurm {args.mode}: node {node}: {said}; Slurm not updated: {exc}",
               file=sys.stderr)
         if args.mode == "health":
             return EXIT_ERROR
@@ -91,12 +96,10 @@ def cmd_slurm(args: argparse.Namespace, source: ReportSource = default_report_so
     return EXIT_FAIL if summary.state == "fail" else EXIT_OK
 
 
-def keep_report(args: argparse.Namespace, report: object) -> None:
+def keep_report(args: argparse.Namespace, report: Report) -> None:
     """Write the report as `run` does (signed unless --no-sign, fallbacks on a full disk)."""
     from bench_agent.cli.main import _save_report
-    from bench_agent.core.model import Report
 
-    assert isinstance(report, Report)
     saved = _save_report(argparse.Namespace(
         output=args.output, no_sign=args.no_sign, key=args.key, fallback_dir=None,
         junit=None, prom=None), report)

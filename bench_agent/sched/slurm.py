@@ -26,6 +26,7 @@ says slurmctld did not answer.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -181,11 +182,18 @@ class Scontrol:
 
 
 def apply(scontrol: Scontrol, node: str, summary: HealthSummary,
-          timeout: float | None = None) -> Decision:
-    """Read the node, decide, act: the decision taken (its ``why`` for the log)."""
-    decision = decide(scontrol.show_node(node, timeout), summary)
+          deadline: float | None = None) -> Decision:
+    """Read the node, decide, act: the decision taken (its ``why`` for the log).
+
+    ``deadline`` (time.monotonic()) bounds the read and the update together; each
+    call gets at least a second of it.
+    """
+    def left() -> float | None:
+        return None if deadline is None else max(1.0, deadline - time.monotonic())
+
+    decision = decide(scontrol.show_node(node, left()), summary)
     if decision.action is Action.DRAIN:
-        scontrol.drain(node, decision.reason, timeout)
+        scontrol.drain(node, decision.reason, left())
     elif decision.action is Action.RESUME:
-        scontrol.resume(node, timeout)
+        scontrol.resume(node, left())
     return decision
