@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bench_agent.core.errors import CheckTimeout, ParseError, ToolFailed
-from bench_agent.core.process import run_tool
+from bench_agent.core.process import run_tool, tail
 from bench_agent.sched.summary import HealthSummary
 
 REASON_PREFIX = "bench-agent:"
@@ -166,8 +166,10 @@ class Scontrol:
             raise CheckTimeout(f"slurmctld did not answer within {limit:.1f} s "
                                f"(`{' '.join(command)}` was stopped): {exc}") from exc
         if code != 0:
+            # scontrol says one thing per line ("error: ...", "fatal: ..."): one line here.
+            words = "; ".join(line.strip() for line in (err or out).splitlines() if line.strip())
             raise ToolFailed("scontrol", f"`{' '.join(command)}`: "
-                             f"{(err or out).strip() or 'no output'}", returncode=code)
+                             f"{tail(words, 400) or 'no output'}", returncode=code)
         return out
 
     def show_node(self, node: str, timeout: float | None = None) -> SlurmNode:
