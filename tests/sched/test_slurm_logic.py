@@ -104,3 +104,19 @@ def test_scontrol_errors_carry_its_words_and_a_timeout_names_slurmctld() -> None
 
     with pytest.raises(CheckTimeout, match=r"slurmctld did not answer within 3\.0 s"):
         Scontrol(run=hangs).show_node("vm", timeout=3.0)
+
+
+def test_scontrol_error_lines_become_one_line() -> None:
+    # Captured from scontrol 22.05 with no slurm.conf and no DNS SRV record.
+    said = ("scontrol: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host\n"
+            "scontrol: error: fetch_config: DNS SRV lookup failed\n"
+            "scontrol: fatal: Could not establish a configuration source\n")
+
+    def unconfigured(command: list[str], timeout: float) -> tuple[int, str, str]:
+        return 1, "", said
+
+    with pytest.raises(ToolFailed) as failed:
+        Scontrol(run=unconfigured).show_node("vm")
+    assert "\n" not in str(failed.value)
+    assert str(failed.value).endswith("DNS SRV lookup failed; scontrol: fatal: Could not "
+                                      "establish a configuration source")
