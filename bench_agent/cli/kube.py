@@ -18,13 +18,8 @@ from types import FrameType
 from typing import Any
 
 from bench_agent.cli.parser import EXIT_ERROR
-from bench_agent.core.errors import CheckError, ConfigError, UsageError
-from bench_agent.sched.report_source import (
-    BudgetExceeded,
-    ReportSource,
-    default_report_source,
-    run_within,
-)
+from bench_agent.core.errors import CheckError, CheckTimeout, ConfigError, UsageError
+from bench_agent.sched.report_source import ReportSource, default_report_source, run_within
 from bench_agent.sched.summary import Fault, HealthSummary, summarize
 
 
@@ -59,7 +54,7 @@ def _one_run(args: argparse.Namespace, api: Any, node: str, profile: str | None,
 
     try:
         report = run_within(source, profile, args.budget)
-    except BudgetExceeded as exc:
+    except CheckTimeout as exc:  # the health run as a whole, or one of its checks
         summary = HealthSummary("fail", (Fault("health-timeout", "", str(exc)),), "", "")
         code = EXIT_ERROR
     else:

@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bench_agent.cli.parser import EXIT_ERROR, EXIT_FAIL, EXIT_OK
-from bench_agent.core.errors import CheckError, ConfigError, UsageError
+from bench_agent.core.errors import CheckError, CheckTimeout, ConfigError, UsageError
 from bench_agent.sched.report_source import ReportSource, default_report_source, run_within
 from bench_agent.sched.summary import Fault, HealthSummary, summarize
 
@@ -56,7 +56,6 @@ def profile_argument(profile: str | None) -> str | None:
 
 def cmd_slurm(args: argparse.Namespace, source: ReportSource = default_report_source) -> int:
     from bench_agent.sched import slurm
-    from bench_agent.sched.report_source import BudgetExceeded
 
     if args.budget <= SCONTROL_SHARE_S:
         raise UsageError(f"--budget {args.budget:g}: needs more than {SCONTROL_SHARE_S:g} s "
@@ -68,7 +67,7 @@ def cmd_slurm(args: argparse.Namespace, source: ReportSource = default_report_so
     report_code = EXIT_OK
     try:
         report = run_within(source, profile, health_budget)
-    except BudgetExceeded as exc:
+    except CheckTimeout as exc:  # the health run as a whole, or one of its checks
         summary = HealthSummary("fail", (Fault("health-timeout", "", str(exc)),), "", "")
         report_code = EXIT_ERROR
     else:

@@ -7,8 +7,8 @@ the node's counts (vCPUs, memory, GPUs, drives) the way NHC's hardware checks do
 
 The source runs in a daemon thread that the caller waits for at most ``budget``
 seconds (Slurm's prolog and epilog have a time limit: PrologEpilogTimeout in
-slurm.conf(5)). A source that runs past it gives a ``BudgetExceeded``: the
-caller reports the node as failed with that reason rather than hang, and the
+slurm.conf(5)). A source that runs past it gives a CheckTimeout: the caller
+reports the node as failed with that reason rather than hang, and the
 thread dies with the process (the runner's children die with it too: they carry
 a parent-death signal, core/process.py).
 """
@@ -25,10 +25,6 @@ from bench_agent.core.model import Report
 
 # (profile name or path or None for the default, budget in seconds) -> Report
 ReportSource = Callable[[str | None, float], Report]
-
-
-class BudgetExceeded(CheckTimeout):
-    """The health run did not finish within the time budget."""
 
 
 def default_report_source(profile: str | None, budget: float) -> Report:
@@ -81,6 +77,6 @@ def run_within(source: ReportSource, profile: str | None, budget: float) -> Repo
     if error:
         raise error[0]
     if not result:
-        raise BudgetExceeded(f"the health run did not finish within its budget of "
+        raise CheckTimeout(f"the health run did not finish within its budget of "
                              f"{budget:g} s")
     return result[0]
