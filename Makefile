@@ -23,7 +23,11 @@ APT_RUN_TOOLS    := fio iperf3 sockperf qperf ib_write_lat stress-ng nvme lspci
 # the textfile. Never on a node by `make run`: Debian's prometheus package starts a
 # Prometheus server on :9090 and prometheus-node-exporter one on :9100.
 APT_TEST_PACKAGES := chromium chromium-driver prometheus prometheus-node-exporter
+# The scheduler tests: a real one-node Slurm cluster (slurm-wlm, munge), the image
+# build (podman) and the kustomize render of deploy/kubernetes (kubectl).
+APT_TEST_PACKAGES += slurm-wlm munge podman kubernetes-client
 APT_TEST_TOOLS    := chromium chromedriver promtool prometheus-node-exporter
+APT_TEST_TOOLS    += slurmctld munged podman kubectl
 
 .PHONY: run test test-fast install install-test lint typecheck bench clean system-deps test-deps
 

@@ -32,7 +32,11 @@ ALLOWED: dict[str, set[str]] = {
     "faults": {"core"},
     "health": {"core", "tools", "inventory", "checks", "config", "run", "report", "faults"},
     "cli": {"core", "tools", "inventory", "checks", "config", "run", "report", "burnin",
-            "fleet", "peer", "collector.cli", "faults", "health"},
+            "fleet", "peer", "collector.cli", "faults", "health", "sched"},
+    # Slurm and Kubernetes: act on a health Report (from health, else the runner).
+    "sched": {"core", "config", "run", "health"},
+    # Files shipped beside the code (the systemd units): imports nothing.
+    "data": set(),
 }
 # The package's face: the version, `python -m bench_agent`.
 FACE = {"bench_agent", "bench_agent.__main__"}

@@ -591,6 +591,18 @@ def _cmd_collector(args: argparse.Namespace) -> int:
     return collector.revoke(db_url=args.db, keyid=args.keyid)
 
 
+def _cmd_slurm(args: argparse.Namespace) -> int:
+    from bench_agent.cli.slurm import cmd_slurm
+
+    return cmd_slurm(args)
+
+
+def _cmd_kube(args: argparse.Namespace) -> int:
+    from bench_agent.cli.kube import cmd_kube
+
+    return cmd_kube(args)
+
+
 def _usage(message: str) -> Exception:
     from bench_agent.core.errors import UsageError
 
@@ -661,6 +673,8 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": _cmd_baseline,
         "faults": _cmd_faults,
         "health": _cmd_health,
+        "slurm": _cmd_slurm,
+        "kube": _cmd_kube,
     }
     try:
         return handlers[args.command](args)

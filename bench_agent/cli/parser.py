@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("tool")
     parse.add_argument("file", type=Path)
     _add_collector_parser(sub)
+    _add_scheduler_parsers(sub)
     return parser
 
 
@@ -228,3 +229,48 @@ def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     from bench_agent.cli.health import add_parser as add_health_parser
 
     add_health_parser(sub, _Parser, FALLBACK_HELP)
+
+def _add_scheduler_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`slurm health` and `kube health`: take a failing node out of the scheduler
+    and put it back when it passes (docs/slurm.md, docs/kubernetes.md)."""
+    profile_help = "profile name or YAML path (default: the health checks' own)"
+    budget_help = "seconds for everything, the scheduler's calls included (default 60)"
+    slurm = sub.add_parser("slurm", help="Slurm: drain a failing node, resume it when fixed")
+    slurm_sub = slurm.add_subparsers(dest="slurm_command", required=True, parser_class=_Parser)
+    health = slurm_sub.add_parser(
+        "health", help="health checks, then drain or resume this node (HealthCheckProgram, "
+        "Prolog, Epilog)",
+        description="Run the health checks; on FAIL drain this node with reason "
+        "'bench-agent: <fault code> <component>', on PASS resume it only when bench-agent "
+        "drained it (an admin's drain stays). Through scontrol, each call bounded.")
+    health.add_argument("--profile", help=profile_help)
+    health.add_argument("--mode", choices=("health", "prolog", "epilog"), default="health",
+                        help="how Slurm runs it: HealthCheckProgram (default), Prolog, Epilog "
+                        "(their exit codes differ: docs/slurm.md)")
+    health.add_argument("--budget", type=float, default=60.0, metavar="S", help=budget_help)
+    health.add_argument("--node", help="Slurm node name (default: $SLURMD_NODENAME, else the "
+                        "short host name)")
+    health.add_argument("--output", type=Path, help="also keep the report in this folder")
+    health.add_argument("--key", type=Path, help="node signing key (see `keys show`)")
+    health.add_argument("--no-sign", action="store_true", help="keep the report unsigned")
+
+    kube = sub.add_parser("kube", help="Kubernetes: label and taint this node by its health")
+    kube_sub = kube.add_subparsers(dest="kube_command", required=True, parser_class=_Parser)
+    khealth = kube_sub.add_parser(
+        "health", help="health checks, then label this node and taint it on FAIL",
+        description="Run the health checks; label the node bench-agent.dev/health=pass|warn|"
+        "fail and bench-agent.dev/fault=<code>, annotate the report id and time, and taint it "
+        "bench-agent.dev/unhealthy=<code>:NoSchedule on FAIL (removed on PASS). Other labels "
+        "and taints are never touched.")
+    khealth.add_argument("--profile", help=profile_help)
+    khealth.add_argument("--node", help="node name (default: $NODE_NAME, from the downward "
+                         "API in the DaemonSet)")
+    khealth.add_argument("--budget", type=float, default=60.0, metavar="S", help=budget_help)
+    khealth.add_argument("--interval", type=float, default=0.0, metavar="S",
+                         help="run again every S seconds until stopped (a DaemonSet's pod); "
+                         "default: once")
+    khealth.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: the "
+                         "pod's service account, else ~/.kube/config)")
+    khealth.add_argument("--output", type=Path, help="also keep the report in this folder")
+    khealth.add_argument("--key", type=Path, help="node signing key (see `keys show`)")
+    khealth.add_argument("--no-sign", action="store_true", help="keep the report unsigned")

@@ -57,11 +57,18 @@ EXAMPLES: dict[tuple[str, ...], tuple[list[str], dict[str, object]]] = {
                   {"profile": "site.yaml", "state": Path("s.json"),
                    "suite_file": Path("h.yaml"), "json": True, "no_sign": True,
                    "output": Path("results"), "sysroot": Path("/")}),
+    ("slurm", "health"): (["--profile", "p.yaml", "--mode", "prolog", "--budget", "30"],
+                          {"profile": "p.yaml", "mode": "prolog", "budget": 30.0,
+                           "node": None, "output": None, "no_sign": False}),
+    ("kube", "health"): (["--node", "gpu-7", "--interval", "300"],
+                         {"node": "gpu-7", "interval": 300.0, "budget": 60.0,
+                          "kubeconfig": None, "profile": None}),
 }
 # The dest that names the chosen subcommand at each level (cli/main.py dispatches on them).
 LEVEL_DEST = {"fleet": "fleet_command", "baseline": "baseline_command",
               "report": "report_command", "keys": "keys_command",
-              "collector": "collector_command"}
+              "collector": "collector_command", "slurm": "slurm_command",
+              "kube": "kube_command"}
 
 
 def _leaves(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
