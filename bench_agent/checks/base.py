@@ -165,6 +165,11 @@ class CheckContext:
     options: RunOptions = field(default_factory=RunOptions)
     # Burn-in mode only: seconds between two readings of the check's loop.
     interval: float = BURNIN_INTERVAL_S
+    # A check that brackets the run (Check.brackets_run): what its ``snapshot``
+    # returned at the start of the run, or why there is none (``before_error``);
+    # both None when the check runs without a start snapshot (alone, in a test).
+    before: dict[str, Any] | None = None
+    before_error: str | None = None
 
 
 class Check(ABC):
@@ -177,10 +182,20 @@ class Check(ABC):
     params_model: ClassVar[type[BaseModel]] = NoParams
     # The check's own kernel in a loop for `bench-agent burnin`, or None.
     burnin: ClassVar[BurninVariant | None] = None
+    # True for a check that compares the node before and after the other checks of
+    # the run (network.ib_port_health: error counters grown under the traffic):
+    # the runner calls ``snapshot`` in a child before the first check, and hands its
+    # result to ``run`` (at the check's place in the suite) as ``ctx.before``.
+    brackets_run: ClassVar[bool] = False
 
     def available(self, ctx: CheckContext) -> str | None:
         """None when the check can run here, else the reason it cannot (-> SKIP)."""
         return None
+
+    def snapshot(self, ctx: CheckContext, params: BaseModel) -> dict[str, Any]:
+        """The state ``run`` compares against (JSON), taken at the start of the run;
+        only called when ``brackets_run`` is true."""
+        raise NotImplementedError(f"{self.name} takes no snapshot")
 
     @abstractmethod
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:

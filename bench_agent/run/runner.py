@@ -12,6 +12,12 @@ its workers).
     child said another status, or none                       -> ERROR
     child crashed, was killed, printed garbage, timed out    -> ERROR, with stderr
     child returned measurements                              -> thresholds.evaluate
+
+A check that brackets the run (Check.brackets_run: network.ib_port_health) is
+called twice: its snapshot in a child right after the inventory, before any
+other check, and its run at its place in the suite (last, in suites/network.yaml)
+with that snapshot, so it judges what changed under the traffic in between. A
+snapshot that failed is handed on as the reason (``before_error``), never dropped.
 """
 
 from __future__ import annotations
@@ -164,6 +170,11 @@ def outcome_from_output(
                                 message=f"the worker gave no verdict status ({said!r}) for "
                                 f"{error}: {message}")
         return CheckOutcome(name, status=status, message=message, seconds=seconds)
+    if "snapshot" in response:
+        if not isinstance(response["snapshot"], dict):
+            return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+                                message="the worker's snapshot is not a JSON object")
+        return CheckOutcome(name, seconds=seconds, payload={"snapshot": response["snapshot"]})
     if "inventory" in response:
         try:
             inventory = Inventory.from_dict(response["inventory"])
@@ -219,7 +230,12 @@ class Runner:
     # context (storage --target/--device/--destructive, network --peer, nccl).
     options: RunOptions = field(default_factory=RunOptions)
 
-    def _request(self, plan: CheckPlan) -> dict[str, Any]:
+    def _request(self, plan: CheckPlan, before: CheckOutcome | None = None) -> dict[str, Any]:
+        if before is not None:
+            extra: dict[str, Any] = ({"before": before.payload["snapshot"]}
+                                     if before.status is None else
+                                     {"before_error": f"{before.status}: {before.message}"})
+            return {**self._request(plan), **extra}
         return {
             "check": plan.check,
             "params": plan.params,
@@ -231,6 +247,17 @@ class Runner:
 
     def collect_inventory(self) -> Inventory:
         return collect_inventory_in_child(self.root, self.worker_command)
+
+    def take_snapshots(self) -> dict[int, CheckOutcome]:
+        """The start snapshot of every check that brackets the run, by plan index."""
+        from bench_agent.checks import check_class
+
+        out: dict[int, CheckOutcome] = {}
+        for index, plan in enumerate(self.suite.checks):
+            if check_class(plan.check).brackets_run:
+                out[index] = run_in_child({**self._request(plan), "phase": "before"},
+                                          plan.timeout, self.worker_command)
+        return out
 
     def run(self) -> Report:
         started = _utc_now()
@@ -246,10 +273,18 @@ class Runner:
                                      started, True)
         interrupted = False
         total = len(self.suite.checks)
+        try:
+            snapshots = self.take_snapshots()
+        except KeyboardInterrupt:
+            skipped = [CheckOutcome(p.check, status=Status.SKIP,
+                                    message="not run: the run was interrupted")
+                       for p in self.suite.checks]
+            return self.build_report(skipped, inventory, started, True)
         for index, plan in enumerate(self.suite.checks):
             self.progress.check_started(plan.check, index, total)
             try:
-                outcome = run_in_child(self._request(plan), plan.timeout, self.worker_command)
+                outcome = run_in_child(self._request(plan, snapshots.get(index)), plan.timeout,
+                                       self.worker_command)
             except KeyboardInterrupt:
                 interrupted = True
                 outcome = CheckOutcome(plan.check, status=Status.ERROR,
