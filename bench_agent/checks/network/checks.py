@@ -243,8 +243,10 @@ class UdpLatencyCheck(_LatencyCheck):
 
 
 class RdmaParams(PeerParams):
-    # -x: the GID index, needed for RoCE (perftest: "Test uses GID with GID index");
-    # None lets perftest choose (IB: no GID; Ethernet: 0).
+    # -x: the GID index. None (the default): picked per port from its GID table, the
+    # RoCE v2 IPv4-mapped entry on an Ethernet port (inventory/infiniband.py
+    # pick_roce_gid; the peer picks its own the same way), none on InfiniBand. Set,
+    # it overrides the pick on both sides (a port with several IPv4 addresses).
     gid_index: int | None = Field(default=None, ge=0, le=255)
     devices: list[str] = Field(default_factory=list)  # empty: every active port
     size: int | None = Field(default=None, ge=1)  # None: perftest's default
@@ -291,6 +293,9 @@ class _RdmaCheck(Check):
         size = params.size or self.default_size
         out = [count]
         for device in devices:
+            gid_index = params.gid_index
+            if gid_index is None:
+                gid_index = local_gid_index(ctx.root, [p for p in ports if p.device == device])
             response = peer_request(host, params.control_port, {
                 "op": "perftest", "tool": self.tool, "device": params.peer_device or device,
                 "gid_index": params.gid_index, "size": size,
@@ -298,10 +303,30 @@ class _RdmaCheck(Check):
             if not response.get("ok"):
                 raise ToolFailed(self.tool, f"peer {host} could not start a server: "
                                  f"{response.get('error')}")
-            out += perftest.run_client(self.tool, host, int(response["port"]), device,
-                                       params.gid_index, size, params.iterations,
-                                       timeout=max(30.0, ctx.timeout / max(1, len(devices))))
+            found = perftest.run_client(self.tool, host, int(response["port"]), device,
+                                        gid_index, size, params.iterations,
+                                        timeout=max(30.0, ctx.timeout / max(1, len(devices))))
+            out += [replace(m, params={**m.params, "gid_index": gid_index}) for m in found]
         return out
+
+
+def local_gid_index(root: Path, ports: list[IbPort]) -> int | None:
+    """perftest's -x for a device: None on InfiniBand (the LID routes), the picked RoCE
+    v2 IPv4 GID of its first active Ethernet port; ToolFailed when a RoCE port has
+    none (no IPv4 address on its netdev: perftest could not connect either)."""
+    from bench_agent.inventory.infiniband import roce_gid_index
+
+    roce = [p for p in ports if p.link_layer == "Ethernet"]
+    if not roce:
+        return None
+    port = roce[0]
+    picked = roce_gid_index(root, port.device, port.port)
+    if picked is None:
+        raise ToolFailed("perftest", f"{port.device} port {port.port} is RoCE but its GID "
+                         f"table (/sys/class/infiniband/{port.device}/ports/{port.port}/gids) "
+                         "has no RoCE v2 entry with an IPv4 address: set an IPv4 address on "
+                         "its interface, or give gid_index")
+    return picked.index
 
 
 class RdmaLatencyCheck(_RdmaCheck):

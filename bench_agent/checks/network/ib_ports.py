@@ -146,7 +146,8 @@ class IbPortHealthCheck(Check):
 
     def _port(self, reading: PortReading, start: dict[str, Any] | None,
               bracketed: bool) -> list[Measurement]:
-        facts = {"state": reading.state, "phys_state": reading.phys_state, "rate": reading.rate,
+        facts: dict[str, Any] = {"state": reading.state, "phys_state": reading.phys_state,
+                                 "rate": reading.rate,
                  "link_layer": reading.link_layer, "source": reading.source}
         notes: dict[str, str] = {}
         deltas: dict[str, int] = {}
