@@ -51,11 +51,13 @@ EXAMPLES: dict[tuple[str, ...], tuple[list[str], dict[str, object]]] = {
     ("collector", "enroll"): (["--node", "n1", "--pubkey", "n1.pem", "--replace"],
                               {"node": "n1", "pubkey": Path("n1.pem"), "replace": True}),
     ("collector", "revoke"): (["abc123"], {"keyid": "abc123"}),
+    ("topology", "capture"): (["--output", "h100.yaml"], {"output": Path("h100.yaml"),
+                                                          "sysroot": Path("/")}),
 }
 # The dest that names the chosen subcommand at each level (cli/main.py dispatches on them).
 LEVEL_DEST = {"fleet": "fleet_command", "baseline": "baseline_command",
               "report": "report_command", "keys": "keys_command",
-              "collector": "collector_command"}
+              "collector": "collector_command", "topology": "topology_command"}
 
 
 def _leaves(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
