@@ -109,3 +109,17 @@ def test_port_health_on_the_ndr_node_reads_the_captured_counters() -> None:
     # gpud's capture: mlx5_0 counted 14 port_rcv_errors and 15 buffer overruns.
     assert got[("mlx5_0/1", "network.ib_port_rcv_errors")] == 14
     assert got[("mlx5_0/1", "network.ib_excessive_buffer_overrun_errors")] == 15
+
+
+def test_bench_agent_inventory_shows_the_hcas() -> None:
+    import subprocess
+    import sys
+
+    from tests.paths import REPO
+
+    done = subprocess.run([sys.executable, "-m", "bench_agent.cli", "inventory", "--sysroot",
+                           str(NDR)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    hcas = [line for line in done.stdout.splitlines() if line.startswith("hca ")]
+    assert len(hcas) == 8
+    assert hcas[0] == "hca      mlx5_0: MT4129, firmware 28.41.1000, board MT_0000000838"
