@@ -9,6 +9,7 @@ anything runs: a bad file is a configuration error (exit 4) naming it.
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,19 @@ def capture_text(root: Path, host: str | None) -> str:
     from bench_agent.checks.topology.expected import capture
     from bench_agent.checks.topology.reader import read_topology
 
+    class Dumper(yaml.SafeDumper):
+        """Every text value quoted: an unquoted 0000:53:00.0 is a YAML 1.1 base-60
+        number to PyYAML, and a reader copying the file's style must not meet one."""
+
+    def quoted(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
+
+    Dumper.add_representer(str, quoted)
     document = capture(read_topology(root), host)
-    return HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=None,
-                                   width=100)
+    text = yaml.dump(document, Dumper=Dumper, sort_keys=False, default_flow_style=None,
+                     width=100)
+    # Keys stay bare (they are names, never numbers).
+    return HEADER + re.sub(r"'([a-z_]+)':", r"\1:", text)
 
 
 def cmd_topology(args: argparse.Namespace) -> int:

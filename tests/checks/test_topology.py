@@ -243,3 +243,18 @@ def test_run_topology_without_an_expectation_is_an_error_saying_how(tmp_path: Pa
     [verdict] = [v for v in json.loads(done.stdout)["verdicts"] if v["check"] == "topology.match"
                  and not v.get("metric")]
     assert "no expected topology: give `--expect FILE`" in verdict["message"]
+
+
+def test_an_unquoted_address_is_refused_with_the_way_out() -> None:
+    # YAML 1.1 (PyYAML) reads 0000:53:00.0 as a base-60 number; capture quotes them.
+    data = yaml.safe_load("schema: 1\ncounts: {gpu: 1}\ndevices:\n"
+                          "- {kind: gpu, address: 0000:53:00.0}\n")
+    assert not isinstance(data["devices"][0]["address"], str)
+    with pytest.raises(ConfigError) as exc:
+        parse_expected(data, "node.yaml")
+    assert str(exc.value).endswith(
+        "Input should be a valid string at devices.0.address (quote PCI addresses: YAML "
+        "reads an unquoted 0000:53:00.0 as a number)")
+    captured = bench_agent("topology", "capture", "--sysroot", str(NDR)).stdout
+    assert "  address: '0000:53:00.0'\n" in captured
+    assert parse_expected(yaml.safe_load(captured), "captured").counts["gpu"] == 8

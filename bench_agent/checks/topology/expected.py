@@ -96,7 +96,9 @@ def parse_expected(data: Any, file: str) -> ExpectedTopology:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{first['msg']} at {where}", file=file) from None
+        hint = (" (quote PCI addresses: YAML reads an unquoted 0000:53:00.0 as a number)"
+                if first["loc"][-1:] == ("address",) or "near" in first["loc"] else "")
+        raise ConfigError(f"{first['msg']} at {where}{hint}", file=file) from None
     if expected.schema_ != SCHEMA:
         raise ConfigError(f"expected-topology schema {expected.schema_} is not {SCHEMA} "
                           "(capture it again with this bench-agent)", file=file)
