@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,14 @@ def test_the_worker_refuses_a_snapshot_of_a_check_that_takes_none() -> None:
                             "phase": "before"}, 30.0)
     assert (outcome.status, outcome.message) == (Status.ERROR,
                                                  "check inventory takes no snapshot")
+
+
+def test_a_suite_asking_for_absent_ports_skips_at_both_ends(tree: Path, tmp_path: Path) -> None:
+    suite = load_suite(REPO / "suites" / "network.yaml")
+    suite.checks[:] = [replace(p, params={"devices": ["mlx5_9"]}) for p in suite.checks
+                       if p.check == CHECK]
+    report = Runner(suite, load_profile_named("guide-high-performance"),
+                    output_dir=tmp_path / "out", root=tree).run()
+    [verdict] = [v for v in report.verdicts if v.check == CHECK and not v.metric]
+    assert (verdict.status, verdict.message) == (
+        Status.SKIP, "no InfiniBand or RoCE port among mlx5_9 in /sys/class/infiniband")

@@ -258,3 +258,12 @@ def test_an_unquoted_address_is_refused_with_the_way_out() -> None:
     captured = bench_agent("topology", "capture", "--sysroot", str(NDR)).stdout
     assert "  address: '0000:53:00.0'\n" in captured
     assert parse_expected(yaml.safe_load(captured), "captured").counts["gpu"] == 8
+
+
+def test_the_expected_topology_travels_in_the_run_options() -> None:
+    document = capture(read_topology(VM))
+    options = RunOptions(expected_topology=document, expected_topology_file="vm.yaml")
+    back = RunOptions.from_dict(json.loads(json.dumps(options.to_dict())))
+    assert (back.expected_topology, back.expected_topology_file) == (document, "vm.yaml")
+    with pytest.raises(ValueError, match="expected_topology must be an object, got list"):
+        RunOptions.from_dict({"expected_topology": []})

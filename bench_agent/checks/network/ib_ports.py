@@ -125,13 +125,14 @@ class IbPortHealthCheck(Check):
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         assert isinstance(params, IbPortParams)
+        # Read first: no port now is NotApplicable (SKIP), as the snapshot was.
+        readings = self.read(ctx, params)
         if ctx.before_error is not None:
             # Asked to judge the growth and unable to: an ERROR with the reason,
             # never a PASS on the absolute counters alone.
             raise ParseError("sysfs", "the port counters could not be read at the start of "
                                       f"the run, so their growth is unknown: {ctx.before_error}")
         before = _before_ports(ctx.before)
-        readings = self.read(ctx, params)
         out: list[Measurement] = []
         for reading in readings:
             out += self._port(reading, before.get(reading.label) if before is not None else None,
