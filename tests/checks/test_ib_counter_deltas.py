@@ -231,3 +231,35 @@ def test_a_suite_asking_for_absent_ports_skips_at_both_ends(tree: Path, tmp_path
     [verdict] = [v for v in report.verdicts if v.check == CHECK and not v.metric]
     assert (verdict.status, verdict.message) == (
         Status.SKIP, "no InfiniBand or RoCE port among mlx5_9 in /sys/class/infiniband")
+
+
+class RepairAtTheCheck:
+    """A Progress that mends a spoiled counter when the check's turn comes: the start
+    snapshot failed on it, the end reading does not."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path, self.text = path, text
+
+    def check_started(self, check: str, index: int, total: int) -> None:
+        self.path.write_text(self.text)
+
+    def check_finished(self, outcome: CheckOutcome) -> None:
+        pass
+
+
+def test_a_snapshot_that_failed_reaches_the_check_as_its_error(tree: Path,
+                                                              tmp_path: Path) -> None:
+    path = counter_file(tree, "mlx5_0/1", "link_downed")
+    good = path.read_text()
+    path.write_text("many\n")
+    suite = load_suite(REPO / "suites" / "network.yaml")
+    suite.checks[:] = [p for p in suite.checks if p.check == CHECK]
+    report = Runner(suite, load_profile_named("guide-high-performance"),
+                    output_dir=tmp_path / "out", root=tree,
+                    progress=RepairAtTheCheck(path, good)).run()
+    [verdict] = [v for v in report.verdicts if v.check == CHECK and not v.metric]
+    assert (verdict.status, verdict.message) == (
+        Status.ERROR, "cannot read sysfs output: the port counters could not be read at the "
+        "start of the run, so their growth is unknown: ERROR: cannot read sysfs output: "
+        "/sys/class/infiniband/mlx5_0/ports/1/counters/link_downed: not a counter; output "
+        "began: 'many'")
