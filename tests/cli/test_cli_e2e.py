@@ -158,7 +158,7 @@ def test_inventory_json_is_the_typed_inventory() -> None:
     result = bench_agent("inventory", "--json", "--sysroot", str(sysroot))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert [d["name"] for d in data["disks"]] == [
         "nvme0n1", "nvme1n1", "nvme2n1", "nvme3n1", "sda"]
     shown = bench_agent("inventory", "--sysroot", str(sysroot))
