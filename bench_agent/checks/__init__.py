@@ -34,6 +34,7 @@ MODULES: dict[str, str] = {
     "storage": "bench_agent.checks.storage.checks",
     "network": "bench_agent.checks.network.checks",
     "health": "bench_agent.checks.health.checks",
+    "topology": "bench_agent.checks.topology.checks",
 }
 
 

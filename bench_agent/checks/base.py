@@ -103,6 +103,10 @@ class RunOptions:
     nnodes: int = 1  # --nnodes: nodes taking part in an nccl run
     rdzv_endpoint: str | None = None  # --rdzv-endpoint HOST:PORT (torchrun c10d)
     rdzv_id: str | None = None  # --rdzv-id: same on every node of one run
+    # run topology --expect FILE (or the profile's topology key): the file's parsed
+    # document (the CLI read it strictly) and its path, for messages.
+    expected_topology: dict[str, Any] | None = None
+    expected_topology_file: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.nnodes, bool) or not isinstance(self.nnodes, int) \
@@ -114,7 +118,10 @@ class RunOptions:
         for name in ("all_nvme", "destructive"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("peer", "rdzv_endpoint", "rdzv_id"):
+        if not isinstance(self.expected_topology, dict | None):
+            raise ValueError(f"expected_topology must be an object, got "
+                             f"{type(self.expected_topology).__name__}")
+        for name in ("peer", "rdzv_endpoint", "rdzv_id", "expected_topology_file"):
             if not isinstance(getattr(self, name), str | None):
                 raise ValueError(f"{name} must be text, got {getattr(self, name)!r}")
         if not isinstance(self.target, Path | None):
@@ -125,7 +132,9 @@ class RunOptions:
         return {"target": str(self.target) if self.target is not None else None,
                 "devices": list(self.devices), "all_nvme": self.all_nvme,
                 "destructive": self.destructive, "peer": self.peer, "nnodes": self.nnodes,
-                "rdzv_endpoint": self.rdzv_endpoint, "rdzv_id": self.rdzv_id}
+                "rdzv_endpoint": self.rdzv_endpoint, "rdzv_id": self.rdzv_id,
+                "expected_topology": self.expected_topology,
+                "expected_topology_file": self.expected_topology_file}
 
     @classmethod
     def from_dict(cls, data: Any) -> Self:
@@ -165,6 +174,11 @@ class CheckContext:
     options: RunOptions = field(default_factory=RunOptions)
     # Burn-in mode only: seconds between two readings of the check's loop.
     interval: float = BURNIN_INTERVAL_S
+    # A check that brackets the run (Check.brackets_run): what its ``snapshot``
+    # returned at the start of the run, or why there is none (``before_error``);
+    # both None when the check runs without a start snapshot (alone, in a test).
+    before: dict[str, Any] | None = None
+    before_error: str | None = None
 
 
 class Check(ABC):
@@ -177,10 +191,20 @@ class Check(ABC):
     params_model: ClassVar[type[BaseModel]] = NoParams
     # The check's own kernel in a loop for `bench-agent burnin`, or None.
     burnin: ClassVar[BurninVariant | None] = None
+    # True for a check that compares the node before and after the other checks of
+    # the run (network.ib_port_health: error counters grown under the traffic):
+    # the runner calls ``snapshot`` in a child before the first check, and hands its
+    # result to ``run`` (at the check's place in the suite) as ``ctx.before``.
+    brackets_run: ClassVar[bool] = False
 
     def available(self, ctx: CheckContext) -> str | None:
         """None when the check can run here, else the reason it cannot (-> SKIP)."""
         return None
+
+    def snapshot(self, ctx: CheckContext, params: BaseModel) -> dict[str, Any]:
+        """The state ``run`` compares against (JSON), taken at the start of the run;
+        only called when ``brackets_run`` is true."""
+        raise NotImplementedError(f"{self.name} takes no snapshot")
 
     @abstractmethod
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:

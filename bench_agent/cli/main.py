@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bench_agent.config.loader import Profile
@@ -100,6 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         nnodes=args.nnodes,
         rdzv_endpoint=args.rdzv_endpoint,
         rdzv_id=args.rdzv_id,
+        **_expected_topology_options(args.expect, profile.topology),
     )
     runner = Runner(suite, profile, output_dir=args.output, root=args.sysroot,
                     progress=make_progress(), options=options)
@@ -115,6 +116,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         uploaded = _upload(args.output, args.upload, args.key)
         code = max(code, EXIT_ERROR if uploaded != EXIT_OK else EXIT_OK)
     return code
+
+
+def _expected_topology_options(expect: Path | None, from_profile: str | None
+                               ) -> dict[str, Any]:
+    """--expect FILE, else the profile's topology key: read before anything runs."""
+    from bench_agent.cli.topology import expected_topology
+
+    path = expect if expect is not None else Path(from_profile) if from_profile else None
+    if path is None:
+        return {}
+    if expect is not None:
+        _existing_file(expect, "--expect")
+    return {"expected_topology": expected_topology(path), "expected_topology_file": str(path)}
+
+
+def _cmd_topology(args: argparse.Namespace) -> int:
+    from bench_agent.cli.topology import cmd_topology
+
+    return cmd_topology(args)
 
 
 def _upload(spool: Path, url: str, key_path: Path | None = None) -> int:
@@ -675,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         "health": _cmd_health,
         "slurm": _cmd_slurm,
         "kube": _cmd_kube,
+        "topology": _cmd_topology,
     }
     try:
         return handlers[args.command](args)

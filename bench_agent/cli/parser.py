@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     nccl.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
                       help="rendezvous endpoint, one of the nodes; same on every node")
     nccl.add_argument("--rdzv-id", help="rendezvous id, same on every node of one run")
+    topology = run.add_argument_group("topology")
+    topology.add_argument("--expect", type=Path, metavar="FILE",
+                          help="expected topology (from `bench-agent topology capture`); "
+                          "default: the profile's topology key")
 
     burnin = sub.add_parser("burnin", help="sustained load with health sampling",
                             description="Keep the node under the loads of a burn-in suite, "
@@ -192,6 +196,14 @@ def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                "/var/lib/bench-agent/collector.db as root, else "
                "$XDG_DATA_HOME/bench-agent/collector.db; PostgreSQL: "
                "postgresql://user@host/db)")
+    topo = sub.add_parser("topology", help="the node's PCI topology (GPUs, HCAs, NICs, NVMe)")
+    topo_sub = topo.add_subparsers(dest="topology_command", required=True)
+    topo_capture = topo_sub.add_parser(
+        "capture", help="write this node's topology as its node type's expected YAML")
+    topo_capture.add_argument("--output", type=Path, metavar="FILE",
+                              help="write here (default: stdout)")
+    topo_capture.add_argument("--sysroot", type=Path, default=Path("/"), help=argparse.SUPPRESS)
+
     collector = sub.add_parser("collector", help="run the central collector, enroll node keys")
     csub = collector.add_subparsers(dest="collector_command", required=True,
                                     parser_class=_Parser)

@@ -359,6 +359,9 @@ class _ProfileFile(BaseModel):
     description: str = ""
     extends: str | None = None
     thresholds: list[ThresholdEntry] = Field(default_factory=list)
+    # The node type's expected topology (`bench-agent topology capture`), a YAML path
+    # relative to the profile's folder; `run topology --expect FILE` overrides it.
+    topology: str | None = None
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,8 @@ class Profile:
     path: str
     sha256: str
     sources: list[str] = field(default_factory=list)
+    # The expected topology file (resolved path), inherited from the parent profile.
+    topology: str | None = None
 
 
 def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
@@ -507,6 +512,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = (),
     parsed = validated(data, path, _ProfileFile)
     by_id: dict[str, Threshold] = {}
     sources = [str(path)]
+    topology = str(path.parent / parsed.topology) if parsed.topology else None
     if parsed.extends:
         chain = (*_chain, str(path.resolve()))
         parent_path = resolve_profile_path(parsed.extends, relative_to=path.parent)
@@ -516,6 +522,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = (),
         parent = load_profile(parent_path, chain, catalog)
         by_id = {t.id: t for t in parent.thresholds}
         sources = [*parent.sources, str(path)]
+        topology = topology or parent.topology
         digest = hashlib.sha256((parent.sha256 + digest).encode()).hexdigest()
     seen: set[str] = set()
     for index, entry in enumerate(parsed.thresholds):
@@ -525,7 +532,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = (),
         seen.add(entry.id)
         by_id[entry.id] = threshold_from_entry(entry, path, key, catalog)
     return Profile(parsed.name, parsed.description, list(by_id.values()), str(path), digest,
-                   sources)
+                   sources, topology)
 
 
 def profile_names() -> list[str]:

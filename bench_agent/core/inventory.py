@@ -13,7 +13,9 @@ JSON in and out, versioned inside the report (``inventory.schema_version``):
     1         these records: written exactly (every field, null when unknown) and
               read strictly: a missing field or an unknown one is refused, as is a
               value of the wrong type (a float where a count belongs, a string
-              where a flag does), so a figure nobody measured cannot slip in.
+              where a flag does), so a figure nobody measured cannot slip in;
+    2         adds ``hcas`` (each RDMA device's fw_ver, board_id, hca_type). A
+              version 1 inventory is read as strictly, its ``hcas`` unknown (empty).
 A version newer than INVENTORY_SCHEMA_VERSION is refused with a ReportError that
 says to upgrade, as report.schema_version is (core/model.py).
 
@@ -31,7 +33,9 @@ from typing import Any, Self
 
 from bench_agent.core.errors import ReportError
 
-INVENTORY_SCHEMA_VERSION = 1
+INVENTORY_SCHEMA_VERSION = 2
+# The fields each version added, with the value an older inventory reads as.
+_ADDED_IN_VERSION: dict[int, dict[str, Any]] = {2: {"hcas": []}}
 
 
 class _Record:
@@ -226,6 +230,16 @@ class IbPort(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class Hca(_Record):
+    """An RDMA device (/sys/class/infiniband/<name>): what a node's HCAs must agree on."""
+
+    name: str
+    fw_ver: str | None = None  # "28.41.1000"
+    board_id: str | None = None  # "MT_0000000838" (the adapter's PSID)
+    hca_type: str | None = None  # "MT4129" (ConnectX-7)
+
+
+@dataclass(frozen=True, slots=True)
 class Gpu(_Record):
     """What NVML says a GPU is (tools/nvml.list_gpus)."""
 
@@ -252,6 +266,7 @@ class Inventory(_Record):
     # Why there is no GPU in the list (no NVML, NVML cannot start).
     gpu_probe_note: str | None = None
     error: str | None = None
+    hcas: tuple[Hca, ...] = ()
 
     @property
     def nvme_disks(self) -> tuple[Disk, ...]:
@@ -281,4 +296,7 @@ class Inventory(_Record):
             raise ReportError(f"inventory schema version {version} is newer than this agent "
                               f"reads ({INVENTORY_SCHEMA_VERSION}); upgrade bench-agent")
         rest = {k: v for k, v in data.items() if k != "schema_version"}
+        for added, defaults in _ADDED_IN_VERSION.items():
+            if version < added:
+                rest = {**defaults, **rest}
         return _from_dict(cls, rest, True, where)

@@ -7,6 +7,7 @@ from bench_agent.core.inventory import (
     Cpu,
     Disk,
     Gpu,
+    Hca,
     Host,
     IbPort,
     Inventory,
@@ -16,5 +17,5 @@ from bench_agent.core.inventory import (
     OsInfo,
 )
 
-__all__ = ["INVENTORY_SCHEMA_VERSION", "Cpu", "Disk", "Gpu", "Host", "IbPort", "Inventory",
+__all__ = ["INVENTORY_SCHEMA_VERSION", "Cpu", "Disk", "Gpu", "Hca", "Host", "IbPort", "Inventory",
            "Memory", "Nic", "NumaNode", "OsInfo"]

@@ -49,6 +49,9 @@ from bench_agent.core.sysfs import read_text as _read_text
 from bench_agent.core.units import Unit
 from bench_agent.inventory.devices import is_nvme_namespace, link_speed_bps, rdma_devices
 
+# parse_ib_rate is re-exported: the port health check and older callers read it here.
+from bench_agent.inventory.infiniband import hcas, parse_ib_rate
+
 CHECK_NAME = "inventory"
 
 # /sys/block entries that are not disks anyone sizes a node by: loop devices
@@ -73,9 +76,6 @@ _MEMINFO_KB_BYTES = 1024
 _AI_FLAG_PREFIXES = ("avx512", "amx")
 _AI_FLAGS = {"avx2", "fma", "avx_vnni"}
 
-# An InfiniBand port's rate as drivers/infiniband/core/sysfs.c rate_show()
-# writes it: "%d%s Gb/sec (%dX%s)", e.g. "400 Gb/sec (4X NDR)" or "2.5 Gb/sec (1X)".
-_IB_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
 _NODE_MEMTOTAL_RE = re.compile(r"^Node\s+\d+\s+MemTotal:\s+(\d+)\s*kB", re.MULTILINE)
 _NUMBERED_RE = re.compile(r"^(?:cpu|node)(\d+)$")
 
@@ -344,17 +344,6 @@ def _nics(root: Path) -> list[Nic]:
     return nics
 
 
-def parse_ib_rate(text: str | None) -> int | None:
-    """Bits/s of an IB port rate ("400 Gb/sec (4X NDR)" -> 4e11); None if unreadable."""
-    if text is None:
-        return None
-    match = _IB_RATE_RE.match(text)
-    if not match:
-        return None
-    # Decimal giga: IBTA rates are decimal (2.5, 5, 10, 14, 25, 50, 100 Gb/s per lane).
-    return round(float(match.group(1)) * 1e9)
-
-
 def _infiniband(root: Path) -> list[IbPort]:
     ib = root / "sys/class/infiniband"
     ports = []
@@ -412,6 +401,7 @@ def collect_inventory(root: Path = Path("/"), gpu_probe: GpuProbe | None = None)
         infiniband=tuple(_infiniband(root)),
         gpus=tuple(gpus),
         gpu_probe_note=note,
+        hcas=tuple(hcas(root)),
     )
 
 

@@ -54,6 +54,7 @@ from typing import Any, TextIO
 from bench_agent.core.errors import PeerError
 from bench_agent.core.process import DEVNULL, Child, spawn, stop_all
 from bench_agent.inventory.devices import rdma_devices
+from bench_agent.inventory.infiniband import IB_CLASS, roce_gid_index
 from bench_agent.peer.protocol import DEFAULT_PORTS, MAX_REQUEST_BYTES, PROTOCOL
 
 DEFAULT_IPERF3_SERVERS = 4
@@ -65,6 +66,19 @@ PERFTEST_SERVER_TTL_S = 120.0
 PERFTEST_START_S = 0.5
 STOP_GRACE_S = 3.0
 _DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _roce_gid(root: Path, device: str, port: object) -> int | None:
+    """This node's GID index for ``device``'s port when it is RoCE, else None."""
+    from bench_agent.core.sysfs import read_line
+
+    if not isinstance(port, int) or isinstance(port, bool):
+        return None
+    layer = read_line(root / IB_CLASS / device / "ports" / str(port) / "link_layer")
+    if layer != "Ethernet":
+        return None
+    picked = roce_gid_index(root, device, port)
+    return picked.index if picked is not None else None
 
 
 # Control connections served at once (each a thread; a client needs one at a time).
@@ -185,6 +199,12 @@ class Peer:
                     return {"ok": False, "error": "the peer has no RDMA device"}
                 device = devices[0]
             command += ["-d", device]
+            if request.get("gid_index") is None:
+                # The client's GID index is its own table's; this side picks from its
+                # own the same way (RoCE v2, IPv4-mapped), none on InfiniBand.
+                picked = _roce_gid(self.config.root, device, request.get("ib_port") or 1)
+                if picked is not None:
+                    command += ["-x", str(picked)]
         for key, flag, low, high in (("gid_index", "-x", 0, 255), ("size", "-s", 1, 1 << 30),
                                      ("iterations", "-n", 5, 100_000_000),
                                      ("ib_port", "-i", 1, 255)):

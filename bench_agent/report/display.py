@@ -377,6 +377,9 @@ def inventory_lines(inventory: Inventory) -> list[str]:
     for port in inventory.infiniband:
         lines.append(f"ib       {port.device}/{port.port}: {port.state}, "
                      f"{port.rate}, {port.link_layer}")
+    for hca in inventory.hcas:
+        lines.append(f"hca      {hca.name}: {hca.hca_type or '?'}, firmware {hca.fw_ver or '?'}"
+                     f", board {hca.board_id or '?'}")
     gpus = inventory.gpus
     note = inventory.gpu_probe_note
     lines.append(f"gpus     {len(gpus)}" + (f" ({note})" if not gpus and note else ""))

@@ -12,6 +12,12 @@ its workers).
     child said another status, or none                       -> ERROR
     child crashed, was killed, printed garbage, timed out    -> ERROR, with stderr
     child returned measurements                              -> thresholds.evaluate
+
+A check that brackets the run (Check.brackets_run: network.ib_port_health) is
+called twice: its snapshot in a child right after the inventory, before any
+other check, and its run at its place in the suite (last, in suites/network.yaml)
+with that snapshot, so it judges what changed under the traffic in between. A
+snapshot that failed is handed on as the reason (``before_error``), never dropped.
 """
 
 from __future__ import annotations
@@ -177,6 +183,11 @@ def outcome_from_output(
                                 f"{error}: {message}")
         return CheckOutcome(name, status=status, message=message, seconds=seconds,
                             error=error)
+    if "snapshot" in response:
+        if not isinstance(response["snapshot"], dict):
+            return CheckOutcome(name, status=Status.ERROR, seconds=seconds,
+                                message="the worker's snapshot is not a JSON object")
+        return CheckOutcome(name, seconds=seconds, payload={"snapshot": response["snapshot"]})
     if "inventory" in response:
         try:
             inventory = Inventory.from_dict(response["inventory"])
@@ -232,7 +243,12 @@ class Runner:
     # context (storage --target/--device/--destructive, network --peer, nccl).
     options: RunOptions = field(default_factory=RunOptions)
 
-    def _request(self, plan: CheckPlan) -> dict[str, Any]:
+    def _request(self, plan: CheckPlan, before: CheckOutcome | None = None) -> dict[str, Any]:
+        if before is not None:
+            extra: dict[str, Any] = ({"before": before.payload["snapshot"]}
+                                     if before.status is None else
+                                     {"before_error": f"{before.status}: {before.message}"})
+            return {**self._request(plan), **extra}
         return {
             "check": plan.check,
             "params": plan.params,
@@ -244,6 +260,17 @@ class Runner:
 
     def collect_inventory(self) -> Inventory:
         return collect_inventory_in_child(self.root, self.worker_command)
+
+    def take_snapshots(self) -> dict[int, CheckOutcome]:
+        """The start snapshot of every check that brackets the run, by plan index."""
+        from bench_agent.checks import check_class
+
+        out: dict[int, CheckOutcome] = {}
+        for index, plan in enumerate(self.suite.checks):
+            if check_class(plan.check).brackets_run:
+                out[index] = run_in_child({**self._request(plan), "phase": "before"},
+                                          plan.timeout, self.worker_command)
+        return out
 
     def run(self) -> Report:
         started = _utc_now()
@@ -259,10 +286,17 @@ class Runner:
                                      started, True)
         interrupted = False
         total = len(self.suite.checks)
+        try:
+            snapshots = self.take_snapshots()
+        except KeyboardInterrupt:
+            skipped = [CheckOutcome(p.check, status=Status.SKIP,
+                                    message="not run: the run was interrupted")
+                       for p in self.suite.checks]
+            return self.build_report(skipped, inventory, started, True)
         for index, plan in enumerate(self.suite.checks):
             self.progress.check_started(plan.check, index, total)
             try:
-                outcome = self._run_confirmed(plan)
+                outcome = self._run_confirmed(plan, snapshots.get(index))
             except KeyboardInterrupt:
                 interrupted = True
                 outcome = CheckOutcome(plan.check, status=Status.ERROR, error="interrupted",
@@ -284,12 +318,13 @@ class Runner:
         judged = evaluate(outcome.measurements, self.profile.thresholds, [outcome.check])
         return {(v.threshold_id, v.device): v for v in judged if v.status is Status.FAIL}
 
-    def _run_confirmed(self, plan: CheckPlan) -> CheckOutcome:
+    def _run_confirmed(self, plan: CheckPlan, before: CheckOutcome | None = None
+                       ) -> CheckOutcome:
         """Run a check; with ``confirm: N`` a FAIL is re-run up to N times before it
         stands. The first attempt without a FAIL is kept, and the FAILs the earlier
         attempts had are recorded (build_report makes them WARN, flaky): a transient
         fault is neither hidden as a PASS nor reported as a broken part."""
-        outcome = run_in_child(self._request(plan), plan.timeout, self.worker_command)
+        outcome = run_in_child(self._request(plan, before), plan.timeout, self.worker_command)
         failing = self._failing(outcome)
         earlier: dict[tuple[str, str], str] = {}
         attempts = 1
@@ -298,7 +333,8 @@ class Runner:
             for key, verdict in failing.items():
                 earlier.setdefault(key, f"FAIL on attempt {attempts}: {verdict.message}")
             attempts += 1
-            outcome = run_in_child(self._request(plan), plan.timeout, self.worker_command)
+            outcome = run_in_child(self._request(plan, before), plan.timeout,
+                                   self.worker_command)
             seconds += outcome.seconds
             failing = self._failing(outcome)
         outcome.attempts = attempts

@@ -8,10 +8,15 @@ Protocol (stdin -> stdout), versioned by the "protocol" key:
               or, burn-in mode, the check request with "burnin": true: the check's
               burn-in loop (Check.burnin) with its params, ``timeout`` the longest
               it may run and "interval" the seconds between readings
+              or, for a check that brackets the run (Check.brackets_run), the check
+              request with "phase": "before": its snapshot at the start of the run;
+              its later request carries that snapshot as "before" (or the reason
+              there is none as "before_error")
     response: one JSON line on the original stdout, the last line printed:
               {"ok": true, "measurements": [...]} | {"ok": true, "inventory": {...}}
               (the inventory as core.inventory.Inventory.to_dict() writes it)
               {"ok": true, "burnin": LOAD} (the loop returned when asked to stop)
+              {"ok": true, "snapshot": {...}} (phase "before")
               {"ok": false, "status": "SKIP", "error": "ToolMissing", "message": "..."}
               in burn-in mode it is preceded by one line per interval:
               {"reading": {"metric": ..., "value": ..., "unit": ..., "t": UNIX TIME}}
@@ -119,6 +124,9 @@ def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
             if isinstance(interval, bool) or not isinstance(interval, int | float) \
                     or not interval > 0:
                 raise ValueError(f"interval must be a number of seconds > 0, got {interval!r}")
+            before, before_error = request.get("before"), request.get("before_error")
+            if not isinstance(before, dict | None) or not isinstance(before_error, str | None):
+                raise ValueError("before must be an object and before_error text")
         except ValueError as exc:
             return _failure(Status.ERROR, "BadRequest", str(exc))
         ctx = CheckContext(
@@ -127,6 +135,8 @@ def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
             timeout=float(request.get("timeout", 300.0)),
             options=options,
             interval=float(interval),
+            before=before,
+            before_error=before_error,
         )
         reason = check.available(ctx)
         if reason is not None:
@@ -134,6 +144,11 @@ def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
         if request.get("burnin"):
             return _burnin(check, ctx, request, out)
         params = check.params_model.model_validate(request.get("params", {}))
+        if request.get("phase") == "before":
+            if not check.brackets_run:
+                return _failure(Status.ERROR, "BadRequest",
+                                f"check {check.name} takes no snapshot")
+            return {"ok": True, "snapshot": check.snapshot(ctx, params)}
         measurements = check.run(ctx, params)
         return {"ok": True, "measurements": [m.to_dict() for m in measurements]}
     except BenchAgentError as exc:

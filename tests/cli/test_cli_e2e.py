@@ -142,7 +142,7 @@ def test_report_show_and_verify_read_a_report_written_before_the_typed_inventory
     assert as_json.returncode == code, as_json.stderr
     data = json.loads(as_json.stdout)
     # Written again by this agent: the inventory in its typed form, its facts unchanged.
-    assert data["inventory"]["schema_version"] == 1
+    assert data["inventory"]["schema_version"] == 2
     old, _ = read_report_file(path)
     assert data["inventory"]["disks"] == old["inventory"]["disks"]
     jsonschema.validate(data, json.loads((schema_dir() / "report-v1.schema.json").read_text()))
@@ -158,7 +158,7 @@ def test_inventory_json_is_the_typed_inventory() -> None:
     result = bench_agent("inventory", "--json", "--sysroot", str(sysroot))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert [d["name"] for d in data["disks"]] == [
         "nvme0n1", "nvme1n1", "nvme2n1", "nvme3n1", "sda"]
     shown = bench_agent("inventory", "--sysroot", str(sysroot))

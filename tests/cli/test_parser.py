@@ -63,12 +63,14 @@ EXAMPLES: dict[tuple[str, ...], tuple[list[str], dict[str, object]]] = {
     ("kube", "health"): (["--node", "gpu-7", "--interval", "300"],
                          {"node": "gpu-7", "interval": 300.0, "budget": 60.0,
                           "kubeconfig": None, "profile": None}),
+    ("topology", "capture"): (["--output", "h100.yaml"], {"output": Path("h100.yaml"),
+                                                          "sysroot": Path("/")}),
 }
 # The dest that names the chosen subcommand at each level (cli/main.py dispatches on them).
 LEVEL_DEST = {"fleet": "fleet_command", "baseline": "baseline_command",
               "report": "report_command", "keys": "keys_command",
               "collector": "collector_command", "slurm": "slurm_command",
-              "kube": "kube_command"}
+              "kube": "kube_command", "topology": "topology_command"}
 
 
 def _leaves(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()

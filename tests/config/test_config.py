@@ -470,7 +470,7 @@ def test_unknown_top_level_key_in_profile(tmp_path: Path) -> None:
         load_profile(path)
     assert config_error(exc) == (
         f"{path}: threshold: Extra inputs are not permitted"
-        " (allowed keys: name, description, extends, thresholds)"
+        " (allowed keys: name, description, extends, thresholds, topology)"
     )
 
 

@@ -22,6 +22,7 @@ from bench_agent.core.inventory import (
     Cpu,
     Disk,
     Gpu,
+    Hca,
     Host,
     IbPort,
     Inventory,
@@ -69,8 +70,8 @@ def full_inventory() -> Inventory:
 def test_written_exactly_with_its_version_and_every_field() -> None:
     data = full_inventory().to_dict()
     assert list(data) == ["schema_version", "host", "os", "cpu", "memory", "disks", "nics",
-                          "infiniband", "gpus", "gpu_probe_note", "error"]
-    assert data["schema_version"] == INVENTORY_SCHEMA_VERSION == 1
+                          "infiniband", "gpus", "gpu_probe_note", "error", "hcas"]
+    assert data["schema_version"] == INVENTORY_SCHEMA_VERSION == 2
     assert data["cpu"]["flags_ai"] == ["amx_tile", "avx512f"]
     assert data["cpu"]["logical_cpus_note"] is None  # unknown is written, as null
     assert data["memory"]["numa_nodes"][1] == {"node": 1, "cpus": "64-127",
@@ -112,9 +113,18 @@ def test_the_current_version_is_read_strictly() -> None:
 
 
 def test_a_newer_version_is_refused_with_the_way_out() -> None:
-    with pytest.raises(ReportError, match=r"^inventory schema version 2 is newer than this "
-                                          r"agent reads \(1\); upgrade bench-agent$"):
-        Inventory.from_dict({**full_inventory().to_dict(), "schema_version": 2})
+    with pytest.raises(ReportError, match=r"^inventory schema version 3 is newer than this "
+                                          r"agent reads \(2\); upgrade bench-agent$"):
+        Inventory.from_dict({**full_inventory().to_dict(), "schema_version": 3})
+
+
+def test_version_1_is_read_strictly_with_the_hcas_it_did_not_have_unknown() -> None:
+    old = {k: v for k, v in full_inventory().to_dict().items() if k != "hcas"}
+    assert Inventory.from_dict({**old, "schema_version": 1}) == full_inventory()
+    with pytest.raises(ValueError, match=r"^inventory: missing field 'hcas'$"):
+        Inventory.from_dict({**old, "schema_version": 2})
+    with pytest.raises(ValueError, match=r"^inventory: unknown field\(s\) 'bogomips'$"):
+        Inventory.from_dict({**old, "schema_version": 1, "bogomips": 1})
 
 
 def test_a_record_refuses_a_value_of_the_wrong_type_when_built() -> None:
@@ -188,7 +198,7 @@ def test_the_schema_validates_old_and_new_reports(path: Path) -> None:
     data = old_predicate(path)
     jsonschema.validate(data, _schema())
     rewritten = Report.from_dict(data).to_dict()
-    assert rewritten["inventory"]["schema_version"] == 1
+    assert rewritten["inventory"]["schema_version"] == INVENTORY_SCHEMA_VERSION
     jsonschema.validate(rewritten, _schema())
 
 
@@ -215,7 +225,8 @@ def test_the_schema_names_every_field_of_the_records() -> None:
         "numa": (NumaNode, inventory["properties"]["memory"]["properties"]["numa_nodes"]
                  ["items"]),
     }
-    for name, cls in (("disks", Disk), ("nics", Nic), ("infiniband", IbPort), ("gpus", Gpu)):
+    for name, cls in (("disks", Disk), ("nics", Nic), ("infiniband", IbPort), ("gpus", Gpu),
+                      ("hcas", Hca)):
         sections[name] = (cls, inventory["properties"][name]["items"])
     for name, (cls, schema) in sections.items():
         names = [f.name for f in fields(cls)]

@@ -16,7 +16,6 @@ rather than at the check's time limit. Without --peer those checks are SKIP.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
 from bench_agent.checks.network.burnin import Iperf3BurninParams
-from bench_agent.core.errors import NotApplicable, ParseError, ToolFailed, ToolMissing
+from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.inventory import IbPort
 from bench_agent.core.model import Measurement
 from bench_agent.core.process import run_child
@@ -244,8 +243,10 @@ class UdpLatencyCheck(_LatencyCheck):
 
 
 class RdmaParams(PeerParams):
-    # -x: the GID index, needed for RoCE (perftest: "Test uses GID with GID index");
-    # None lets perftest choose (IB: no GID; Ethernet: 0).
+    # -x: the GID index. None (the default): picked per port from its GID table, the
+    # RoCE v2 IPv4-mapped entry on an Ethernet port (inventory/infiniband.py
+    # pick_roce_gid; the peer picks its own the same way), none on InfiniBand. Set,
+    # it overrides the pick on both sides (a port with several IPv4 addresses).
     gid_index: int | None = Field(default=None, ge=0, le=255)
     devices: list[str] = Field(default_factory=list)  # empty: every active port
     size: int | None = Field(default=None, ge=1)  # None: perftest's default
@@ -292,6 +293,9 @@ class _RdmaCheck(Check):
         size = params.size or self.default_size
         out = [count]
         for device in devices:
+            gid_index = params.gid_index
+            if gid_index is None:
+                gid_index = local_gid_index(ctx.root, [p for p in ports if p.device == device])
             response = peer_request(host, params.control_port, {
                 "op": "perftest", "tool": self.tool, "device": params.peer_device or device,
                 "gid_index": params.gid_index, "size": size,
@@ -299,10 +303,30 @@ class _RdmaCheck(Check):
             if not response.get("ok"):
                 raise ToolFailed(self.tool, f"peer {host} could not start a server: "
                                  f"{response.get('error')}")
-            out += perftest.run_client(self.tool, host, int(response["port"]), device,
-                                       params.gid_index, size, params.iterations,
-                                       timeout=max(30.0, ctx.timeout / max(1, len(devices))))
+            found = perftest.run_client(self.tool, host, int(response["port"]), device,
+                                        gid_index, size, params.iterations,
+                                        timeout=max(30.0, ctx.timeout / max(1, len(devices))))
+            out += [replace(m, params={**m.params, "gid_index": gid_index}) for m in found]
         return out
+
+
+def local_gid_index(root: Path, ports: list[IbPort]) -> int | None:
+    """perftest's -x for a device: None on InfiniBand (the LID routes), the picked RoCE
+    v2 IPv4 GID of its first active Ethernet port; ToolFailed when a RoCE port has
+    none (no IPv4 address on its netdev: perftest could not connect either)."""
+    from bench_agent.inventory.infiniband import roce_gid_index
+
+    roce = [p for p in ports if p.link_layer == "Ethernet"]
+    if not roce:
+        return None
+    port = roce[0]
+    picked = roce_gid_index(root, port.device, port.port)
+    if picked is None:
+        raise ToolFailed("perftest", f"{port.device} port {port.port} is RoCE but its GID "
+                         f"table (/sys/class/infiniband/{port.device}/ports/{port.port}/gids) "
+                         "has no RoCE v2 entry with an IPv4 address: set an IPv4 address on "
+                         "its interface, or give gid_index")
+    return picked.index
 
 
 class RdmaLatencyCheck(_RdmaCheck):
@@ -332,155 +356,13 @@ class RdmaBandwidthCheck(_RdmaCheck):
                    "RDMA write bandwidth (ib_write_bw average)", per_device=True))
 
 
-# --- InfiniBand / RoCE port health (sysfs, no peer) ---------------------------------
-
-# The files are the kernel's (Linux Documentation/ABI/stable/sysfs-class-infiniband;
-# drivers/infiniband/core/sysfs.c writes them): ports/<n>/state "4: ACTIVE",
-# phys_state "5: LinkUp", rate "400 Gb/sec (4X NDR)", link_layer "InfiniBand" or
-# "Ethernet" (RoCE), and counters/<name>, the port's PMA PortCounters (InfiniBand
-# Architecture Specification), one decimal number each, or "N/A (no PMA)" when
-# the device has no Performance Management Agent (show_pma_counter).
-IB_CLASS = "sys/class/infiniband"
-# The error counters judged, with the ABI document's meaning of each.
-IB_ERROR_COUNTERS: dict[str, str] = {
-    "symbol_error": "minor link errors detected on one or more physical lanes",
-    "link_error_recovery": "link error recoveries completed by the port training state machine",
-    "link_downed": "times the port training state machine failed link error recovery and "
-                   "downed the link",
-    "port_rcv_errors": "received packets that contained an error",
-    "port_rcv_remote_physical_errors": "received packets marked with the EBP delimiter",
-    "port_xmit_discards": "outbound packets discarded because the port was down or congested",
-    "local_link_integrity_errors": "times the local physical errors exceeded the "
-                                   "LocalPhyErrors threshold",
-    "excessive_buffer_overrun_errors": "input buffer overruns (misconfiguration or poor "
-                                       "link signal integrity)",
-}
-# state_show / phys_state_show: "%d: %s\n" ("7: Phy Test" holds a space).
-_IB_STATE_RE = re.compile(r"(\d+): (\S[^\n]*)")
-_IB_COUNTER_RE = re.compile(r"\d+")
-_NO_PMA = "N/A (no PMA)"
-SYSFS_ATTRIBUTE_MAX = 4096  # a sysfs show function fills one page at most
-
-
-class IbPortParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    # HCAs ("mlx5_0") or ports ("mlx5_0/1") to judge; empty: every port.
-    devices: list[str] = Field(default_factory=list)
-
-
-def _sysfs_text(root: Path, path: Path) -> str:
-    """One sysfs attribute's text, stripped; ParseError naming the file otherwise."""
-    shown = "/" + str(path.relative_to(root))
-    try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            text = handle.read(SYSFS_ATTRIBUTE_MAX + 1)
-    except OSError as exc:
-        raise ParseError("sysfs", f"{shown}: {exc.strerror or exc}") from None
-    if len(text) > SYSFS_ATTRIBUTE_MAX:
-        raise ParseError("sysfs", f"{shown}: longer than a sysfs attribute "
-                                  f"({SYSFS_ATTRIBUTE_MAX} bytes)")
-    return text.strip()
-
-
-def _ib_state(root: Path, path: Path) -> tuple[int, str]:
-    text = _sysfs_text(root, path)
-    match = _IB_STATE_RE.fullmatch(text)
-    if match is None:
-        raise ParseError("sysfs", f"/{path.relative_to(root)}: not '<number>: <name>'",
-                         text)
-    return int(match.group(1)), match.group(2)
-
-
-class IbPortHealthCheck(Check):
-    name: ClassVar[str] = "network.ib_port_health"
-    domain: ClassVar[str] = "network"
-    description: ClassVar[str] = ("InfiniBand/RoCE ports: state, link, rate and error "
-                                  "counters (sysfs)")
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("network.ib_port_active", Unit.COUNT,
-                   "1 when the port's state is ACTIVE (sysfs state)", per_device=True),
-        MetricSpec("network.ib_port_link_up", Unit.COUNT,
-                   "1 when the port's physical state is LinkUp (sysfs phys_state)",
-                   per_device=True),
-        MetricSpec("network.ib_port_rate", Unit.BITS_PER_SECOND,
-                   "the port's data rate, active width x lane speed (sysfs rate)",
-                   per_device=True),
-        *(MetricSpec(f"network.ib_{counter}", Unit.COUNT,
-                     f"{meaning} (sysfs counters/{counter}, since the driver loaded)",
-                     higher_is_better=False, per_device=True)
-          for counter, meaning in IB_ERROR_COUNTERS.items()),
-    )
-    params_model: ClassVar[type[BaseModel]] = IbPortParams
-
-    def available(self, ctx: CheckContext) -> str | None:
-        if not (ctx.root / IB_CLASS).is_dir():
-            return ("no /sys/class/infiniband: no InfiniBand or RoCE device here (or its "
-                    "driver is not loaded)")
-        return None
-
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
-        from bench_agent.tools import tool_name
-
-        assert isinstance(params, IbPortParams)
-        base = ctx.root / IB_CLASS
-        out: list[Measurement] = []
-        for device_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-            device = tool_name("sysfs", device_dir.name)
-            ports = sorted((p for p in (device_dir / "ports").glob("*") if p.name.isdigit()),
-                           key=lambda p: int(p.name))
-            for port_dir in ports:
-                label = f"{device}/{port_dir.name}"
-                if params.devices and not {device, label} & set(params.devices):
-                    continue
-                out += self._port(ctx.root, port_dir, label)
-        if not out:
-            wanted = f" among {', '.join(params.devices)}" if params.devices else ""
-            raise NotApplicable(f"no InfiniBand or RoCE port{wanted} in /sys/class/infiniband")
-        return out
-
-    def _port(self, root: Path, port_dir: Path, label: str) -> list[Measurement]:
-        from bench_agent.inventory.collect import parse_ib_rate
-
-        state_number, state = _ib_state(root, port_dir / "state")
-        phys_number, phys = _ib_state(root, port_dir / "phys_state")
-        rate_text = _sysfs_text(root, port_dir / "rate")
-        rate = parse_ib_rate(rate_text)
-        if rate is None:
-            raise ParseError("sysfs", f"/{(port_dir / 'rate').relative_to(root)}: not "
-                                      "'<number> Gb/sec (...)'", rate_text)
-        layer_file = port_dir / "link_layer"
-        layer = _sysfs_text(root, layer_file) if layer_file.exists() else None
-        source = f"/{port_dir.relative_to(root)}"
-        facts = {"state": f"{state_number}: {state}", "phys_state": f"{phys_number}: {phys}",
-                 "rate": rate_text, "link_layer": layer, "source": source}
-        counters: dict[str, int] = {}
-        unavailable: dict[str, str] = {}
-        for counter in IB_ERROR_COUNTERS:
-            path = port_dir / "counters" / counter
-            if not path.exists():
-                unavailable[counter] = "no such file"
-                continue
-            text = _sysfs_text(root, path)
-            if text == _NO_PMA:
-                unavailable[counter] = text
-            elif _IB_COUNTER_RE.fullmatch(text):
-                counters[counter] = int(text)
-            else:
-                raise ParseError("sysfs", f"/{path.relative_to(root)}: not a counter", text)
-
-        def m(metric: str, value: float, unit: Unit, extra: dict[str, Any]) -> Measurement:
-            return Measurement(check=self.name, metric=metric, value=value, unit=unit,
-                               device=label, tool="sysfs", params=extra)
-
-        out = [m("network.ib_port_active", int(state == "ACTIVE"), Unit.COUNT,
-                 {**facts, "counters_unavailable": unavailable}),
-               m("network.ib_port_link_up", int(phys == "LinkUp"), Unit.COUNT, facts),
-               m("network.ib_port_rate", float(rate), Unit.BITS_PER_SECOND, facts)]
-        out += [m(f"network.ib_{counter}", value, Unit.COUNT,
-                  {"source": f"{source}/counters/{counter}"})
-                for counter, value in counters.items()]
-        return out
-
+# --- InfiniBand / RoCE port health (sysfs, no peer): its own module ---------------
+# Re-exported: the registry finds the network checks in this module's CHECKS.
+from bench_agent.checks.network.ib_ports import (  # noqa: E402
+    IB_ERROR_COUNTERS as IB_ERROR_COUNTERS,
+)
+from bench_agent.checks.network.ib_ports import IbPortHealthCheck as IbPortHealthCheck  # noqa: E402
+from bench_agent.checks.network.ib_ports import IbPortParams as IbPortParams  # noqa: E402
 
 # The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
 CHECKS: tuple[type[Check], ...] = (TcpBandwidthCheck, TcpLatencyCheck, UdpLatencyCheck,

@@ -1,0 +1,1 @@
+"""The node's PCI topology against its node type's expected one (checks.py)."""
