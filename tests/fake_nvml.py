@@ -39,6 +39,18 @@ class FakeGpu:
     remap: tuple[int, int, int, int] | None = (0, 0, 0, 0)
     nvlink: list[int] | None = field(default_factory=lambda: [1] * 18)
     index: int = 0
+    # Configuration (tools/nvml_config.py). The defaults are what `nvidia-smi -q`
+    # shows for an H100 80GB HBM3 on driver 535.183.01 (leptonai/gpud
+    # nvidia-query/testdata/nvidia-smi-query.535.183.01.out.0.valid): VBIOS
+    # 96.00.74.00.01, persistence Enabled, ECC Enabled/Enabled, 700 W current and
+    # default limit, applications clocks 1980/2619 MHz, at their defaults.
+    vbios: str | None = "96.00.74.00.01"
+    persistence: int | None = 1
+    ecc_mode: tuple[int, int] | None = (1, 1)
+    mig_mode: tuple[int, int] | None = (0, 0)
+    limit_default_mw: int | None = 700000
+    app_clocks: tuple[int, int] | None = (1980, 2619)  # graphics, memory (MHz)
+    app_clocks_default: tuple[int, int] | None = (1980, 2619)
 
 
 class FakeNvml:
@@ -124,7 +136,7 @@ class FakeNvml:
 
     # -- ECC, remapping
     def nvmlDeviceGetEccMode(self, h: FakeGpu) -> tuple[int, int]:
-        return (1, 1)
+        return self._maybe(h.ecc_mode)  # type: ignore[no-any-return]
 
     def nvmlDeviceGetTotalEccErrors(self, h: FakeGpu, error_type: int, counter: int) -> int:
         return sum(v for (e, c, _loc), v in h.ecc.items() if e == error_type and c == counter)
@@ -157,6 +169,28 @@ class FakeNvml:
 
     def nvmlDeviceGetNvLinkErrorCounter(self, h: FakeGpu, link: int, counter: int) -> int:
         return 0
+
+    # -- configuration (NVML "Device Queries"; NVML_CLOCK_GRAPHICS 0, NVML_CLOCK_MEM 2)
+    def nvmlDeviceGetVbiosVersion(self, h: FakeGpu) -> str:
+        return self._maybe(h.vbios)  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetPersistenceMode(self, h: FakeGpu) -> int:
+        return self._maybe(h.persistence)  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetMigMode(self, h: FakeGpu) -> tuple[int, int]:
+        return self._maybe(h.mig_mode)  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: FakeGpu) -> int:
+        return h.limit_mw
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, h: FakeGpu) -> int:
+        return self._maybe(h.limit_default_mw)  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetApplicationsClock(self, h: FakeGpu, clock: int) -> int:
+        return self._maybe(h.app_clocks)[0 if clock == 0 else 1]  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetDefaultApplicationsClock(self, h: FakeGpu, clock: int) -> int:
+        return self._maybe(h.app_clocks_default)[0 if clock == 0 else 1]  # type: ignore[no-any-return]
 
     # -- events
     def nvmlEventSetCreate(self) -> object:

@@ -32,6 +32,7 @@ MODULES: dict[str, str] = {
     "nccl": "bench_agent.checks.nccl.checks",
     "storage": "bench_agent.checks.storage.checks",
     "network": "bench_agent.checks.network.checks",
+    "config": "bench_agent.checks.config.checks",
 }
 
 

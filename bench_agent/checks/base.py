@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from bench_agent.core.config_rules import Expectation
 from bench_agent.core.errors import UnitError
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit, parse_quantity
@@ -165,6 +166,10 @@ class CheckContext:
     options: RunOptions = field(default_factory=RunOptions)
     # Burn-in mode only: seconds between two readings of the check's loop.
     interval: float = BURNIN_INTERVAL_S
+    # The profile's configuration section (core/config_rules.Expectation), which
+    # config.consistency judges itself: a fact is text or a flag, not a number
+    # the threshold engine compares.
+    expected_config: tuple[Expectation, ...] = ()
 
 
 class Check(ABC):

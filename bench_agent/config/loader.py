@@ -27,6 +27,13 @@ from pydantic import (
 )
 
 from bench_agent.checks import metric_catalog
+from bench_agent.config.expected import (
+    ConfigEntry,
+    FleetConfigEntry,
+    expectations,
+    section_thresholds,
+)
+from bench_agent.core.config_rules import Expectation
 from bench_agent.core.errors import ConfigError, UnitError, UsageError
 from bench_agent.core.metrics import MetricInfo, unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
@@ -352,6 +359,7 @@ class _ProfileFile(BaseModel):
     description: str = ""
     extends: str | None = None
     thresholds: list[ThresholdEntry] = Field(default_factory=list)
+    configuration: list[ConfigEntry] = Field(default_factory=list)  # config/expected.py
 
 
 @dataclass(frozen=True)
@@ -362,6 +370,8 @@ class Profile:
     path: str
     sha256: str
     sources: list[str] = field(default_factory=list)
+    # The configuration section: the facts' allowed values (config/expected.py).
+    configuration: tuple[Expectation, ...] = ()
 
 
 def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
@@ -461,6 +471,7 @@ class _FleetBaselineFile(BaseModel):
     model: str = ""
     nvml_names: list[StrictStr] = Field(default_factory=list)
     figures: dict[str, _FleetFigure] = Field(default_factory=dict)
+    configuration: list[FleetConfigEntry] = Field(default_factory=list)
 
 
 def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) -> Profile:
@@ -486,7 +497,10 @@ def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) 
         except (ValueError, OverflowError) as exc:
             raise ConfigError(f"threshold {exc}", file=str(path), key=f"{key}.limit") from exc
     name = parsed.model or path.stem
-    return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)])
+    section = expectations(parsed.configuration, path)
+    thresholds += section_thresholds(section, thresholds, metric_catalog(), path)
+    return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)],
+                   section)
 
 
 def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
@@ -498,6 +512,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
     parsed = validated(data, path, _ProfileFile)
     by_id: dict[str, Threshold] = {}
     sources = [str(path)]
+    inherited: tuple[Expectation, ...] = ()
     if parsed.extends:
         chain = (*_chain, str(path.resolve()))
         parent_path = resolve_profile_path(parsed.extends, relative_to=path.parent)
@@ -506,6 +521,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
                               file=str(path), key="extends")
         parent = load_profile(parent_path, chain)
         by_id = {t.id: t for t in parent.thresholds}
+        inherited = parent.configuration
         sources = [*parent.sources, str(path)]
         digest = hashlib.sha256((parent.sha256 + digest).encode()).hexdigest()
     seen: set[str] = set()
@@ -515,8 +531,11 @@ def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
             raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path), key=key)
         seen.add(entry.id)
         by_id[entry.id] = threshold_from_entry(entry, path, key)
-    return Profile(parsed.name, parsed.description, list(by_id.values()), str(path), digest,
-                   sources)
+    section = expectations(parsed.configuration, path, inherited=inherited)
+    thresholds = list(by_id.values())
+    thresholds += section_thresholds(section, thresholds, metric_catalog(), path)
+    return Profile(parsed.name, parsed.description, thresholds, str(path), digest,
+                   sources, section)
 
 
 def profile_names() -> list[str]:

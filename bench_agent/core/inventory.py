@@ -14,6 +14,10 @@ JSON in and out, versioned inside the report (``inventory.schema_version``):
               read strictly: a missing field or an unknown one is refused, as is a
               value of the wrong type (a float where a count belongs, a string
               where a flag does), so a figure nobody measured cannot slip in.
+    2         adds ``config`` (NodeConfig: the configuration facts that nodes of one
+              type must share: driver, VBIOS, persistence, ECC, MIG, clocks, power
+              limits, HCA firmware, kernel tunables). A version-1 inventory is read
+              as strictly as before, with ``config`` unknown (every fact None).
 A version newer than INVENTORY_SCHEMA_VERSION is refused with a ReportError that
 says to upgrade, as report.schema_version is (core/model.py).
 
@@ -31,7 +35,7 @@ from typing import Any, Self
 
 from bench_agent.core.errors import ReportError
 
-INVENTORY_SCHEMA_VERSION = 1
+INVENTORY_SCHEMA_VERSION = 2
 
 
 class _Record:
@@ -237,6 +241,65 @@ class Gpu(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class GpuConfig(_Record):
+    """How a GPU is set up, as NVML reports it (tools/nvml_config.py): what a node
+    type's GPUs must share. None: NVML could not say (NOT_SUPPORTED, an old driver)."""
+
+    index: int
+    uuid: str
+    name: str | None = None
+    pci_bus_id: str | None = None
+    serial: str | None = None
+    vbios_version: str | None = None
+    persistence_mode: bool | None = None
+    ecc_enabled: bool | None = None
+    ecc_pending_enabled: bool | None = None  # what the next reset applies
+    mig_enabled: bool | None = None
+    power_limit_mw: int | None = None
+    power_limit_default_mw: int | None = None
+    app_clock_graphics_mhz: int | None = None
+    app_clock_graphics_default_mhz: int | None = None
+    app_clock_memory_mhz: int | None = None
+    app_clock_memory_default_mhz: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HcaConfig(_Record):
+    """An RDMA device's identity from /sys/class/infiniband/<device>/ (sysfs)."""
+
+    device: str
+    fw_ver: str | None = None
+    board_id: str | None = None
+    hca_type: str | None = None
+    pci_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig(_Record):
+    """The node's configuration facts (inventory/config_facts.py reads them)."""
+
+    nvidia_driver_version: str | None = None
+    cuda_driver_version: str | None = None  # "12.4": the newest CUDA the driver runs
+    cpu_governors: tuple[str, ...] = ()  # the distinct cpufreq governors, sorted
+    transparent_hugepage: str | None = None  # the [selected] word of THP "enabled"
+    thp_defrag: str | None = None
+    iommu_groups: int | None = None
+    iommu_group_types: tuple[str, ...] = ()  # distinct "type" of the groups: identity, DMA-FQ
+    iommu_cmdline: tuple[str, ...] = ()  # the kernel command line's iommu options
+    clocksource: str | None = None
+    numa_balancing: int | None = None
+    nvidia_peermem_loaded: bool | None = None
+    nvswitch_count: int | None = None
+    fabric_manager_running: bool | None = None
+    rdma_core_version: str | None = None
+    ofed_version: str | None = None
+    gpus: tuple[GpuConfig, ...] = ()
+    hcas: tuple[HcaConfig, ...] = ()
+    # Why the GPUs' configuration is not here (no NVML, NVML cannot start).
+    gpu_note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Inventory(_Record):
     """The node's facts. ``error`` says why they could not be read (the inventory
     child failed or was interrupted): then every fact is unknown."""
@@ -252,6 +315,7 @@ class Inventory(_Record):
     # Why there is no GPU in the list (no NVML, NVML cannot start).
     gpu_probe_note: str | None = None
     error: str | None = None
+    config: NodeConfig = field(default_factory=NodeConfig)
 
     @property
     def nvme_disks(self) -> tuple[Disk, ...]:
@@ -281,4 +345,7 @@ class Inventory(_Record):
             raise ReportError(f"inventory schema version {version} is newer than this agent "
                               f"reads ({INVENTORY_SCHEMA_VERSION}); upgrade bench-agent")
         rest = {k: v for k, v in data.items() if k != "schema_version"}
+        if version == 1 and "config" not in rest:
+            # Version 1 had no configuration facts: they are unknown, not refused.
+            rest["config"] = NodeConfig().to_dict()
         return _from_dict(cls, rest, True, where)
