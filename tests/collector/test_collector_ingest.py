@@ -687,8 +687,8 @@ def test_a_report_signed_before_the_typed_inventory_is_stored_as_it_was(
 @pytest.mark.parametrize(("inventory", "detail"), [
     ({"schema_version": 1, "cpu": {"logical_cpus": 64}},
      "inventory: missing field 'host'"),
-    ({"schema_version": 2},
-     "inventory schema version 2 is newer than this agent reads (1); upgrade bench-agent"),
+    ({"schema_version": 3},
+     "inventory schema version 3 is newer than this agent reads (2); upgrade bench-agent"),
     ({"cpu": {"logical_cpus": "64"}},
      "inventory.cpu.logical_cpus: expected an integer or null, got str '64'"),
 ])

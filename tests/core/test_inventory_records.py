@@ -25,7 +25,10 @@ from bench_agent.core.inventory import (
     Host,
     IbPort,
     Inventory,
+    GpuConfig,
+    HcaConfig,
     Memory,
+    NodeConfig,
     Nic,
     NumaNode,
     OsInfo,
@@ -69,14 +72,29 @@ def full_inventory() -> Inventory:
 def test_written_exactly_with_its_version_and_every_field() -> None:
     data = full_inventory().to_dict()
     assert list(data) == ["schema_version", "host", "os", "cpu", "memory", "disks", "nics",
-                          "infiniband", "gpus", "gpu_probe_note", "error"]
-    assert data["schema_version"] == INVENTORY_SCHEMA_VERSION == 1
+                          "infiniband", "gpus", "gpu_probe_note", "error", "config"]
+    assert data["schema_version"] == INVENTORY_SCHEMA_VERSION == 2
     assert data["cpu"]["flags_ai"] == ["amx_tile", "avx512f"]
     assert data["cpu"]["logical_cpus_note"] is None  # unknown is written, as null
     assert data["memory"]["numa_nodes"][1] == {"node": 1, "cpus": "64-127",
                                               "memory_bytes": None}
     assert data["infiniband"][0]["port"] == 1
     assert data["error"] is None
+
+
+def test_a_version_1_inventory_reads_with_its_configuration_unknown() -> None:
+    # Version 1 (agent 0.1.x) had no configuration facts: they are unknown, and the
+    # rest is read as strictly as version 1 always was.
+    v1 = {k: v for k, v in full_inventory().to_dict().items() if k != "config"}
+    v1["schema_version"] = 1
+    read = Inventory.from_dict(v1)
+    assert read.config == NodeConfig() and read.config.nvidia_driver_version is None
+    assert read.cpu == full_inventory().cpu
+    with pytest.raises(ValueError, match=r"^inventory: unknown field\(s\) 'bogomips'$"):
+        Inventory.from_dict({**v1, "bogomips": 1})
+    # Version 2 writes the facts, so a version-2 inventory without them is refused.
+    with pytest.raises(ValueError, match=r"^inventory: missing field 'config'$"):
+        Inventory.from_dict({**v1, "schema_version": 2})
 
 
 def test_round_trip_through_json_is_the_same_record() -> None:
@@ -112,9 +130,9 @@ def test_the_current_version_is_read_strictly() -> None:
 
 
 def test_a_newer_version_is_refused_with_the_way_out() -> None:
-    with pytest.raises(ReportError, match=r"^inventory schema version 2 is newer than this "
-                                          r"agent reads \(1\); upgrade bench-agent$"):
-        Inventory.from_dict({**full_inventory().to_dict(), "schema_version": 2})
+    with pytest.raises(ReportError, match=r"^inventory schema version 3 is newer than this "
+                                          r"agent reads \(2\); upgrade bench-agent$"):
+        Inventory.from_dict({**full_inventory().to_dict(), "schema_version": 3})
 
 
 def test_a_record_refuses_a_value_of_the_wrong_type_when_built() -> None:
@@ -188,8 +206,14 @@ def test_the_schema_validates_old_and_new_reports(path: Path) -> None:
     data = old_predicate(path)
     jsonschema.validate(data, _schema())
     rewritten = Report.from_dict(data).to_dict()
-    assert rewritten["inventory"]["schema_version"] == 1
+    assert rewritten["inventory"]["schema_version"] == 2
     jsonschema.validate(rewritten, _schema())
+    # A version-1 inventory (agent 0.1.x) still validates; one of version 2
+    # without its configuration does not.
+    v1 = {k: v for k, v in rewritten["inventory"].items() if k != "config"}
+    jsonschema.validate({**rewritten, "inventory": {**v1, "schema_version": 1}}, _schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**rewritten, "inventory": v1}, _schema())
 
 
 def test_the_schema_refuses_a_typed_inventory_of_the_wrong_shape() -> None:
@@ -205,9 +229,15 @@ def test_the_schema_names_every_field_of_the_records() -> None:
     """The schema and the records cannot drift apart: the same fields, all required."""
     from dataclasses import fields
 
-    inventory = _schema()["$defs"]["inventory"]
+    defs = _schema()["$defs"]
+    inventory = defs["inventory_v1"]
+    current = defs["inventory"]
+    config = current["properties"]["config"]
     sections: dict[str, tuple[type, dict[str, Any]]] = {
-        "inventory": (Inventory, inventory),
+        "inventory": (Inventory, current),
+        "config": (NodeConfig, config),
+        "config.gpus": (GpuConfig, config["properties"]["gpus"]["items"]),
+        "config.hcas": (HcaConfig, config["properties"]["hcas"]["items"]),
         "host": (Host, inventory["properties"]["host"]),
         "os": (OsInfo, inventory["properties"]["os"]),
         "cpu": (Cpu, inventory["properties"]["cpu"]),
@@ -217,6 +247,11 @@ def test_the_schema_names_every_field_of_the_records() -> None:
     }
     for name, cls in (("disks", Disk), ("nics", Nic), ("infiniband", IbPort), ("gpus", Gpu)):
         sections[name] = (cls, inventory["properties"][name]["items"])
+    # Version 1 is version 2 without the configuration, section for section.
+    v1_names = [f.name for f in fields(Inventory) if f.name != "config"]
+    assert inventory["required"] == ["schema_version", *v1_names]
+    assert [k for k in current["properties"] if k not in ("schema_version", "config")] == \
+        v1_names
     for name, (cls, schema) in sections.items():
         names = [f.name for f in fields(cls)]
         if cls is Inventory:
