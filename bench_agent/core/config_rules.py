@@ -181,9 +181,12 @@ class Uniformity:
 def uniformity(items: Sequence[Component]) -> list[Uniformity]:
     """Every fact of every group of two or more components that at least one of them
     could read. The most common value is the reference (on a tie, the value of the
-    first component, so the odd ones out are the later ones). "gpu.model" and
-    "hca.model" are compared across all components of the kind, the rest within
-    a model."""
+    first component, so the odd ones out are the later ones). Facts are compared
+    within a model. "gpu.model" is compared across all GPUs too (one node, one GPU
+    model), "hca.model" is not: a DGX H100 pairs eight ConnectX-7 for the compute
+    fabric with a BlueField-3 for storage (leptonai/gpud's captured
+    sys-class-infiniband-h100 tree: eight MT4129 at 28.41.1000 and one MT41692 at
+    32.38.3056), which is healthy."""
     out: list[Uniformity] = []
     for kind in ("gpu", "hca"):
         of_kind = [c for c in items if c.kind == kind]
@@ -191,8 +194,8 @@ def uniformity(items: Sequence[Component]) -> list[Uniformity]:
         for c in of_kind:
             groups.setdefault(c.group, []).append(c)
         units: list[tuple[str, str, list[Component]]] = []
-        if of_kind:
-            units.append((f"{kind}.model", "this node", of_kind))
+        if of_kind and kind == "gpu":
+            units.append(("gpu.model", "this node", of_kind))
         for group, members in groups.items():
             units += [(fact, group, members) for fact in of_kind[0].facts
                       if fact != f"{kind}.model"]

@@ -1,0 +1,120 @@
+"""The configuration facts, read from files under a root and from NVML (the fake)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench_agent.core.config_rules import flat_facts, node_facts
+from bench_agent.core.errors import ToolFailed
+from bench_agent.core.inventory import Inventory
+from bench_agent.inventory.collect import collect_inventory
+from bench_agent.inventory.config_facts import collect_config, dpkg_version, selected_word
+from bench_agent.tools import nvml
+from bench_agent.tools.nvml_config import read_gpu_configs
+from tests.fake_nvml import FakeGpu, FakeNvml
+from tests.inventory.config_tree import CX7_FW, gpu_node_tree
+from tests.paths import DATA, SAMPLES
+
+VM = DATA / "sysroots" / "vm-2core"
+H100_IB = SAMPLES / "ib" / "sys-class-infiniband_gpud_h100"
+
+
+def test_a_gpu_node_tree_reads_every_fact(tmp_path: Path) -> None:
+    root = gpu_node_tree(tmp_path)
+    with nvml.use_loader(lambda: FakeNvml()):
+        cfg = collect_config(root)
+    assert cfg.cpu_governors == ("performance",)
+    assert (cfg.transparent_hugepage, cfg.thp_defrag) == ("madvise", "madvise")
+    assert (cfg.iommu_groups, cfg.iommu_group_types) == (3, ("identity",))
+    assert cfg.iommu_cmdline == ("iommu=pt", "intel_iommu=on")
+    assert (cfg.clocksource, cfg.numa_balancing) == ("tsc", 1)
+    assert (cfg.nvidia_peermem_loaded, cfg.nvswitch_count, cfg.fabric_manager_running) == (
+        True, 4, True)
+    assert cfg.rdma_core_version == "2307mlnx47-1.2310036"
+    assert cfg.ofed_version is None  # in-tree mlx5_core: no module version file
+    assert [h.fw_ver for h in cfg.hcas] == [CX7_FW] * 8
+    assert (cfg.nvidia_driver_version, cfg.cuda_driver_version) == ("550.54.15", "12.4")
+    gpu = cfg.gpus[3]
+    assert (gpu.index, gpu.vbios_version, gpu.persistence_mode, gpu.ecc_enabled,
+            gpu.mig_enabled) == (3, "96.00.74.00.01", True, True, False)
+    assert (gpu.power_limit_mw, gpu.power_limit_default_mw) == (700000, 700000)
+    assert (gpu.app_clock_graphics_mhz, gpu.app_clock_memory_default_mhz) == (1980, 2619)
+    assert gpu.pci_bus_id == "00000000:48:00.0" and gpu.serial == "1654321003"
+
+
+def test_the_facts_name_what_an_sre_compares(tmp_path: Path) -> None:
+    root = gpu_node_tree(tmp_path, governors=("performance", "powersave"), fabric_manager=False)
+    gpus = [FakeGpu() for _ in range(8)]
+    gpus[5].limit_mw = 500000
+    with nvml.use_loader(lambda: FakeNvml(gpus)):
+        inv = collect_inventory(root, gpu_probe=list)
+    facts = node_facts(inv)
+    assert facts["node.cpu_governor"] == "performance,powersave"
+    assert facts["node.iommu"] == "identity"
+    assert facts["node.fabric_manager"] == "not running"  # four NVSwitches, no daemon
+    assert facts["node.kernel"] == "5.15.0-113-generic"
+    flat = flat_facts(inv)
+    assert flat["gpu.power_limit_w"] == "500 | 700"  # mixed within the node
+    assert flat["gpu.vbios_version"] == "96.00.74.00.01"
+    assert flat["hca.fw_ver"] == CX7_FW
+
+
+def test_unreadable_facts_are_unknown_never_guessed() -> None:
+    # The captured VM tree has none of these files: every fact is None, the GPU
+    # probe's reason is kept, and nothing raises.
+    cfg = collect_config(VM, gpu_probe=_no_nvml)
+    assert (cfg.cpu_governors, cfg.transparent_hugepage, cfg.clocksource,
+            cfg.numa_balancing, cfg.iommu_groups, cfg.nvswitch_count,
+            cfg.fabric_manager_running, cfg.rdma_core_version) == (
+        (), None, None, None, None, None, None, None)
+    assert cfg.gpu_note == "nvidia-ml-py (pynvml) is not installed"
+
+
+def _no_nvml() -> tuple[()]:
+    from bench_agent.core.errors import ToolMissing
+
+    raise ToolMissing("nvidia-ml-py (pynvml)")
+
+
+def test_nvml_not_supported_is_unknown_and_other_errors_are_findings() -> None:
+    gpu = FakeGpu(vbios=None, persistence=None, mig_mode=None, app_clocks=None)
+    with nvml.use_loader(lambda: FakeNvml([gpu])):
+        (config,), driver, _ = read_gpu_configs()
+    assert (config.vbios_version, config.persistence_mode, config.mig_enabled,
+            config.app_clock_graphics_mhz) == (None, None, None, None)
+    assert driver == "550.54.15"
+    fake = FakeNvml([FakeGpu()])
+    fake.nvmlDeviceGetVbiosVersion = lambda h: (_ for _ in ()).throw(  # type: ignore
+        fake.NVMLError(15))  # NVML_ERROR_GPU_IS_LOST
+    with nvml.use_loader(lambda: fake), pytest.raises(ToolFailed, match="nvml"):
+        read_gpu_configs()
+
+
+def test_selected_word_and_dpkg_status() -> None:
+    assert selected_word("always [madvise] never") == "madvise"
+    assert selected_word("always madvise never") is None and selected_word(None) is None
+    status = ("Package: rdma-core\nStatus: deinstall ok config-files\nVersion: 1\n\n"
+              "Package: rdma-core-dev\nStatus: install ok installed\nVersion: 2\n")
+    assert dpkg_version(status, "rdma-core") is None  # removed, only its config left
+    assert dpkg_version(status, "rdma-core-dev") == "2"
+
+
+@pytest.mark.skipif(not H100_IB.is_dir(), reason="../shared/samples is absent")
+def test_the_captured_h100_hcas(tmp_path: Path) -> None:
+    (tmp_path / "sys/class").mkdir(parents=True)
+    shutil.copytree(H100_IB, tmp_path / "sys/class/infiniband")
+    cfg = collect_config(tmp_path, gpu_probe=_no_nvml)
+    by_type: dict[str | None, set[str | None]] = {}
+    for hca in cfg.hcas:
+        by_type.setdefault(hca.hca_type, set()).add(hca.fw_ver)
+    assert by_type == {"MT4129": {"28.41.1000"}, "MT41692": {"32.38.3056"}}
+
+
+def test_the_inventory_carries_the_configuration_through_json(tmp_path: Path) -> None:
+    with nvml.use_loader(lambda: FakeNvml()):
+        inv = collect_inventory(gpu_node_tree(tmp_path), gpu_probe=list)
+    assert Inventory.from_dict(inv.to_dict()) == inv
+    assert len(inv.config.gpus) == 8
