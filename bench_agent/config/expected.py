@@ -89,7 +89,7 @@ def section_thresholds(section: Sequence[Expectation], thresholds: Sequence[Thre
         out.append(Threshold(
             id=f"configuration-{severity}", metric=metric, comparator=Comparator.LE,
             value=0, unit=Unit.COUNT,
-            source=f"the configuration section of {path.name}: every entry's own source "
-                   "is in the measurement",
+            source=f"bench-agent: the configuration section of {path.name} (each entry's own "
+                   "source is in its measurement): every fact within its allowed values",
             checks=info.checks, meaning=info.meaning, severity=Severity(severity)))
     return out
