@@ -54,7 +54,11 @@ _SELECTED_RE = re.compile(r"\[([^\]]+)\]")
 _IOMMU_OPTION_RE = re.compile(r"^(?:iommu|intel_iommu|amd_iommu|iommu\.\w+)=")
 _NVIDIA_VENDOR = "0x10de"
 _NVSWITCH_CLASS_PREFIX = "0x0680"  # PCI class 06 (bridge), subclass 80 (other)
-_FABRIC_MANAGER_COMM = "nv-fabricmanager"
+# The kernel keeps a task's name in TASK_COMM_LEN = 16 bytes with the NUL
+# (include/linux/sched.h), so /proc/<pid>/comm of nv-fabricmanager (16 characters)
+# reads "nv-fabricmanage".
+_TASK_COMM_CHARS = 15
+_FABRIC_MANAGER_COMM = "nv-fabricmanager"[:_TASK_COMM_CHARS]
 # /var/lib/dpkg/status is a few MB on a full system; read no more than this.
 _DPKG_STATUS_LIMIT = 16 << 20
 

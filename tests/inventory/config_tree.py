@@ -51,7 +51,8 @@ def gpu_node_tree(root: Path, *, hcas: int = 8, nvswitches: int = 4, fabric_mana
     write(root, "sys/bus/pci/devices/0000:00:00.0/class", "0x060000\n")
     write(root, "proc/1/comm", "systemd\n")
     if fabric_manager:
-        write(root, "proc/2412/comm", "nv-fabricmanager\n")
+        # /proc/<pid>/comm holds 15 characters (TASK_COMM_LEN 16 with the NUL).
+        write(root, "proc/2412/comm", "nv-fabricmanage\n")
     for n in range(hcas):
         base = f"sys/class/infiniband/mlx5_{n}"
         write(root, f"{base}/fw_ver", CX7_FW + "\n")
