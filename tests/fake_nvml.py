@@ -7,6 +7,7 @@ the health check's load runs (a link that drops lanes, a slowdown).
 
 from __future__ import annotations
 
+import ctypes
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,10 +52,18 @@ class FakeGpu:
     limit_default_mw: int | None = 700000
     app_clocks: tuple[int, int] | None = (1980, 2619)  # graphics, memory (MHz)
     app_clocks_default: tuple[int, int] | None = (1980, 2619)
+    fabric: tuple[int, int] | None = (3, 0)  # (state, status): COMPLETED, NVML_SUCCESS
+
+
+class _FabricInfo(ctypes.Structure):
+    # The fields of pynvml's c_nvmlGpuFabricInfo_t that are read (nvidia-ml-py
+    # pynvml.py); the real one also holds clusterUuid and cliqueId.
+    _fields_ = [("status", ctypes.c_int), ("state", ctypes.c_uint8)]
 
 
 class FakeNvml:
     NVMLError = NVMLError
+    c_nvmlGpuFabricInfo_t = _FabricInfo
 
     def __init__(self, gpus: list[FakeGpu] | None = None, init_error: int | None = None,
                  xids: list[tuple[int, int]] | None = None) -> None:
@@ -191,6 +200,13 @@ class FakeNvml:
 
     def nvmlDeviceGetDefaultApplicationsClock(self, h: FakeGpu, clock: int) -> int:
         return self._maybe(h.app_clocks_default)[0 if clock == 0 else 1]  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetGpuFabricInfo(self, h: FakeGpu, info: Any) -> int:
+        # The real call fills the structure its pointer names (ctypes.byref) and
+        # answers NOT_SUPPORTED on a GPU without a fabric (before Hopper).
+        state, status = self._maybe(h.fabric)
+        info._obj.state, info._obj.status = state, status
+        return 0
 
     # -- events
     def nvmlEventSetCreate(self) -> object:

@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from bench_agent.core.config_rules import FACTS, Expectation
+from bench_agent.core.config_rules import FACTS, Expectation, known_fact, split_fact
 from bench_agent.core.errors import ConfigError
 from bench_agent.core.metrics import MetricInfo
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
@@ -60,10 +60,10 @@ def expectations(entries: Sequence[ConfigEntry], path: Path, key: str = "configu
     seen: set[str] = set()
     for index, entry in enumerate(entries):
         where = f"{key}[{index}]"
-        if entry.fact not in FACTS:
+        if not known_fact(entry.fact):
             from difflib import get_close_matches
 
-            near = get_close_matches(entry.fact, FACTS, n=3)
+            near = get_close_matches(split_fact(entry.fact)[0], FACTS, n=3)
             hint = f"; did you mean {', '.join(near)}?" if near else \
                 "; `bench-agent list --facts` lists them"
             raise ConfigError(f"unknown configuration fact {entry.fact!r}{hint}",
@@ -77,11 +77,25 @@ def expectations(entries: Sequence[ConfigEntry], path: Path, key: str = "configu
     return tuple(by_fact.values())
 
 
+UNIFORM_METRIC = "config.nonuniform"
+
+
 def section_thresholds(section: Sequence[Expectation], thresholds: Sequence[Threshold],
                        catalog: dict[str, MetricInfo], path: Path) -> list[Threshold]:
-    """The thresholds the section needs that the profile does not set itself."""
+    """The thresholds the section needs that the profile does not set itself, and
+    the uniformity rule, which every profile judges unless it sets its own: one
+    GPU on another VBIOS must not pass under a profile that forgot it."""
     have = {t.metric for t in thresholds}
     out = []
+    if UNIFORM_METRIC not in have:
+        info = catalog[UNIFORM_METRIC]
+        out.append(Threshold(
+            id="config-uniform", metric=UNIFORM_METRIC, comparator=Comparator.LE, value=0,
+            unit=Unit.COUNT, checks=info.checks, meaning=info.meaning,
+            source="bench-agent: the GPUs of one model and the HCAs of one type and board "
+                   "share VBIOS, firmware, modes, clocks and power limits; one that differs "
+                   "is a configuration fault, named in the measurement (added to every "
+                   "profile that does not judge config.nonuniform itself)"))
     for severity, metric in EXPECTED_METRICS.items():
         if metric in have or not any(e.severity == severity for e in section):
             continue

@@ -20,7 +20,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bench_agent.core.inventory import GpuConfig, HcaConfig, Inventory, NodeConfig
+from bench_agent.core.inventory import (
+    CONFIG_ABSENT,
+    GpuConfig,
+    HcaConfig,
+    Inventory,
+    NodeConfig,
+)
 
 FactValue = str | int | bool | None
 
@@ -37,8 +43,9 @@ NODE_FACTS: dict[str, str] = {
                   "DMA-FQ",
     "node.clocksource": "current clock source (tsc, hpet, kvm-clock, ...)",
     "node.numa_balancing": "automatic NUMA balancing (0 off, 1 on, 2 tiering)",
-    "node.fabric_manager": "NVIDIA fabric manager on NVSwitch systems: running, not running, "
-                           "or not needed (no NVSwitch)",
+    "node.fabric_manager": "NVIDIA fabric manager process on NVSwitch systems: running, not "
+                           "running, or not needed (no NVSwitch); unknown in a container "
+                           "without the host's PIDs (gpu.fabric_state is what to judge)",
     "node.nvidia_peermem": "nvidia_peermem (GPUDirect RDMA) on nodes with GPUs and RDMA "
                            "devices: loaded, not loaded, or not needed",
     "node.rdma_core": "rdma-core package version",
@@ -50,7 +57,10 @@ GPU_FACTS: dict[str, str] = {
     "gpu.persistence_mode": "persistence mode enabled",
     "gpu.ecc_mode": "ECC enabled (current)",
     "gpu.ecc_pending": "ECC enabled after the next reset (pending)",
-    "gpu.mig_mode": "MIG enabled (current)",
+    "gpu.mig_mode": "MIG enabled (current; false where the GPU has no MIG)",
+    "gpu.mig_pending": "MIG enabled after the next reset (pending)",
+    "gpu.fabric_state": "NVLink fabric state set by the fabric manager (NVML): completed, "
+                        "not started, in progress, failed (...), or not supported",
     "gpu.power_limit_w": "power management limit, watts",
     "gpu.power_limit_at_default": "power limit equals the default limit",
     "gpu.app_clocks_at_default": "applications clocks (graphics and memory) at their defaults",
@@ -81,6 +91,8 @@ def gpu_facts(gpu: GpuConfig) -> dict[str, FactValue]:
         "gpu.ecc_mode": gpu.ecc_enabled,
         "gpu.ecc_pending": gpu.ecc_pending_enabled,
         "gpu.mig_mode": gpu.mig_enabled,
+        "gpu.mig_pending": gpu.mig_pending_enabled,
+        "gpu.fabric_state": gpu.fabric_state,
         "gpu.power_limit_w": round(gpu.power_limit_mw / 1000)
         if gpu.power_limit_mw is not None else None,
         "gpu.power_limit_at_default": _equal_or_none(gpu.power_limit_mw,
@@ -95,6 +107,9 @@ def hca_facts(hca: HcaConfig) -> dict[str, FactValue]:
 
 def node_facts(inv: Inventory) -> dict[str, FactValue]:
     cfg: NodeConfig = inv.config
+    if cfg.gpu_note == CONFIG_ABSENT:
+        # An older agent's inventory: nothing is known but the kernel.
+        return {fact: (inv.os.kernel if fact == "node.kernel" else None) for fact in NODE_FACTS}
     iommu: str | None
     if cfg.iommu_groups is None:
         iommu = None
@@ -150,13 +165,20 @@ def components(inv: Inventory) -> list[Component]:
                              gpu.name or "unknown model", gpu_facts(gpu)))
     for hca in inv.config.hcas:
         label = f"HCA {hca.device}" + (f" ({hca.pci_address})" if hca.pci_address else "")
-        out.append(Component("hca", label, hca.hca_type or "unknown model", hca_facts(hca)))
+        # hca_type is only the PCI device id (MT4129 for every ConnectX-7): the board
+        # id (PSID) tells the card apart, and firmware is released per PSID.
+        group = f"{hca.hca_type or 'unknown type'} {hca.board_id or 'unknown board'}"
+        out.append(Component("hca", label, group, hca_facts(hca)))
     return out
 
 
 def shown(value: FactValue) -> str:
     return "unknown" if value is None else str(value).lower() if isinstance(value, bool) \
         else str(value)
+
+
+# Facts that make the group, so are never compared within it.
+_GROUP_FACTS = frozenset({"gpu.model", "hca.model", "hca.board_id"})
 
 
 @dataclass(frozen=True)
@@ -182,11 +204,13 @@ def uniformity(items: Sequence[Component]) -> list[Uniformity]:
     """Every fact of every group of two or more components that at least one of them
     could read. The most common value is the reference (on a tie, the value of the
     first component, so the odd ones out are the later ones). Facts are compared
-    within a model. "gpu.model" is compared across all GPUs too (one node, one GPU
-    model), "hca.model" is not: a DGX H100 pairs eight ConnectX-7 for the compute
-    fabric with a BlueField-3 for storage (leptonai/gpud's captured
-    sys-class-infiniband-h100 tree: eight MT4129 at 28.41.1000 and one MT41692 at
-    32.38.3056), which is healthy."""
+    within a model: a GPU's product name, an HCA's type and board id (PSID).
+    "gpu.model" is compared across all GPUs too (one node, one GPU model);
+    "hca.model" is not: a DGX H100 pairs eight ConnectX-7 for the compute fabric
+    with a BlueField-3 for storage (leptonai/gpud's captured sys-class-infiniband-
+    h100 tree: eight MT4129 at 28.41.1000 and one MT41692 at 32.38.3056), and an
+    Azure VM's Ethernet and InfiniBand VFs are both MT4126 on different boards and
+    firmware (gpud's ibstat of an A100 VM); both are healthy."""
     out: list[Uniformity] = []
     for kind in ("gpu", "hca"):
         of_kind = [c for c in items if c.kind == kind]
@@ -198,7 +222,7 @@ def uniformity(items: Sequence[Component]) -> list[Uniformity]:
             units.append(("gpu.model", "this node", of_kind))
         for group, members in groups.items():
             units += [(fact, group, members) for fact in of_kind[0].facts
-                      if fact != f"{kind}.model"]
+                      if fact not in _GROUP_FACTS]
         for fact, group, members in units:
             values = [c.facts.get(fact) for c in members]
             if len(members) < 2 or all(v is None for v in values):
@@ -222,7 +246,7 @@ class Expectation:
     source: str = ""
 
     def __post_init__(self) -> None:
-        if self.fact not in FACTS:
+        if not known_fact(self.fact):
             raise ValueError(f"unknown configuration fact {self.fact!r}")
         if not self.allowed:
             raise ValueError(f"{self.fact}: no allowed value")
@@ -278,26 +302,48 @@ def judge_expectations(inv: Inventory, expectations: Iterable[Expectation]
             offenders = () if exp.allows(value) else (("node", value),)
             out.append(ExpectationResult(exp, 1, offenders))
             continue
-        kind = exp.fact.partition(".")[0]
-        subjects = [c for c in items if c.kind == kind]
+        fact, group = split_fact(exp.fact)
+        kind = fact.partition(".")[0]
+        subjects = [c for c in items if c.kind == kind and group in (None, c.group)]
         out.append(ExpectationResult(exp, len(subjects), tuple(
-            (c.label, c.facts.get(exp.fact)) for c in subjects
-            if not exp.allows(c.facts.get(exp.fact)))))
+            (c.label, c.facts.get(fact)) for c in subjects
+            if not exp.allows(c.facts.get(fact)))))
     return out
 
 
 def flat_facts(inv: Inventory) -> dict[str, FactValue]:
-    """One value per fact for the node, for fleet drift: a component fact that all
-    components share is that value; one they do not share is their values joined
-    with " | " (itself a difference from a healthy fleet)."""
+    """One value per fact for the node, for fleet drift and fleet baselines. A
+    component fact is keyed by its group, "hca.fw_ver[MT4129 MT_0000000838]", so a
+    node's ConnectX-7s are compared with the fleet's ConnectX-7s, not with its
+    BlueField; one the group's members do not share is their values joined with
+    " | " (itself a difference from a healthy fleet). "gpu.model" is the node's GPU
+    model(s), which makes the node's type."""
     out = dict(node_facts(inv))
-    items = components(inv)
-    for facts in (GPU_FACTS, HCA_FACTS):
-        for fact in facts:
-            kind = fact.partition(".")[0]
-            values = {c.facts.get(fact) for c in items if c.kind == kind}
-            if not values or values == {None}:
-                continue
-            out[fact] = values.pop() if len(values) == 1 else " | ".join(
-                sorted(shown(v) for v in values))
+    values: dict[str, set[FactValue]] = {}
+    for c in components(inv):
+        for fact, value in c.facts.items():
+            if fact not in _GROUP_FACTS:
+                values.setdefault(f"{fact}[{c.group}]", set()).add(value)
+    for key, found in sorted(values.items()):
+        if found == {None}:
+            continue
+        out[key] = next(iter(found)) if len(found) == 1 else " | ".join(
+            sorted(shown(v) for v in found))
+    models = sorted({c.group for c in components(inv) if c.kind == "gpu"})
+    if models:
+        out["gpu.model"] = " | ".join(models)
     return out
+
+
+def split_fact(name: str) -> tuple[str, str | None]:
+    """ "hca.fw_ver[MT4129 MT_0000000838]" -> ("hca.fw_ver", "MT4129 MT_0000000838")."""
+    if name.endswith("]") and "[" in name:
+        base, _, group = name[:-1].partition("[")
+        return base, group
+    return name, None
+
+
+def known_fact(name: str) -> bool:
+    """A fact of FACTS, or a GPU or HCA fact qualified by its group."""
+    base, group = split_fact(name)
+    return base in FACTS and (group is None or (base not in NODE_FACTS and bool(group)))

@@ -36,6 +36,8 @@ from typing import Any, Self
 from bench_agent.core.errors import ReportError
 
 INVENTORY_SCHEMA_VERSION = 2
+# NodeConfig.gpu_note of an inventory read from version 1, which had no config.
+CONFIG_ABSENT = "an inventory of version 1 (agent 0.1.x): no configuration facts"
 
 
 class _Record:
@@ -254,7 +256,11 @@ class GpuConfig(_Record):
     persistence_mode: bool | None = None
     ecc_enabled: bool | None = None
     ecc_pending_enabled: bool | None = None  # what the next reset applies
-    mig_enabled: bool | None = None
+    mig_enabled: bool | None = None  # False also where the GPU has no MIG (NOT_SUPPORTED)
+    mig_pending_enabled: bool | None = None
+    # NVML's GPU fabric state (Hopper and later on NVSwitch systems): "completed",
+    # "not started", "in progress", "failed (...)", or "not supported".
+    fabric_state: str | None = None
     power_limit_mw: int | None = None
     power_limit_default_mw: int | None = None
     app_clock_graphics_mhz: int | None = None
@@ -347,5 +353,5 @@ class Inventory(_Record):
         rest = {k: v for k, v in data.items() if k != "schema_version"}
         if version == 1 and "config" not in rest:
             # Version 1 had no configuration facts: they are unknown, not refused.
-            rest["config"] = NodeConfig().to_dict()
+            rest["config"] = NodeConfig(gpu_note=CONFIG_ABSENT).to_dict()
         return _from_dict(cls, rest, True, where)

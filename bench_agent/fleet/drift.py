@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench_agent.core.config_rules import FACTS, FactValue, flat_facts, shown
-from bench_agent.core.inventory import Inventory
+from bench_agent.core.config_rules import FactValue, flat_facts, known_fact, shown
+from bench_agent.core.errors import BenchAgentError
+from bench_agent.core.inventory import INVENTORY_SCHEMA_VERSION, Inventory
 
 # Fewer nodes than this with a fact known is no fleet to speak of (as for outliers).
 MIN_NODES = 3
@@ -43,20 +44,41 @@ class Drift:
 
 def node_facts_of(report: Mapping[str, Any]) -> dict[str, FactValue] | None:
     """The configuration facts of one report's inventory; None when it has none
-    (a report of an agent before inventory version 2, or no readable inventory)."""
+    (an agent before inventory version 2, or an inventory this agent cannot read:
+    a newer agent's, a hostile one). One odd report never stops the fleet's."""
     raw = report.get("inventory")
-    if not isinstance(raw, dict) or raw.get("schema_version", 0) < 2:
+    if not isinstance(raw, dict):
+        return None
+    version = raw.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or not 2 <= version <= INVENTORY_SCHEMA_VERSION:
         return None
     try:
         inv = Inventory.from_dict(raw)
-    except ValueError:
+    except (ValueError, TypeError, BenchAgentError):
         return None
     return flat_facts(inv)
 
 
+def node_type(facts: Mapping[str, FactValue]) -> str:
+    """What a node is compared within: its GPU model(s) (nodes of another model or
+    without GPUs are another fleet, not drift)."""
+    model = facts.get("gpu.model")
+    return str(model) if model is not None else "no GPU"
+
+
+def _by_type(facts_by_node: Mapping[str, Mapping[str, FactValue]]
+             ) -> dict[str, dict[str, Mapping[str, FactValue]]]:
+    out: dict[str, dict[str, Mapping[str, FactValue]]] = {}
+    for node, facts in facts_by_node.items():
+        out.setdefault(node_type(facts), {})[node] = facts
+    return out
+
+
 def summarize(facts_by_node: Mapping[str, Mapping[str, FactValue]]) -> list[FactSummary]:
+    """Each fact any node knows, over the nodes given (one node type)."""
     out = []
-    for fact in FACTS:
+    for fact in sorted({k for facts in facts_by_node.values() for k in facts}):
         known = [(node, facts[fact]) for node, facts in facts_by_node.items()
                  if facts.get(fact) is not None]
         if not known:
@@ -71,19 +93,20 @@ def summarize(facts_by_node: Mapping[str, Mapping[str, FactValue]]) -> list[Fact
 
 
 def find_drift(facts_by_node: Mapping[str, Mapping[str, FactValue]]) -> list[Drift]:
-    """Every (node, fact) whose value is not the fleet's most common one, for facts
-    that at least MIN_NODES nodes know. A node that cannot read a fact the rest of
-    the fleet reads is listed too (its value unknown)."""
+    """Every (node, fact) whose value is not the most common one among the nodes of
+    its type, for facts that at least MIN_NODES of them know. A node that cannot
+    read a fact the others read is listed too (its value unknown)."""
     out = []
-    for summary in summarize(facts_by_node):
-        if summary.nodes < MIN_NODES:
-            continue
-        for node in sorted(facts_by_node):
-            value = facts_by_node[node].get(summary.fact)
-            same = value is not None and type(value) is type(summary.common) \
-                and value == summary.common
-            if not same:
-                out.append(Drift(node, summary.fact, value, summary))
+    for nodes in _by_type(facts_by_node).values():
+        for summary in summarize(nodes):
+            if summary.nodes < MIN_NODES:
+                continue
+            for node in sorted(nodes):
+                value = nodes[node].get(summary.fact)
+                same = value is not None and type(value) is type(summary.common) \
+                    and value == summary.common
+                if not same:
+                    out.append(Drift(node, summary.fact, value, summary))
     out.sort(key=lambda d: (d.fact, d.node))
     return out
 
@@ -96,18 +119,25 @@ def render_drift_text(drift: list[Drift], nodes: int) -> list[str]:
     for d in drift:
         s = d.fleet
         lines.append(f"DRIFT {d.node}: {d.fact} = {shown(d.value)} (fleet: {shown(s.common)} "
-                     f"on {round(s.share * s.nodes)} of {s.nodes} nodes)")
+                     f"on {round(s.share * s.nodes)} of {s.nodes} nodes of its type)")
     return lines
 
 
 def expected_configuration(facts_by_node: Mapping[str, Mapping[str, FactValue]],
                            source: str) -> list[dict[str, Any]]:
-    """A profile's configuration section from a healthy fleet: the most common value
-    of each fact, with the share of the nodes that have it. A value that is itself a
-    mix within a node (" | ") is no configuration to expect and is left out."""
+    """A profile's configuration section from a healthy fleet of one node type: the
+    most common value of each fact that at least MIN_NODES nodes know, with the
+    share of them that has it. A value that is itself a mix within a node (" | ")
+    is no configuration to expect and is left out; so is a fleet of several node
+    types (the baseline would pin one type's values on the others): those facts
+    are left out with the rest of their type, and the caller says so."""
+    types = _by_type(facts_by_node)
+    if len(types) != 1:
+        return []
     entries = []
-    for s in summarize(facts_by_node):
-        if isinstance(s.common, str) and " | " in s.common:
+    for s in summarize(next(iter(types.values()))):
+        mixed = isinstance(s.common, str) and " | " in s.common
+        if s.nodes < MIN_NODES or not known_fact(s.fact) or mixed:
             continue
         entries.append({"fact": s.fact, "allowed": [s.common], "severity": "fail",
                         "nodes": s.nodes, "share": round(s.share, 6),

@@ -27,10 +27,13 @@ Where each fact comes from:
   other"), as NVSwitch reports (PCI ID database, 10de:22a3 "GH100 [H100
   NVSwitch]"); the fabric manager is running when a process named
   nv-fabricmanager exists (NVIDIA Fabric Manager user guide: the
-  nvidia-fabricmanager service runs /usr/bin/nv-fabricmanager);
+  nvidia-fabricmanager service runs /usr/bin/nv-fabricmanager), unknown when this
+  /proc is not the host's (a container without hostPID); the GPUs' own fabric
+  state, read through NVML, is what profiles judge (tools/nvml_config.py);
 - rdma-core: Debian's package database /var/lib/dpkg/status (dpkg(1)); OFED: the
   version of the mlx5_core module (/sys/module/mlx5_core/version), which MLNX_OFED
-  and DOCA-OFED builds set and the in-tree driver does not;
+  and DOCA-OFED builds set (in-tree drivers of kernels before 5.7 said "5.0-0",
+  a version that no OFED release has);
 - HCAs: /sys/class/infiniband/<device>/{fw_ver,board_id,hca_type}
   (Documentation/ABI/stable/sysfs-class-infiniband).
 """
@@ -42,7 +45,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_agent.core.errors import NotApplicable, ToolMissing
+from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.inventory import GpuConfig, HcaConfig, NodeConfig
 from bench_agent.core.sysfs import list_dir, read_int, read_line, read_text
 from bench_agent.inventory.devices import rdma_devices
@@ -59,6 +62,13 @@ _NVSWITCH_CLASS_PREFIX = "0x0680"  # PCI class 06 (bridge), subclass 80 (other)
 # reads "nv-fabricmanage".
 _TASK_COMM_CHARS = 15
 _FABRIC_MANAGER_COMM = "nv-fabricmanager"[:_TASK_COMM_CHARS]
+# PID 1 of a host's PID namespace (systemd, SysV init, BusyBox/OpenRC init).
+_HOST_INITS = frozenset({"systemd", "init"})
+# The kernel command line is at most COMMAND_LINE_SIZE bytes (2048 on x86 before
+# 6.x, up to 4096 on other architectures: arch/*/include/uapi/asm/setup.h).
+_CMDLINE_MAX = 4096
+# MODULE_VERSION of the in-tree mlx5_core before Linux 5.7, not an OFED release.
+_INTREE_MLX5_VERSION = "5.0-0"
 # /var/lib/dpkg/status is a few MB on a full system; read no more than this.
 _DPKG_STATUS_LIMIT = 16 << 20
 
@@ -84,14 +94,18 @@ def _iommu(root: Path) -> tuple[int | None, tuple[str, ...]]:
         # No directory: no IOMMU driver registered any group (IOMMU off, or a
         # kernel without it). A capture without /sys/kernel says nothing.
         return (0, ()) if (root / "sys/kernel").is_dir() else (None, ())
-    groups = list_dir(groups_dir)
+    try:
+        groups = sorted(os.listdir(groups_dir))
+    except OSError:
+        return None, ()  # there but unreadable: unknown, not "off"
     types = {read_line(groups_dir / g / "type") for g in groups}
     return len(groups), tuple(sorted(t for t in types if t))
 
 
 def _iommu_cmdline(root: Path) -> tuple[str, ...]:
-    text = read_line(root / "proc/cmdline") or ""
-    return tuple(word for word in text.split() if _IOMMU_OPTION_RE.match(word))
+    text = (read_line(root / "proc/cmdline") or "")[:_CMDLINE_MAX]
+    return tuple(word for word in text.split() if _IOMMU_OPTION_RE.match(word)
+                 and word.isascii() and word.isprintable())
 
 
 def _module_loaded(root: Path, *names: str) -> bool | None:
@@ -114,11 +128,16 @@ def _nvswitches(root: Path) -> int | None:
 
 
 def _process_running(root: Path, comm: str) -> bool | None:
+    """Whether a process of that name runs; None when this /proc cannot tell: none
+    to look in (a capture), or not the host's (a container's own PID namespace,
+    where PID 1 is not an init, or a /proc mounted with hidepid)."""
     proc = root / "proc"
     pids = [name for name in list_dir(proc) if name.isdigit()]
-    if not pids:
-        return None  # no /proc to look in (a capture without processes)
-    return any(read_line(proc / pid / "comm") == comm for pid in pids)
+    if any(read_line(proc / pid / "comm") == comm for pid in pids):
+        return True
+    if read_line(proc / "1/comm") not in _HOST_INITS:
+        return None
+    return False
 
 
 def dpkg_version(status_text: str, package: str) -> str | None:
@@ -149,6 +168,11 @@ def _rdma_core_version(root: Path) -> str | None:
     return dpkg_version(text, "rdma-core")
 
 
+def _ofed_version(root: Path) -> str | None:
+    version = _printable(read_line(root / "sys/module/mlx5_core/version"))
+    return None if version == _INTREE_MLX5_VERSION else version
+
+
 def _pci_address(device_dir: Path) -> str | None:
     try:
         return os.path.basename(os.path.realpath(device_dir / "device")) or None
@@ -156,16 +180,30 @@ def _pci_address(device_dir: Path) -> str | None:
         return None
 
 
+def _natural(name: str) -> tuple[str, int]:
+    """mlx5_2 before mlx5_10."""
+    match = re.fullmatch(r"(.*?)(\d+)", name)
+    return (match.group(1), int(match.group(2))) if match else (name, -1)
+
+
+def _printable(text: str | None) -> str | None:
+    """A sysfs string as a fact: printable ASCII only (firmware strings are), else
+    unknown; a file of garbage is not a version to compare."""
+    if text is None or not (text.isascii() and text.isprintable()) or len(text) > 64:
+        return None
+    return text
+
+
 def _hcas(root: Path) -> tuple[HcaConfig, ...]:
     base = root / "sys/class/infiniband"
     out = []
-    for device in rdma_devices(root):
+    for device in sorted(rdma_devices(root), key=_natural):
         address = _pci_address(base / device)
         out.append(HcaConfig(
             device=device,
-            fw_ver=read_line(base / device / "fw_ver"),
-            board_id=read_line(base / device / "board_id"),
-            hca_type=read_line(base / device / "hca_type"),
+            fw_ver=_printable(read_line(base / device / "fw_ver")),
+            board_id=_printable(read_line(base / device / "board_id")),
+            hca_type=_printable(read_line(base / device / "hca_type")),
             # A captured tree has no PCI link: only a real bus address counts.
             pci_address=address if address and re.fullmatch(
                 r"[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", address) else None,
@@ -195,6 +233,10 @@ def collect_config(root: Path = Path("/"), gpu_probe: GpuConfigProbe | None = No
         gpus, driver, cuda = probe()
     except (ToolMissing, NotApplicable) as exc:
         note = str(exc)
+    except ToolFailed as exc:
+        # The GPU list (collect.py) raises its own NVML failure as a finding; the
+        # configuration keeps the reason and leaves the facts unknown.
+        note = f"the GPUs' configuration could not be read: {exc}"
     groups, group_types = _iommu(root)
     return NodeConfig(
         nvidia_driver_version=driver,
@@ -213,7 +255,7 @@ def collect_config(root: Path = Path("/"), gpu_probe: GpuConfigProbe | None = No
         nvswitch_count=_nvswitches(root),
         fabric_manager_running=_process_running(root, _FABRIC_MANAGER_COMM),
         rdma_core_version=_rdma_core_version(root),
-        ofed_version=read_line(root / "sys/module/mlx5_core/version"),
+        ofed_version=_ofed_version(root),
         gpus=gpus,
         hcas=_hcas(root),
         gpu_note=note,

@@ -46,8 +46,8 @@ def test_a_healthy_hgx_node_is_uniform_and_as_expected(tmp_path: Path) -> None:
     assert found and {v.status for v in found.values()} == {Status.PASS}
     assert found["config.nonuniform[gpu.vbios_version]"].value == 0
     assert found["config.nonuniform[hca.fw_ver]"].value == 0
-    assert found["config.expected_mismatch[node.fabric_manager]"].value == 0
-    assert found["config.expected_mismatch[node.nvidia_peermem]"].value == 0
+    assert found["config.expected_mismatch[gpu.fabric_state]"].value == 0
+    assert found["config.expected_mismatch_warn[node.nvidia_peermem]"].value == 0
 
 
 def test_one_gpu_on_another_vbios_fails_named(tmp_path: Path) -> None:
@@ -67,8 +67,8 @@ def test_one_hca_on_other_firmware_fails_named(tmp_path: Path) -> None:
     found = _judge(_run(root), load_profile_named("guide-minimum"))
     verdict = found["config.nonuniform[hca.fw_ver]"]
     assert verdict.status is Status.FAIL
-    assert f"HCA mlx5_3 has 28.39.2048; the other 7 HCA(s) of MT4129 have {CX7_FW}" \
-        in verdict.message
+    assert (f"HCA mlx5_3 has 28.39.2048; the other 7 HCA(s) of MT4129 MT_0000000838 have "
+            f"{CX7_FW}") in verdict.message
     assert "config.nonuniform[hca.model]" not in found  # mixed HCA models are healthy
 
 
@@ -77,6 +77,7 @@ def test_the_expected_configuration_names_each_offender(tmp_path: Path) -> None:
     gpus[1].mig_mode = (1, 1)
     gpus[2].persistence = 0
     gpus[6].app_clocks = (1755, 2619)
+    gpus[4].fabric = (1, 0)  # NVML_GPU_FABRIC_STATE_NOT_STARTED: no fabric manager
     profile = load_profile_named("gpu-node-8")
     root = gpu_node_tree(tmp_path, fabric_manager=False, peermem=False)
     found = _judge(_run(root, gpus, profile.configuration), profile)
@@ -88,12 +89,12 @@ def test_the_expected_configuration_names_each_offender(tmp_path: Path) -> None:
     assert "GPU 6" in found["config.expected_mismatch[gpu.app_clocks_at_default]"].message
     persistence = found["config.expected_mismatch_warn[gpu.persistence_mode]"]
     assert (persistence.status, persistence.value) == (Status.WARN, 1)
-    fabric = found["config.expected_mismatch[node.fabric_manager]"]
+    fabric = found["config.expected_mismatch[gpu.fabric_state]"]
     assert fabric.status is Status.FAIL
-    assert "node.fabric_manager must be running or not needed: node: not running" \
-        in fabric.message
-    # gpu-node-8 makes the missing nvidia_peermem a FAIL (gpu-node: a WARN).
-    assert found["config.expected_mismatch[node.nvidia_peermem]"].status is Status.FAIL
+    assert ("gpu.fabric_state must be completed or not supported: GPU 4 "
+            "(00000000:58:00.0 serial 1654321004): not started") in fabric.message
+    # Without nvidia_peermem a node may use DMA-BUF: a WARN.
+    assert found["config.expected_mismatch_warn[node.nvidia_peermem]"].status is Status.WARN
     # The uniformity rule sees the MIG and clock changes too.
     assert found["config.nonuniform[gpu.mig_mode]"].status is Status.FAIL
 
@@ -111,6 +112,59 @@ def test_a_fact_that_cannot_be_read_never_passes(tmp_path: Path) -> None:
     assert found["node.clocksource"].value == 1
     assert found["node.clocksource"].params["note"] == \
         "node.clocksource must be tsc: node: unknown"
+
+
+def test_healthy_mixes_of_hcas_are_not_differences(tmp_path: Path) -> None:
+    # An Azure A100 VM: the Ethernet VF and the eight InfiniBand VFs are all MT4126,
+    # on other boards and firmware (leptonai/gpud ibstat of an A100 VM: mlx5_0 at
+    # 22.35.2302, mlx5_1..8 at 28.37.1014); a DGX's storage ConnectX-7 on its own PSID.
+    root = gpu_node_tree(tmp_path, hcas=0)
+    write(root, "sys/class/infiniband/mlx5_0/fw_ver", "22.35.2302\n")
+    write(root, "sys/class/infiniband/mlx5_0/board_id", "MSF0010110035\n")
+    write(root, "sys/class/infiniband/mlx5_0/hca_type", "MT4126\n")
+    for n in range(1, 9):
+        write(root, f"sys/class/infiniband/mlx5_{n}/fw_ver", "28.37.1014\n")
+        write(root, f"sys/class/infiniband/mlx5_{n}/board_id", "MSF0000000000\n")
+        write(root, f"sys/class/infiniband/mlx5_{n}/hca_type", "MT4126\n")
+    found = _judge(_run(root), load_profile_named("guide-minimum"))
+    assert {v.status for k, v in found.items() if k.startswith("config.nonuniform[hca")} \
+        == {Status.PASS}
+    write(root, "sys/class/infiniband/mlx5_8/fw_ver", "28.35.1012\n")
+    verdict = _judge(_run(root), load_profile_named("guide-minimum"))[
+        "config.nonuniform[hca.fw_ver]"]
+    assert verdict.status is Status.FAIL and "HCA mlx5_8 has 28.35.1012" in verdict.message
+
+
+def test_gpus_without_mig_or_fabric_meet_a_gpu_node(tmp_path: Path) -> None:
+    # An L40S answers NOT_SUPPORTED for MIG and for the fabric: MIG is off, and a
+    # fabric it does not have is "not supported", both allowed by gpu-node.
+    gpus = [FakeGpu(name="NVIDIA L40S", mig_mode=None, fabric=None) for _ in range(4)]
+    profile = load_profile_named("gpu-node")
+    found = _judge(_run(gpu_node_tree(tmp_path, nvswitches=0), gpus, profile.configuration),
+                   profile)
+    for fact in ("gpu.mig_mode", "gpu.mig_pending", "gpu.fabric_state"):
+        assert found[f"config.expected_mismatch[{fact}]"].status is Status.PASS, fact
+
+
+def test_every_profile_judges_uniformity() -> None:
+    from bench_agent.config.loader import profile_names
+
+    for name in profile_names():
+        rules = [t for t in load_profile_named(name).thresholds
+                 if t.metric == "config.nonuniform"]
+        assert len(rules) == 1 and rules[0].value == 0, name
+
+
+def test_a_fact_qualified_by_its_model_pins_only_that_model(tmp_path: Path) -> None:
+    root = gpu_node_tree(tmp_path)
+    write(root, "sys/class/infiniband/mlx5_8/fw_ver", "32.38.3056\n")
+    write(root, "sys/class/infiniband/mlx5_8/board_id", "MT_0000000884\n")
+    write(root, "sys/class/infiniband/mlx5_8/hca_type", "MT41692\n")  # BlueField-3
+    pinned = (Expectation("hca.fw_ver[MT4129 MT_0000000838]", ("28.41.1000",), source="s"),)
+    (m,) = [m for m in _run(root, expected=pinned) if m.metric == "config.expected_mismatch"]
+    assert (m.value, m.params["checked"]) == (0, 8)
+    with pytest.raises(ValueError, match="unknown configuration fact"):
+        Expectation("node.kernel[x]", ("6.8",))
 
 
 def test_allowed_values_are_typed() -> None:
@@ -204,5 +258,6 @@ def test_the_runner_sends_the_section_to_the_check_child(tmp_path: Path) -> None
     assert found["config.expected_mismatch[node.clocksource]"].status is Status.FAIL
     assert "must be hpet: node: tsc" in found["config.expected_mismatch[node.clocksource]"].message
     assert found["config.expected_mismatch[hca.fw_ver]"].status is Status.PASS
-    board = found["config.nonuniform[hca.board_id]"]
-    assert board.status is Status.FAIL and "HCA mlx5_7 has MT_0000000970" in board.message
+    # Another board (PSID) is another card, not a difference: its firmware is its own.
+    assert "config.nonuniform[hca.board_id]" not in found
+    assert found["config.nonuniform[hca.fw_ver]"].status is Status.PASS

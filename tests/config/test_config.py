@@ -265,7 +265,8 @@ def test_extends_a_sibling_file(tmp_path: Path) -> None:
           - {id: b, metric: inventory.gpu_count, comparator: ">=", value: 8, source: s}
     """)
     profile = load_profile(child)
-    assert [t.id for t in profile.thresholds] == ["a", "b"]
+    # config-uniform: the loader adds it to every profile that lacks it (expected.py).
+    assert [t.id for t in profile.thresholds] == ["a", "config-uniform", "b"]
     assert profile.sources == [str(tmp_path / "base.yaml"), str(child)]
 
 
@@ -280,7 +281,8 @@ def test_warn_band_percentage(tmp_path: Path) -> None:
         severity: warn
         source: s
     """)
-    (t,) = load_profile(path).thresholds
+    t, uniform = load_profile(path).thresholds
+    assert uniform.id == "config-uniform"
     assert t.warn_band == pytest.approx(0.15)
     assert t.required is True
     assert t.severity is Severity.WARN

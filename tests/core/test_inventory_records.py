@@ -18,6 +18,7 @@ import pytest
 from bench_agent.config.loader import schema_dir
 from bench_agent.core.errors import ReportError
 from bench_agent.core.inventory import (
+    CONFIG_ABSENT,
     INVENTORY_SCHEMA_VERSION,
     Cpu,
     Disk,
@@ -88,7 +89,8 @@ def test_a_version_1_inventory_reads_with_its_configuration_unknown() -> None:
     v1 = {k: v for k, v in full_inventory().to_dict().items() if k != "config"}
     v1["schema_version"] = 1
     read = Inventory.from_dict(v1)
-    assert read.config == NodeConfig() and read.config.nvidia_driver_version is None
+    assert read.config == NodeConfig(gpu_note=CONFIG_ABSENT)
+    assert read.config.nvidia_driver_version is None
     assert read.cpu == full_inventory().cpu
     with pytest.raises(ValueError, match=r"^inventory: unknown field\(s\) 'bogomips'$"):
         Inventory.from_dict({**v1, "bogomips": 1})

@@ -60,9 +60,10 @@ def test_fleet_compare_names_the_drifting_nodes_and_facts(tmp_path: Path) -> Non
     assert result.returncode == 1, result.stderr  # drift, no outlier
     drift = [line for line in result.stdout.splitlines() if line.startswith("DRIFT")]
     assert drift == [
-        "DRIFT node-07: gpu.vbios_version = 96.00.74.00.01 | 96.00.99.00.01 "
-        "(fleet: 96.00.74.00.01 on 11 of 12 nodes)",
-        "DRIFT node-03: node.nvidia_driver = 535.183.01 (fleet: 550.54.15 on 11 of 12 nodes)",
+        "DRIFT node-07: gpu.vbios_version[NVIDIA H100 80GB HBM3] = 96.00.74.00.01 | "
+        "96.00.99.00.01 (fleet: 96.00.74.00.01 on 11 of 12 nodes of its type)",
+        "DRIFT node-03: node.nvidia_driver = 535.183.01 (fleet: 550.54.15 on 11 of 12 nodes "
+        "of its type)",
     ]
     assert "configuration drift (2)" in result.stdout
     assert "OUTLIER" not in result.stdout
@@ -99,8 +100,9 @@ def test_baseline_generate_writes_the_expected_configuration(tmp_path: Path) -> 
     assert (driver["allowed"], driver["nodes"], driver["share"]) == (
         ["550.54.15"], 12, round(11 / 12, 6))
     assert "550.54.15 on 11 of 12 nodes" in driver["source"]
-    assert by_fact["gpu.vbios_version"]["allowed"] == ["96.00.74.00.01"]
-    assert by_fact["gpu.persistence_mode"]["allowed"] == [True]
+    assert by_fact["gpu.vbios_version[NVIDIA H100 80GB HBM3]"]["allowed"] == ["96.00.74.00.01"]
+    assert by_fact["gpu.persistence_mode[NVIDIA H100 80GB HBM3]"]["allowed"] == [True]
+    assert by_fact["hca.fw_ver[MT4129 MT_0000000838]"]["allowed"] == ["28.41.1000"]
     assert by_fact["node.numa_balancing"]["allowed"] == [1]
 
     from bench_agent.config.loader import load_profile
@@ -112,8 +114,31 @@ def test_baseline_generate_writes_the_expected_configuration(tmp_path: Path) -> 
 
 
 def test_the_expected_configuration_leaves_out_a_mix() -> None:
-    facts = {f"n{i}": {"gpu.power_limit_w": "500 | 700"} for i in range(4)}
+    facts = {f"n{i}": {"gpu.power_limit_w[A]": "500 | 700"} for i in range(4)}
     assert expected_configuration(facts, "src") == []
+    # Nodes of two GPU models are two fleets: no expected configuration from both.
+    mixed = {f"n{i}": {"gpu.model": "A" if i % 2 else "B", "node.kernel": "6.8"}
+             for i in range(8)}
+    assert expected_configuration(mixed, "src") == []
+
+
+def test_nodes_of_another_type_are_another_fleet_not_drift() -> None:
+    h100 = {f"h{i}": {"gpu.model": "H100", "gpu.vbios_version[H100]": "96.00.74.00.01",
+                      "node.kernel": "6.8"} for i in range(5)}
+    cpu = {f"c{i}": {"node.kernel": "6.8"} for i in range(3)}
+    cpu["c2"] = {"node.kernel": "6.5"}
+    (only,) = find_drift({**h100, **cpu})
+    assert (only.node, only.fact, only.value) == ("c2", "node.kernel", "6.5")
+    assert (only.fleet.nodes, only.fleet.common) == (3, "6.8")
+
+
+@pytest.mark.parametrize("inventory", [
+    {"schema_version": 3, "host": {}},  # a newer agent's, in a rolling upgrade
+    {"schema_version": "2"}, {"schema_version": None}, {"schema_version": True},
+    {"schema_version": 2, "cpu": "garbage"}, "not an object",
+])
+def test_one_odd_report_is_left_out_of_the_drift_not_a_crash(inventory: object) -> None:
+    assert node_facts_of({"host": "n", "inventory": inventory}) is None
 
 
 def test_html_drift_table_escapes_node_names(tmp_path: Path) -> None:

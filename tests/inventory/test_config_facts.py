@@ -57,9 +57,31 @@ def test_the_facts_name_what_an_sre_compares(tmp_path: Path) -> None:
     assert facts["node.fabric_manager"] == "not running"  # four NVSwitches, no daemon
     assert facts["node.kernel"] == "5.15.0-113-generic"
     flat = flat_facts(inv)
-    assert flat["gpu.power_limit_w"] == "500 | 700"  # mixed within the node
-    assert flat["gpu.vbios_version"] == "96.00.74.00.01"
-    assert flat["hca.fw_ver"] == CX7_FW
+    h100 = "NVIDIA H100 80GB HBM3"
+    assert flat[f"gpu.power_limit_w[{h100}]"] == "500 | 700"  # mixed within the node
+    assert flat[f"gpu.vbios_version[{h100}]"] == "96.00.74.00.01"
+    assert flat["hca.fw_ver[MT4129 MT_0000000838]"] == CX7_FW
+    assert flat["gpu.model"] == h100
+
+
+def test_a_container_cannot_tell_whether_the_fabric_manager_runs(tmp_path: Path) -> None:
+    # A pod without hostPID sees its own processes; PID 1 is not an init.
+    root = gpu_node_tree(tmp_path, fabric_manager=False)
+    (root / "proc/1/comm").write_text("bench-agent\n")
+    assert collect_config(root, gpu_probe=_no_nvml).fabric_manager_running is None
+    (root / "proc/1/comm").write_text("systemd\n")
+    assert collect_config(root, gpu_probe=_no_nvml).fabric_manager_running is False
+
+
+def test_hostile_files_are_unknown_facts(tmp_path: Path) -> None:
+    root = gpu_node_tree(tmp_path, hcas=1)
+    (root / "sys/class/infiniband/mlx5_0/fw_ver").write_bytes(b"28.41\x00\x07\xff\n")
+    (root / "proc/cmdline").write_text("iommu=pt " * 100_000)
+    (root / "sys/module/mlx5_core/version").write_text("5.0-0\n")  # an in-tree driver
+    cfg = collect_config(root, gpu_probe=_no_nvml)
+    assert cfg.hcas[0].fw_ver is None
+    assert len(cfg.iommu_cmdline) <= 4096 // len("iommu=pt ") + 1
+    assert cfg.ofed_version is None
 
 
 def test_unreadable_facts_are_unknown_never_guessed() -> None:
@@ -70,6 +92,7 @@ def test_unreadable_facts_are_unknown_never_guessed() -> None:
             cfg.numa_balancing, cfg.iommu_groups, cfg.nvswitch_count,
             cfg.fabric_manager_running, cfg.rdma_core_version) == (
         (), None, None, None, None, None, None, None)
+    # No /proc/1 in the capture: whether the fabric manager runs is unknown.
     assert cfg.gpu_note == "nvidia-ml-py (pynvml) is not installed"
 
 
@@ -83,8 +106,9 @@ def test_nvml_not_supported_is_unknown_and_other_errors_are_findings() -> None:
     gpu = FakeGpu(vbios=None, persistence=None, mig_mode=None, app_clocks=None)
     with nvml.use_loader(lambda: FakeNvml([gpu])):
         (config,), driver, _ = read_gpu_configs()
+    # MIG NOT_SUPPORTED is a GPU without MIG: off, not unknown.
     assert (config.vbios_version, config.persistence_mode, config.mig_enabled,
-            config.app_clock_graphics_mhz) == (None, None, None, None)
+            config.app_clock_graphics_mhz) == (None, None, False, None)
     assert driver == "550.54.15"
     fake = FakeNvml([FakeGpu()])
     fake.nvmlDeviceGetVbiosVersion = lambda h: (_ for _ in ()).throw(  # type: ignore
