@@ -7,6 +7,7 @@ the health check's load runs (a link that drops lanes, a slowdown).
 
 from __future__ import annotations
 
+import ctypes
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,10 +40,30 @@ class FakeGpu:
     remap: tuple[int, int, int, int] | None = (0, 0, 0, 0)
     nvlink: list[int] | None = field(default_factory=lambda: [1] * 18)
     index: int = 0
+    # Configuration (tools/nvml_config.py). The defaults are what `nvidia-smi -q`
+    # shows for an H100 80GB HBM3 on driver 535.183.01 (leptonai/gpud
+    # nvidia-query/testdata/nvidia-smi-query.535.183.01.out.0.valid): VBIOS
+    # 96.00.74.00.01, persistence Enabled, ECC Enabled/Enabled, 700 W current and
+    # default limit, applications clocks 1980/2619 MHz, at their defaults.
+    vbios: str | None = "96.00.74.00.01"
+    persistence: int | None = 1
+    ecc_mode: tuple[int, int] | None = (1, 1)
+    mig_mode: tuple[int, int] | None = (0, 0)
+    limit_default_mw: int | None = 700000
+    app_clocks: tuple[int, int] | None = (1980, 2619)  # graphics, memory (MHz)
+    app_clocks_default: tuple[int, int] | None = (1980, 2619)
+    fabric: tuple[int, int] | None = (3, 0)  # (state, status): COMPLETED, NVML_SUCCESS
+
+
+class _FabricInfo(ctypes.Structure):
+    # The fields of pynvml's c_nvmlGpuFabricInfo_t that are read (nvidia-ml-py
+    # pynvml.py); the real one also holds clusterUuid and cliqueId.
+    _fields_ = [("status", ctypes.c_int), ("state", ctypes.c_uint8)]
 
 
 class FakeNvml:
     NVMLError = NVMLError
+    c_nvmlGpuFabricInfo_t = _FabricInfo
 
     def __init__(self, gpus: list[FakeGpu] | None = None, init_error: int | None = None,
                  xids: list[tuple[int, int]] | None = None) -> None:
@@ -124,7 +145,7 @@ class FakeNvml:
 
     # -- ECC, remapping
     def nvmlDeviceGetEccMode(self, h: FakeGpu) -> tuple[int, int]:
-        return (1, 1)
+        return self._maybe(h.ecc_mode)  # type: ignore[no-any-return]
 
     def nvmlDeviceGetTotalEccErrors(self, h: FakeGpu, error_type: int, counter: int) -> int:
         return sum(v for (e, c, _loc), v in h.ecc.items() if e == error_type and c == counter)
@@ -156,6 +177,35 @@ class FakeNvml:
         return h.nvlink[link]
 
     def nvmlDeviceGetNvLinkErrorCounter(self, h: FakeGpu, link: int, counter: int) -> int:
+        return 0
+
+    # -- configuration (NVML "Device Queries"; NVML_CLOCK_GRAPHICS 0, NVML_CLOCK_MEM 2)
+    def nvmlDeviceGetVbiosVersion(self, h: FakeGpu) -> str:
+        return self._maybe(h.vbios)  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetPersistenceMode(self, h: FakeGpu) -> int:
+        return self._maybe(h.persistence)  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetMigMode(self, h: FakeGpu) -> tuple[int, int]:
+        return self._maybe(h.mig_mode)  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: FakeGpu) -> int:
+        return h.limit_mw
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, h: FakeGpu) -> int:
+        return self._maybe(h.limit_default_mw)  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetApplicationsClock(self, h: FakeGpu, clock: int) -> int:
+        return self._maybe(h.app_clocks)[0 if clock == 0 else 1]  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetDefaultApplicationsClock(self, h: FakeGpu, clock: int) -> int:
+        return self._maybe(h.app_clocks_default)[0 if clock == 0 else 1]  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetGpuFabricInfo(self, h: FakeGpu, info: Any) -> int:
+        # The real call fills the structure its pointer names (ctypes.byref) and
+        # answers NOT_SUPPORTED on a GPU without a fabric (before Hopper).
+        state, status = self._maybe(h.fabric)
+        info._obj.state, info._obj.status = state, status
         return 0
 
     # -- events

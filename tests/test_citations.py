@@ -123,6 +123,17 @@ def test_every_profile_threshold_cites_a_primary_source() -> None:
     assert bad == []
 
 
+def test_every_configuration_entry_cites_a_primary_source() -> None:
+    from bench_agent.config.loader import load_profile_named, profile_names
+
+    rows = [(name, e.fact, e.source) for name in profile_names()
+            for e in load_profile_named(name).configuration]
+    assert len(rows) >= 8  # gpu-node's section at least
+    bad = [f"{name}: {fact}: {p}: {src!r}" for name, fact, src in rows
+           for p in citation_problems(src)]
+    assert bad == []
+
+
 def test_every_baseline_figure_cites_a_primary_source() -> None:
     rows = _shipped_figures()
     assert len(rows) >= 10

@@ -35,6 +35,7 @@ MODULES: dict[str, str] = {
     "network": "bench_agent.checks.network.checks",
     "health": "bench_agent.checks.health.checks",
     "topology": "bench_agent.checks.topology.checks",
+    "config": "bench_agent.checks.config.checks",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from bench_agent.core.config_rules import Expectation
 from bench_agent.core.errors import UnitError
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit, parse_quantity
@@ -179,6 +180,10 @@ class CheckContext:
     # both None when the check runs without a start snapshot (alone, in a test).
     before: dict[str, Any] | None = None
     before_error: str | None = None
+    # The profile's configuration section (core/config_rules.Expectation), which
+    # config.consistency judges itself: a fact is text or a flag, not a number
+    # the threshold engine compares.
+    expected_config: tuple[Expectation, ...] = ()
 
 
 class Check(ABC):

@@ -245,6 +245,7 @@ def _fleet_data(folder: Path | None, collector: str | None) -> FleetData:
 def _cmd_fleet(args: argparse.Namespace) -> int:
     from bench_agent.core.model import write_atomic
     from bench_agent.fleet import analysis as fleet
+    from bench_agent.fleet.drift import find_drift
 
     data = _fleet_data(args.folder, args.collector)
     for problem in data.unreadable:
@@ -254,6 +255,7 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         _err("bench-agent: no measurements found")
         return EXIT_ERROR
     result = fleet.compare(table, args.z)
+    result.drift = find_drift(data.facts_by_node())
     render = {"table": fleet.render_text, "csv": fleet.render_csv, "html": fleet.render_html}
     text = render[args.format](result)
     if args.out:
@@ -261,12 +263,13 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         _err(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
-    return EXIT_FAIL if result.outliers else EXIT_OK
+    return EXIT_FAIL if result.outliers or result.drift else EXIT_OK
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
     from bench_agent.core.model import write_atomic
     from bench_agent.fleet import analysis as fleet
+    from bench_agent.fleet.drift import expected_configuration
 
     data = _fleet_data(args.folder, None)
     table = fleet.node_metric_table(data)
@@ -275,9 +278,11 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     result = fleet.compare(table, args.z)
     name = args.name or args.out.stem
-    write_atomic(args.out, fleet.generate_baseline(
-        result, name, f"{data.reports} reports of {len(table)} nodes in {args.folder}"))
-    _err(f"wrote {args.out}: {len(result.stats)} metrics from {len(table)} nodes")
+    source = f"{data.reports} reports of {len(table)} nodes in {args.folder}"
+    configuration = expected_configuration(data.facts_by_node(), source)
+    write_atomic(args.out, fleet.generate_baseline(result, name, source, configuration))
+    _err(f"wrote {args.out}: {len(result.stats)} metrics and {len(configuration)} "
+         f"configuration facts from {len(table)} nodes")
     return EXIT_OK
 
 
@@ -460,6 +465,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if args.metrics:
             raise _usage("--markdown writes the README's check table; it takes no --metrics")
         sys.stdout.write(catalog.readme_block())
+        return EXIT_OK
+    if args.facts:
+        from bench_agent.core.config_rules import FACTS
+
+        if args.json:
+            print(json.dumps([{"fact": k, "meaning": v} for k, v in FACTS.items()], indent=2))
+        else:
+            for fact, meaning in FACTS.items():
+                print(f"{fact:<28} {meaning}")
         return EXIT_OK
     if args.metrics:
         if args.json:

@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare = fleet_sub.add_parser("compare", help="nodes by key metrics, with outliers",
                                    description="Newest report per node; outliers are nodes "
                                    "whose modified z-score lies beyond --z in the bad "
-                                   "direction. Exit 0 no outlier, 1 outliers found.")
+                                   "direction; configuration drift lists the nodes whose "
+                                   "configuration facts differ from the fleet's most "
+                                   "common value. Exit 0 neither, 1 outliers or drift.")
     compare.add_argument("folder", type=Path, nargs="?", help="folder of report files")
     compare.add_argument("--collector", metavar="URL", help="read reports from a collector")
     compare.add_argument("--format", choices=("table", "csv", "html"), default="table")
@@ -142,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="list checks, suites and profiles")
     listing.add_argument("--metrics", action="store_true",
                          help="every metric the checks declare: unit, better, meaning")
+    listing.add_argument("--facts", action="store_true",
+                         help="the configuration facts a profile's configuration section "
+                         "may name")
     listing_format = listing.add_mutually_exclusive_group()
     listing_format.add_argument("--json", action="store_true", help="as JSON")
     listing_format.add_argument("--markdown", action="store_true",

@@ -27,6 +27,13 @@ from pydantic import (
 )
 
 from bench_agent.checks import metric_catalog
+from bench_agent.config.expected import (
+    ConfigEntry,
+    FleetConfigEntry,
+    expectations,
+    section_thresholds,
+)
+from bench_agent.core.config_rules import Expectation
 from bench_agent.core.errors import ConfigError, UnitError, UsageError
 from bench_agent.core.metrics import MetricInfo, unknown_metric
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
@@ -362,6 +369,7 @@ class _ProfileFile(BaseModel):
     # The node type's expected topology (`bench-agent topology capture`), a YAML path
     # relative to the profile's folder; `run topology --expect FILE` overrides it.
     topology: str | None = None
+    configuration: list[ConfigEntry] = Field(default_factory=list)  # config/expected.py
 
 
 @dataclass(frozen=True)
@@ -374,6 +382,8 @@ class Profile:
     sources: list[str] = field(default_factory=list)
     # The expected topology file (resolved path), inherited from the parent profile.
     topology: str | None = None
+    # The configuration section: the facts' allowed values (config/expected.py).
+    configuration: tuple[Expectation, ...] = ()
 
 
 def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:
@@ -473,6 +483,7 @@ class _FleetBaselineFile(BaseModel):
     model: str = ""
     nvml_names: list[StrictStr] = Field(default_factory=list)
     figures: dict[str, _FleetFigure] = Field(default_factory=dict)
+    configuration: list[FleetConfigEntry] = Field(default_factory=list)
 
 
 def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) -> Profile:
@@ -498,7 +509,10 @@ def _profile_from_fleet_baseline(data: dict[str, Any], path: Path, digest: str) 
         except (ValueError, OverflowError) as exc:
             raise ConfigError(f"threshold {exc}", file=str(path), key=f"{key}.limit") from exc
     name = parsed.model or path.stem
-    return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)])
+    section = expectations(parsed.configuration, path)
+    thresholds += section_thresholds(section, thresholds, metric_catalog(), path)
+    return Profile(name, f"fleet baseline {name}", thresholds, str(path), digest, [str(path)],
+                   configuration=section)
 
 
 def load_profile(path: Path, _chain: tuple[str, ...] = (),
@@ -513,6 +527,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = (),
     by_id: dict[str, Threshold] = {}
     sources = [str(path)]
     topology = str(path.parent / parsed.topology) if parsed.topology else None
+    inherited: tuple[Expectation, ...] = ()
     if parsed.extends:
         chain = (*_chain, str(path.resolve()))
         parent_path = resolve_profile_path(parsed.extends, relative_to=path.parent)
@@ -521,6 +536,7 @@ def load_profile(path: Path, _chain: tuple[str, ...] = (),
                               file=str(path), key="extends")
         parent = load_profile(parent_path, chain, catalog)
         by_id = {t.id: t for t in parent.thresholds}
+        inherited = parent.configuration
         sources = [*parent.sources, str(path)]
         topology = topology or parent.topology
         digest = hashlib.sha256((parent.sha256 + digest).encode()).hexdigest()
@@ -531,8 +547,11 @@ def load_profile(path: Path, _chain: tuple[str, ...] = (),
             raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path), key=key)
         seen.add(entry.id)
         by_id[entry.id] = threshold_from_entry(entry, path, key, catalog)
-    return Profile(parsed.name, parsed.description, list(by_id.values()), str(path), digest,
-                   sources, topology)
+    section = expectations(parsed.configuration, path, inherited=inherited)
+    thresholds = list(by_id.values())
+    thresholds += section_thresholds(section, thresholds, catalog or metric_catalog(), path)
+    return Profile(parsed.name, parsed.description, thresholds, str(path), digest,
+                   sources, topology, section)
 
 
 def profile_names() -> list[str]:

@@ -14,8 +14,11 @@ JSON in and out, versioned inside the report (``inventory.schema_version``):
               read strictly: a missing field or an unknown one is refused, as is a
               value of the wrong type (a float where a count belongs, a string
               where a flag does), so a figure nobody measured cannot slip in;
-    2         adds ``hcas`` (each RDMA device's fw_ver, board_id, hca_type). A
-              version 1 inventory is read as strictly, its ``hcas`` unknown (empty).
+    2         adds ``hcas`` (each RDMA device's fw_ver, board_id, hca_type) and
+              ``config`` (NodeConfig: the configuration facts that nodes of one type
+              must share: driver, VBIOS, persistence, ECC, MIG, fabric, clocks,
+              power limits, kernel tunables). A version-1 inventory is read as
+              strictly as before, with ``hcas`` empty and ``config`` unknown.
 A version newer than INVENTORY_SCHEMA_VERSION is refused with a ReportError that
 says to upgrade, as report.schema_version is (core/model.py).
 
@@ -34,8 +37,8 @@ from typing import Any, Self
 from bench_agent.core.errors import ReportError
 
 INVENTORY_SCHEMA_VERSION = 2
-# The fields each version added, with the value an older inventory reads as.
-_ADDED_IN_VERSION: dict[int, dict[str, Any]] = {2: {"hcas": []}}
+# NodeConfig.gpu_note of an inventory read from version 1, which had no config.
+CONFIG_ABSENT = "an inventory of version 1 (agent 0.1.x): no configuration facts"
 
 
 class _Record:
@@ -251,6 +254,57 @@ class Gpu(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class GpuConfig(_Record):
+    """How a GPU is set up, as NVML reports it (tools/nvml_config.py): what a node
+    type's GPUs must share. None: NVML could not say (NOT_SUPPORTED, an old driver)."""
+
+    index: int
+    uuid: str
+    name: str | None = None
+    pci_bus_id: str | None = None
+    serial: str | None = None
+    vbios_version: str | None = None
+    persistence_mode: bool | None = None
+    ecc_enabled: bool | None = None
+    ecc_pending_enabled: bool | None = None  # what the next reset applies
+    mig_enabled: bool | None = None  # False also where the GPU has no MIG (NOT_SUPPORTED)
+    mig_pending_enabled: bool | None = None
+    # NVML's GPU fabric state (Hopper and later on NVSwitch systems): "completed",
+    # "not started", "in progress", "failed (...)", or "not supported".
+    fabric_state: str | None = None
+    power_limit_mw: int | None = None
+    power_limit_default_mw: int | None = None
+    app_clock_graphics_mhz: int | None = None
+    app_clock_graphics_default_mhz: int | None = None
+    app_clock_memory_mhz: int | None = None
+    app_clock_memory_default_mhz: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig(_Record):
+    """The node's configuration facts (inventory/config_facts.py reads them)."""
+
+    nvidia_driver_version: str | None = None
+    cuda_driver_version: str | None = None  # "12.4": the newest CUDA the driver runs
+    cpu_governors: tuple[str, ...] = ()  # the distinct cpufreq governors, sorted
+    transparent_hugepage: str | None = None  # the [selected] word of THP "enabled"
+    thp_defrag: str | None = None
+    iommu_groups: int | None = None
+    iommu_group_types: tuple[str, ...] = ()  # distinct "type" of the groups: identity, DMA-FQ
+    iommu_cmdline: tuple[str, ...] = ()  # the kernel command line's iommu options
+    clocksource: str | None = None
+    numa_balancing: int | None = None
+    nvidia_peermem_loaded: bool | None = None
+    nvswitch_count: int | None = None
+    fabric_manager_running: bool | None = None
+    rdma_core_version: str | None = None
+    ofed_version: str | None = None
+    gpus: tuple[GpuConfig, ...] = ()
+    # Why the GPUs' configuration is not here (no NVML, NVML cannot start).
+    gpu_note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Inventory(_Record):
     """The node's facts. ``error`` says why they could not be read (the inventory
     child failed or was interrupted): then every fact is unknown."""
@@ -267,6 +321,7 @@ class Inventory(_Record):
     gpu_probe_note: str | None = None
     error: str | None = None
     hcas: tuple[Hca, ...] = ()
+    config: NodeConfig = field(default_factory=NodeConfig)
 
     @property
     def nvme_disks(self) -> tuple[Disk, ...]:
@@ -296,7 +351,13 @@ class Inventory(_Record):
             raise ReportError(f"inventory schema version {version} is newer than this agent "
                               f"reads ({INVENTORY_SCHEMA_VERSION}); upgrade bench-agent")
         rest = {k: v for k, v in data.items() if k != "schema_version"}
-        for added, defaults in _ADDED_IN_VERSION.items():
+        for added, defaults in _added_in_version().items():
             if version < added:
                 rest = {**defaults, **rest}
         return _from_dict(cls, rest, True, where)
+
+
+def _added_in_version() -> dict[int, dict[str, Any]]:
+    """The fields each version added, with the value an older inventory reads as:
+    no HCAs listed, the configuration unknown (not refused)."""
+    return {2: {"hcas": [], "config": NodeConfig(gpu_note=CONFIG_ABSENT).to_dict()}}

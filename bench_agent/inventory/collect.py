@@ -47,6 +47,7 @@ from bench_agent.core.sysfs import read_int as _read_int
 from bench_agent.core.sysfs import read_line as _read_line
 from bench_agent.core.sysfs import read_text as _read_text
 from bench_agent.core.units import Unit
+from bench_agent.inventory.config_facts import GpuConfigProbe, collect_config
 from bench_agent.inventory.devices import is_nvme_namespace, link_speed_bps, rdma_devices
 
 # parse_ib_rate is re-exported: the port health check and older callers read it here.
@@ -375,13 +376,15 @@ def _default_gpu_probe() -> list[Gpu]:
     return list_gpus()
 
 
-def collect_inventory(root: Path = Path("/"), gpu_probe: GpuProbe | None = None) -> Inventory:
+def collect_inventory(root: Path = Path("/"), gpu_probe: GpuProbe | None = None,
+                      config_gpu_probe: GpuConfigProbe | None = None) -> Inventory:
     """The node's facts; never raises for a bad file.
 
     ``gpu_probe`` lists GPUs (tests inject one); by default NVML. A node without
     NVML or without a GPU has ``gpus == []`` and the reason in
-    ``gpu_probe_note``. Other probe errors (ToolFailed: a GPU fell off the bus)
-    are raised: they are findings, not absences.
+    ``gpu_probe_note``. ``config_gpu_probe`` reads the GPUs' configuration
+    (inventory/config_facts.py; by default NVML too). Other probe errors
+    (ToolFailed: a GPU fell off the bus) are raised: they are findings, not absences.
     """
     note: str | None = None
     probe = gpu_probe if gpu_probe is not None else _default_gpu_probe
@@ -402,6 +405,7 @@ def collect_inventory(root: Path = Path("/"), gpu_probe: GpuProbe | None = None)
         gpus=tuple(gpus),
         gpu_probe_note=note,
         hcas=tuple(hcas(root)),
+        config=collect_config(root, config_gpu_probe),
     )
 
 

@@ -198,11 +198,25 @@ def roce_gid_index(root: Path, device: str, port: int | str = 1) -> GidEntry | N
 # --- the HCAs (inventory facts) -----------------------------------------------------
 
 
+def _natural(name: str) -> tuple[str, int]:
+    """mlx5_2 before mlx5_10."""
+    match = re.fullmatch(r"(.*?)(\d+)", name)
+    return (match.group(1), int(match.group(2))) if match else (name, -1)
+
+
+def printable(text: str | None) -> str | None:
+    """A sysfs string as a fact: printable ASCII of a sane length (firmware strings
+    are), else unknown; a file of garbage is not a version to compare."""
+    if text is None or not (text.isascii() and text.isprintable()) or len(text) > 64:
+        return None
+    return text
+
+
 def hcas(root: Path) -> list[Hca]:
     """Every RDMA device's firmware version, board id (the PSID on Mellanox/NVIDIA
-    adapters) and type; an unreadable fact is None."""
+    adapters) and type, in natural order; an unreadable fact is None."""
     base = root / IB_CLASS
-    return [Hca(name=name, fw_ver=read_line(base / name / "fw_ver"),
-                board_id=read_line(base / name / "board_id"),
-                hca_type=read_line(base / name / "hca_type"))
-            for name in list_dir(base)]
+    return [Hca(name=name, fw_ver=printable(read_line(base / name / "fw_ver")),
+                board_id=printable(read_line(base / name / "board_id")),
+                hca_type=printable(read_line(base / name / "hca_type")))
+            for name in sorted(list_dir(base), key=_natural)]

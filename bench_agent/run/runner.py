@@ -256,6 +256,7 @@ class Runner:
             "output_dir": str(self.output_dir),
             "timeout": plan.timeout,
             "options": self.options.to_dict(),
+            "expected_config": [e.to_dict() for e in self.profile.configuration],
         }
 
     def collect_inventory(self) -> Inventory:

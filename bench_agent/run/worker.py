@@ -106,6 +106,17 @@ def _burnin(check: Any, ctx: Any, request: dict[str, Any], out: IO[str]) -> dict
     return {"ok": True, "burnin": variant.load}
 
 
+def _expectations(raw: Any) -> tuple[Any, ...]:
+    """The profile's configuration section (core/config_rules.Expectation dicts)."""
+    from bench_agent.core.config_rules import Expectation
+
+    if not isinstance(raw, list):
+        raise ValueError(f"expected_config must be a list, got {type(raw).__name__}")
+    if not all(isinstance(item, dict) for item in raw):
+        raise ValueError("expected_config must be a list of objects")
+    return tuple(Expectation.from_dict(item) for item in raw)
+
+
 def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
     from bench_agent.checks import get_check
     from bench_agent.checks.base import BURNIN_INTERVAL_S, CheckContext, RunOptions
@@ -120,6 +131,7 @@ def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
         check = get_check(request["check"])
         try:
             options = RunOptions.from_dict(request.get("options") or {})
+            expected = _expectations(request.get("expected_config", []))
             interval = request.get("interval", BURNIN_INTERVAL_S)
             if isinstance(interval, bool) or not isinstance(interval, int | float) \
                     or not interval > 0:
@@ -137,6 +149,7 @@ def _execute(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
             interval=float(interval),
             before=before,
             before_error=before_error,
+            expected_config=expected,
         )
         reason = check.available(ctx)
         if reason is not None:

@@ -82,9 +82,9 @@ def test_every_shipped_suite_loads(name: str) -> None:
 def test_quick_suite_contents() -> None:
     suite = load_suite(data_dir() / "quick.yaml")
     assert [p.check for p in suite.checks] == [
-        "inventory", "cpu.gemm", "memory.stream", "storage.randread", "storage.seqread",
-        "storage.seqwrite"]
-    inventory, gemm, stream = suite.checks[:3]
+        "inventory", "config.consistency", "cpu.gemm", "memory.stream", "storage.randread",
+        "storage.seqread", "storage.seqwrite"]
+    inventory, _config, gemm, stream = suite.checks[:4]
     assert inventory.timeout == 60.0
     assert inventory.required is True
     assert gemm.timeout == 120.0
@@ -265,7 +265,8 @@ def test_extends_a_sibling_file(tmp_path: Path) -> None:
           - {id: b, metric: inventory.gpu_count, comparator: ">=", value: 8, source: s}
     """)
     profile = load_profile(child)
-    assert [t.id for t in profile.thresholds] == ["a", "b"]
+    # config-uniform: the loader adds it to every profile that lacks it (expected.py).
+    assert [t.id for t in profile.thresholds] == ["a", "config-uniform", "b"]
     assert profile.sources == [str(tmp_path / "base.yaml"), str(child)]
 
 
@@ -280,7 +281,8 @@ def test_warn_band_percentage(tmp_path: Path) -> None:
         severity: warn
         source: s
     """)
-    (t,) = load_profile(path).thresholds
+    t, uniform = load_profile(path).thresholds
+    assert uniform.id == "config-uniform"
     assert t.warn_band == pytest.approx(0.15)
     assert t.required is True
     assert t.severity is Severity.WARN
@@ -470,7 +472,7 @@ def test_unknown_top_level_key_in_profile(tmp_path: Path) -> None:
         load_profile(path)
     assert config_error(exc) == (
         f"{path}: threshold: Extra inputs are not permitted"
-        " (allowed keys: name, description, extends, thresholds, topology)"
+        " (allowed keys: name, description, extends, thresholds, topology, configuration)"
     )
 
 
@@ -789,8 +791,8 @@ def test_several_targets_merge_without_duplicates() -> None:
     suite = resolve_targets(["cpu", "quick", "inventory"])
     assert suite.name == "cpu+quick+inventory"
     assert [p.check for p in suite.checks] == [
-        "inventory", "cpu.gemm", "memory.stream", "storage.randread", "storage.seqread",
-        "storage.seqwrite"]
+        "inventory", "cpu.gemm", "memory.stream", "config.consistency", "storage.randread",
+        "storage.seqread", "storage.seqwrite"]
     # the first occurrence wins: cpu.yaml's parameters, not quick.yaml's
     gemm = suite.checks[1]
     assert gemm.params["repetitions"] == 5
@@ -1003,7 +1005,7 @@ def test_fleet_baseline_unknown_top_level_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_profile(path)
     assert config_error(exc) == (f"{path}: figure: Extra inputs are not permitted (allowed"
-                                 " keys: kind, model, nvml_names, figures)")
+                                 " keys: kind, model, nvml_names, figures, configuration)")
 
 
 def test_gpu_profiles_require_their_gpu_count() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,19 @@ import pytest
 from bench_agent.config.loader import schema_dir
 from bench_agent.core.errors import ReportError
 from bench_agent.core.inventory import (
+    CONFIG_ABSENT,
     INVENTORY_SCHEMA_VERSION,
     Cpu,
     Disk,
     Gpu,
+    GpuConfig,
     Hca,
     Host,
     IbPort,
     Inventory,
     Memory,
     Nic,
+    NodeConfig,
     NumaNode,
     OsInfo,
 )
@@ -70,7 +74,7 @@ def full_inventory() -> Inventory:
 def test_written_exactly_with_its_version_and_every_field() -> None:
     data = full_inventory().to_dict()
     assert list(data) == ["schema_version", "host", "os", "cpu", "memory", "disks", "nics",
-                          "infiniband", "gpus", "gpu_probe_note", "error", "hcas"]
+                          "infiniband", "gpus", "gpu_probe_note", "error", "hcas", "config"]
     assert data["schema_version"] == INVENTORY_SCHEMA_VERSION == 2
     assert data["cpu"]["flags_ai"] == ["amx_tile", "avx512f"]
     assert data["cpu"]["logical_cpus_note"] is None  # unknown is written, as null
@@ -78,6 +82,22 @@ def test_written_exactly_with_its_version_and_every_field() -> None:
                                               "memory_bytes": None}
     assert data["infiniband"][0]["port"] == 1
     assert data["error"] is None
+
+
+def test_a_version_1_inventory_reads_with_its_configuration_unknown() -> None:
+    # Version 1 (agent 0.1.x) had no configuration facts: they are unknown, and the
+    # rest is read as strictly as version 1 always was.
+    v1 = {k: v for k, v in full_inventory().to_dict().items() if k != "config"}
+    v1["schema_version"] = 1
+    read = Inventory.from_dict(v1)
+    assert read.config == NodeConfig(gpu_note=CONFIG_ABSENT)
+    assert read.config.nvidia_driver_version is None
+    assert read.cpu == full_inventory().cpu
+    with pytest.raises(ValueError, match=r"^inventory: unknown field\(s\) 'bogomips'$"):
+        Inventory.from_dict({**v1, "bogomips": 1})
+    # Version 2 writes the facts, so a version-2 inventory without them is refused.
+    with pytest.raises(ValueError, match=r"^inventory: missing field 'config'$"):
+        Inventory.from_dict({**v1, "schema_version": 2})
 
 
 def test_round_trip_through_json_is_the_same_record() -> None:
@@ -118,9 +138,11 @@ def test_a_newer_version_is_refused_with_the_way_out() -> None:
         Inventory.from_dict({**full_inventory().to_dict(), "schema_version": 3})
 
 
+
 def test_version_1_is_read_strictly_with_the_hcas_it_did_not_have_unknown() -> None:
-    old = {k: v for k, v in full_inventory().to_dict().items() if k != "hcas"}
-    assert Inventory.from_dict({**old, "schema_version": 1}) == full_inventory()
+    old = {k: v for k, v in full_inventory().to_dict().items() if k not in ("hcas", "config")}
+    assert Inventory.from_dict({**old, "schema_version": 1}) == replace(
+        full_inventory(), hcas=(), config=NodeConfig(gpu_note=CONFIG_ABSENT))
     with pytest.raises(ValueError, match=r"^inventory: missing field 'hcas'$"):
         Inventory.from_dict({**old, "schema_version": 2})
     with pytest.raises(ValueError, match=r"^inventory: unknown field\(s\) 'bogomips'$"):
@@ -198,8 +220,12 @@ def test_the_schema_validates_old_and_new_reports(path: Path) -> None:
     data = old_predicate(path)
     jsonschema.validate(data, _schema())
     rewritten = Report.from_dict(data).to_dict()
-    assert rewritten["inventory"]["schema_version"] == INVENTORY_SCHEMA_VERSION
+    assert rewritten["inventory"]["schema_version"] == INVENTORY_SCHEMA_VERSION == 2
     jsonschema.validate(rewritten, _schema())
+    # An inventory of version 2 without its configuration does not validate.
+    without = {k: v for k, v in rewritten["inventory"].items() if k != "config"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**rewritten, "inventory": without}, _schema())
 
 
 def test_the_schema_refuses_a_typed_inventory_of_the_wrong_shape() -> None:
@@ -216,8 +242,11 @@ def test_the_schema_names_every_field_of_the_records() -> None:
     from dataclasses import fields
 
     inventory = _schema()["$defs"]["inventory"]
+    config = inventory["properties"]["config"]
     sections: dict[str, tuple[type, dict[str, Any]]] = {
         "inventory": (Inventory, inventory),
+        "config": (NodeConfig, config),
+        "config.gpus": (GpuConfig, config["properties"]["gpus"]["items"]),
         "host": (Host, inventory["properties"]["host"]),
         "os": (OsInfo, inventory["properties"]["os"]),
         "cpu": (Cpu, inventory["properties"]["cpu"]),

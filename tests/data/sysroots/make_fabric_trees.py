@@ -252,6 +252,14 @@ def vm_tree(root: Path, source: Path = Path("/")) -> None:
         link.symlink_to(os.path.relpath(folder, link.parent))
 
 
+def keep_empty_folders(root: Path) -> None:
+    """git keeps no empty folder, and a device's name is a folder (net/eno1,
+    nvme/nvme0): give each an empty ``uevent``, as every sysfs device has one."""
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()):
+        if not any(folder.iterdir()):
+            (folder / "uevent").write_text("")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vm-only", action="store_true")
@@ -263,6 +271,7 @@ def main() -> None:
         root = HERE / name
         shutil.rmtree(root, ignore_errors=True)
         make(root)
+        keep_empty_folders(root)
         print(f"wrote {root}")
 
 

@@ -1,0 +1,1 @@
+"""The configuration check: facts that nodes of one type must share."""
