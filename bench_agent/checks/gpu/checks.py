@@ -6,8 +6,8 @@ GPU drops its link to a lower generation to save power (PCIe ASPM / NVIDIA's
 dynamic link speed), so an idle "Gen1" is no finding. gpu.matmul and gpu.hbm run
 gpu_bench.py on every GPU at once; the node value is its slowest GPU.
 
-Per-GPU measurements carry device="gpuN" (N = the NVML index; CUDA indices are
-made to match with CUDA_DEVICE_ORDER=PCI_BUS_ID). Without NVML, torch or a GPU,
+Per-GPU measurements carry device="gpuN" (N = the NVML index; a child is given
+its GPU by UUID and labelled by the NVML index of that UUID, kernels.child_cuda_env). Without NVML, torch or a GPU,
 every check SKIPs with the reason.
 """
 
@@ -90,7 +90,13 @@ def default_load(indices: list[int], seconds: float) -> dict[str, Any]:
         return {"ran": False, "why": why}
     from bench_agent.checks.gpu.kernels import run_on_devices
 
-    results = run_on_devices([f"cuda:{i}" for i in indices],
+    # NVML indices, named to the children by UUID: torch's "cuda:N" would count
+    # only the GPUs a CUDA_VISIBLE_DEVICES of this process leaves visible.
+    uuid_of = {index: uuid for uuid, index in nvml.indices_by_uuid().items()}
+    missing = [i for i in indices if i not in uuid_of]
+    if missing:
+        return {"ran": False, "why": f"NVML gives no UUID for GPU(s) {missing}"}
+    results = run_on_devices([f"cuda:{uuid_of[i]}" for i in indices],
                              {"kernel": HealthCheck.kernel, "seconds": seconds},
                              timeout=seconds + 120)
     errors = [r for r in results if "error" in r]
@@ -121,6 +127,10 @@ class HealthParams(BaseModel):
     load_seconds: float = Field(default=20.0, ge=0)
     sample_interval: float = Field(default=0.5, gt=0)
     kernel_log: bool = True
+    # Active NVLinks each GPU must show; None: the model's baseline says
+    # (nvlink_links). 0 turns the NVLink judgement off: a system whose SXM GPUs are
+    # passed through to a VM without their NVLinks, a GH200 without NVL partners.
+    expected_nvlinks: int | None = Field(default=None, ge=0, le=18)
 
 
 class HealthCheck(Check):
@@ -150,6 +160,9 @@ class HealthCheck(Check):
             ("retired_pages_pending", "1 when a page retirement waits for a reboot"),
             ("throttle_hw_slowdown", "samples with a hardware slowdown clock event"),
             ("throttle_thermal", "samples with a thermal slowdown clock event"))),
+        MetricSpec("gpu.thermal_slowdown_share", Unit.COUNT,
+                   "share of the load's time the clocks were held down by a thermal limit",
+                   higher_is_better=False, per_device=True),
         MetricSpec("gpu.health_under_load", Unit.COUNT,
                    "1 when the health readings were taken under a GPU load"),
         MetricSpec("gpu.temperature_max", Unit.CELSIUS, "hottest sample",
@@ -159,7 +172,7 @@ class HealthCheck(Check):
         MetricSpec("gpu.power_limit", Unit.WATTS, "enforced power limit", per_device=True),
         *(MetricSpec(f"gpu.{name}", Unit.COUNT, text, higher_is_better=False, per_device=True)
           for name, text in (
-            ("nvlink_down", "NVLink links reported inactive"),
+            ("nvlink_down", "NVLinks missing: the model's expected active links - active"),
             ("nvlink_errors", "NVLink replay/recovery/CRC counter increase during the run"),
             ("xid_events", "failing XIDs seen by the NVML event set during the run"),
             ("xid_kernel_log", "failing XIDs in the kernel log (NVRM: Xid lines)"))),
@@ -198,6 +211,7 @@ class HealthCheck(Check):
             worker = threading.Thread(
                 target=lambda: load_result.update(self.load(list(range(count)), p.load_seconds)),
                 daemon=True)
+            load_started = time.monotonic()
             worker.start()
             # Sample while the load runs, and at least once (no load: one idle sample).
             while True:
@@ -207,6 +221,7 @@ class HealthCheck(Check):
                     break
                 time.sleep(p.sample_interval)
             worker.join()
+            load_wall = time.monotonic() - load_started
             after = [nvml.counters(nv, h) for h in handles]
             limits = [nvml.power_limit_w(nv, h) for h in handles]
             xids = watcher.stop()
@@ -216,21 +231,31 @@ class HealthCheck(Check):
         common = {"driver_version": system.driver_version,
                   "cuda_driver_version": system.cuda_driver_version,
                   "under_load": loaded, "load_note": load_result.get("why") or None}
+        per_gpu: list[Measurement] = []
+        nvlink_notes: dict[str, str] = {}
+        for i in range(count):
+            per_gpu += self._per_gpu(i, facts[i], before[i], after[i], samples[i], limits[i],
+                                     [x for x in xids if x.gpu == i],
+                                     [x for x in kernel_xids
+                                      if nvml.bus_matches(x.bus, facts[i].pci_bus_id)],
+                                     loaded)
+            per_gpu += self._thermal_share(i, facts[i], before[i], after[i], samples[i],
+                                           load_wall, loaded)
+            links, note = self._nvlink(i, facts[i], after[i], p.expected_nvlinks)
+            per_gpu += links
+            if note:
+                nvlink_notes[_dev(i)] = note
         out = [Measurement(check=self.name, metric="gpu.count", value=count, unit=Unit.COUNT,
                            tool="nvml", params={**common, "gpus": [f.to_dict() for f in facts],
                                                 "xid_watch_note": watcher.note,
-                                                "kernel_log_note": log_note})]
+                                                "kernel_log_note": log_note,
+                                                "nvlink_not_judged": nvlink_notes or None})]
         # Whether the readings were taken under load: PCIe generation and throttling
         # are only judged then, so a load that could not run must show (a WARN).
         out.append(Measurement(check=self.name, metric="gpu.health_under_load",
                                value=1 if loaded else 0, unit=Unit.COUNT, tool="nvml",
                                params={"load_note": load_result.get("why") or None}))
-        for i in range(count):
-            out += self._per_gpu(i, facts[i], before[i], after[i], samples[i], limits[i],
-                                 [x for x in xids if x.gpu == i],
-                                 [x for x in kernel_xids
-                                  if nvml.bus_matches(x.bus, facts[i].pci_bus_id)],
-                                 loaded)
+        out += per_gpu
         # Kernel XIDs of a bus NVML does not list (a GPU that fell off the bus).
         orphans = [x for x in kernel_xids
                    if not any(nvml.bus_matches(x.bus, f.pci_bus_id) for f in facts)]
@@ -309,8 +334,6 @@ class HealthCheck(Check):
         add("gpu.power_limit", limit, Unit.WATTS)
         links = after.nvlink
         if links:
-            down = [link for link, state in links.items() if not state.active]
-            add("gpu.nvlink_down", len(down), links=len(links), down=down)
             # A link first seen after the load started had no errors before it.
             grown = sum(max(0, state.errors - (before.nvlink[link].errors
                                                if link in before.nvlink else 0))
@@ -323,13 +346,88 @@ class HealthCheck(Check):
         return out
 
 
+    def _thermal_share(self, i: int, facts: nvml.GpuFacts, before: nvml.ErrorCounters,
+                       after: nvml.ErrorCounters, samples: list[nvml.GpuSample],
+                       load_wall: float, loaded: bool) -> list[Measurement]:
+        """The share of the load's time a thermal limit held the clocks down.
+
+        From NVML's violation counter when the GPU has it: the driver counts every
+        nanosecond, so a 0.5 s sample that happens to land on a transient at the
+        slowdown temperature is not the whole judgement. Without it, the share of
+        the samples that saw a thermal clock event reason, over at least
+        MIN_THERMAL_SAMPLES of them; with fewer nothing is judged (SKIP).
+        """
+        if not loaded or load_wall <= 0:
+            return []  # an idle GPU is not held down by heat: nothing to judge
+        ident = {"uuid": facts.uuid, "name": facts.name, "serial": facts.serial}
+        if after.thermal_violation_ns is not None and before.thermal_violation_ns is not None:
+            held = max(0, after.thermal_violation_ns - before.thermal_violation_ns) / 1e9
+            return [self._m("gpu.thermal_slowdown_share", min(1.0, held / load_wall), _dev(i),
+                            {**ident, "method": "nvmlDeviceGetViolationStatus(THERMAL)",
+                             "held_s": round(held, 3), "load_s": round(load_wall, 3)})]
+        masks = [s.clock_event_reasons for s in samples if s.clock_event_reasons is not None]
+        if len(masks) < MIN_THERMAL_SAMPLES:
+            return []
+        hot = sum(bool(m & nvml.THERMAL_MASK) for m in masks)
+        return [self._m("gpu.thermal_slowdown_share", hot / len(masks), _dev(i),
+                        {**ident, "method": "clock event reason samples",
+                         "samples": len(masks), "thermal_samples": hot})]
+
+    def _nvlink(self, i: int, facts: nvml.GpuFacts, after: nvml.ErrorCounters,
+                expected_param: int | None) -> tuple[list[Measurement], str | None]:
+        """gpu.nvlink_down = expected active links - active links, or (no measurement,
+        why not judged).
+
+        NVLink-capable PCIe cards without a bridge (A100 PCIe, H100 PCIe, H100 NVL)
+        and SXM GPUs passed through without their fabric report their links as
+        inactive, not as NOT_SUPPORTED, so "any inactive link" would fail a healthy
+        card: the count a healthy system shows comes from the model's baseline
+        (nvlink_links) or the suite (expected_nvlinks).
+        """
+        links = after.nvlink
+        active = sorted(link for link, state in links.items() if state.active)
+        inactive = sorted(link for link, state in links.items() if not state.active)
+        expected, basis = expected_param, "the suite's expected_nvlinks"
+        if expected is None:
+            baseline = baselines.baseline_for(facts.name)
+            if baseline is not None and baseline.nvlink_links is not None:
+                expected = baseline.nvlink_links
+                basis = f"baseline {baseline.model}"
+        if expected == 0:
+            return [], f"{basis}: no NVLink expected, links not judged"
+        if expected is None:
+            if not active:
+                # An unknown model with no active link: a card without NVLink, or
+                # one without its bridge; nothing to judge against.
+                return [], (f"no baseline states the NVLinks of {facts.name!r} and none is "
+                            "active: not judged (set gpu.health's expected_nvlinks)")
+            # An unknown model with some links up: the inactive ones are missing.
+            expected, basis = len(links), "links NVML lists (unknown model, some active)"
+        ident = {"uuid": facts.uuid, "name": facts.name, "serial": facts.serial,
+                 "pci_bus_id": facts.pci_bus_id}
+        return [self._m("gpu.nvlink_down", max(0, expected - len(active)), _dev(i),
+                        {**ident, "expected": expected, "expected_from": basis,
+                         "active": len(active), "down": inactive})], None
+
+
+# Samples needed to judge thermal slowdown without NVML's violation counter: 10
+# samples are 5 s of load at the default 0.5 s interval, so one unlucky sample
+# weighs a tenth, not all, of the verdict.
+MIN_THERMAL_SAMPLES = 10
+
+
 # --- matmul and memory bandwidth -----------------------------------------------------
 
 
-def _gpu_indices() -> list[int]:
-    import torch
+def _gpus() -> list[tuple[int, str]]:
+    """(label index, torch device) of every GPU torch sees. The label is the GPU's
+    NVML index, found by its UUID, so gpuN names the GPU gpu.health names so even
+    under a CUDA_VISIBLE_DEVICES that hides some (torch counts only those it sees);
+    torch's own index where NVML cannot tell."""
+    from bench_agent.checks.gpu.kernels import cuda_uuids
 
-    return list(range(torch.cuda.device_count()))
+    by_uuid = {uuid.lower(): index for uuid, index in nvml.indices_by_uuid().items()}
+    return [(by_uuid.get(uuid.lower(), i), f"cuda:{i}") for i, uuid in enumerate(cuda_uuids())]
 
 
 def _gpu_name(results: list[dict[str, Any]]) -> str:
@@ -411,10 +509,11 @@ class MatmulCheck(Check):
 
         if not isinstance(p := params, MatmulParams):
             raise TypeError(f"expected MatmulParams, got {type(params).__name__}")
-        indices = _gpu_indices()
+        gpus = _gpus()
+        indices = [index for index, _ in gpus]
         task = {"kernel": self.kernel, "precisions": p.precisions, "sizes": p.sizes,
                 "warmup": p.warmup, "iterations": p.iterations}
-        results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
+        results = run_on_devices([device for _, device in gpus], task, ctx.timeout * 0.9)
         _raise_errors(results, "gpu matmul")
         name = _gpu_name(results)
         baseline = baselines.baseline_for(name)
@@ -478,10 +577,11 @@ class HbmCheck(Check):
 
         if not isinstance(p := params, HbmParams):
             raise TypeError(f"expected HbmParams, got {type(params).__name__}")
-        indices = _gpu_indices()
+        gpus = _gpus()
+        indices = [index for index, _ in gpus]
         task = {"kernel": self.kernel, "bytes": p.bytes, "warmup": p.warmup,
                 "iterations": p.iterations}
-        results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
+        results = run_on_devices([device for _, device in gpus], task, ctx.timeout * 0.9)
         _raise_errors(results, "gpu copy")
         baseline = baselines.baseline_for(_gpu_name(results))
         out: list[Measurement] = []
