@@ -96,6 +96,8 @@ class _BaselineFile(BaseModel):
     model: str = Field(min_length=1)
     # The names NVML reports (nvmlDeviceGetName), compared without case.
     nvml_names: list[StrictStr] = Field(min_length=1)
+    # Where those names were seen as NVML reports them.
+    nvml_names_source: str = ""
     nvlink_links: int | None = Field(default=None, ge=0, le=18, strict=True)
     nvlink_source: str = ""
     figures: dict[str, _FigureEntry] = Field(default_factory=dict)
