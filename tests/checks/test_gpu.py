@@ -643,3 +643,154 @@ def test_a_datasheet_peak_without_expect_is_refused(tmp_path: Path) -> None:
                     " kind: datasheet_peak, source: s}\n")
     with pytest.raises(ConfigError, match="a datasheet peak is never reached"):
         baselines.load_baseline(path)
+
+
+# --- scripts/gpu-check on an air-gapped node ------------------------------------------
+
+
+def _gpu_check_module() -> Any:
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("gpu_check", str(REPO / "scripts/gpu-check"))
+    spec = importlib.util.spec_from_loader("gpu_check", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _wheel(folder: Path, name: str = "demo_dep", version: str = "1.0") -> Path:
+    """A real (pure-python) wheel, as PEP 427 lays it out, RECORD hashes included."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {f"{name}/__init__.py": "VALUE = 42\n",
+             f"{name}-{version}.dist-info/METADATA":
+                 f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{name}-{version}.dist-info/WHEEL":
+                 "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    record.append(f"{name}-{version}.dist-info/RECORD,,")
+    files[f"{name}-{version}.dist-info/RECORD"] = "\n".join(record) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, text in files.items():
+            archive.writestr(member, text)
+    return path
+
+
+def test_gpu_check_downloads_wheels_for_the_node_not_for_this_machine() -> None:
+    """Before: `pip download` for this machine's Python and platform, so the binary
+    wheels (pydantic_core, ...) did not install on the node; and cryptography was
+    demanded although a --no-sign run never imports it."""
+    gpu_check = _gpu_check_module()
+    cmd = gpu_check.download_command(Path("/w"), "3.10", "aarch64", python="python3")
+    assert cmd[:5] == ["python3", "-m", "pip", "download", "-d"]
+    assert "--only-binary=:all:" in cmd
+    assert cmd[cmd.index("--python-version") + 1] == "3.10"
+    platforms = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--platform"]
+    assert platforms == ["manylinux_2_34_aarch64", "manylinux_2_28_aarch64",
+                         "manylinux_2_17_aarch64", "manylinux2014_aarch64"]
+    assert not any("cryptography" in arg for arg in cmd)
+    assert "cryptography" not in gpu_check.DEPS
+    assert {"pydantic>=2.6,<3", "nvidia-ml-py>=12.535"} <= set(cmd)
+
+
+@pytest.mark.slow
+def test_gpu_check_wheels_reach_a_venv_python_that_keeps_its_own_packages(
+        tmp_path: Path) -> None:
+    """The GPU image's layout: torch lives in a venv. Before, gpu-check made a new
+    venv with system_site_packages=True from it, which links the *base*
+    interpreter's site-packages: the venv's torch was gone (shown below), and
+    with_pip needed ensurepip. Now the wheels go into a folder put on sys.path of
+    the venv's own python: with pip where the venv has it, unpacked where not."""
+    import venv
+
+    node = tmp_path / "node-venv"
+    venv.EnvBuilder(with_pip=False).create(node)
+    python = str(node / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "torch_in_the_venv.py").write_text("CUDA = True\n")
+    wheels = tmp_path / "wheels"
+    _wheel(wheels)
+    probe = f"""
+import sys
+sys.argv = ["gpu-check"]
+import importlib.machinery, importlib.util
+loader = importlib.machinery.SourceFileLoader("gpu_check", {str(REPO / "scripts/gpu-check")!r})
+spec = importlib.util.spec_from_loader("gpu_check", loader)
+gpu_check = importlib.util.module_from_spec(spec)
+loader.exec_module(gpu_check)
+gpu_check.DEPS = {{"demo_dep": "demo_dep"}}
+assert gpu_check.missing_modules() == ["demo_dep"]
+how = gpu_check.install_target(__import__("pathlib").Path({str(wheels)!r}),
+                               __import__("pathlib").Path({str(tmp_path / "target")!r}),
+                               ["demo_dep"])
+sys.path.insert(0, {str(tmp_path / "target")!r})
+import demo_dep, torch_in_the_venv
+print(how, demo_dep.VALUE, torch_in_the_venv.CUDA)
+"""
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.strip() == "unpacked 1 wheels (no pip) 42 True"
+    # With pip (this repository's venv has it): pip install --target, same result.
+    pip_target = tmp_path / "pip-target"
+    gpu_check = _gpu_check_module()
+    gpu_check.DEPS = {"demo_dep": "demo_dep"}
+    assert gpu_check.install_target(wheels, pip_target, ["demo_dep"],
+                                    python=sys.executable) == "pip install --target"
+    assert (pip_target / "demo_dep" / "__init__.py").read_text() == "VALUE = 42\n"
+    # The old way: a venv made from the venv's python does not see the venv's packages.
+    old = tmp_path / "old-venv"
+    subprocess.run([python, "-c", "import venv, sys; venv.EnvBuilder("
+                    "system_site_packages=True, with_pip=False).create(sys.argv[1])", str(old)],
+                   check=True, timeout=120)
+    lost = subprocess.run([str(old / "bin" / "python"), "-c", "import torch_in_the_venv"],
+                          capture_output=True, text=True, timeout=60)
+    assert lost.returncode != 0 and "No module named 'torch_in_the_venv'" in lost.stderr
+
+
+def test_host_copies_bind_to_the_cpus_of_the_gpus_numa_node(tmp_path: Path) -> None:
+    """Before: all GPUs copied at once from wherever their child happened to run."""
+    import os
+
+    from bench_agent.checks.gpu.numa import bind_to_gpu_numa, numa_cpus_of_gpu, parse_cpulist
+
+    mine = sorted(os.sched_getaffinity(0))
+    pci = tmp_path / "sys/bus/pci/devices/0000:3b:00.0"
+    pci.mkdir(parents=True)
+    (pci / "numa_node").write_text("1\n")
+    node = tmp_path / "sys/devices/system/node/node1"
+    node.mkdir(parents=True)
+    (node / "cpulist").write_text(f"{mine[0]},{mine[-1]}-{mine[-1] + 3}\n")
+    assert parse_cpulist("0-3,8,10-11") == {0, 1, 2, 3, 8, 10, 11}
+    assert parse_cpulist("0-x") == set()
+    assert numa_cpus_of_gpu("0000:3B:00.0", tmp_path) == (
+        1, {mine[0], *range(mine[-1], mine[-1] + 4)})
+
+    class Props:  # torch.cuda.get_device_properties' PCI fields (cudaDeviceProp)
+        pci_domain_id, pci_bus_id, pci_device_id = 0, 0x3B, 0
+
+    class FakeTorch:  # the CUDA device properties only: no GPU here
+        class cuda:  # noqa: N801
+            @staticmethod
+            def get_device_properties(device: str) -> Props:
+                return Props()
+
+    before = os.sched_getaffinity(0)
+    try:
+        done = bind_to_gpu_numa(FakeTorch, "cuda:0", tmp_path)
+        assert done == {"numa_node": 1, "cpus": len({mine[0], mine[-1]}),
+                        "pci_bus_id": "0000:3b:00.0"}
+        assert os.sched_getaffinity(0) == {mine[0], mine[-1]}
+    finally:
+        os.sched_setaffinity(0, before)
+    (pci / "numa_node").write_text("-1\n")  # a single-node machine or a VM
+    assert bind_to_gpu_numa(FakeTorch, "cuda:0", tmp_path)["numa"].startswith("no NUMA node")
