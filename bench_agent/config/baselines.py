@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
@@ -187,11 +187,10 @@ def fraction(measurement: Measurement, baseline: Baseline | None,
     name = f"{measurement.metric}_baseline_fraction"
     if name not in metric_catalog():
         return None
-    params = {"measured": measurement.display,
-              "baseline": format_value(figure.value, figure.unit),
-              "model": baseline.model, "source": figure.source,
-              "baseline_file": Path(baseline.path).name,
-              "kind": figure.kind, "method": figure.method}
+    params: dict[str, Any] = {
+        "measured": measurement.display, "baseline": format_value(figure.value, figure.unit),
+        "model": baseline.model, "source": figure.source,
+        "baseline_file": Path(baseline.path).name, "kind": figure.kind, "method": figure.method}
     if figure.kind == "datasheet_peak":
         params["expected"] = format_value(figure.expected, figure.unit)
         params["expect"] = figure.expect

@@ -779,7 +779,7 @@ def test_host_copies_bind_to_the_cpus_of_the_gpus_numa_node(tmp_path: Path) -> N
         pci_domain_id, pci_bus_id, pci_device_id = 0, 0x3B, 0
 
     class FakeTorch:  # the CUDA device properties only: no GPU here
-        class cuda:  # noqa: N801
+        class cuda:
             @staticmethod
             def get_device_properties(device: str) -> Props:
                 return Props()

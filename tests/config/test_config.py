@@ -1128,8 +1128,8 @@ def test_baseline_unknown_keys_are_refused_not_ignored(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_baseline(top)
     assert config_error(exc) == (f"{top}: nvml_name: Extra inputs are not permitted"
-                                 " (allowed keys: model, nvml_names, nvml_names_source, nvlink_links,"
-                                 " nvlink_source, figures)")
+                                 " (allowed keys: model, nvml_names, nvml_names_source,"
+                                 " nvlink_links, nvlink_source, figures)")
 
 
 @pytest.mark.parametrize(("head", "key", "says"), [

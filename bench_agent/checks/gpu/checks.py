@@ -7,8 +7,8 @@ dynamic link speed), so an idle "Gen1" is no finding. gpu.matmul and gpu.hbm run
 gpu_bench.py on every GPU at once; the node value is its slowest GPU.
 
 Per-GPU measurements carry device="gpuN" (N = the NVML index; a child is given
-its GPU by UUID and labelled by the NVML index of that UUID, kernels.child_cuda_env). Without NVML, torch or a GPU,
-every check SKIPs with the reason.
+its GPU by UUID, launch.child_cuda_env, and labelled by that UUID's NVML index).
+Without NVML, torch or a GPU, every check SKIPs with the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
+from bench_agent.checks.gpu import health_rules
 from bench_agent.checks.gpu.burnin import MatmulBurninParams
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
@@ -239,9 +240,10 @@ class HealthCheck(Check):
                                      [x for x in kernel_xids
                                       if nvml.bus_matches(x.bus, facts[i].pci_bus_id)],
                                      loaded)
-            per_gpu += self._thermal_share(i, facts[i], before[i], after[i], samples[i],
-                                           load_wall, loaded)
-            links, note = self._nvlink(i, facts[i], after[i], p.expected_nvlinks)
+            per_gpu += health_rules.thermal_share(self.name, _dev(i), facts[i], before[i],
+                                                  after[i], samples[i], load_wall, loaded)
+            links, note = health_rules.nvlink_down(self.name, _dev(i), facts[i], after[i],
+                                                   p.expected_nvlinks)
             per_gpu += links
             if note:
                 nvlink_notes[_dev(i)] = note
@@ -344,76 +346,6 @@ class HealthCheck(Check):
         add("gpu.xid_kernel_log", sum(x.xid in nvml.FAILING_XIDS for x in kernel_xids),
             lines=[x.line for x in kernel_xids[:10]])
         return out
-
-
-    def _thermal_share(self, i: int, facts: nvml.GpuFacts, before: nvml.ErrorCounters,
-                       after: nvml.ErrorCounters, samples: list[nvml.GpuSample],
-                       load_wall: float, loaded: bool) -> list[Measurement]:
-        """The share of the load's time a thermal limit held the clocks down.
-
-        From NVML's violation counter when the GPU has it: the driver counts every
-        nanosecond, so a 0.5 s sample that happens to land on a transient at the
-        slowdown temperature is not the whole judgement. Without it, the share of
-        the samples that saw a thermal clock event reason, over at least
-        MIN_THERMAL_SAMPLES of them; with fewer nothing is judged (SKIP).
-        """
-        if not loaded or load_wall <= 0:
-            return []  # an idle GPU is not held down by heat: nothing to judge
-        ident = {"uuid": facts.uuid, "name": facts.name, "serial": facts.serial}
-        if after.thermal_violation_ns is not None and before.thermal_violation_ns is not None:
-            held = max(0, after.thermal_violation_ns - before.thermal_violation_ns) / 1e9
-            return [self._m("gpu.thermal_slowdown_share", min(1.0, held / load_wall), _dev(i),
-                            {**ident, "method": "nvmlDeviceGetViolationStatus(THERMAL)",
-                             "held_s": round(held, 3), "load_s": round(load_wall, 3)})]
-        masks = [s.clock_event_reasons for s in samples if s.clock_event_reasons is not None]
-        if len(masks) < MIN_THERMAL_SAMPLES:
-            return []
-        hot = sum(bool(m & nvml.THERMAL_MASK) for m in masks)
-        return [self._m("gpu.thermal_slowdown_share", hot / len(masks), _dev(i),
-                        {**ident, "method": "clock event reason samples",
-                         "samples": len(masks), "thermal_samples": hot})]
-
-    def _nvlink(self, i: int, facts: nvml.GpuFacts, after: nvml.ErrorCounters,
-                expected_param: int | None) -> tuple[list[Measurement], str | None]:
-        """gpu.nvlink_down = expected active links - active links, or (no measurement,
-        why not judged).
-
-        NVLink-capable PCIe cards without a bridge (A100 PCIe, H100 PCIe, H100 NVL)
-        and SXM GPUs passed through without their fabric report their links as
-        inactive, not as NOT_SUPPORTED, so "any inactive link" would fail a healthy
-        card: the count a healthy system shows comes from the model's baseline
-        (nvlink_links) or the suite (expected_nvlinks).
-        """
-        links = after.nvlink
-        active = sorted(link for link, state in links.items() if state.active)
-        inactive = sorted(link for link, state in links.items() if not state.active)
-        expected, basis = expected_param, "the suite's expected_nvlinks"
-        if expected is None:
-            baseline = baselines.baseline_for(facts.name)
-            if baseline is not None and baseline.nvlink_links is not None:
-                expected = baseline.nvlink_links
-                basis = f"baseline {baseline.model}"
-        if expected == 0:
-            return [], f"{basis}: no NVLink expected, links not judged"
-        if expected is None:
-            if not active:
-                # An unknown model with no active link: a card without NVLink, or
-                # one without its bridge; nothing to judge against.
-                return [], (f"no baseline states the NVLinks of {facts.name!r} and none is "
-                            "active: not judged (set gpu.health's expected_nvlinks)")
-            # An unknown model with some links up: the inactive ones are missing.
-            expected, basis = len(links), "links NVML lists (unknown model, some active)"
-        ident = {"uuid": facts.uuid, "name": facts.name, "serial": facts.serial,
-                 "pci_bus_id": facts.pci_bus_id}
-        return [self._m("gpu.nvlink_down", max(0, expected - len(active)), _dev(i),
-                        {**ident, "expected": expected, "expected_from": basis,
-                         "active": len(active), "down": inactive})], None
-
-
-# Samples needed to judge thermal slowdown without NVML's violation counter: 10
-# samples are 5 s of load at the default 0.5 s interval, so one unlucky sample
-# weighs a tenth, not all, of the verdict.
-MIN_THERMAL_SAMPLES = 10
 
 
 # --- matmul and memory bandwidth -----------------------------------------------------
