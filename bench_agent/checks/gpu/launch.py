@@ -142,7 +142,7 @@ def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
         for rank, device in enumerate(devices):
             env, child_device = child_cuda_env(device, dict(os.environ), visible)
             out = folder / f"result-{rank}.json"
-            request = {**task, "device": child_device, "rank": rank}
+            request = {**task, "device": child_device}
             cmd = [python, "-m", "bench_agent.checks.gpu.kernels", "--task", json.dumps(request),
                    "--out", str(out), "--barrier", str(folder), "--rank", str(rank),
                    "--parties", str(len(devices)), "--barrier-timeout", f"{barrier_timeout:g}"]
