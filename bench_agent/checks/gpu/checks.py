@@ -234,6 +234,8 @@ class HealthCheck(Check):
                   "under_load": loaded, "load_note": load_result.get("why") or None}
         per_gpu: list[Measurement] = []
         nvlink_notes: dict[str, str] = {}
+        # One lookup per model, not per GPU: each reads every baseline file.
+        models = {f.name: baselines.baseline_for(f.name) for f in facts}
         for i in range(count):
             per_gpu += self._per_gpu(i, facts[i], before[i], after[i], samples[i], limits[i],
                                      [x for x in xids if x.gpu == i],
@@ -243,7 +245,7 @@ class HealthCheck(Check):
             per_gpu += health_rules.thermal_share(self.name, _dev(i), facts[i], before[i],
                                                   after[i], samples[i], load_wall, loaded)
             links, note = health_rules.nvlink_down(self.name, _dev(i), facts[i], after[i],
-                                                   p.expected_nvlinks)
+                                                   p.expected_nvlinks, models[facts[i].name])
             per_gpu += links
             if note:
                 nvlink_notes[_dev(i)] = note

@@ -53,7 +53,8 @@ def thermal_share(check: str, device: str, facts: nvml.GpuFacts,
                      "samples": len(masks), "thermal_samples": hot})]
 
 def nvlink_down(check: str, device: str, facts: nvml.GpuFacts, after: nvml.ErrorCounters,
-                expected_param: int | None) -> tuple[list[Measurement], str | None]:
+                expected_param: int | None, baseline: baselines.Baseline | None
+                ) -> tuple[list[Measurement], str | None]:
     """gpu.nvlink_down = expected active links - active links, or (no measurement,
     why not judged).
 
@@ -67,11 +68,9 @@ def nvlink_down(check: str, device: str, facts: nvml.GpuFacts, after: nvml.Error
     active = sorted(link for link, state in links.items() if state.active)
     inactive = sorted(link for link, state in links.items() if not state.active)
     expected, basis = expected_param, "the suite's expected_nvlinks"
-    if expected is None:
-        baseline = baselines.baseline_for(facts.name)
-        if baseline is not None and baseline.nvlink_links is not None:
-            expected = baseline.nvlink_links
-            basis = f"baseline {baseline.model}"
+    if expected is None and baseline is not None and baseline.nvlink_links is not None:
+        expected = baseline.nvlink_links
+        basis = f"baseline {baseline.model}"
     if expected == 0:
         return [], f"{basis}: no NVLink expected, links not judged"
     if expected is None:
