@@ -794,3 +794,17 @@ def test_host_copies_bind_to_the_cpus_of_the_gpus_numa_node(tmp_path: Path) -> N
         os.sched_setaffinity(0, before)
     (pci / "numa_node").write_text("-1\n")  # a single-node machine or a VM
     assert bind_to_gpu_numa(FakeTorch, "cuda:0", tmp_path)["numa"].startswith("no NUMA node")
+
+
+def test_gpu_check_without_a_gpu_says_so_in_one_line() -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a real GPU is here")
+    done = subprocess.run([sys.executable, "scripts/gpu-check"], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert done.returncode == 2
+    assert done.stdout.strip() == (f"gpu-check: torch {torch.__version__} sees no CUDA GPU: "
+                                   "nothing to measure")
+    assert "Traceback" not in done.stderr
