@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
 from bench_agent.checks.gpu import health_rules
 from bench_agent.checks.gpu.burnin import MatmulBurninParams
+from bench_agent.checks.gpu.dcgm import DcgmDiagCheck, NvbandwidthCheck
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
@@ -533,4 +534,5 @@ class HbmCheck(Check):
 
 
 # The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
-CHECKS: tuple[type[Check], ...] = (HealthCheck, MatmulCheck, HbmCheck)
+CHECKS: tuple[type[Check], ...] = (HealthCheck, MatmulCheck, HbmCheck,
+                                   DcgmDiagCheck, NvbandwidthCheck)
