@@ -25,24 +25,49 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def raw_matmul(torch: Any, device: str, dtype: Any, n: int, iterations: int) -> list[float]:
+def raw_operands(torch: Any, device: str, precision: str, n: int) -> tuple[Any, Any]:
+    """One A and one B. fp8: random normal made in fp32 and cast (torch has no
+    float8 random kernel), B column-major as torch._scaled_mm takes it."""
+    from bench_agent.checks.gpu.kernels import _torch_dtype
+
+    dtype = _torch_dtype(torch, precision)
+    if precision == "fp8":
+        return (torch.randn(n, n, device=device).to(dtype),
+                torch.randn(n, n, device=device).to(dtype).t())
+    return (torch.randn(n, n, device=device, dtype=dtype),
+            torch.randn(n, n, device=device, dtype=dtype))
+
+
+def raw_product(torch: Any, precision: str) -> Any:
+    """The plainest call of the precision: torch.matmul, or for fp8 torch._scaled_mm
+    with unit scales (torch.matmul takes no float8 on a GPU)."""
+    if precision != "fp8":
+        return torch.matmul
+    def scaled(a: Any, b: Any) -> Any:
+        one = torch.ones((), device=a.device, dtype=torch.float32)
+        return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+
+    return scaled
+
+
+def raw_matmul(torch: Any, device: str, precision: str, n: int, iterations: int) -> list[float]:
     """The plainest loop: one A, one B, events (or perf_counter) around each product."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    a, b = raw_operands(torch, device, precision, n)
+    product = raw_product(torch, precision)
     for _ in range(5):
-        torch.matmul(a, b)
+        product(a, b)
     out: list[float] = []
     for _ in range(iterations):
         if device.startswith("cuda"):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            torch.matmul(a, b)
+            product(a, b)
             end.record()
             torch.cuda.synchronize()
             out.append(start.elapsed_time(end) / 1000)
         else:
             t0 = time.perf_counter()
-            torch.matmul(a, b)
+            product(a, b)
             out.append(time.perf_counter() - t0)
     return out
 
@@ -54,7 +79,7 @@ def main() -> int:
         CudaEventTimer,
         PerfCounterTimer,
         Timer,
-        _torch_dtype,
+        fp8_shape_reason,
         rates,
         rotation_sets,
         time_matmul,
@@ -67,15 +92,18 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=20)
     args = parser.parse_args()
     device = "cuda:0" if cuda else "cpu"
+    if args.precision == "fp8" and (why := fp8_shape_reason(args.n)):
+        print(f"bench_gpu: {why}")
+        return 3
     timer: Timer = CudaEventTimer(torch) if cuda else PerfCounterTimer()
     sets = 2
     if cuda:
         l2 = torch.cuda.get_device_properties(device).L2_cache_size
-        sets = rotation_sets(args.n, 2, l2)
+        sets = rotation_sets(args.n, {"fp8": 1, "tf32": 4, "fp32": 4}.get(args.precision, 2), l2)
     agent = time_matmul(torch, device, args.precision, args.n, 5, args.iterations, timer, sets)
     if args.precision == "tf32":
         torch.set_float32_matmul_precision("high")
-    raw = raw_matmul(torch, device, _torch_dtype(torch, args.precision), args.n, args.iterations)
+    raw = raw_matmul(torch, device, args.precision, args.n, args.iterations)
     flop = 2 * args.n**3
     agent_rate = statistics.median(rates(flop, agent["seconds"]))
     raw_rate = statistics.median(rates(flop, raw))

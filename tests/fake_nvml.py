@@ -40,6 +40,8 @@ class FakeGpu:
     remap: tuple[int, int, int, int] | None = (0, 0, 0, 0)
     nvlink: list[int] | None = field(default_factory=lambda: [1] * 18)
     index: int = 0
+    # nvmlDeviceGetViolationStatus(NVML_PERF_POLICY_THERMAL).violationTime, ns.
+    thermal_violation_ns: int = 0
     # Configuration (tools/nvml_config.py). The defaults are what `nvidia-smi -q`
     # shows for an H100 80GB HBM3 on driver 535.183.01 (leptonai/gpud
     # nvidia-query/testdata/nvidia-smi-query.535.183.01.out.0.valid): VBIOS
@@ -64,6 +66,10 @@ class _FabricInfo(ctypes.Structure):
 class FakeNvml:
     NVMLError = NVMLError
     c_nvmlGpuFabricInfo_t = _FabricInfo
+    # True: a driver before the "V" calls, which answers NVML_ERROR_FUNCTION_NOT_FOUND
+    # (13) for nvmlDeviceGetTemperatureV and nvmlDeviceGetCurrentClocksEventReasons
+    # (nvidia-ml-py's _nvmlGetFunctionPointer raises it when libnvml lacks the symbol).
+    legacy: bool = False
 
     def __init__(self, gpus: list[FakeGpu] | None = None, init_error: int | None = None,
                  xids: list[tuple[int, int]] | None = None) -> None:
@@ -159,9 +165,30 @@ class FakeNvml:
 
     # -- samples
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: FakeGpu) -> int:
+        if self.legacy:
+            raise NVMLError(13)
+        self.calls.append("clocks_event_reasons")
         return h.reasons
 
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: FakeGpu) -> int:
+        self.calls.append("clocks_throttle_reasons")  # deprecated, same bits
+        return h.reasons
+
+    def nvmlDeviceGetTemperatureV(self, h: FakeGpu, sensor: int) -> int:
+        if self.legacy:
+            raise NVMLError(13)
+        self.calls.append("temperature_v")
+        return h.temperature
+
+    def nvmlDeviceGetViolationStatus(self, h: FakeGpu, policy: int) -> Any:
+        if policy != 1:  # only NVML_PERF_POLICY_THERMAL is modelled
+            raise NVMLError(3)
+        # nvmlViolationTime_t: referenceTime (us, CPU clock) and violationTime (ns).
+        return SimpleNamespace(referenceTime=int(time.time() * 1e6),
+                               violationTime=h.thermal_violation_ns)
+
     def nvmlDeviceGetTemperature(self, h: FakeGpu, sensor: int) -> int:
+        self.calls.append("temperature")  # deprecated: "will be removed in CUDA 14.0"
         return h.temperature
 
     def nvmlDeviceGetPowerUsage(self, h: FakeGpu) -> int:

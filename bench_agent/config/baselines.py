@@ -10,12 +10,28 @@ in profiles, numbers in baselines (superbench keeps the same split).
 An unknown model gets no fraction measurements (those thresholds SKIP) and
 ``gpu.baseline_known`` = 0, which the profile turns into a WARN that says so: the
 node is then judged by the guide's memory-class checks only.
+
+Every figure states how it was obtained (``kind`` and ``method``), so a
+measurement is compared like with like:
+
+- ``kind: measured``: a figure measured the way the check measures (the same
+  shape, the same count of bytes); the check's value is divided by it.
+- ``kind: datasheet_peak``: NVIDIA's published peak, which no benchmark reaches;
+  ``expect`` is the calibrated fraction of it a healthy GPU reaches the way the
+  check measures, and the check's value is divided by ``value x expect``. The
+  calibration is stated in the figure's ``method`` (docs/gpu.md, "Baselines").
+
+A baseline also says how many NVLinks of the model are active on a healthy
+system (``nvlink_links``): 0 for a card without NVLink or a PCIe card without a
+bridge, whose links then are not judged (gpu.health); absent for a model where
+it depends on the system (a suite states it: gpu.health's ``expected_nvlinks``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
@@ -33,6 +49,14 @@ class Figure:
     source: str
     ranks: int | None = None  # collectives: the GPU count the figure is for
     min_bytes: float | None = None  # collectives: the smallest size it holds at
+    kind: str = "measured"  # or "datasheet_peak" (module docstring)
+    method: str = ""  # how the figure was measured, or how `expect` was calibrated
+    expect: float = 1.0  # the fraction of `value` a healthy GPU reaches
+
+    @property
+    def expected(self) -> float:
+        """What a healthy GPU reaches, measured the way the check measures."""
+        return self.value * self.expect
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +65,9 @@ class Baseline:
     nvml_names: tuple[str, ...]
     figures: dict[str, Figure]
     path: str
+    # Active NVLinks per GPU on a healthy system; 0: not judged; None: not stated.
+    nvlink_links: int | None = None
+    nvlink_source: str = ""
 
 
 def baselines_dir() -> Path:
@@ -59,6 +86,9 @@ class _FigureEntry(BaseModel):
     # Collectives: the GPU count the figure is for, and the smallest size it holds at.
     ranks: int | None = Field(default=None, ge=1, strict=True)
     min_bytes: StrictStr | StrictFloat | StrictInt | None = None
+    kind: Literal["measured", "datasheet_peak"] = "measured"
+    method: str = ""
+    expect: float = Field(default=1.0, gt=0, le=1)
 
 
 class _BaselineFile(BaseModel):
@@ -66,6 +96,10 @@ class _BaselineFile(BaseModel):
     model: str = Field(min_length=1)
     # The names NVML reports (nvmlDeviceGetName), compared without case.
     nvml_names: list[StrictStr] = Field(min_length=1)
+    # Where those names were seen as NVML reports them.
+    nvml_names_source: str = ""
+    nvlink_links: int | None = Field(default=None, ge=0, le=18, strict=True)
+    nvlink_source: str = ""
     figures: dict[str, _FigureEntry] = Field(default_factory=dict)
 
 
@@ -91,7 +125,12 @@ def _figure(metric: str, entry: _FigureEntry, path: Path) -> Figure:
         raise ConfigError(f"a baseline figure must be above zero, got"
                           f" {format_value(value, info.unit)}", file=str(path),
                           key=f"{key}.value")
-    return Figure(metric, value, info.unit, entry.source, entry.ranks, min_bytes)
+    if entry.kind == "datasheet_peak" and entry.expect >= 1:
+        raise ConfigError("a datasheet peak is never reached: state `expect`, the calibrated"
+                          " fraction of it a healthy GPU reaches, and how in `method`",
+                          file=str(path), key=f"{key}.expect")
+    return Figure(metric, value, info.unit, entry.source, entry.ranks, min_bytes,
+                  entry.kind, entry.method, entry.expect)
 
 
 def load_baseline(path: Path) -> Baseline:
@@ -103,7 +142,8 @@ def load_baseline(path: Path) -> Baseline:
     # not ignored.
     parsed, _digest = load_model(path, _BaselineFile)
     figures = {metric: _figure(metric, entry, path) for metric, entry in parsed.figures.items()}
-    return Baseline(parsed.model, tuple(parsed.nvml_names), figures, str(path))
+    return Baseline(parsed.model, tuple(parsed.nvml_names), figures, str(path),
+                    parsed.nvlink_links, parsed.nvlink_source)
 
 
 def load_baselines(folder: Path | None = None) -> list[Baseline]:
@@ -147,10 +187,15 @@ def fraction(measurement: Measurement, baseline: Baseline | None,
     name = f"{measurement.metric}_baseline_fraction"
     if name not in metric_catalog():
         return None
+    params: dict[str, Any] = {
+        "measured": measurement.display, "baseline": format_value(figure.value, figure.unit),
+        "model": baseline.model, "source": figure.source,
+        "baseline_file": Path(baseline.path).name, "kind": figure.kind, "method": figure.method}
+    if figure.kind == "datasheet_peak":
+        params["expected"] = format_value(figure.expected, figure.unit)
+        params["expect"] = figure.expect
+        params["judged_against"] = (f"{figure.expect:g} x the datasheet peak"
+                                    f" ({params['expected']})")
     return Measurement(
-        check=measurement.check, metric=name, value=measurement.value / figure.value,
-        unit=Unit.COUNT, device=measurement.device,
-        params={"measured": measurement.display,
-                "baseline": format_value(figure.value, figure.unit),
-                "model": baseline.model, "source": figure.source,
-                "baseline_file": Path(baseline.path).name})
+        check=measurement.check, metric=name, value=measurement.value / figure.expected,
+        unit=Unit.COUNT, device=measurement.device, params=params)

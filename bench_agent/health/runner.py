@@ -37,6 +37,7 @@ from bench_agent.config.loader import (
     load_suite,
     suite_path,
 )
+from bench_agent.core.config_rules import Expectation
 from bench_agent.core.errors import BenchAgentError, NotApplicable, verdict_status
 from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Measurement, Report, Status
@@ -46,6 +47,7 @@ from bench_agent.run.runner import CheckOutcome, Runner
 
 HEALTH_SUITE = "health"
 INVENTORY = "inventory"
+CONFIG = "config.consistency"
 
 
 @dataclass
@@ -57,14 +59,22 @@ class HealthRun:
     readings: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _run_check(plan: CheckPlan, root: Path, since: dict[str, float]) -> Any:
+def _run_check(plan: CheckPlan, root: Path, since: dict[str, float],
+               expected: tuple[Expectation, ...] = ()) -> Any:
     """One check's measurements, or the CheckOutcome of its failure."""
     if plan.check == INVENTORY:
         # The inventory once, in-process: the report's facts and the node's counts.
         inventory = collect_inventory(root)
         return inventory, inventory_measurements(inventory)
     check = get_check(plan.check)
-    ctx = CheckContext(root=root, timeout=plan.timeout)
+    ctx = CheckContext(root=root, timeout=plan.timeout, expected_config=expected)
+    if plan.check == CONFIG:
+        # Configuration facts are read, not counted since the last run: no "since".
+        reason = check.available(ctx)
+        if reason is not None:
+            return CheckOutcome(plan.check, status=Status.SKIP, message=reason,
+                                error=NotApplicable.__name__)
+        return None, check.run(ctx, check.params_model.model_validate(plan.params))
     reason = check.available(ctx)
     if reason is not None:
         return CheckOutcome(plan.check, status=Status.SKIP, message=reason,
@@ -126,8 +136,9 @@ def run_with_deadline(plan: CheckPlan, work: Callable[[], Any]) -> tuple[Any, fl
     return finish_check(start_check(plan, work))
 
 
-def _bound(plan: CheckPlan, root: Path, since: dict[str, float]) -> Callable[[], Any]:
-    return lambda: _run_check(plan, root, since)
+def _bound(plan: CheckPlan, root: Path, since: dict[str, float],
+           expected: tuple[Expectation, ...] = ()) -> Callable[[], Any]:
+    return lambda: _run_check(plan, root, since, expected)
 
 
 def _readings(measurements: Sequence[Measurement]) -> dict[str, dict[str, float]]:
@@ -150,7 +161,8 @@ def health_report(suite: Suite, profile: Profile, state: HealthState,
     # All at once, each under its own deadline: the run takes as long as its
     # slowest check, not their sum (NVML and file reads release the GIL; NVML is
     # thread-safe, NVML API reference "Thread Safety").
-    running = [start_check(plan, _bound(plan, root, state.readings.get(plan.check, {})))
+    running = [start_check(plan, _bound(plan, root, state.readings.get(plan.check, {}),
+                                        profile.configuration))
                for plan in suite.checks]
     for plan, started in zip(suite.checks, running, strict=True):
         result, seconds = finish_check(started)

@@ -267,6 +267,8 @@ class ErrorCounters:
     retired_pages_pending: int | None = None
     # NVLink index -> its state; empty for a GPU without NVLink.
     nvlink: dict[int, NvLinkState] = field(default_factory=dict)
+    # Nanoseconds held down by a thermal limit since the driver loaded (violation_ns).
+    thermal_violation_ns: int | None = None
 
 
 def counters(nv: Any, handle: Any) -> ErrorCounters:
@@ -312,7 +314,8 @@ def counters(nv: Any, handle: Any) -> ErrorCounters:
                                   errors=sum(e for e in errors if e is not None))
     return ErrorCounters(
         pcie_replays=_optional_int(nv, "nvmlDeviceGetPcieReplayCounter", handle),
-        **ecc, **memory, nvlink=links)
+        **ecc, **memory, nvlink=links,
+        thermal_violation_ns=violation_ns(nv, handle, NVML_PERF_POLICY_THERMAL))
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,21 +325,54 @@ class GpuSample:
     pcie_gen: int | None
     pcie_width: int | None
     clock_event_reasons: int | None  # a mask of CLOCK_EVENT_REASONS bits
-    temperature: int | None  # degrees C (nvmlDeviceGetTemperature)
+    temperature: int | None  # degrees C (temperature_c)
     power_w: float | None
 
 
-def sample(nv: Any, handle: Any) -> GpuSample:
-    reasons = optional(nv, "nvmlDeviceGetCurrentClocksEventReasons", handle)
+def temperature_c(nv: Any, handle: Any) -> int | None:
+    """The GPU's temperature: nvmlDeviceGetTemperatureV first, the deprecated
+    nvmlDeviceGetTemperature when the package or driver lacks it (nvidia-ml-py 13
+    marks the old call "will be removed in CUDA 14.0"; drivers before the V call
+    answer FUNCTION_NOT_FOUND, which ``optional`` turns into None)."""
+    value = _optional_int(nv, "nvmlDeviceGetTemperatureV", handle, NVML_TEMPERATURE_GPU)
+    if value is None:
+        value = _optional_int(nv, "nvmlDeviceGetTemperature", handle, NVML_TEMPERATURE_GPU)
+    return value
+
+
+def clock_event_reasons(nv: Any, handle: Any) -> int | None:
+    """The clock event reason mask: nvmlDeviceGetCurrentClocksEventReasons, else the
+    deprecated ...ClocksThrottleReasons of older packages and drivers (same bits)."""
+    reasons = _optional_int(nv, "nvmlDeviceGetCurrentClocksEventReasons", handle)
     if reasons is None:
-        reasons = optional(nv, "nvmlDeviceGetCurrentClocksThrottleReasons", handle)
+        reasons = _optional_int(nv, "nvmlDeviceGetCurrentClocksThrottleReasons", handle)
+    return reasons
+
+
+# nvmlPerfPolicyType_t (nvml.h): time the clocks were held down by a power or a
+# thermal limit, counted by the driver without gaps between our samples.
+NVML_PERF_POLICY_POWER = 0
+NVML_PERF_POLICY_THERMAL = 1
+
+
+def violation_ns(nv: Any, handle: Any, policy: int) -> int | None:
+    """Nanoseconds the GPU has spent held down by ``policy`` since the driver loaded
+    (nvmlDeviceGetViolationStatus: nvmlViolationTime_t.violationTime, "in
+    nanoseconds"); None when the GPU cannot tell."""
+    status = optional(nv, "nvmlDeviceGetViolationStatus", handle, policy)
+    if status is None:
+        return None
+    return _count(getattr(status, "violationTime", None), "violation time")
+
+
+def sample(nv: Any, handle: Any) -> GpuSample:
+    reasons = clock_event_reasons(nv, handle)
     power_mw = optional(nv, "nvmlDeviceGetPowerUsage", handle)
     return GpuSample(
         pcie_gen=_optional_int(nv, "nvmlDeviceGetCurrPcieLinkGeneration", handle),
         pcie_width=_optional_int(nv, "nvmlDeviceGetCurrPcieLinkWidth", handle),
-        clock_event_reasons=int(reasons) if reasons is not None else None,
-        temperature=_optional_int(nv, "nvmlDeviceGetTemperature", handle,
-                                  NVML_TEMPERATURE_GPU),
+        clock_event_reasons=reasons,
+        temperature=temperature_c(nv, handle),
         # NVML reports power in milliwatts (nvmlDeviceGetPowerUsage).
         power_w=power_mw / 1000 if power_mw is not None else None,
     )
@@ -563,3 +599,19 @@ def _float(value: Any) -> float | None:
 def burnin_sampler() -> BurninSampler:
     """The burn-in's GPU sampler; raises ToolMissing / NotApplicable without GPUs."""
     return BurninSampler()
+
+
+def indices_by_uuid() -> dict[str, int]:
+    """GPU UUID ("GPU-...", as NVML spells it) -> NVML index; {} when NVML cannot tell.
+
+    Labels a GPU that torch names by its own index (relative to the process's
+    CUDA_VISIBLE_DEVICES) with the index gpu.health uses for the same GPU."""
+    try:
+        with session() as nv:
+            out = {}
+            for index in range(int(nv.nvmlDeviceGetCount())):
+                handle = nv.nvmlDeviceGetHandleByIndex(index)
+                out[_text(nv.nvmlDeviceGetUUID(handle))] = index
+            return out
+    except (ToolMissing, NotApplicable, ToolFailed):
+        return {}

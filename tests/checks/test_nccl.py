@@ -3,6 +3,7 @@ the way the agent launches it on GPUs (nccl)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,119 @@ def test_world_size_4_counts_a_corrupted_rank(tmp_path: Path) -> None:
     [verdict] = evaluate([wrong], [t for t in profile.thresholds if t.metric == wrong.metric],
                          {"nccl.reduce_scatter"})
     assert verdict.status is Status.FAIL
+
+
+def _pids_with(token: str) -> set[int]:
+    """Live processes whose environment carries ``token`` (proc(5), /proc/PID/environ)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if token.encode() in environ and state not in "ZX":
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.e2e
+def test_a_torchrun_past_its_time_limit_is_gone_with_its_ranks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real torchrun, two gloo ranks busy far longer than the limit. torchrun starts
+    each rank in a session of its own (torch/distributed/elastic/multiprocessing/
+    subprocess_handler: start_new_session=True), so a kill of torchrun's group
+    alone left them running and the read of the output waiting for them (the
+    issue: launch(timeout=15) returned after 47 s). Every process of the run is
+    found by a token in its environment, here and after."""
+    pytest.importorskip("torch")
+    import os
+    import signal
+    import threading
+    import time
+    import uuid
+
+    from bench_agent.checks.nccl.collective import launch
+
+    token = f"gpufix-{uuid.uuid4().hex}"
+    monkeypatch.setenv("BENCH_AGENT_TEST_RUN", token)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(len(_pids_with(token)))
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    request = {"backend": "gloo", "collectives": ["all_reduce"], "min_bytes": 16 * MIB,
+               "max_bytes": 16 * MIB, "warmup": 0, "iterations": 10**7}
+    started = time.monotonic()
+    try:
+        result, tail = launch(request, nproc=2, timeout=30)
+        elapsed = time.monotonic() - started
+        stop.set()
+        watcher.join()
+        assert result is None and tail.startswith("timed out after 30 s"), tail
+        # torchrun and both ranks were running (3 processes or more carry the token) ...
+        assert max(seen) >= 3, seen
+        # ... and the limit held: 30 s, then TERM + 3 s grace + KILL + reaping and
+        # draining the pipes (core/process.py TOOL_GRACE_S, REAP_S, DRAIN_S).
+        assert elapsed < 30 + 3 + 5 + 2 + 5, elapsed
+        assert _pids_with(token) == set()
+    finally:
+        stop.set()
+        for pid in _pids_with(token):  # a failed run must not leave ranks behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_init_process_group_gets_the_time_limit_and_the_device() -> None:
+    from datetime import timedelta
+
+    from bench_agent.checks.nccl.collective import init_kwargs
+
+    assert init_kwargs("gloo", "cpu", 27.0) == {"backend": "gloo",
+                                                "timeout": timedelta(seconds=27)}
+    assert init_kwargs("nccl", "cuda:3", 5) == {"backend": "nccl", "device_id": "cuda:3",
+                                                "timeout": timedelta(seconds=5)}
+    assert init_kwargs("gloo", "cpu", None) == {"backend": "gloo"}
+
+
+RSS_PROBE = """
+import resource, sys
+import torch, torch.distributed as dist
+from bench_agent.checks.nccl.collective import run_collective
+size = int(sys.argv[1])
+dist.init_process_group("gloo", init_method="tcp://127.0.0.1:" + sys.argv[2], world_size=1,
+                        rank=0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+[row] = run_collective(torch, dist, sys.argv[3], [size], "float32", 0, 1, torch.device("cpu"))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(row["wrong"], (peak - before) / size)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("collective", ["all_reduce", "all_gather"])
+def test_the_pattern_and_its_check_take_little_beside_the_buffers(collective: str) -> None:
+    """256 MiB per rank: the buffers themselves are 2x (all_reduce: send + recv);
+    the int64/float64 temporaries of the old pattern took the peak to about 10x."""
+    pytest.importorskip("torch")
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a free loopback port for the store
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run([sys.executable, "-c", RSS_PROBE, str(256 * MIB), str(port),
+                           collective], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wrong, ratio = done.stdout.split()
+    assert wrong == "0"
+    assert float(ratio) < 3.5, ratio

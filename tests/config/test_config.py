@@ -1125,12 +1125,13 @@ def test_baseline_unknown_keys_are_refused_not_ignored(tmp_path: Path) -> None:
         load_baseline(path)
     assert config_error(exc) == (
         f"{path}: figures.nccl.all_reduce_busbw.rank: Extra inputs are not permitted"
-        " (allowed keys: value, source, ranks, min_bytes)")
+        " (allowed keys: value, source, ranks, min_bytes, kind, method, expect)")
     top = write(tmp_path, "t.yaml", "model: M\nnvml_name: [\"NVIDIA M\"]\nfigures: {}\n")
     with pytest.raises(ConfigError) as exc:
         load_baseline(top)
     assert config_error(exc) == (f"{top}: nvml_name: Extra inputs are not permitted"
-                                 " (allowed keys: model, nvml_names, figures)")
+                                 " (allowed keys: model, nvml_names, nvml_names_source,"
+                                 " nvlink_links, nvlink_source, figures)")
 
 
 @pytest.mark.parametrize(("head", "key", "says"), [

@@ -150,3 +150,38 @@ def test_bench_agent_help_imports_neither_torch_nor_pynvml() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_newer_calls_first_and_the_deprecated_ones_on_an_older_driver(fake: FakeNvml) -> None:
+    """nvmlDeviceGetTemperature and ...ClocksThrottleReasons are marked for removal in
+    CUDA 14 (nvidia-ml-py 13): the V / ClocksEvent calls are used, the old ones only
+    where the driver lacks the new (NVML_ERROR_FUNCTION_NOT_FOUND)."""
+    fake.gpus[0].temperature, fake.gpus[0].reasons = 61, 0x20
+    with nvml.session() as nv:
+        reading = nvml.sample(nv, nv.nvmlDeviceGetHandleByIndex(0))
+    assert (reading.temperature, reading.clock_event_reasons) == (61, 0x20)
+    assert "temperature_v" in fake.calls and "clocks_event_reasons" in fake.calls
+    assert "temperature" not in fake.calls and "clocks_throttle_reasons" not in fake.calls
+    fake.calls.clear()
+    fake.legacy = True
+    with nvml.session() as nv:
+        reading = nvml.sample(nv, nv.nvmlDeviceGetHandleByIndex(0))
+    assert (reading.temperature, reading.clock_event_reasons) == (61, 0x20)
+    assert "temperature" in fake.calls and "clocks_throttle_reasons" in fake.calls
+
+
+def test_thermal_violation_time_is_read_with_the_counters(fake: FakeNvml) -> None:
+    fake.gpus[1].thermal_violation_ns = 2_500_000_000
+    with nvml.session() as nv:
+        counters = nvml.counters(nv, nv.nvmlDeviceGetHandleByIndex(1))
+    assert counters.thermal_violation_ns == 2_500_000_000
+    fake.nvmlDeviceGetViolationStatus = None  # type: ignore[assignment,method-assign]
+    with nvml.session() as nv:
+        assert nvml.counters(nv, nv.nvmlDeviceGetHandleByIndex(1)).thermal_violation_ns is None
+
+
+def test_gpus_by_uuid(fake: FakeNvml) -> None:
+    found = nvml.indices_by_uuid()
+    assert found["GPU-00000005-1111-2222-3333-444444444444"] == 5 and len(found) == 8
+    with nvml.use_loader(lambda: FakeNvml(init_error=9)):
+        assert nvml.indices_by_uuid() == {}

@@ -6,9 +6,9 @@ GPU drops its link to a lower generation to save power (PCIe ASPM / NVIDIA's
 dynamic link speed), so an idle "Gen1" is no finding. gpu.matmul and gpu.hbm run
 gpu_bench.py on every GPU at once; the node value is its slowest GPU.
 
-Per-GPU measurements carry device="gpuN" (N = the NVML index; CUDA indices are
-made to match with CUDA_DEVICE_ORDER=PCI_BUS_ID). Without NVML, torch or a GPU,
-every check SKIPs with the reason.
+Per-GPU measurements carry device="gpuN" (N = the NVML index; a child is given
+its GPU by UUID, launch.child_cuda_env, and labelled by that UUID's NVML index).
+Without NVML, torch or a GPU, every check SKIPs with the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
+from bench_agent.checks.gpu import health_rules
 from bench_agent.checks.gpu.burnin import MatmulBurninParams
 from bench_agent.checks.gpu.dcgm import DcgmDiagCheck, NvbandwidthCheck
 from bench_agent.config import baselines
@@ -91,7 +92,13 @@ def default_load(indices: list[int], seconds: float) -> dict[str, Any]:
         return {"ran": False, "why": why}
     from bench_agent.checks.gpu.kernels import run_on_devices
 
-    results = run_on_devices([f"cuda:{i}" for i in indices],
+    # NVML indices, named to the children by UUID: torch's "cuda:N" would count
+    # only the GPUs a CUDA_VISIBLE_DEVICES of this process leaves visible.
+    uuid_of = {index: uuid for uuid, index in nvml.indices_by_uuid().items()}
+    missing = [i for i in indices if i not in uuid_of]
+    if missing:
+        return {"ran": False, "why": f"NVML gives no UUID for GPU(s) {missing}"}
+    results = run_on_devices([f"cuda:{uuid_of[i]}" for i in indices],
                              {"kernel": HealthCheck.kernel, "seconds": seconds},
                              timeout=seconds + 120)
     errors = [r for r in results if "error" in r]
@@ -122,6 +129,10 @@ class HealthParams(BaseModel):
     load_seconds: float = Field(default=20.0, ge=0)
     sample_interval: float = Field(default=0.5, gt=0)
     kernel_log: bool = True
+    # Active NVLinks each GPU must show; None: the model's baseline says
+    # (nvlink_links). 0 turns the NVLink judgement off: a system whose SXM GPUs are
+    # passed through to a VM without their NVLinks, a GH200 without NVL partners.
+    expected_nvlinks: int | None = Field(default=None, ge=0, le=18)
 
 
 class HealthCheck(Check):
@@ -151,6 +162,9 @@ class HealthCheck(Check):
             ("retired_pages_pending", "1 when a page retirement waits for a reboot"),
             ("throttle_hw_slowdown", "samples with a hardware slowdown clock event"),
             ("throttle_thermal", "samples with a thermal slowdown clock event"))),
+        MetricSpec("gpu.thermal_slowdown_share", Unit.COUNT,
+                   "share of the load's time the clocks were held down by a thermal limit",
+                   higher_is_better=False, per_device=True),
         MetricSpec("gpu.health_under_load", Unit.COUNT,
                    "1 when the health readings were taken under a GPU load"),
         MetricSpec("gpu.temperature_max", Unit.CELSIUS, "hottest sample",
@@ -160,7 +174,7 @@ class HealthCheck(Check):
         MetricSpec("gpu.power_limit", Unit.WATTS, "enforced power limit", per_device=True),
         *(MetricSpec(f"gpu.{name}", Unit.COUNT, text, higher_is_better=False, per_device=True)
           for name, text in (
-            ("nvlink_down", "NVLink links reported inactive"),
+            ("nvlink_down", "NVLinks missing: the model's expected active links - active"),
             ("nvlink_errors", "NVLink replay/recovery/CRC counter increase during the run"),
             ("xid_events", "failing XIDs seen by the NVML event set during the run"),
             ("xid_kernel_log", "failing XIDs in the kernel log (NVRM: Xid lines)"))),
@@ -199,6 +213,7 @@ class HealthCheck(Check):
             worker = threading.Thread(
                 target=lambda: load_result.update(self.load(list(range(count)), p.load_seconds)),
                 daemon=True)
+            load_started = time.monotonic()
             worker.start()
             # Sample while the load runs, and at least once (no load: one idle sample).
             while True:
@@ -208,6 +223,7 @@ class HealthCheck(Check):
                     break
                 time.sleep(p.sample_interval)
             worker.join()
+            load_wall = time.monotonic() - load_started
             after = [nvml.counters(nv, h) for h in handles]
             limits = [nvml.power_limit_w(nv, h) for h in handles]
             xids = watcher.stop()
@@ -217,21 +233,34 @@ class HealthCheck(Check):
         common = {"driver_version": system.driver_version,
                   "cuda_driver_version": system.cuda_driver_version,
                   "under_load": loaded, "load_note": load_result.get("why") or None}
+        per_gpu: list[Measurement] = []
+        nvlink_notes: dict[str, str] = {}
+        # One lookup per model, not per GPU: each reads every baseline file.
+        models = {f.name: baselines.baseline_for(f.name) for f in facts}
+        for i in range(count):
+            per_gpu += self._per_gpu(i, facts[i], before[i], after[i], samples[i], limits[i],
+                                     [x for x in xids if x.gpu == i],
+                                     [x for x in kernel_xids
+                                      if nvml.bus_matches(x.bus, facts[i].pci_bus_id)],
+                                     loaded)
+            per_gpu += health_rules.thermal_share(self.name, _dev(i), facts[i], before[i],
+                                                  after[i], samples[i], load_wall, loaded)
+            links, note = health_rules.nvlink_down(self.name, _dev(i), facts[i], after[i],
+                                                   p.expected_nvlinks, models[facts[i].name])
+            per_gpu += links
+            if note:
+                nvlink_notes[_dev(i)] = note
         out = [Measurement(check=self.name, metric="gpu.count", value=count, unit=Unit.COUNT,
                            tool="nvml", params={**common, "gpus": [f.to_dict() for f in facts],
                                                 "xid_watch_note": watcher.note,
-                                                "kernel_log_note": log_note})]
+                                                "kernel_log_note": log_note,
+                                                "nvlink_not_judged": nvlink_notes or None})]
         # Whether the readings were taken under load: PCIe generation and throttling
         # are only judged then, so a load that could not run must show (a WARN).
         out.append(Measurement(check=self.name, metric="gpu.health_under_load",
                                value=1 if loaded else 0, unit=Unit.COUNT, tool="nvml",
                                params={"load_note": load_result.get("why") or None}))
-        for i in range(count):
-            out += self._per_gpu(i, facts[i], before[i], after[i], samples[i], limits[i],
-                                 [x for x in xids if x.gpu == i],
-                                 [x for x in kernel_xids
-                                  if nvml.bus_matches(x.bus, facts[i].pci_bus_id)],
-                                 loaded)
+        out += per_gpu
         # Kernel XIDs of a bus NVML does not list (a GPU that fell off the bus).
         orphans = [x for x in kernel_xids
                    if not any(nvml.bus_matches(x.bus, f.pci_bus_id) for f in facts)]
@@ -310,8 +339,6 @@ class HealthCheck(Check):
         add("gpu.power_limit", limit, Unit.WATTS)
         links = after.nvlink
         if links:
-            down = [link for link, state in links.items() if not state.active]
-            add("gpu.nvlink_down", len(down), links=len(links), down=down)
             # A link first seen after the load started had no errors before it.
             grown = sum(max(0, state.errors - (before.nvlink[link].errors
                                                if link in before.nvlink else 0))
@@ -327,10 +354,15 @@ class HealthCheck(Check):
 # --- matmul and memory bandwidth -----------------------------------------------------
 
 
-def _gpu_indices() -> list[int]:
-    import torch
+def _gpus() -> list[tuple[int, str]]:
+    """(label index, torch device) of every GPU torch sees. The label is the GPU's
+    NVML index, found by its UUID, so gpuN names the GPU gpu.health names so even
+    under a CUDA_VISIBLE_DEVICES that hides some (torch counts only those it sees);
+    torch's own index where NVML cannot tell."""
+    from bench_agent.checks.gpu.kernels import cuda_uuids
 
-    return list(range(torch.cuda.device_count()))
+    by_uuid = {uuid.lower(): index for uuid, index in nvml.indices_by_uuid().items()}
+    return [(by_uuid.get(uuid.lower(), i), f"cuda:{i}") for i, uuid in enumerate(cuda_uuids())]
 
 
 def _gpu_name(results: list[dict[str, Any]]) -> str:
@@ -412,10 +444,11 @@ class MatmulCheck(Check):
 
         if not isinstance(p := params, MatmulParams):
             raise TypeError(f"expected MatmulParams, got {type(params).__name__}")
-        indices = _gpu_indices()
+        gpus = _gpus()
+        indices = [index for index, _ in gpus]
         task = {"kernel": self.kernel, "precisions": p.precisions, "sizes": p.sizes,
                 "warmup": p.warmup, "iterations": p.iterations}
-        results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
+        results = run_on_devices([device for _, device in gpus], task, ctx.timeout * 0.9)
         _raise_errors(results, "gpu matmul")
         name = _gpu_name(results)
         baseline = baselines.baseline_for(name)
@@ -479,10 +512,11 @@ class HbmCheck(Check):
 
         if not isinstance(p := params, HbmParams):
             raise TypeError(f"expected HbmParams, got {type(params).__name__}")
-        indices = _gpu_indices()
+        gpus = _gpus()
+        indices = [index for index, _ in gpus]
         task = {"kernel": self.kernel, "bytes": p.bytes, "warmup": p.warmup,
                 "iterations": p.iterations}
-        results = run_on_devices([f"cuda:{i}" for i in indices], task, ctx.timeout * 0.9)
+        results = run_on_devices([device for _, device in gpus], task, ctx.timeout * 0.9)
         _raise_errors(results, "gpu copy")
         baseline = baselines.baseline_for(_gpu_name(results))
         out: list[Measurement] = []

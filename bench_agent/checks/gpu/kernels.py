@@ -2,8 +2,15 @@
 
 Every GPU runs its own process (``python -m bench_agent.checks.gpu.kernels``), all at once,
 so a node is measured as training uses it (all GPUs hot, sharing power and
-cooling) and judged by its slowest GPU. Processes meet at a file barrier after
-allocating and warming up, so the timed phases overlap.
+cooling) and judged by its slowest GPU. Processes meet at a file barrier before
+their first timed work (before it allocates its inputs and warms up), so the
+timed phases overlap. A child that ends, fails or never reaches the barrier
+releases it (FileBarrier), and the barrier waits at most half the check's time
+limit: one bad GPU must not make its siblings time out.
+
+Each child sees one GPU, named by its UUID in CUDA_VISIBLE_DEVICES: an index would
+be read against the child's own view, not the parent's, which Slurm and
+Kubernetes restrict (CUDA_VISIBLE_DEVICES=4,5,6,7 or a list of UUIDs).
 
 Matmul: C = A @ B, square n x n, FLOP = 2·n³ (n³ multiply-adds of 2 FLOPs), random
 normal inputs (never zeros: zeros take less power and can hit fast paths), warm-up
@@ -16,7 +23,8 @@ torch.set_float32_matmul_precision("high"), fp32 with "highest" (PyTorch docs,
 Copies: device-to-device ``dst.copy_(src)`` of a buffer far larger than L2,
 counted as read + write (2 x bytes per copy, as the H100/H200 copy baselines in
 suites/baselines/ count them); host-to-device and device-to-host from pinned memory,
-counted once.
+counted once, with the child bound to the CPUs of its GPU's NUMA node so the pinned
+buffer is local to the GPU's PCIe root (bench_agent.checks.gpu.numa).
 
 torch is imported inside functions only: `bench-agent --help` must not load it.
 """
@@ -26,14 +34,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+# The parent's side lives in launch.py; named here too, where GPU checks import it.
+from bench_agent.checks.gpu.launch import (
+    BARRIER_SHARE,
+    FileBarrier,
+    child_cuda_env,
+    cuda_uuids,
+    run_on_devices,
+)
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -123,6 +137,19 @@ def fp8_supported(torch: Any, device: str) -> str | None:
     major, minor = torch.cuda.get_device_capability(device)
     if (major, minor) < (8, 9):
         return f"compute capability {major}.{minor} < 8.9 has no fp8 tensor cores"
+    return None
+
+
+def fp8_shape_reason(n: int) -> str | None:
+    """None when torch._scaled_mm takes an n x n x n fp8 product, else why not.
+
+    cuBLASLt's fp8 GEMM needs every dimension divisible by 16: torch checks it and
+    raises ("Expected trailing dimension of mat1 to be divisible by 16",
+    aten/src/ATen/native/cuda/Blas.cpp, _scaled_mm_out_cuda), which would end the
+    child and lose every other precision's result.
+    """
+    if n % 16:
+        return f"fp8 needs sizes divisible by 16 (torch._scaled_mm / cuBLASLt); {n} is not"
     return None
 
 
@@ -288,9 +315,16 @@ def copy_kernel(dev: Device, task: dict[str, Any]) -> dict[str, Any]:
     size = max(size, 8 * dev.l2)  # "much larger than L2"
     if dev.free is not None:
         size = min(size, int(dev.free * MEMORY_SHARE / 2))
+    from bench_agent.checks.gpu.numa import bind_to_gpu_numa
+
+    numa = bind_to_gpu_numa(dev.torch, dev.name) if dev.cuda else {"numa": "not a GPU"}
     dev.barrier()
-    return {"copy": time_copies(dev.torch, dev.name, size, int(task.get("warmup", 3)),
-                                int(task.get("iterations", 20)), dev.timer, host=dev.cuda)}
+    copy = time_copies(dev.torch, dev.name, size, int(task.get("warmup", 3)),
+                       int(task.get("iterations", 20)), dev.timer, host=dev.cuda)
+    for kind in ("h2d", "d2h"):
+        if kind in copy:
+            copy[kind].update(numa)
+    return {"copy": copy}
 
 
 @gpu_kernel
@@ -306,6 +340,9 @@ def matmul_kernel(dev: Device, task: dict[str, Any]) -> dict[str, Any]:
             continue
         per_size: list[dict[str, Any]] = []
         for n in task.get("sizes", [8192]):
+            if precision == "fp8" and (why := fp8_shape_reason(n)):
+                skipped[f"fp8@{n}"] = why
+                continue
             element = ELEMENT_BYTES[precision]
             sets = rotation_sets(n, element, dev.l2) if dev.cuda else int(task.get("sets", 2))
             need = (2 * sets + 2) * n * n * max(element, 2)
@@ -345,68 +382,8 @@ def bench_device(task: dict[str, Any], barrier: Callable[[], None] = lambda: Non
     return result
 
 
-def _file_barrier(folder: Path, rank: int, parties: int, timeout: float) -> Callable[[], None]:
-    def wait() -> None:
-        (folder / f"ready-{rank}").touch()
-        deadline = time.monotonic() + timeout
-        while len(list(folder.glob("ready-*"))) < parties:
-            if time.monotonic() > deadline:
-                return  # a slow sibling must not hang us; its times just overlap less
-            time.sleep(0.05)
-
-    return wait
-
-
-def run_on_devices(devices: Sequence[str], task: dict[str, Any], timeout: float,
-                   python: str = sys.executable) -> list[dict[str, Any]]:
-    """Run ``task`` (its ``kernel`` names a @gpu_kernel function as "module:function")
-    on every device at once, one child process each; results in order.
-
-    Each child sees one GPU (CUDA_VISIBLE_DEVICES, PCI bus order so the index is
-    NVML's), so no process creates a context on another GPU. A child that fails
-    returns {"device": ..., "error": its stderr tail}. The children run through
-    the subprocess seam: at the timeout, or if this process is interrupted, each
-    is stopped with whatever it started.
-    """
-    import contextlib
-
-    from bench_agent.core.process import DEVNULL, TOOL_GRACE_S, Child, spawn
-
-    resolve_kernel(str(task.get("kernel", "")))  # a wrong name fails here, not per child
-
-    with tempfile.TemporaryDirectory(prefix="bench-agent-gpu-") as tmp, \
-            contextlib.ExitStack() as owned:
-        folder = Path(tmp)
-        children: list[tuple[str, Child, Path]] = []
-        for rank, device in enumerate(devices):
-            env = dict(os.environ)
-            child_device = device
-            if device.startswith("cuda:"):
-                env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-                env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
-                child_device = "cuda:0"
-            out = folder / f"result-{rank}.json"
-            request = {**task, "device": child_device}
-            cmd = [python, "-m", "bench_agent.checks.gpu.kernels", "--task", json.dumps(request),
-                   "--out", str(out), "--barrier", str(folder), "--rank", str(rank),
-                   "--parties", str(len(devices))]
-            child = owned.enter_context(spawn(cmd, env=env, stdout=DEVNULL, grace=TOOL_GRACE_S))
-            children.append((device, child, out))
-        results: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        for device, child, out in children:
-            done = child.finish(timeout=max(1.0, deadline - time.monotonic()))
-            if done.timed_out:
-                results.append({"device": device, "error": f"timed out after {timeout:g} s"})
-                continue
-            if done.returncode != 0 or not out.is_file():
-                tail = done.stderr.strip()[-800:] or f"exit code {done.returncode}"
-                results.append({"device": device, "error": tail})
-                continue
-            data = json.loads(out.read_text())
-            data["device"] = device
-            results.append(data)
-        return results
+__all__ = ["BARRIER_SHARE", "Device", "FileBarrier", "child_cuda_env", "cuda_uuids",
+           "gpu_kernel", "run_on_devices"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -416,11 +393,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--barrier", type=Path)
     parser.add_argument("--rank", type=int, default=0)
     parser.add_argument("--parties", type=int, default=1)
+    parser.add_argument("--barrier-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
-    barrier: Callable[[], None] = lambda: None  # noqa: E731
-    if args.barrier is not None:
-        barrier = _file_barrier(args.barrier, args.rank, args.parties, timeout=300)
-    result = bench_device(json.loads(args.task), barrier)
+    if args.barrier is None:
+        result = bench_device(json.loads(args.task))
+    else:
+        barrier = FileBarrier(args.barrier, args.rank, args.parties, args.barrier_timeout)
+        try:
+            result = bench_device(json.loads(args.task), barrier)
+        finally:
+            barrier.leave()  # done, failed or skipped everything: release the others
+        result["barrier"] = barrier.report()
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(args.out)

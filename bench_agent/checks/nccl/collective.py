@@ -37,7 +37,11 @@ from bench_agent.tools.nccl_tests import bus_factor
 MIB = 1 << 20
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter")
 PATTERN = 4  # values 1..4 (see the module docstring)
-CHECK_CHUNK = 1 << 26  # elements compared per step, to bound the check's extra memory
+# Elements filled or compared per step. The pattern was once computed through int64
+# and float64 index temporaries over the whole buffer, about 10x its size (an OOM
+# at 8 GiB on a card with 48 GiB free); it is now a repeated 4-element tile, and
+# per chunk of 16 Mi elements the compare adds at most a chunk in the buffer's type.
+CHECK_CHUNK = 1 << 24
 
 
 def size_sweep(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:
@@ -66,37 +70,58 @@ def busbw(collective: str, size_bytes: int, seconds: float, ranks: int) -> float
     return algbw(size_bytes, seconds) * bus_factor(collective, ranks)
 
 
+def _tile(torch: Any, values: list[int], count: int, dtype: Any, device: Any) -> Any:
+    """``values`` repeated to ``count`` elements, in ``dtype``: the pattern is
+    periodic (period PATTERN), so no per-element int64 index is ever built."""
+    tile = torch.tensor([float(v) for v in values], dtype=torch.float64).to(dtype).to(device)
+    return tile.repeat(-(-count // len(values)))[:count]
+
+
 def _pattern(torch: Any, start: int, count: int, rank: int, dtype: Any, device: Any) -> Any:
-    index = torch.arange(start, start + count, device=device, dtype=torch.int64)
-    return ((index + rank) % PATTERN + 1).to(dtype)
+    """Elements start .. start+count of rank ``rank``'s input: ((i + rank) mod 4) + 1."""
+    return _tile(torch, [(start + rank + j) % PATTERN + 1 for j in range(PATTERN)], count,
+                 dtype, device)
+
+
+def pattern_buffer(torch: Any, count: int, rank: int, dtype: Any, device: Any) -> Any:
+    """Rank ``rank``'s input of ``count`` elements, filled CHECK_CHUNK at a time so
+    what is built beside the buffer stays bounded whatever its size."""
+    out = torch.empty(count, dtype=dtype, device=device)
+    for start in range(0, count, CHECK_CHUNK):
+        n = min(CHECK_CHUNK, count - start)
+        out[start:start + n] = _pattern(torch, start, n, rank, dtype, device)
+    return out
 
 
 def _expected_sum(torch: Any, start: int, count: int, ranks: int, dtype: Any,
                   device: Any) -> Any:
-    total = torch.zeros(count, device=device, dtype=torch.float64)
-    for r in range(ranks):
-        total += _pattern(torch, start, count, r, torch.float64, device)
-    return total.to(dtype)
+    """The exact sum over ranks of elements start .. start+count (an integer, then
+    rounded to ``dtype`` once, as the reduction's exact result would be)."""
+    sums = [sum((start + j + r) % PATTERN + 1 for r in range(ranks)) for j in range(PATTERN)]
+    return _tile(torch, sums, count, dtype, device)
 
 
 def _count_wrong(torch: Any, collective: str, out: Any, rank: int, ranks: int,
                  chunk_elems: int) -> int:
-    """Elements of ``out`` that differ from the exact expected result."""
+    """Elements of ``out`` that differ from the exact expected result, compared
+    CHECK_CHUNK elements at a time."""
     wrong = 0
+    if collective == "all_gather":
+        # Chunk j of the output is rank j's input.
+        for j in range(ranks):
+            for start in range(0, chunk_elems, CHECK_CHUNK):
+                n = min(CHECK_CHUNK, chunk_elems - start)
+                piece = out[j * chunk_elems + start:j * chunk_elems + start + n]
+                expected = _pattern(torch, start, n, j, out.dtype, out.device)
+                wrong += int((piece != expected).sum().item())
+        return wrong
     total = out.numel()
+    # reduce_scatter: this rank's chunk of the summed full buffer.
+    offset = 0 if collective == "all_reduce" else rank * chunk_elems
     for start in range(0, total, CHECK_CHUNK):
-        count = min(CHECK_CHUNK, total - start)
-        piece = out[start:start + count]
-        if collective == "all_reduce":
-            expected = _expected_sum(torch, start, count, ranks, out.dtype, out.device)
-        elif collective == "all_gather":
-            # Chunk j of the output is rank j's input: element i of it is pattern(i, j).
-            index = torch.arange(start, start + count, device=out.device, dtype=torch.int64)
-            expected = (((index % chunk_elems) + index // chunk_elems) % PATTERN + 1).to(out.dtype)
-        else:  # reduce_scatter: this rank's chunk of the summed full buffer
-            expected = _expected_sum(torch, rank * chunk_elems + start, count, ranks,
-                                     out.dtype, out.device)
-        wrong += int((piece != expected).sum().item())
+        n = min(CHECK_CHUNK, total - start)
+        expected = _expected_sum(torch, offset + start, n, ranks, out.dtype, out.device)
+        wrong += int((out[start:start + n] != expected).sum().item())
     return wrong
 
 
@@ -117,7 +142,7 @@ def run_collective(torch: Any, dist: Any, collective: str, sizes: list[int], dty
         chunk = max(1, size // element // ranks)  # elements per rank's chunk
         full = chunk * ranks
         if collective == "all_reduce":
-            send = _pattern(torch, 0, full, rank, dtype, device)
+            send = pattern_buffer(torch, full, rank, dtype, device)
             recv = torch.empty_like(send)
 
             # torch.distributed.all_reduce works in place only (torch docs). The
@@ -130,13 +155,13 @@ def run_collective(torch: Any, dist: Any, collective: str, sizes: list[int], dty
             def timed(recv: Any = recv, send: Any = send) -> None:
                 dist.all_reduce(recv, op=dist.ReduceOp.SUM)
         elif collective == "all_gather":
-            send = _pattern(torch, 0, chunk, rank, dtype, device)
+            send = pattern_buffer(torch, chunk, rank, dtype, device)
             recv = torch.empty(full, dtype=dtype, device=device)
 
             def timed(recv: Any = recv, send: Any = send) -> None:
                 gather(recv, send)
         else:
-            send = _pattern(torch, 0, full, rank, dtype, device)
+            send = pattern_buffer(torch, full, rank, dtype, device)
             recv = torch.empty(chunk, dtype=dtype, device=device)
 
             def timed(recv: Any = recv, send: Any = send) -> None:
@@ -195,6 +220,22 @@ def _memory_budget(torch: Any, dist: Any, device: Any) -> int:
     return int(value.item())
 
 
+def init_kwargs(backend: str, device: Any, timeout_s: float | None) -> dict[str, Any]:
+    """init_process_group's arguments: a collective that waits on a dead peer gives
+    up within the launch's own time limit (torch's default is 10 minutes for NCCL,
+    30 for gloo: torch.distributed docs, init_process_group ``timeout``), and with
+    nccl the rank's GPU is bound at init (``device_id``), so NCCL makes its
+    communicator eagerly on that GPU instead of guessing it at the first call."""
+    from datetime import timedelta
+
+    kwargs: dict[str, Any] = {"backend": backend}
+    if timeout_s:
+        kwargs["timeout"] = timedelta(seconds=float(timeout_s))
+    if backend == "nccl":
+        kwargs["device_id"] = device
+    return kwargs
+
+
 def rank_main(request: dict[str, Any]) -> dict[str, Any] | None:
     """The body of each torchrun rank; local rank 0 returns the node's result."""
     import torch
@@ -207,7 +248,7 @@ def rank_main(request: dict[str, Any]) -> dict[str, Any] | None:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(**init_kwargs(backend, device, request.get("timeout_s")))
     try:
         sizes = size_sweep(int(request["min_bytes"]), int(request["max_bytes"]),
                            int(request.get("factor", 2)))
@@ -256,7 +297,10 @@ def launch(request: dict[str, Any], nproc: int, timeout: float, nnodes: int = 1,
     Runs through the subprocess seam: at the timeout, or if this process is
     interrupted, torchrun and every rank it started are stopped (TERM, so
     torchrun can pass it on to the ranks, then KILL), and a rank that escaped
-    the group cannot hang the read of the output.
+    the group cannot hang the read of the output. torchrun starts each rank in a
+    session of its own, out of torchrun's process group: the seam finds them by
+    the token every descendant inherits in its environment (core/process.py), so
+    no orphaned rank keeps a GPU.
     """
     import tempfile
 
@@ -265,7 +309,10 @@ def launch(request: dict[str, Any], nproc: int, timeout: float, nnodes: int = 1,
     with tempfile.TemporaryDirectory(prefix="bench-agent-nccl-", dir=workdir) as tmp:
         request_file = Path(tmp) / "request.json"
         result_file = Path(tmp) / "result.json"
-        request_file.write_text(json.dumps({**request, "result_file": str(result_file)}))
+        # The ranks' collectives time out a little before torchrun is stopped, so a
+        # rank waiting on a dead peer says so instead of being killed mid-wait.
+        request_file.write_text(json.dumps({**request, "result_file": str(result_file),
+                                            "timeout_s": max(1.0, timeout * 0.9)}))
         cmd = torchrun_command(request_file, nproc, nnodes, rdzv_endpoint, rdzv_id)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         try:
