@@ -500,3 +500,9 @@ class HbmCheck(Check):
 
 # The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
 CHECKS: tuple[type[Check], ...] = (HealthCheck, MatmulCheck, HbmCheck)
+
+# The section-2 diagnostics (issue 14), each in its own module; imported here, at the
+# end, because they import this module's helpers inside their functions only.
+from bench_agent.checks.gpu.memtest import MemtestCheck  # noqa: E402
+
+CHECKS += (MemtestCheck,)
