@@ -506,3 +506,6 @@ CHECKS: tuple[type[Check], ...] = (HealthCheck, MatmulCheck, HbmCheck)
 from bench_agent.checks.gpu.memtest import MemtestCheck  # noqa: E402
 
 CHECKS += (MemtestCheck,)
+from bench_agent.checks.gpu.sdc import SdcCheck  # noqa: E402
+
+CHECKS += (SdcCheck,)
