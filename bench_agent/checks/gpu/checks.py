@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
+from bench_agent.checks.gpu import spread
 from bench_agent.checks.gpu.burnin import MatmulBurninParams
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
@@ -391,7 +392,8 @@ class MatmulCheck(Check):
             MetricSpec(f"gpu.matmul_{p}_baseline_fraction", Unit.COUNT,
                        f"matmul_{p} / the model's baseline"))),
         MetricSpec("gpu.baseline_known", Unit.COUNT,
-                   "1 when a per-model baseline matched the GPU name"))
+                   "1 when a per-model baseline matched the GPU name"),
+        spread.MATMUL_OF_BEST)
     params_model: ClassVar[type[BaseModel]] = MatmulParams
     burnin: ClassVar[BurninVariant | None] = BurninVariant(
         load="gpu_matmul",
@@ -442,6 +444,9 @@ class MatmulCheck(Check):
             out += measured
             if (frac := baselines.fraction(measured[-1], baseline)) is not None:
                 out.append(frac)
+        out += spread.of_best(self.name, spread.MATMUL_OF_BEST.name,
+                              [m for m in out if m.metric.endswith("_per_gpu")],
+                              {_dev(i): r.get("name", "") for i, r in zip(indices, results)})
         return out
 
 
@@ -465,7 +470,8 @@ class HbmCheck(Check):
             MetricSpec(f"gpu.{k}_per_gpu", Unit.BYTES_PER_SECOND, f"{text}, one GPU",
                        per_device=True))),
         MetricSpec("gpu.hbm_copy_baseline_fraction", Unit.COUNT,
-                   "hbm_copy / the model's baseline"))
+                   "hbm_copy / the model's baseline"),
+        spread.HBM_OF_BEST)
     params_model: ClassVar[type[BaseModel]] = HbmParams
     kernel: ClassVar[str] = "bench_agent.checks.gpu.kernels:copy_kernel"
 
@@ -495,6 +501,9 @@ class HbmCheck(Check):
                 out += measured
                 if (frac := baselines.fraction(measured[-1], baseline)) is not None:
                     out.append(frac)
+        out += spread.of_best(self.name, spread.HBM_OF_BEST.name,
+                              [m for m in out if m.metric == "gpu.hbm_copy_per_gpu"],
+                              {_dev(i): r.get("name", "") for i, r in zip(indices, results)})
         return out
 
 
