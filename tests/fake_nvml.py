@@ -39,6 +39,9 @@ class FakeGpu:
     remap: tuple[int, int, int, int] | None = (0, 0, 0, 0)
     nvlink: list[int] | None = field(default_factory=lambda: [1] * 18)
     index: int = 0
+    # SM clock in MHz (nvmlDeviceGetClockInfo(NVML_CLOCK_SM)); 1980 is an H100 SXM's
+    # maximum boost clock (nvidia-smi -q, "Max Clocks: SM").
+    sm_clock_mhz: int = 1980
 
 
 class FakeNvml:
@@ -148,6 +151,11 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> int:
         return h.limit_mw
+
+    def nvmlDeviceGetClockInfo(self, h: FakeGpu, clock_type: int) -> int:
+        if clock_type != 1:  # only NVML_CLOCK_SM is faked
+            raise NVMLError(2)
+        return h.sm_clock_mhz
 
     # -- NVLink
     def nvmlDeviceGetNvLinkState(self, h: FakeGpu, link: int) -> int:

@@ -446,7 +446,8 @@ class MatmulCheck(Check):
                 out.append(frac)
         out += spread.of_best(self.name, spread.MATMUL_OF_BEST.name,
                               [m for m in out if m.metric.endswith("_per_gpu")],
-                              {_dev(i): r.get("name", "") for i, r in zip(indices, results)})
+                              {_dev(i): r.get("name", "")
+                               for i, r in zip(indices, results, strict=True)})
         return out
 
 
@@ -503,7 +504,8 @@ class HbmCheck(Check):
                     out.append(frac)
         out += spread.of_best(self.name, spread.HBM_OF_BEST.name,
                               [m for m in out if m.metric == "gpu.hbm_copy_per_gpu"],
-                              {_dev(i): r.get("name", "") for i, r in zip(indices, results)})
+                              {_dev(i): r.get("name", "")
+                               for i, r in zip(indices, results, strict=True)})
         return out
 
 
@@ -518,3 +520,6 @@ CHECKS += (MemtestCheck,)
 from bench_agent.checks.gpu.sdc import SdcCheck  # noqa: E402
 
 CHECKS += (SdcCheck,)
+from bench_agent.checks.gpu.power import PowerStressCheck  # noqa: E402
+
+CHECKS += (PowerStressCheck,)
