@@ -9,25 +9,27 @@ from typing import Any
 
 from bench_agent.checks.gpu.kernels import Timer, bench_device
 
-# Called before each device's kernel (rank, task) -> a context for that rank's run.
-PerRank = Callable[[int, dict[str, Any]], Any]
 
-
-def cpu_runner(timer: Callable[[int], Timer | None] = lambda rank: None,
-               around: Callable[[int], Any] | None = None
+def cpu_runner(timer: Callable[[str, int], Timer | None] = lambda device, parties: None,
+               around: Callable[[int], Any] | None = None,
+               before: Callable[[list[str]], None] = lambda devices: None,
                ) -> Callable[[list[str], dict[str, Any], float], list[dict[str, Any]]]:
-    """A DeviceRunner that runs each device's kernel here on the CPU; ``timer(rank)``
-    gives that rank's timer (None: the real perf counter), ``around(rank)`` a context
-    manager its kernel runs inside (a corruption hook for one rank)."""
+    """A DeviceRunner that runs each device's kernel here on the CPU.
+
+    ``timer(device, parties)`` gives the timer of that device when ``parties``
+    devices run at once (None: the real perf counter); ``around(rank)`` a context
+    manager its kernel runs inside (a corruption hook for one rank); ``before``
+    sees the device list of each call first (a test changes the fake NVML there)."""
     import contextlib
 
     def run(devices: list[str], task: dict[str, Any], timeout: float
             ) -> list[dict[str, Any]]:
+        before(devices)
         results = []
         for rank, device in enumerate(devices):
             context = around(rank) if around is not None else contextlib.nullcontext()
             with context:
-                result = bench_device({**task, "device": "cpu"}, timer=timer(rank))
+                result = bench_device({**task, "device": "cpu"}, timer=timer(device, len(devices)))
             result["device"] = device
             results.append(result)
         return results
@@ -39,7 +41,7 @@ class RateTimer:
     """A copy timer that reports each call as moving ``bytes_per_call`` at ``rate``
     bytes/s: the fake copy timer of the PCIe and P2P tests (the copies themselves
     run for real on the CPU; only their duration is made up, since no PCIe or
-    NVLink link exists here). ``rates`` may change the rate per call label."""
+    NVLink link exists here)."""
 
     def __init__(self, rate: float, bytes_per_call: int) -> None:
         self.rate = rate

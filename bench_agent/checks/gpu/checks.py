@@ -523,3 +523,6 @@ CHECKS += (SdcCheck,)
 from bench_agent.checks.gpu.power import PowerStressCheck  # noqa: E402
 
 CHECKS += (PowerStressCheck,)
+from bench_agent.checks.gpu.pcie import PcieBandwidthCheck  # noqa: E402
+
+CHECKS += (PcieBandwidthCheck,)
