@@ -526,3 +526,6 @@ CHECKS += (PowerStressCheck,)
 from bench_agent.checks.gpu.pcie import PcieBandwidthCheck  # noqa: E402
 
 CHECKS += (PcieBandwidthCheck,)
+from bench_agent.checks.gpu.p2p import P2pBandwidthCheck  # noqa: E402
+
+CHECKS += (P2pBandwidthCheck,)

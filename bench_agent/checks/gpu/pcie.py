@@ -217,11 +217,12 @@ class PcieBandwidthCheck(DiagCheck):
         from bench_agent.core.stats import summarize
 
         dev = f"gpu{index}"
-        ident = {"uuid": facts.uuid, "serial": facts.serial, "pci_bus_id": facts.pci_bus_id,
-                 "gpu": gpu_label(index, {"uuid": facts.uuid, "serial": facts.serial})}
+        ident: dict[str, Any] = {
+            "uuid": facts.uuid, "serial": facts.serial, "pci_bus_id": facts.pci_bus_id,
+            "gpu": gpu_label(index, {"uuid": facts.uuid, "serial": facts.serial})}
         peak = link_peak(facts.pcie_gen_max, facts.pcie_width_max)
-        link = {"gen_max": facts.pcie_gen_max, "width_max": facts.pcie_width_max,
-                "peak_bytes_per_s": peak}
+        link: dict[str, Any] = {"gen_max": facts.pcie_gen_max,
+                                "width_max": facts.pcie_width_max, "peak_bytes_per_s": peak}
         out: list[Measurement] = []
         for phase in PHASES:
             found = by_phase[phase]["pcie"]
