@@ -136,3 +136,27 @@ def test_check_without_time_for_every_pattern_warns() -> None:
 def test_unknown_pattern_is_refused() -> None:
     with pytest.raises(ValueError, match="walking_ones"):
         MemtestParams(patterns=["checkerboard"])  # type: ignore[list-item]
+
+
+def test_the_diagnostic_kernels_run_in_their_own_child_processes() -> None:
+    """Through run_on_devices, as on a node: each child imports the kernel's module
+    first (not checks.py), so the modules must import without a cycle."""
+    from bench_agent.checks.gpu.kernels import resolve_kernel, run_on_devices
+    from bench_agent.checks.gpu.p2p import P2pBandwidthCheck
+    from bench_agent.checks.gpu.pcie import PcieBandwidthCheck
+    from bench_agent.checks.gpu.power import PowerStressCheck
+    from bench_agent.checks.gpu.sdc import SdcCheck
+
+    for check in (MemtestCheck, SdcCheck, PowerStressCheck, PcieBandwidthCheck,
+                  P2pBandwidthCheck):
+        assert resolve_kernel(check.kernel).__name__ == check.kernel.split(":")[1]
+    memtest = run_on_devices(["cpu", "cpu"], {"kernel": MemtestCheck.kernel,
+                                              "bytes": 64 * KIB, "block_bytes": 16 * KIB,
+                                              "seconds": 30}, timeout=120)
+    assert [r["memtest"]["errors"] for r in memtest] == [0, 0]
+    assert [r["memtest"]["bytes_tested"] for r in memtest] == [64 * KIB, 64 * KIB]
+    sdc = run_on_devices(["cpu", "cpu"], {"kernel": SdcCheck.kernel, "repeats": 2, "n": 32,
+                                          "width": 16, "depth": 2, "batch": 4, "steps": 1},
+                         timeout=120)
+    # Two processes, the same bits.
+    assert sdc[0]["sdc"] == sdc[1]["sdc"] and len(sdc[0]["sdc"]["gemm"]) == 2

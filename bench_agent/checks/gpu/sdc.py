@@ -4,7 +4,8 @@ Every GPU computes, several times, a fixed-seed GEMM and a few training steps of
 small fixed-seed MLP, and hashes each result's bytes (SHA-256). The same inputs,
 the same library and the same model of GPU give the same bits: cuBLAS results are
 bit-wise reproducible run to run on GPUs of one architecture and SM count (cuBLAS
-documentation, "Results reproducibility"), given deterministic algorithms
+documentation, "Results reproducibility",
+https://docs.nvidia.com/cuda/cublas/#results-reproducibility), given deterministic algorithms
 (torch.use_deterministic_algorithms with CUBLAS_WORKSPACE_CONFIG=:4096:8, PyTorch
 "Reproducibility" notes). So a hash that differs from the GPU's own first repeat,
 or from the hash most GPUs of the same model computed, is a GPU computing wrong
