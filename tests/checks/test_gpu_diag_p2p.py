@@ -126,3 +126,18 @@ def test_a_single_gpu_has_no_pair() -> None:
     check = P2pBandwidthCheck(runner=cpu_runner(), gpus=lambda: [0])
     with pytest.raises(NotApplicable, match="no pair"):
         check.run(CheckContext(), P2pParams())
+
+
+def test_the_all_gpu_child_failing_is_an_error_with_its_words() -> None:
+    """The real child (python -m bench_agent.checks.gpu.kernels) on this CUDA-less
+    torch: it cannot select cuda:0, and the check says so instead of passing."""
+    from bench_agent.core.errors import ToolFailed
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a real GPU is here")
+    check = P2pBandwidthCheck(gpus=lambda: [0, 1])
+    with nvml.use_loader(lambda: FakeNvml()), pytest.raises(ToolFailed) as exc:
+        check.run(CheckContext(timeout=120), P2pParams(bytes=SIZE))
+    assert "gpu p2p copy" in str(exc.value)
+    assert "CUDA" in str(exc.value) or "cuda" in str(exc.value)

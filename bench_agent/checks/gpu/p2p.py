@@ -1,8 +1,9 @@
 """gpu.p2p_bandwidth: GPU-to-GPU copies over every pair, one way and both ways.
 
-One child sees every GPU (device "cuda" in run_on_devices: no CUDA_VISIBLE_DEVICES
-of its own) and copies a buffer from each GPU to each other GPU (the matrix of
-nvbandwidth's device_to_device_memcpy_write_ce), then both ways at once for each
+One child sees every GPU (``all_gpus_runner``: the kernels module's child, started
+through the subprocess seam like run_on_devices' children, but without a
+CUDA_VISIBLE_DEVICES of its own, so it inherits the parent's GPUs) and copies a
+buffer from each GPU to each other GPU (the matrix of nvbandwidth's device_to_device_memcpy_write_ce), then both ways at once for each
 pair (its ..._bidirectional_memcpy_ce). Copies go through the copy engines as
 torch's cross-device copy_ issues them, with peer access where the driver grants
 it (torch.cuda.can_device_access_peer; without it the copy is staged through the
@@ -18,12 +19,17 @@ the model's figure (suites/baselines/), and every GPU by the weakest pair it is 
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent.checks.base import ByteSize, CheckContext, MetricSpec
-from bench_agent.checks.gpu.diag import DiagCheck, gpu_identities
+from bench_agent.checks.gpu.diag import DeviceRunner, DiagCheck, GpuLister, gpu_identities
 from bench_agent.checks.gpu.kernels import MIB, Device, PerfCounterTimer, gpu_kernel
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed
@@ -31,6 +37,37 @@ from bench_agent.core.model import Measurement
 from bench_agent.core.stats import summarize
 from bench_agent.core.units import Unit
 from bench_agent.tools import nvml
+
+
+def all_gpus_runner(devices: list[str], task: dict[str, Any], timeout: float
+                    ) -> list[dict[str, Any]]:
+    """One child of ``python -m bench_agent.checks.gpu.kernels`` that sees every GPU of
+    this process (``devices`` is ignored but for the result's name); its result, or
+    {"error": ...}. Stopped with what it started at the timeout or an interrupt."""
+    import contextlib
+
+    from bench_agent.checks.gpu.kernels import resolve_kernel
+    from bench_agent.core.process import DEVNULL, TOOL_GRACE_S, spawn
+
+    resolve_kernel(str(task.get("kernel", "")))
+    with tempfile.TemporaryDirectory(prefix="bench-agent-p2p-") as tmp, \
+            contextlib.ExitStack() as owned:
+        out = Path(tmp) / "result.json"
+        # PCI bus order, as run_on_devices' children: indices then match NVML's when
+        # the parent restricts nothing (the check maps by bus id either way).
+        env = {**os.environ, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+        cmd = [sys.executable, "-m", "bench_agent.checks.gpu.kernels", "--task",
+               json.dumps({**task, "device": "cuda:0"}), "--out", str(out)]
+        child = owned.enter_context(spawn(cmd, env=env, stdout=DEVNULL, grace=TOOL_GRACE_S))
+        done = child.finish(timeout=timeout)
+        if done.timed_out:
+            return [{"device": "all", "error": f"timed out after {timeout:g} s"}]
+        if done.returncode != 0 or not out.is_file():
+            return [{"device": "all",
+                     "error": done.stderr.strip()[-800:] or f"exit code {done.returncode}"}]
+        result: dict[str, Any] = json.loads(out.read_text())
+        result["device"] = "all"
+        return [result]
 
 
 def _bus(torch: Any, device: str) -> str | None:
@@ -138,6 +175,11 @@ class P2pBandwidthCheck(DiagCheck):
     params_model: ClassVar[type[BaseModel]] = P2pParams
     kernel: ClassVar[str] = "bench_agent.checks.gpu.p2p:p2p_kernel"
 
+    def __init__(self, runner: DeviceRunner | None = None, gpus: GpuLister | None = None
+                 ) -> None:
+        super().__init__(runner or all_gpus_runner, gpus)
+        self._injected = runner is not None
+
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         if not isinstance(p := params, P2pParams):
             raise TypeError(f"expected P2pParams, got {type(params).__name__}")
@@ -147,7 +189,7 @@ class P2pBandwidthCheck(DiagCheck):
         task = {"kernel": self.kernel, "bytes": p.bytes, "copies_per_call": p.copies_per_call,
                 "warmup": p.warmup, "iterations": p.iterations,
                 "devices": ["cpu"] * p.cpu_devices}
-        [result] = self.runner(["cuda"], task, ctx.timeout * 0.9)
+        [result] = self.runner(["all"], task, ctx.timeout * 0.9)
         if "error" in result:
             raise ToolFailed("gpu p2p copy", str(result["error"]))
         found = result["p2p"]
