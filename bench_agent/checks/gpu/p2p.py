@@ -3,8 +3,9 @@
 One child sees every GPU (``all_gpus_runner``: the kernels module's child, started
 through the subprocess seam like run_on_devices' children, but without a
 CUDA_VISIBLE_DEVICES of its own, so it inherits the parent's GPUs) and copies a
-buffer from each GPU to each other GPU (the matrix of nvbandwidth's device_to_device_memcpy_write_ce), then both ways at once for each
-pair (its ..._bidirectional_memcpy_ce). Copies go through the copy engines as
+buffer from each GPU to each other GPU (the matrix of nvbandwidth's
+device_to_device_memcpy_write_ce), then both ways at once for each pair (its
+..._bidirectional_memcpy_ce). Copies go through the copy engines as
 torch's cross-device copy_ issues them, with peer access where the driver grants
 it (torch.cuda.can_device_access_peer; without it the copy is staged through the
 host, which the report says). Each timed call runs its copies and synchronizes
