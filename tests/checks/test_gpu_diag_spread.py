@@ -64,3 +64,29 @@ def test_the_edge_of_the_stated_fraction() -> None:
                   {f"gpu{i}": H100 for i in range(3)})
     assert statuses(out, "gpu.hbm") == {"gpu0": Status.PASS, "gpu1": Status.PASS,
                                          "gpu2": Status.FAIL}
+
+
+def test_gpu_matmul_and_hbm_emit_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two checks end to end with their real kernels on CPU torch in place of
+    the per-GPU children (no CUDA here): every GPU gets its figure over the best."""
+    pytest.importorskip("torch")
+    from bench_agent.checks.base import CheckContext
+    from bench_agent.checks.gpu import checks, kernels
+    from bench_agent.checks.gpu.checks import HbmCheck, HbmParams, MatmulCheck, MatmulParams
+    from tests.checks.gpu_diag_support import cpu_runner
+
+    runner = cpu_runner()
+    monkeypatch.setattr(kernels, "run_on_devices",
+                        lambda devices, task, timeout: [
+                            {**r, "name": H100} for r in runner(devices, task, timeout)])
+    monkeypatch.setattr(checks, "_gpu_indices", lambda: [0, 1, 2])
+    out = MatmulCheck().run(CheckContext(), MatmulParams(precisions=["fp32"], sizes=[64],
+                                                         reference_size=64, warmup=0,
+                                                         iterations=3))
+    spread = {m.device: m for m in out if m.metric == "gpu.matmul_of_best"}
+    assert set(spread) == {"gpu0", "gpu1", "gpu2"}
+    assert max(m.value for m in spread.values()) == 1.0
+    assert all(0 < m.value <= 1 and m.params["gpus_compared"] == 3 for m in spread.values())
+    out = HbmCheck().run(CheckContext(), HbmParams(bytes=1 << 20, warmup=0, iterations=3))
+    assert {m.device for m in out if m.metric == "gpu.hbm_copy_of_best"} == {
+        "gpu0", "gpu1", "gpu2"}

@@ -45,8 +45,10 @@ def default_gpus() -> list[int]:
     return list(range(torch.cuda.device_count()))
 
 
-def gpu_identities(indices: list[int]) -> tuple[dict[int, dict[str, Any]], str | None]:
-    """{index: uuid, serial, name, pci_bus_id} from NVML, and None; or ({}, why not).
+def gpu_identities(indices: list[int] | None
+                   ) -> tuple[dict[int, dict[str, Any]], str | None]:
+    """{index: uuid, serial, name, pci_bus_id} from NVML (of every GPU NVML sees when
+    ``indices`` is None), and None; or ({}, why not).
 
     A diagnostic still runs without NVML (torch alone measures); its findings then
     name the GPU by index only, and the note says why.
@@ -54,7 +56,8 @@ def gpu_identities(indices: list[int]) -> tuple[dict[int, dict[str, Any]], str |
     try:
         with nvml.session() as nv:
             found: dict[int, dict[str, Any]] = {}
-            for index in indices:
+            wanted = range(int(nv.nvmlDeviceGetCount())) if indices is None else indices
+            for index in wanted:
                 facts = nvml.device_facts(nv, nv.nvmlDeviceGetHandleByIndex(index), index)
                 found[index] = {"uuid": facts.uuid, "serial": facts.serial,
                                 "name": facts.name, "pci_bus_id": facts.pci_bus_id}

@@ -197,7 +197,9 @@ class P2pBandwidthCheck(DiagCheck):
         if not found["pairs"]:
             raise NotApplicable(found.get("note", "no GPU pair"))
         ranks = [d["rank"] for d in found["devices"]]
-        idents, note = gpu_identities(list(range(count)))
+        # Every GPU NVML sees: under a CUDA_VISIBLE_DEVICES the child's GPUs are some
+        # of them, found by bus id.
+        idents, note = gpu_identities(None)
         index_of = _nvml_indices(found["devices"], idents)
         label = {r: f"gpu{index_of.get(r, r)}" for r in ranks}
         model = result.get("name") or next(
