@@ -35,13 +35,13 @@ class FakeGpu:
     temperature: int = 45
     power_mw: int = 350000
     limit_mw: int = 700000
+    # SM clock in MHz (nvmlDeviceGetClockInfo(NVML_CLOCK_SM)); 1980 is an H100 SXM's
+    # maximum boost clock (nvidia-smi -q, "Max Clocks: SM").
+    sm_clock_mhz: int = 1980
     ecc: dict[tuple[int, int, int], int] = field(default_factory=dict)
     remap: tuple[int, int, int, int] | None = (0, 0, 0, 0)
     nvlink: list[int] | None = field(default_factory=lambda: [1] * 18)
     index: int = 0
-    # SM clock in MHz (nvmlDeviceGetClockInfo(NVML_CLOCK_SM)); 1980 is an H100 SXM's
-    # maximum boost clock (nvidia-smi -q, "Max Clocks: SM").
-    sm_clock_mhz: int = 1980
 
 
 class FakeNvml:
