@@ -55,3 +55,8 @@ class RateTimer:
             self.calls += 1
             out.append(self.bytes_per_call / self.rate)
         return out
+
+
+def gpu_list(count: int) -> Callable[[], list[tuple[int, str]]]:
+    """The GPU lister of a node with ``count`` GPUs, labelled as torch counts them."""
+    return lambda: [(i, f"cuda:{i}") for i in range(count)]

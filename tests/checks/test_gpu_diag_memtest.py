@@ -19,7 +19,7 @@ from bench_agent.config.loader import load_profile_named
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.thresholds import evaluate
 from bench_agent.tools import nvml
-from tests.checks.gpu_diag_support import cpu_runner
+from tests.checks.gpu_diag_support import cpu_runner, gpu_list
 from tests.fake_nvml import FakeNvml
 
 torch = pytest.importorskip("torch")
@@ -90,7 +90,7 @@ def test_the_time_budget_leaves_patterns_out_and_says_so() -> None:
 
 
 def run_check(nv: FakeNvml, around: Any = None, **params: Any) -> list[Measurement]:
-    check = MemtestCheck(runner=cpu_runner(around=around), gpus=lambda: [0, 1, 2])
+    check = MemtestCheck(runner=cpu_runner(around=around), gpus=gpu_list(3))
     with nvml.use_loader(lambda: nv):
         return check.run(CheckContext(timeout=300),
                          MemtestParams(bytes=128 * KIB, block_bytes=32 * KIB, **params))

@@ -16,7 +16,7 @@ from bench_agent.core.errors import NotApplicable
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.thresholds import evaluate
 from bench_agent.tools import nvml
-from tests.checks.gpu_diag_support import cpu_runner
+from tests.checks.gpu_diag_support import cpu_runner, gpu_list
 from tests.fake_nvml import FakeGpu, FakeNvml
 
 pytest.importorskip("torch")
@@ -49,7 +49,7 @@ def run(rate: Callable[[str, int, int], float], gpus: int = 4,
         nv: FakeNvml | None = None) -> list[Measurement]:
     timer = PairTimer(gpus, rate)
     check = P2pBandwidthCheck(runner=cpu_runner(timer=lambda device, parties: timer),
-                              gpus=lambda: list(range(gpus)))
+                              gpus=gpu_list(gpus))
     fake = nv or FakeNvml()
     with nvml.use_loader(lambda: fake):
         out = check.run(CheckContext(timeout=120),
@@ -123,7 +123,7 @@ def test_the_weakest_pair_is_named_and_fails_against_the_h100_figure() -> None:
 
 
 def test_a_single_gpu_has_no_pair() -> None:
-    check = P2pBandwidthCheck(runner=cpu_runner(), gpus=lambda: [0])
+    check = P2pBandwidthCheck(runner=cpu_runner(), gpus=gpu_list(1))
     with pytest.raises(NotApplicable, match="no pair"):
         check.run(CheckContext(), P2pParams())
 
@@ -136,7 +136,7 @@ def test_the_all_gpu_child_failing_is_an_error_with_its_words() -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a real GPU is here")
-    check = P2pBandwidthCheck(gpus=lambda: [0, 1])
+    check = P2pBandwidthCheck(gpus=gpu_list(2))
     with nvml.use_loader(lambda: FakeNvml()), pytest.raises(ToolFailed) as exc:
         check.run(CheckContext(timeout=120), P2pParams(bytes=SIZE))
     assert "gpu p2p copy" in str(exc.value)

@@ -22,7 +22,7 @@ from bench_agent.config.loader import load_profile_named
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.thresholds import evaluate
 from bench_agent.tools import nvml
-from tests.checks.gpu_diag_support import RateTimer, cpu_runner
+from tests.checks.gpu_diag_support import RateTimer, cpu_runner, gpu_list
 from tests.fake_nvml import FakeNvml
 
 pytest.importorskip("torch")
@@ -63,7 +63,7 @@ def timers(alone: dict[str, float], shared: float) -> object:
 def run(nv: FakeNvml, timer: object, before: object = lambda devices: None,
         gpus: int = 4) -> list[Measurement]:
     check = PcieBandwidthCheck(runner=cpu_runner(timer=timer, before=before),  # type: ignore[arg-type]
-                               gpus=lambda: list(range(gpus)))
+                               gpus=gpu_list(gpus))
     with nvml.use_loader(lambda: nv):
         return check.run(CheckContext(timeout=120),
                          PcieParams(bytes=SIZE, warmup=1, iterations=3, sample_interval=0.01))

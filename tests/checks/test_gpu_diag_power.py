@@ -11,7 +11,7 @@ from bench_agent.config.loader import load_profile_named
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.thresholds import evaluate
 from bench_agent.tools import nvml
-from tests.checks.gpu_diag_support import cpu_runner
+from tests.checks.gpu_diag_support import cpu_runner, gpu_list
 from tests.fake_nvml import FakeNvml
 
 pytest.importorskip("torch")
@@ -20,7 +20,7 @@ FAST = PowerParams(seconds=0.3, warmup_seconds=0, interval=0.05, sample_interval
 
 
 def run(nv: FakeNvml, params: PowerParams = FAST, gpus: int = 3) -> list[Measurement]:
-    check = PowerStressCheck(runner=cpu_runner(), gpus=lambda: list(range(gpus)))
+    check = PowerStressCheck(runner=cpu_runner(), gpus=gpu_list(gpus))
     with nvml.use_loader(lambda: nv):
         return check.run(CheckContext(timeout=120), params)
 
@@ -70,7 +70,7 @@ def test_a_gpu_that_cannot_reach_the_power_target_or_throttles_fails() -> None:
 
 
 def test_a_rate_that_falls_under_load_fails() -> None:
-    check = PowerStressCheck(runner=cpu_runner(), gpus=lambda: [0])
+    check = PowerStressCheck(runner=cpu_runner(), gpus=gpu_list(1))
     nv = FakeNvml(gpus=None)
     handle = nv.nvmlDeviceGetHandleByIndex(0)
     facts = nvml.device_facts(nv, handle, 0)

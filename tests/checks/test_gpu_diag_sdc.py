@@ -14,7 +14,7 @@ from bench_agent.config.loader import load_profile_named
 from bench_agent.core.model import Measurement, Status
 from bench_agent.core.thresholds import evaluate
 from bench_agent.tools import nvml
-from tests.checks.gpu_diag_support import cpu_runner
+from tests.checks.gpu_diag_support import cpu_runner, gpu_list
 from tests.fake_nvml import FakeGpu, FakeNvml
 
 torch = pytest.importorskip("torch")
@@ -36,7 +36,7 @@ def perturb(rank: int, repeats: set[int], kind: str = "gemm") -> Any:
 
 
 def run(nv: FakeNvml, around: Any = None, gpus: int = 4) -> list[Measurement]:
-    check = SdcCheck(runner=cpu_runner(around=around), gpus=lambda: list(range(gpus)))
+    check = SdcCheck(runner=cpu_runner(around=around), gpus=gpu_list(gpus))
     with nvml.use_loader(lambda: nv):
         return check.run(CheckContext(timeout=300), SMALL)
 

@@ -73,13 +73,18 @@ def test_gpu_matmul_and_hbm_emit_the_rule(monkeypatch: pytest.MonkeyPatch) -> No
     from bench_agent.checks.base import CheckContext
     from bench_agent.checks.gpu import checks, kernels
     from bench_agent.checks.gpu.checks import HbmCheck, HbmParams, MatmulCheck, MatmulParams
-    from tests.checks.gpu_diag_support import cpu_runner
+    from tests.checks.gpu_diag_support import cpu_runner, gpu_list
 
     runner = cpu_runner()
     monkeypatch.setattr(kernels, "run_on_devices",
                         lambda devices, task, timeout: [
                             {**r, "name": H100} for r in runner(devices, task, timeout)])
-    monkeypatch.setattr(checks, "_gpu_indices", lambda: [0, 1, 2])
+    # The GPUs the checks list: torch's indices (_gpu_indices), or, once GPUs are
+    # labelled by UUID (the gpufix branch), (NVML index, device) pairs (_gpus).
+    if hasattr(checks, "_gpus"):
+        monkeypatch.setattr(checks, "_gpus", gpu_list(3))
+    else:
+        monkeypatch.setattr(checks, "_gpu_indices", lambda: [0, 1, 2])
     out = MatmulCheck().run(CheckContext(), MatmulParams(precisions=["fp32"], sizes=[64],
                                                          reference_size=64, warmup=0,
                                                          iterations=3))

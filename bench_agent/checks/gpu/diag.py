@@ -28,8 +28,9 @@ from bench_agent.tools import nvml
 
 # (devices "cuda:N", task, timeout in s) -> one result per device, in order.
 DeviceRunner = Callable[[list[str], dict[str, Any], float], list[dict[str, Any]]]
-# The GPU indices a check runs on (torch's count on a node).
-GpuLister = Callable[[], list[int]]
+# The GPUs a check runs on: (the index that labels it, "gpuN", and the torch device
+# its child is given, "cuda:N").
+GpuLister = Callable[[], list[tuple[int, str]]]
 
 
 def default_runner(devices: list[str], task: dict[str, Any], timeout: float
@@ -39,10 +40,14 @@ def default_runner(devices: list[str], task: dict[str, Any], timeout: float
     return run_on_devices(devices, task, timeout)
 
 
-def default_gpus() -> list[int]:
+def default_gpus() -> list[tuple[int, str]]:
+    """Every GPU torch sees, labelled by torch's index, which is NVML's when no
+    CUDA_VISIBLE_DEVICES hides some (the children order devices by PCI bus id).
+    Where checks.py has a mapping by UUID (NVML index of each torch device), this is
+    the one line that should call it instead."""
     import torch
 
-    return list(range(torch.cuda.device_count()))
+    return [(i, f"cuda:{i}") for i in range(torch.cuda.device_count())]
 
 
 def gpu_identities(indices: list[int] | None
@@ -100,16 +105,17 @@ class DiagCheck(Check):
         return skip_or_fail(ctx.root, reason) if reason is not None else None
 
     def run_kernel(self, ctx: CheckContext, task: dict[str, Any], what: str,
-                   indices: list[int] | None = None) -> tuple[list[int], list[dict[str, Any]]]:
-        """The kernel on the given GPUs (all by default) at once; ToolFailed naming
-        every GPU whose child failed."""
-        indices = self.gpus() if indices is None else indices
-        if not indices:
+                   gpus: list[tuple[int, str]] | None = None
+                   ) -> tuple[list[int], list[dict[str, Any]]]:
+        """The kernel on the given GPUs (all by default) at once: their label indices
+        and results; ToolFailed naming every GPU whose child failed."""
+        gpus = self.gpus() if gpus is None else gpus
+        if not gpus:
             raise NotApplicable("torch sees no CUDA GPU")
-        results = self.runner([f"cuda:{i}" for i in indices], {"kernel": self.kernel, **task},
+        results = self.runner([device for _, device in gpus], {"kernel": self.kernel, **task},
                               ctx.timeout * 0.9)
         raise_errors(results, what)
-        return indices, results
+        return [index for index, _ in gpus], results
 
     def m(self, metric: str, value: float, unit: Unit = Unit.COUNT, device: str = "",
           tool: str = "torch", **params: Any) -> Measurement:

@@ -170,7 +170,8 @@ class PcieBandwidthCheck(DiagCheck):
             raise
 
     def _run(self, ctx: CheckContext, p: PcieParams) -> list[Measurement]:
-        indices = self.gpus()
+        gpus = self.gpus()
+        indices = [index for index, _ in gpus]
         task = {"bytes": p.bytes, "warmup": p.warmup, "iterations": p.iterations,
                 "root": str(ctx.root)}
         # Each phase's share of the deadline: n alone runs and one run of all.
@@ -185,11 +186,10 @@ class PcieBandwidthCheck(DiagCheck):
 
             def copies() -> None:
                 try:
-                    for index in indices:
+                    for gpu in gpus:
                         results["alone"] += self.run_kernel(phase_ctx, task, "gpu pcie copy",
-                                                            [index])[1]
-                    results["all"] = self.run_kernel(phase_ctx, task, "gpu pcie copy",
-                                                     indices)[1]
+                                                            [gpu])[1]
+                    results["all"] = self.run_kernel(phase_ctx, task, "gpu pcie copy", gpus)[1]
                 except BaseException as exc:  # re-raised below, in this thread
                     failure.append(exc)
 

@@ -145,7 +145,8 @@ class PowerStressCheck(DiagCheck):
 
     def _run(self, ctx: CheckContext, p: PowerParams) -> list[Measurement]:
         seconds = min(p.seconds, ctx.timeout * 0.6)
-        indices = self.gpus()
+        gpus = self.gpus()
+        indices = [index for index, _ in gpus]
         task = {"seconds": seconds, "interval": p.interval, "n": p.n,
                 "precision": p.precision}
         with nvml.session() as nv:
@@ -159,7 +160,7 @@ class PowerStressCheck(DiagCheck):
             def load() -> None:
                 try:
                     outcome["results"] = self.run_kernel(ctx, task, "gpu power stress",
-                                                         indices)[1]
+                                                         gpus)[1]
                 except Exception as exc:  # re-raised below, in this thread
                     outcome["error"] = exc
 
