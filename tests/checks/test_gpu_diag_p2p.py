@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -45,11 +46,29 @@ class PairTimer:
         return out
 
 
-def run(rate: Callable[[str, int, int], float], gpus: int = 4,
+# A baseline file as suites/baselines/ holds them, with this check's two figures: the
+# NVLink rate of an H100 SXM per direction and both ways (NVLink 900 GB/s per GPU,
+# both directions counted, https://www.nvidia.com/en-us/data-center/h100/).
+H100_P2P = """\
+model: H100 SXM5 80GB
+nvml_names: ["NVIDIA H100 80GB HBM3"]
+figures:
+  gpu.p2p_oneway_min: {value: 450 GB/s, source: "https://www.nvidia.com/en-us/data-center/h100/"}
+  gpu.p2p_bidir_min: {value: 900 GB/s, source: "https://www.nvidia.com/en-us/data-center/h100/"}
+"""
+
+
+@pytest.fixture
+def h100(tmp_path: Path) -> Path:
+    (tmp_path / "h100.yaml").write_text(H100_P2P)
+    return tmp_path
+
+
+def run(rate: Callable[[str, int, int], float], folder: Path, gpus: int = 4,
         nv: FakeNvml | None = None) -> list[Measurement]:
     timer = PairTimer(gpus, rate)
     check = P2pBandwidthCheck(runner=cpu_runner(timer=lambda device, parties: timer),
-                              gpus=gpu_list(gpus))
+                              gpus=gpu_list(gpus), baselines_folder=folder)
     fake = nv or FakeNvml()
     with nvml.use_loader(lambda: fake):
         out = check.run(CheckContext(timeout=120),
@@ -76,8 +95,8 @@ def by(out: list[Measurement], metric: str) -> dict[str, Measurement]:
     return {m.device: m for m in out if m.metric == metric}
 
 
-def test_every_pair_is_measured_and_the_node_passes() -> None:
-    out = run(healthy)
+def test_every_pair_is_measured_and_the_node_passes(h100: Path) -> None:
+    out = run(healthy, h100)
     node = by(out, "gpu.p2p_oneway_min")[""]
     assert node.value == pytest.approx(380e9)
     assert len(node.params["matrix"]) == 12 and "gpu0->gpu3" in node.params["matrix"]
@@ -85,7 +104,7 @@ def test_every_pair_is_measured_and_the_node_passes() -> None:
     assert len(bidir.params["matrix"]) == 6 and "gpu1<->gpu2" in bidir.params["matrix"]
     # the bidirectional call moves 2 x SIZE x COPIES bytes in SIZE x COPIES / rate seconds
     assert bidir.value == pytest.approx(2 * 380e9)
-    # The fake NVML names the GPUs "NVIDIA H100 80GB HBM3": the H100 SXM figures apply.
+    # The fake NVML names the GPUs "NVIDIA H100 80GB HBM3": the H100 figures apply.
     fractions = by(out, "gpu.p2p_oneway_min_baseline_fraction")
     assert fractions[""].value == pytest.approx(380 / 450)
     assert by(out, "gpu.p2p_bidir_min_baseline_fraction")[""].value == pytest.approx(760 / 900)
@@ -94,20 +113,20 @@ def test_every_pair_is_measured_and_the_node_passes() -> None:
                              "gpu.p2p_bidir_min_baseline_fraction": Status.PASS}
 
 
-def test_without_a_baseline_the_fraction_is_unjudged_not_passed() -> None:
-    out = run(healthy, gpus=2, nv=FakeNvml(gpus=[FakeGpu(name="NVIDIA L40S"),
-                                                 FakeGpu(name="NVIDIA L40S")]))
+def test_without_a_figure_the_fraction_is_unjudged_not_passed(h100: Path) -> None:
+    out = run(healthy, h100, gpus=2, nv=FakeNvml(gpus=[FakeGpu(name="NVIDIA L40S"),
+                                                       FakeGpu(name="NVIDIA L40S")]))
     assert "gpu.p2p_oneway_min_baseline_fraction" not in {m.metric for m in out}
     assert statuses(out)["gpu.p2p_oneway_min_baseline_fraction"] is Status.SKIP
 
 
-def test_the_weakest_pair_is_named_and_fails_against_the_h100_figure() -> None:
+def test_the_weakest_pair_is_named_and_fails_against_the_h100_figure(h100: Path) -> None:
     def one_slow_link(kind: str, a: int, b: int) -> float:
         if {a, b} == {1, 3}:
             return 200e9  # a degraded NVLink, both directions
         return healthy(kind, a, b)
 
-    out = run(one_slow_link)
+    out = run(one_slow_link, h100)
     node = by(out, "gpu.p2p_oneway_min")[""]
     assert node.value == pytest.approx(200e9)
     assert node.params["weakest_pair"] in ("gpu1->gpu3", "gpu3->gpu1")

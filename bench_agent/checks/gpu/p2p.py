@@ -14,7 +14,9 @@ both GPUs: events of one GPU cannot time work that ends on another.
 The kernel names GPUs by PCI bus id (from torch's device properties), which the
 check maps to NVML indices, so the matrix is right whatever order CUDA counts
 the GPUs in. The node is judged by its weakest pair, named in the verdict, against
-the model's figure (suites/baselines/), and every GPU by the weakest pair it is in.
+the model's figures ``gpu.p2p_oneway_min`` and ``gpu.p2p_bidir_min`` in
+suites/baselines/ (no model has them yet: the fractions SKIP until one does), and
+every GPU by the weakest pair it is in.
 """
 
 from __future__ import annotations
@@ -176,10 +178,11 @@ class P2pBandwidthCheck(DiagCheck):
     params_model: ClassVar[type[BaseModel]] = P2pParams
     kernel: ClassVar[str] = "bench_agent.checks.gpu.p2p:p2p_kernel"
 
-    def __init__(self, runner: DeviceRunner | None = None, gpus: GpuLister | None = None
-                 ) -> None:
+    def __init__(self, runner: DeviceRunner | None = None, gpus: GpuLister | None = None,
+                 baselines_folder: Path | None = None) -> None:
         super().__init__(runner or all_gpus_runner, gpus)
         self._injected = runner is not None
+        self.baselines_folder = baselines_folder  # None: suites/baselines/
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         if not isinstance(p := params, P2pParams):
@@ -204,7 +207,7 @@ class P2pBandwidthCheck(DiagCheck):
         label = {r: f"gpu{index_of.get(r, r)}" for r in ranks}
         model = result.get("name") or next(
             (i.get("name") for i in idents.values() if i.get("name")), "")
-        baseline = baselines.baseline_for(model) if model else None
+        baseline = baselines.baseline_for(model, self.baselines_folder) if model else None
         out: list[Measurement] = []
         for kind in KINDS:
             rates: dict[tuple[int, int], float] = {}
