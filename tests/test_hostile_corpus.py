@@ -83,12 +83,15 @@ JSON_OUTPUTS = [
     ("iperf3", "network/iperf3_3.12_tcp_P2_omit1_loopback.json", "bits_per_second",
      '"sum_received"'),
     ("perftest", "network/ib_write_bw_out_json_quoted.json", "BW_average", ""),
+    ("dcgm", "dcgm/dcgmi_diag_r3_4x_2gpu_fail_warn_handmade.json", "error_id", ""),
+    ("nvbandwidth", "nvbandwidth/nvbandwidth_v0.8_json_2gpu_handmade.json", "sum", ""),
 ]
 TEXT_OUTPUTS = [
     ("sockperf", "network/sockperf_3.7_pingpong_tcp_loopback.txt", "157.593"),
     ("qperf", "network/qperf_0.4.11_tcp_udp_lat_vv_loopback.txt", "7.04"),
     ("perftest", "network/ib_write_bw_from_format_gbits.txt", "196.30"),
     ("nccl-tests", "nccl/all_reduce_v2.19_4gpu.txt", "294.603"),
+    ("nvbandwidth", "nvbandwidth/nvbandwidth_v0.8_text_2gpu_handmade.txt", "26.35"),
 ]
 
 

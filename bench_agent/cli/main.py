@@ -562,7 +562,12 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 
     measurements = parse_tool_output(args.tool, args.file)
     print(json.dumps([m.to_dict() for m in measurements], indent=2))
-    return EXIT_OK
+    from bench_agent.tools import parse_failures
+
+    failures = parse_failures(args.tool, measurements)
+    for failure in failures:  # the output reports a failure (dcgm, nvbandwidth)
+        _err(f"bench-agent: {args.tool}: {failure}")
+    return EXIT_FAIL if failures else EXIT_OK
 
 
 def _cmd_collector(args: argparse.Namespace) -> int:

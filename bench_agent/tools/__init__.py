@@ -25,6 +25,14 @@ PARSERS: dict[str, str] = {
     "ib_write_lat": "bench_agent.tools.perftest:parse_perftest_output",
     "ib_write_bw": "bench_agent.tools.perftest:parse_perftest_output",
     "nccl-tests": "bench_agent.tools.nccl_tests:parse_nccl_tests",
+    "dcgm": "bench_agent.tools.dcgm:parse_dcgm",
+    "nvbandwidth": "bench_agent.tools.nvbandwidth:parse_nvbandwidth",
+}
+# tool name -> "module:function" taking the parsed measurements and returning what
+# the output reports as failed: `bench-agent parse` prints each and exits 1.
+FAILURE_READERS: dict[str, str] = {
+    "dcgm": "bench_agent.tools.dcgm:dcgm_failures",
+    "nvbandwidth": "bench_agent.tools.nvbandwidth:nvbandwidth_failures",
 }
 
 
@@ -42,6 +50,34 @@ def parse_tool_output(tool: str, path: Path) -> list[Measurement]:
         importlib.import_module(module_name), function_name
     )
     return parser(text)
+
+
+def parse_failures(tool: str, measurements: list[Measurement]) -> list[str]:
+    """What the parsed output of ``tool`` reports as failed (none for a tool whose
+    parser raises ToolFailed instead)."""
+    target = FAILURE_READERS.get(tool)
+    if target is None:
+        return []
+    module_name, function_name = target.split(":")
+    reader: Callable[[list[Measurement]], list[str]] = getattr(
+        importlib.import_module(module_name), function_name)
+    return reader(measurements)
+
+
+def refuse_control_keys(tool: str, document: object) -> None:
+    """ParseError when a key of a tool's JSON holds a control character ("error_id\\u0000"):
+    no tool prints one, and a reader that skips the key as unknown would read the
+    document as if the figure were absent."""
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in key):
+                    raise ParseError(tool, f"a JSON key holds a control character: {key!r:.80}")
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def tool_name(tool: str, value: str, what: str = "device name") -> str:

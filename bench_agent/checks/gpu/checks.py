@@ -24,6 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
 from bench_agent.checks.gpu import spread
 from bench_agent.checks.gpu.burnin import MatmulBurninParams
+from bench_agent.checks.gpu.dcgm import DcgmDiagCheck, NvbandwidthCheck
+
+# The diagnostics of issue 14, section 2 (docs/gpu-diagnostics.md): they take this
+# module's helpers inside their functions only, so importing them here is no cycle.
+from bench_agent.checks.gpu.memtest import MemtestCheck
+from bench_agent.checks.gpu.p2p import P2pBandwidthCheck
+from bench_agent.checks.gpu.pcie import PcieBandwidthCheck
+from bench_agent.checks.gpu.power import PowerStressCheck
+from bench_agent.checks.gpu.sdc import SdcCheck
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
@@ -510,22 +519,7 @@ class HbmCheck(Check):
 
 
 # The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
-CHECKS: tuple[type[Check], ...] = (HealthCheck, MatmulCheck, HbmCheck)
-
-# The section-2 diagnostics (issue 14), each in its own module; imported here, at the
-# end, because they import this module's helpers inside their functions only.
-from bench_agent.checks.gpu.memtest import MemtestCheck  # noqa: E402
-
-CHECKS += (MemtestCheck,)
-from bench_agent.checks.gpu.sdc import SdcCheck  # noqa: E402
-
-CHECKS += (SdcCheck,)
-from bench_agent.checks.gpu.power import PowerStressCheck  # noqa: E402
-
-CHECKS += (PowerStressCheck,)
-from bench_agent.checks.gpu.pcie import PcieBandwidthCheck  # noqa: E402
-
-CHECKS += (PcieBandwidthCheck,)
-from bench_agent.checks.gpu.p2p import P2pBandwidthCheck  # noqa: E402
-
-CHECKS += (P2pBandwidthCheck,)
+CHECKS: tuple[type[Check], ...] = (HealthCheck, MatmulCheck, HbmCheck,
+                                   DcgmDiagCheck, NvbandwidthCheck,
+                                   MemtestCheck, SdcCheck, PowerStressCheck,
+                                   PcieBandwidthCheck, P2pBandwidthCheck)
