@@ -36,6 +36,9 @@ class FakeGpu:
     temperature: int = 45
     power_mw: int = 350000
     limit_mw: int = 700000
+    # SM clock in MHz (nvmlDeviceGetClockInfo(NVML_CLOCK_SM)); 1980 is an H100 SXM's
+    # maximum boost clock (nvidia-smi -q, "Max Clocks: SM").
+    sm_clock_mhz: int = 1980
     ecc: dict[tuple[int, int, int], int] = field(default_factory=dict)
     remap: tuple[int, int, int, int] | None = (0, 0, 0, 0)
     nvlink: list[int] | None = field(default_factory=lambda: [1] * 18)
@@ -196,6 +199,11 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> int:
         return h.limit_mw
+
+    def nvmlDeviceGetClockInfo(self, h: FakeGpu, clock_type: int) -> int:
+        if clock_type != 1:  # only NVML_CLOCK_SM is faked
+            raise NVMLError(2)
+        return h.sm_clock_mhz
 
     # -- NVLink
     def nvmlDeviceGetNvLinkState(self, h: FakeGpu, link: int) -> int:

@@ -177,6 +177,9 @@ _PROM_UNITS: dict[Unit, tuple[str, float]] = {
     Unit.COUNT: ("", 1.0),
     Unit.CELSIUS: ("celsius", 1.0),
     Unit.WATTS: ("watts", 1.0),
+    # Clocks (gpu.power_stress_sm_clock_min), as node_exporter names its own:
+    # node_cpu_scaling_frequency_hertz (prometheus/node_exporter:collector/cpufreq_linux.go).
+    Unit.HERTZ: ("hertz", 1.0),
 }
 
 # Suffixes the exposition format gives to histograms, summaries and counters

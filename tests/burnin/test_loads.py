@@ -26,7 +26,7 @@ def test_the_loads_are_the_checks_burnin_variants() -> None:
     assert {name: load.check for name, load in registry.items()} == {
         "cpu_matmul": "cpu.gemm", "memory_bandwidth": "memory.stream",
         "gpu_matmul": "gpu.matmul", "storage_fio": "storage.randwrite",
-        "network_iperf3": "network.tcp_bandwidth"}
+        "network_iperf3": "network.tcp_bandwidth", "gpu_power": "gpu.power_stress"}
     catalog = burnin_catalog()
     assert catalog["burnin.storage_fio"].unit is Unit.IOPS
     assert catalog["burnin.gpu_sm_clock"].unit is Unit.HERTZ

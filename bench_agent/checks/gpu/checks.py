@@ -22,9 +22,17 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
-from bench_agent.checks.gpu import health_rules
+from bench_agent.checks.gpu import health_rules, spread
 from bench_agent.checks.gpu.burnin import MatmulBurninParams
 from bench_agent.checks.gpu.dcgm import DcgmDiagCheck, NvbandwidthCheck
+
+# The diagnostics of issue 14, section 2 (docs/gpu-diagnostics.md): they take this
+# module's helpers inside their functions only, so importing them here is no cycle.
+from bench_agent.checks.gpu.memtest import MemtestCheck
+from bench_agent.checks.gpu.p2p import P2pBandwidthCheck
+from bench_agent.checks.gpu.pcie import PcieBandwidthCheck
+from bench_agent.checks.gpu.power import PowerStressCheck
+from bench_agent.checks.gpu.sdc import SdcCheck
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
@@ -424,7 +432,8 @@ class MatmulCheck(Check):
             MetricSpec(f"gpu.matmul_{p}_baseline_fraction", Unit.COUNT,
                        f"matmul_{p} / the model's baseline"))),
         MetricSpec("gpu.baseline_known", Unit.COUNT,
-                   "1 when a per-model baseline matched the GPU name"))
+                   "1 when a per-model baseline matched the GPU name"),
+        spread.MATMUL_OF_BEST)
     params_model: ClassVar[type[BaseModel]] = MatmulParams
     burnin: ClassVar[BurninVariant | None] = BurninVariant(
         load="gpu_matmul",
@@ -476,6 +485,10 @@ class MatmulCheck(Check):
             out += measured
             if (frac := baselines.fraction(measured[-1], baseline)) is not None:
                 out.append(frac)
+        out += spread.of_best(self.name, spread.MATMUL_OF_BEST.name,
+                              [m for m in out if m.metric.endswith("_per_gpu")],
+                              {_dev(i): r.get("name", "")
+                               for i, r in zip(indices, results, strict=True)})
         return out
 
 
@@ -499,7 +512,8 @@ class HbmCheck(Check):
             MetricSpec(f"gpu.{k}_per_gpu", Unit.BYTES_PER_SECOND, f"{text}, one GPU",
                        per_device=True))),
         MetricSpec("gpu.hbm_copy_baseline_fraction", Unit.COUNT,
-                   "hbm_copy / the model's baseline"))
+                   "hbm_copy / the model's baseline"),
+        spread.HBM_OF_BEST)
     params_model: ClassVar[type[BaseModel]] = HbmParams
     kernel: ClassVar[str] = "bench_agent.checks.gpu.kernels:copy_kernel"
 
@@ -530,9 +544,15 @@ class HbmCheck(Check):
                 out += measured
                 if (frac := baselines.fraction(measured[-1], baseline)) is not None:
                     out.append(frac)
+        out += spread.of_best(self.name, spread.HBM_OF_BEST.name,
+                              [m for m in out if m.metric == "gpu.hbm_copy_per_gpu"],
+                              {_dev(i): r.get("name", "")
+                               for i, r in zip(indices, results, strict=True)})
         return out
 
 
 # The checks of this module, in `bench-agent list` order (checks/__init__.py finds them).
 CHECKS: tuple[type[Check], ...] = (HealthCheck, MatmulCheck, HbmCheck,
-                                   DcgmDiagCheck, NvbandwidthCheck)
+                                   DcgmDiagCheck, NvbandwidthCheck,
+                                   MemtestCheck, SdcCheck, PowerStressCheck,
+                                   PcieBandwidthCheck, P2pBandwidthCheck)
