@@ -179,7 +179,8 @@ def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: s
                       f"node name: {exc}") from exc
     if new_key:
         key = enrollment.EnrolledKey(key.keyid, subject, key.public, db.utcnow(), None)
-        if enrollment.node_has_active_key(conn, key.node_name):
+        active = enrollment.active_keyid(conn, key.node_name)
+        if active is not None and active != key.keyid:
             raise Refused(403, "node_already_enrolled", f"node {key.node_name!r} already has "
                           "an enrolled key; auto-enroll only accepts a node's first key")
     if subject != key.node_name or predicate.get("host") != key.node_name:
@@ -378,7 +379,11 @@ def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
         # Checked again inside the write transaction: another first key of this
         # node may have been enrolled since _check (exact on SQLite, whose writers
         # are serialized by Database.writing()).
-        if enrollment.node_has_active_key(conn, node_name):
+        # The same key enrolled meanwhile (another first report of this node
+        # signed by it, racing this one) is this node's first key: enroll_in
+        # answers it as already enrolled.
+        active = enrollment.active_keyid(conn, node_name)
+        if active is not None and active != checked.key.keyid:
             raise Refused(403, "node_already_enrolled", f"node {node_name!r} already has "
                           "an enrolled key; auto-enroll only accepts a node's first key")
         enrollment.enroll_in(conn, node_name, checked.key.public)
