@@ -44,7 +44,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from bench_agent.collector import db, enrollment
+from bench_agent.collector import db, enrollment, lifecycle
 from bench_agent.core.errors import (
     EnrollmentError,
     Refused,
@@ -87,10 +87,21 @@ class _Checked:
     statement: dict[str, Any]
     started_at: datetime
     finished_at: datetime
+    # Per verdict, in order: the fault contract's fields (defaults for older reports).
+    faults: tuple[dict[str, Any], ...] = ()
+    gpu_model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Which suites move a node's lifecycle how (lifecycle.py)."""
+
+    acceptance_suites: tuple[str, ...] = ("acceptance",)
+    burnin_suites: tuple[str, ...] = ("burnin",)
 
 
 def ingest(database: db.Database, body: bytes, *, offered_key: str | None = None,
-           auto_enroll: bool = False) -> Stored:
+           auto_enroll: bool = False, policy: Policy | None = None) -> Stored:
     """Verify and store one envelope; raise Refused with the reason otherwise.
 
     ``offered_key`` is the X-Bench-Agent-Public-Key header (base64 of the raw
@@ -108,7 +119,7 @@ def ingest(database: db.Database, body: bytes, *, offered_key: str | None = None
             return known
     try:
         with database.writing(), database.engine.begin() as conn:
-            return _store(conn, checked, body)
+            return _store(conn, checked, body, policy or Policy())
     except IntegrityError:
         # A concurrent upload of this payload or of this report id won a unique
         # constraint (digest, or report_uuid and node_id).
@@ -191,10 +202,50 @@ def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: s
         started = _timestamp(report.started_at)
         finished = _timestamp(report.finished_at)
         _check_storable(report, started)
+        faults = tuple(_faults_of(raw) for raw in predicate["verdicts"])
+        gpu_model = _gpu_model_of(predicate)
     except (ReportError, ValueError, TypeError, OverflowError) as exc:
         raise Refused(422, "invalid_report", f"the signed payload is not a valid report: "
                       f"{exc}") from exc
-    return _Checked(digest, key, new_key, report, statement, started, finished)
+    return _Checked(digest, key, new_key, report, statement, started, finished, faults,
+                    gpu_model)
+
+
+# The fault contract's values (faults helper, bench_agent/faults/catalog.yaml):
+# short codes and one remediation word; anything longer is not one of them.
+_FAULT_TEXT = {"fault_code": 64, "component": 1000, "remediation": 32}
+
+
+def _faults_of(raw: Any) -> dict[str, Any]:
+    """The fault fields of one verdict as signed; ValueError when present but wrong."""
+    out: dict[str, Any] = {}
+    for name, length in _FAULT_TEXT.items():
+        value = raw.get(name, "")
+        if not isinstance(value, str) or len(value) > length:
+            raise ValueError(f"verdict {name} {value!r:.60} is not a string of at most "
+                             f"{length} characters")
+        check_text(value, f"verdict {name}")
+        out[name] = value
+    attempts, flaky = raw.get("attempts", 1), raw.get("flaky", False)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 1000:
+        raise ValueError(f"verdict attempts {attempts!r:.40} is not a count from 1 to 1000")
+    if not isinstance(flaky, bool):
+        raise ValueError(f"verdict flaky {flaky!r:.40} is not true or false")
+    out["attempts"], out["flaky"] = attempts, flaky
+    return out
+
+
+def _gpu_model_of(predicate: dict[str, Any]) -> str:
+    """The GPU model(s) the inventory names ("" without GPUs), for the fleet filter."""
+    inventory = predicate.get("inventory")
+    gpus = inventory.get("gpus") if isinstance(inventory, dict) else None
+    names = sorted({g["name"] for g in gpus or [] if isinstance(g, dict)
+                    and isinstance(g.get("name"), str) and g["name"]}) \
+        if isinstance(gpus, list) else []
+    model = ", ".join(names)
+    _text(model, db.nodes.c.gpu_model, "GPU model")
+    check_text(model, "GPU model")
+    return model
 
 
 def _text(value: Any, column: Any, what: str) -> None:
@@ -337,12 +388,28 @@ _UPDATE_LAST = update(db.nodes).where(
     or_(db.nodes.c.last_finished_at.is_(None),
         db.nodes.c.last_finished_at <= bindparam("b_finished")),
 ).values(last_report_id=bindparam("b_report"), last_finished_at=bindparam("b_finished"),
-         last_status=bindparam("b_status"))
+         last_status=bindparam("b_status"), gpu_model=bindparam("b_gpu"))
 _INSERT_NODE = {
     # ON CONFLICT DO NOTHING: two first reports of one node may race on PostgreSQL.
     "postgresql": pg_insert(db.nodes).on_conflict_do_nothing(),
     "sqlite": sqlite_insert(db.nodes).on_conflict_do_nothing(),
 }
+
+
+
+def _upsert_result(dialect: str) -> Any:
+    """The newest report of a (node, suite, profile): kept when a newer one arrives, not
+    replaced by an older one uploaded late (the WHERE of ON CONFLICT DO UPDATE)."""
+    maker = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = maker(db.node_results)
+    return statement.on_conflict_do_update(
+        index_elements=["node_id", "suite", "profile"],
+        set_={"report_id": statement.excluded.report_id, "status": statement.excluded.status,
+              "finished_at": statement.excluded.finished_at},
+        where=db.node_results.c.finished_at <= statement.excluded.finished_at)
+
+
+_UPSERT_RESULT = {name: _upsert_result(name) for name in ("postgresql", "sqlite")}
 
 
 def _find(conn: Connection, checked: _Checked) -> Stored | None:
@@ -372,7 +439,7 @@ def _statement_of(envelope: bytes) -> bytes | None:
         return None
 
 
-def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
+def _store(conn: Connection, checked: _Checked, body: bytes, policy: Policy) -> Stored:
     report = checked.report
     node_name = checked.key.node_name
     if checked.new_key:
@@ -396,6 +463,7 @@ def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
             raise Refused(403, "key_revoked", f"key {checked.key.keyid[:16]} was revoked "
                           "while the report was being verified")
     node_id = _node_id(conn, node_name)
+    locked = lifecycle.lock(conn, node_id)
     status = report.status.value
     report_id = conn.execute(_INSERT_REPORT, {
         "digest": checked.digest, "report_uuid": report.report_id, "node_id": node_id,
@@ -403,6 +471,7 @@ def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
         "profile": report.profile.name, "agent_version": report.agent_version,
         "interrupted": report.interrupted, "started_at": checked.started_at,
         "finished_at": checked.finished_at, "received_at": db.utcnow(), "envelope": body,
+        "gpu_model": checked.gpu_model,
     }).scalar_one()
     if report.measurements:
         conn.execute(_INSERT_MEASUREMENTS, [
@@ -414,9 +483,17 @@ def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
             {"report_id": report_id, "check_name": v.check, "metric": v.metric,
              "device": v.device, "status": v.status.value, "value": v.value,
              "unit": v.unit.value if v.unit else None, "threshold": v.threshold,
-             "source": v.source, "message": v.message} for v in report.verdicts])
+             "source": v.source, "message": v.message, **faults}
+            for v, faults in zip(report.verdicts, checked.faults, strict=True)])
     conn.execute(_UPDATE_LAST, {"b_node": node_id, "b_finished": checked.finished_at,
-                                "b_report": report_id, "b_status": status})
+                                "b_report": report_id, "b_status": status,
+                                "b_gpu": checked.gpu_model})
+    conn.execute(_UPSERT_RESULT[conn.dialect.name], {
+        "node_id": node_id, "suite": report.suite.name, "profile": report.profile.name,
+        "report_id": report_id, "status": status, "finished_at": checked.finished_at})
+    lifecycle.on_report(conn, node_id, locked, report_id, report.suite.name, status,
+                        checked.finished_at, acceptance=policy.acceptance_suites,
+                        burnin=policy.burnin_suites)
     return Stored(True, report_id, checked.digest, node_name)
 
 
