@@ -15,6 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bench_agent import __version__
 from bench_agent.collector import api, dashboard, db, metrics
+from bench_agent.collector.access import Denied
 from bench_agent.collector.settings import Settings
 
 SQLITE_INGEST_THREADS = 4
@@ -48,6 +49,7 @@ def create_app(settings: Settings, database: db.Database | None = None) -> FastA
     # A database that is down or locked answers 503, which uploaders retry.
     app.add_exception_handler(OperationalError, api.database_unavailable)
     app.add_exception_handler(InterfaceError, api.database_unavailable)
+    app.add_exception_handler(Denied, api.denied)
     app.include_router(api.router)
     app.include_router(dashboard.router)
     return app

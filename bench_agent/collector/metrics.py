@@ -15,7 +15,9 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from bench_agent.collector import queries
-from bench_agent.core.model import Status
+from bench_agent.collector.lifecycle import STATES
+from bench_agent.collector.settings import DEFAULT_VALIDITY_S
+from bench_agent.collector.status import STATUSES
 
 PREFIX = "bench_agent_collector"
 
@@ -46,16 +48,25 @@ def escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(conn: Connection, counters: Counters, now: datetime) -> str:
+def render(conn: Connection, counters: Counters, now: datetime,
+           validity_s: float = DEFAULT_VALIDITY_S) -> str:
     accepted, refused = counters.snapshot()
-    by_status = queries.nodes_by_status(conn)
+    by_status = queries.nodes_by_status(conn, now, validity_s)
+    by_state = queries.nodes_by_state(conn)
     lines = [
-        f"# HELP {PREFIX}_nodes Nodes by the overall verdict of their newest report.",
+        f"# HELP {PREFIX}_nodes Nodes by their status: the worst newest result of each "
+        "suite and profile within the validity window (STALE: passed, but too long ago).",
         f"# TYPE {PREFIX}_nodes gauge",
     ]
     # Every status is written, zeros included, so alerts on a series never see it vanish.
-    for status in [*(s.value for s in Status), "NONE"]:
-        lines.append(f'{PREFIX}_nodes{{verdict="{status}"}} {by_status.get(status, 0)}')
+    for name in STATUSES:
+        lines.append(f'{PREFIX}_nodes{{verdict="{name}"}} {by_status.get(name, 0)}')
+    lines += [
+        f"# HELP {PREFIX}_nodes_by_state Nodes by lifecycle state.",
+        f"# TYPE {PREFIX}_nodes_by_state gauge",
+    ]
+    for state in STATES:
+        lines.append(f'{PREFIX}_nodes_by_state{{state="{state}"}} {by_state.get(state, 0)}')
     lines += [
         f"# HELP {PREFIX}_reports_accepted_total Reports accepted by this process "
         "(created: stored now; duplicate: already stored).",
