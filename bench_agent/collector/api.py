@@ -164,16 +164,16 @@ async def post_report(
 
 @router.get("/v1/nodes")
 def get_nodes(request: Request, _who: Reader) -> dict[str, Any]:
-    database, _, _ = _state(request)
+    database, settings, _ = _state(request)
     with database.engine.connect() as conn:
-        return {"nodes": queries.list_nodes(conn, _now())}
+        return {"nodes": queries.list_nodes(conn, _now(), settings.validity_s)}
 
 
 @router.get("/v1/nodes/{name:path}", response_model=None)
 def get_node(request: Request, name: str, _who: Reader) -> dict[str, Any] | JSONResponse:
-    database, _, _ = _state(request)
+    database, settings, _ = _state(request)
     with database.engine.connect() as conn:
-        node = queries.get_node(conn, name, _now())
+        node = queries.get_node(conn, name, _now(), validity_s=settings.validity_s)
     if node is None:
         return refusal(404, "not_found", f"no node named {name!r}")
     return node
@@ -280,9 +280,9 @@ def database_unavailable(request: Request, exc: Exception) -> Response:
 
 @router.get("/metrics")
 def get_metrics(request: Request, _who: Reader) -> PlainTextResponse:
-    database, _, counters = _state(request)
+    database, settings, counters = _state(request)
     with database.engine.connect() as conn:
-        text = metrics.render(conn, counters, _now())
+        text = metrics.render(conn, counters, _now(), settings.validity_s)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bench_agent import __version__
-from bench_agent.collector import api, dashboard, db, metrics
+from bench_agent.collector import api, dashboard, db, ledger_api, metrics
 from bench_agent.collector.access import Denied
 from bench_agent.collector.settings import Settings
 
@@ -51,5 +51,6 @@ def create_app(settings: Settings, database: db.Database | None = None) -> FastA
     app.add_exception_handler(InterfaceError, api.database_unavailable)
     app.add_exception_handler(Denied, api.denied)
     app.include_router(api.router)
+    app.include_router(ledger_api.router)
     app.include_router(dashboard.router)
     return app

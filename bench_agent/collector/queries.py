@@ -240,7 +240,9 @@ def report_verdicts(conn: Connection, report_id: int) -> list[dict[str, Any]]:
                         .order_by(db.verdicts.c.id)).all()
     return [{"check": r.check_name, "metric": r.metric, "device": r.device,
              "status": r.status, "value": r.value, "unit": r.unit, "threshold": r.threshold,
-             "source": r.source, "message": r.message} for r in rows]
+             "source": r.source, "message": r.message, "fault_code": r.fault_code,
+             "component": r.component, "remediation": r.remediation,
+             "attempts": r.attempts, "flaky": r.flaky} for r in rows]
 
 
 def nodes_by_status(conn: Connection, now: datetime | None = None,
