@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bench_agent import __version__
-from bench_agent.collector import api, dashboard, db, ledger_api, metrics
+from bench_agent.collector import api, dashboard, db, docs, ledger_api, metrics
 from bench_agent.collector.access import Denied
 from bench_agent.collector.settings import Settings
 
@@ -53,4 +53,5 @@ def create_app(settings: Settings, database: db.Database | None = None) -> FastA
     app.include_router(api.router)
     app.include_router(ledger_api.router)
     app.include_router(dashboard.router)
+    docs.mount(app)
     return app

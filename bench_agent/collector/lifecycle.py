@@ -61,10 +61,15 @@ def report_move(state: str, suite: str, status: str, *, acceptance: tuple[str, .
 
 
 def record(conn: Connection, node_id: int, from_state: str, move: Move, actor: str,
-           at: datetime, report_id: int | None = None) -> None:
-    """Set the node's state and append the transition, in the caller's transaction."""
+           at: datetime, report_id: int | None = None, as_of: datetime | None = None) -> None:
+    """Set the node's state and append the transition, in the caller's transaction.
+
+    ``at`` is when the move is recorded; ``as_of`` the time of the evidence (a
+    report's finish time; an operator's move: ``at``): reports that finished
+    before it move the node no more (on_report).
+    """
     conn.execute(update(db.nodes).where(db.nodes.c.id == node_id)
-                 .values(state=move.to_state, state_changed_at=at))
+                 .values(state=move.to_state, state_changed_at=as_of or at))
     conn.execute(insert(db.node_transitions).values(
         node_id=node_id, at=at, from_state=from_state, to_state=move.to_state,
         actor=actor[:db.NAME_LENGTH], why=move.why, report_id=report_id))
@@ -96,11 +101,16 @@ def on_report(conn: Connection, node_id: int, locked: tuple[str, datetime | None
     state, changed_at = locked
     if changed_at is not None and finished_at <= changed_at:
         return None
-    move = report_move(state, suite, status, acceptance=acceptance, burnin=burnin)
-    if move is None:
-        return None
-    record(conn, node_id, state, move, REPORT_ACTOR, db.utcnow(), report_id)
-    return move.to_state
+    moved = None
+    # A node's first report may be an acceptance PASS: new -> burn-in -> accepted.
+    # Each edge is recorded; report_move has no cycle, so this ends within STATES.
+    for _ in STATES:
+        move = report_move(state, suite, status, acceptance=acceptance, burnin=burnin)
+        if move is None:
+            break
+        record(conn, node_id, state, move, REPORT_ACTOR, db.utcnow(), report_id, finished_at)
+        state = moved = move.to_state
+    return moved
 
 
 def set_state(database: db.Database, name: str, state: str, why: str, actor: str
