@@ -18,7 +18,7 @@ ASSETS = "/docs/assets"
 
 
 def mount(app: FastAPI) -> None:
-    import swagger_ui_bundle
+    import swagger_ui_bundle  # type: ignore[import-untyped]  # ships no type hints
 
     app.mount(ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
               name="swagger-ui")

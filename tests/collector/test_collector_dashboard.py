@@ -261,7 +261,6 @@ def test_the_dashboard_needs_no_internet(collector: Collector) -> None:
 
 def test_pages_are_written_with_their_inputs_escaped(tmp_path: Path) -> None:
     from bench_agent.collector.dashboard import ENV
-
     from bench_agent.collector.fleet_view import SORTS, FleetQuery
 
     html = ENV.get_template("fleet.html").render(
