@@ -316,3 +316,30 @@ def latest_burnin_series(conn: Connection, name: str, *, look_back: int = 20
             units = {}
         return BurninSeries(row.id, start, series, units)
     return None
+
+
+def node_health(conn: Connection, now: datetime, validity_s: float = DEFAULT_VALIDITY_S
+                ) -> list[tuple[str, str, str, datetime | None]]:
+    """(name, state, status, newest PASS finish time among its current results) per node."""
+    ranks = status.node_ranks(now - timedelta(seconds=validity_s))
+    r = db.node_results.c
+    passed = (select(r.node_id, func.max(r.finished_at).label("at"))
+              .where(r.status == "PASS").group_by(r.node_id).subquery())
+    rows = conn.execute(
+        select(db.nodes.c.name, db.nodes.c.state, ranks.c.rank, passed.c.at)
+        .select_from(db.nodes.outerjoin(ranks, ranks.c.node_id == db.nodes.c.id)
+                     .outerjoin(passed, passed.c.node_id == db.nodes.c.id))
+        .order_by(db.nodes.c.name)).all()
+    return [(row.name, row.state, status.NONE if row.rank is None
+             else status.RANKS[int(row.rank)], row.at) for row in rows]
+
+
+def current_measurements(conn: Connection) -> list[Any]:
+    """Every measurement of every node's current results: node, suite, metric, device,
+    unit, value (for /metrics: Grafana's distributions and trends)."""
+    r, m = db.node_results.c, db.measurements.c
+    return list(conn.execute(
+        select(db.nodes.c.name, r.suite, r.profile, m.metric, m.device, m.unit, m.value)
+        .select_from(db.node_results.join(db.measurements, m.report_id == r.report_id)
+                     .join(db.nodes, db.nodes.c.id == r.node_id))
+        .order_by(db.nodes.c.name, r.suite, r.profile, m.metric, m.device, m.id)).all())
