@@ -114,24 +114,25 @@ def outliers(conn: Connection, node_id: int, metrics: list[tuple[str, str]]
     res, m = db.node_results.c, db.measurements.c
     found = []
     for metric, device in metrics:
-        rows = conn.execute(select(res.node_id, m.value, m.unit)
+        rows = conn.execute(select(res.node_id, res.suite, m.value, m.unit)
                             .join(db.measurements, m.report_id == res.report_id)
                             .where(m.metric == metric, m.device == device)).all()
-        values: dict[int, float] = {}
-        unit = ""
-        for row in rows:  # a node measured in several results: its worst is not known
-            values[row.node_id] = row.value  # here, so its newest counts (any is fine)
-            unit = row.unit
-        if node_id not in values or len(values) < MIN_FLEET:
+        # Every current result of every node is a sample of the fleet: a node's
+        # acceptance, burn-in and quick runs each measure it.
+        fleet = [row.value for row in rows]
+        mine = [(row.value, row.suite, row.unit) for row in rows if row.node_id == node_id]
+        nodes = len({row.node_id for row in rows})
+        if not mine or nodes < MIN_FLEET:
             continue
-        median = statistics.median(values.values())
-        mad = statistics.median(abs(x - median) for x in values.values())
+        median = statistics.median(fleet)
+        mad = statistics.median(abs(x - median) for x in fleet)
         if mad == 0:
             continue
-        z = MAD_SCALE * (values[node_id] - median) / mad
+        value, suite, unit = max(mine, key=lambda v: abs(v[0] - median))
+        z = MAD_SCALE * (value - median) / mad
         if abs(z) >= OUTLIER_Z:
-            found.append({"metric": metric, "device": device, "value": values[node_id],
-                          "unit": unit, "median": median, "z": z, "fleet": len(values)})
+            found.append({"metric": metric, "device": device, "value": value, "unit": unit,
+                          "suite": suite, "median": median, "z": z, "fleet": nodes})
     return found
 
 

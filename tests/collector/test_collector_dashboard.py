@@ -125,7 +125,7 @@ def test_the_fleet_shows_each_node_its_verdict_failing_checks_and_age(
     assert browser.title.startswith("Fleet")
     rows = fleet_rows(browser)
     assert set(rows) == {"gpu-ok-1", "gpu-bad-2", EVIL, MIXED}
-    state, verdict, suites, failing, gpu, last_run, age = rows["gpu-bad-2"]
+    state, verdict, suites, failing, gpu, last_run, age, _ = rows["gpu-bad-2"]
     assert (state, verdict, suites, gpu) == ("burn-in", "FAIL", "quick FAIL", "")
     # The failing metric inline, with its value and the threshold it missed.
     assert failing == "cpu-gemm cpu.gemm_fp64_all_cores 200 GFLOP/s (needs >= 1 TFLOP/s)"
@@ -140,7 +140,7 @@ def test_the_fleet_shows_each_node_its_verdict_failing_checks_and_age(
 def test_a_passing_run_does_not_hide_the_failed_acceptance_run_before_it(
         collector: Collector, browser: WebDriver) -> None:
     browser.get(collector.url + "/")
-    _, verdict, suites, failing, _, last_run, _ = fleet_rows(browser)[MIXED]
+    _, verdict, suites, failing, _, last_run, _, _ = fleet_rows(browser)[MIXED]
     assert verdict == "FAIL"
     assert suites.splitlines() == [f"{SUITE} FAIL", "quick PASS"]
     assert failing.startswith("cpu-gemm cpu.gemm_fp64_all_cores 200 GFLOP/s")
