@@ -121,13 +121,17 @@ def generate(database: db.Database, nodes: int, reports_per_node: int, now: date
         key_rows.append({"keyid": hashlib.sha256(name.encode()).hexdigest(),
                          "node_name": name, "public_raw": b"\0" * 32,
                          "enrolled_at": now - timedelta(days=60), "revoked_at": None})
-    with database.engine.begin() as conn:
-        for table, rows in ((db.keys, key_rows), (db.nodes, node_rows),
-                            (db.reports, report_rows), (db.measurements, measurement_rows),
-                            (db.verdicts, verdict_rows), (db.node_results, result_rows),
-                            (db.node_labels, label_rows)):
-            for start in range(0, len(rows), 20000):
-                conn.execute(insert(table), rows[start:start + 20000])
+        if len(report_rows) >= 30000 or n == nodes:  # bounded memory for 300,000 reports
+            with database.engine.begin() as conn:
+                for table, rows in ((db.keys, key_rows), (db.nodes, node_rows),
+                                    (db.reports, report_rows),
+                                    (db.measurements, measurement_rows),
+                                    (db.verdicts, verdict_rows),
+                                    (db.node_results, result_rows),
+                                    (db.node_labels, label_rows)):
+                    for start in range(0, len(rows), 20000):
+                        conn.execute(insert(table), rows[start:start + 20000])
+                    rows.clear()
     if database.engine.dialect.name == "postgresql":
         with database.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
