@@ -51,6 +51,9 @@ EXAMPLES: dict[tuple[str, ...], tuple[list[str], dict[str, object]]] = {
     ("collector", "enroll"): (["--node", "n1", "--pubkey", "n1.pem", "--replace"],
                               {"node": "n1", "pubkey": Path("n1.pem"), "replace": True}),
     ("collector", "revoke"): (["abc123"], {"keyid": "abc123"}),
+    ("collector", "node"): (["gpu-7", "--state", "in-repair", "--why", "RMA 1234"],
+                            {"name": "gpu-7", "state": "in-repair", "why": "RMA 1234",
+                             "json": False, "db": None}),
 }
 # The dest that names the chosen subcommand at each level (cli/main.py dispatches on them).
 LEVEL_DEST = {"fleet": "fleet_command", "baseline": "baseline_command",
