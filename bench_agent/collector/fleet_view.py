@@ -92,11 +92,16 @@ class FleetQuery:
 
 
 def _current_verdict(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    """EXISTS a verdict of one of the node's current results meeting ``conditions``."""
+    """The node has a verdict meeting ``conditions`` in one of its current results.
+
+    An IN over the verdicts found by their index, not a correlated EXISTS per node:
+    a fault code is rare, and EXISTS made the page walk every node by name to find
+    100 with it (measured: 0.8 s on 10,000 nodes, the uncorrelated form a few ms).
+    """
     r, v = db.node_results.c, db.verdicts.c
-    return exists(select(1).select_from(db.node_results.join(
-        db.verdicts, v.report_id == r.report_id)).where(r.node_id == db.nodes.c.id,
-                                                        *conditions))
+    matching = (select(r.node_id).select_from(db.verdicts.join(
+        db.node_results, r.report_id == v.report_id)).where(*conditions))
+    return db.nodes.c.id.in_(matching)
 
 
 def _filtered(query: FleetQuery, cutoff: datetime) -> tuple[Select[Any], ColumnElement[Any]]:
