@@ -190,6 +190,20 @@ def test_the_repair_bundle_holds_what_a_vendor_needs(server: Collector) -> None:
     assert server.get("/v1/bundles/nobody").status == 404
 
 
+def test_the_fleet_api_pages_and_names_a_bad_parameter(server: Collector) -> None:
+    key = NodeKey.generate()
+    assert post(server, report("api-1", "quick", 1, "FAIL"), key).status == 201
+    found = server.get("/v1/fleet?q=api-&status=FAIL").json()
+    assert (found["total"], found["page"], found["pages"]) == (1, 1, 1)
+    assert [n["name"] for n in found["nodes"]] == ["api-1"]
+    assert found["nodes"][0]["failing"][0]["threshold"] == ">= 1 TFLOP/s"
+    assert found["counts"]["status"]["FAIL"] >= 1
+    bad = server.get("/v1/fleet?status=MAYBE")
+    assert (bad.status, bad.json()["error"]) == (400, "bad_query")
+    assert "status='MAYBE' is not one of" in bad.json()["detail"]
+    assert server.get("/?per_page=0").status == 400
+
+
 def test_docs_are_served_with_local_assets(server: Collector) -> None:
     page = server.get("/docs")
     assert page.status == 200
