@@ -377,7 +377,14 @@ _FIND_REPORT_ID = (
     .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
     .where(db.reports.c.report_uuid == bindparam("b_uuid"),
            db.nodes.c.name == bindparam("b_name")))
-_NODE_ID = select(db.nodes.c.id).where(db.nodes.c.name == bindparam("b_name"))
+# The node's id and lifecycle state, its row locked for the move, in one statement.
+# FOR NO KEY UPDATE, taken before the report row is inserted: that row's foreign key
+# takes KEY SHARE on the node row, which FOR UPDATE would wait for, and two ingests
+# holding KEY SHARE and both asking FOR UPDATE deadlock (seen in the race test).
+# NO KEY UPDATE does not conflict with KEY SHARE and does with itself, so moves are
+# still serialized (postgresql.org/docs/current/explicit-locking.html#LOCKING-ROWS).
+_NODE_ID = (select(db.nodes.c.id, db.nodes.c.state, db.nodes.c.state_changed_at)
+            .where(db.nodes.c.name == bindparam("b_name")).with_for_update(key_share=True))
 _INSERT_REPORT = insert(db.reports).returning(db.reports.c.id)
 _INSERT_MEASUREMENTS = insert(db.measurements)
 _INSERT_VERDICTS = insert(db.verdicts)
@@ -462,8 +469,7 @@ def _store(conn: Connection, checked: _Checked, body: bytes, policy: Policy) -> 
         if key is None or key.revoked_at is not None:
             raise Refused(403, "key_revoked", f"key {checked.key.keyid[:16]} was revoked "
                           "while the report was being verified")
-    node_id = _node_id(conn, node_name)
-    locked = lifecycle.lock(conn, node_id)
+    node_id, locked = _node_id(conn, node_name)
     status = report.status.value
     report_id = conn.execute(_INSERT_REPORT, {
         "digest": checked.digest, "report_uuid": report.report_id, "node_id": node_id,
@@ -497,10 +503,11 @@ def _store(conn: Connection, checked: _Checked, body: bytes, policy: Policy) -> 
     return Stored(True, report_id, checked.digest, node_name)
 
 
-def _node_id(conn: Connection, name: str) -> int:
-    found = conn.execute(_NODE_ID, {"b_name": name}).scalar()
-    if found is not None:
-        return int(found)
-    conn.execute(_INSERT_NODE[conn.dialect.name], {"name": name, "first_seen_at": db.utcnow()})
-    node_id: int = conn.execute(_NODE_ID, {"b_name": name}).scalar_one()
-    return node_id
+def _node_id(conn: Connection, name: str) -> tuple[int, tuple[str, datetime | None]]:
+    """The node's id and (state, state changed at), inserting the node if new."""
+    found = conn.execute(_NODE_ID, {"b_name": name}).first()
+    if found is None:
+        conn.execute(_INSERT_NODE[conn.dialect.name],
+                     {"name": name, "first_seen_at": db.utcnow()})
+        found = conn.execute(_NODE_ID, {"b_name": name}).one()
+    return int(found.id), (found.state, found.state_changed_at)
