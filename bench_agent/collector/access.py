@@ -20,25 +20,21 @@ from fastapi import Header, Request
 
 from bench_agent.collector.roles import ADMIN, READ, Token, identify
 from bench_agent.collector.settings import Settings
+from bench_agent.core.errors import Refused
 
 log = logging.getLogger("bench_agent.collector")
 ANONYMOUS = Token(READ, "anonymous")
 
 
-class Denied(Exception):
-    def __init__(self, status: int, reason: str, detail: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.reason, self.detail, self.headers = status, reason, detail, headers
-
-
-def _challenge(request: Request) -> dict[str, str]:
+def challenge(request: Request) -> dict[str, str]:
+    """The WWW-Authenticate of a 401 (RFC 9110 11.6.1): Basic for the dashboard's pages,
+    so that a browser asks for the token, Bearer for the API."""
     page = not request.url.path.startswith("/v1/")
     return {"WWW-Authenticate": 'Basic realm="bench-agent collector"' if page else "Bearer"}
 
 
 def need(role: str) -> Callable[..., Token]:
-    """A dependency that returns who is asking, or raises Denied."""
+    """A dependency that returns who is asking, or raises Refused (api.denied answers it)."""
 
     def check(request: Request,
               authorization: Annotated[str | None, Header()] = None) -> Token:
@@ -49,17 +45,17 @@ def need(role: str) -> Callable[..., Token]:
         if not any(t.allows(role) for t in tokens):
             hint = "--admin-token-file or an admin line in --tokens-file" if role == ADMIN \
                 else "--tokens-file or $BENCH_AGENT_COLLECTOR_TOKENS"
-            raise Denied(403, f"{role}_disabled", f"the collector was started without a "
+            raise Refused(403, f"{role}_disabled", f"the collector was started without a "
                          f"{role} token ({hint})")
         token = identify(tokens, authorization)
         if token is None:
             log.warning("refused %s %s: 401 unauthorized", request.method, request.url.path)
-            raise Denied(401, "unauthorized", f"this needs Authorization: Bearer <{role} "
-                         "token>", _challenge(request))
+            raise Refused(401, "unauthorized", f"this needs Authorization: Bearer <{role} "
+                          "token>")
         if not token.allows(role):
             log.warning("refused %s %s: 403 forbidden for %s token %r", request.method,
                         request.url.path, token.role, token.name)
-            raise Denied(403, "forbidden", f"token {token.name!r} has the {token.role} role; "
+            raise Refused(403, "forbidden", f"token {token.name!r} has the {token.role} role; "
                          f"this needs {role}")
         return token
 

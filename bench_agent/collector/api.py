@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bench_agent.collector import db, enrollment, metrics, queries
-from bench_agent.collector.access import Denied, need
+from bench_agent.collector.access import challenge, need
 from bench_agent.collector.ingest import Policy, Stored, ingest
 from bench_agent.collector.roles import ADMIN, READ, Token
 from bench_agent.collector.settings import Settings
@@ -218,9 +218,11 @@ def get_report(request: Request, report_id: int, _who: Reader
 
 
 def denied(request: Request, exc: Exception) -> Response:
-    """The answer to access.Denied: the refusal, with its challenge headers."""
-    assert isinstance(exc, Denied)
-    return refusal(exc.status, exc.reason, exc.detail, headers=exc.headers)
+    """The answer to a Refused that escapes a handler (access.need's role check): the
+    refusal, with the challenge of a 401."""
+    assert isinstance(exc, Refused)
+    return refusal(exc.http_status, exc.reason, exc.detail,
+                   headers=challenge(request) if exc.http_status == 401 else None)
 
 
 @router.post("/v1/keys", response_model=None)

@@ -15,8 +15,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bench_agent import __version__
 from bench_agent.collector import api, dashboard, db, docs, ledger_api, metrics
-from bench_agent.collector.access import Denied
 from bench_agent.collector.settings import Settings
+from bench_agent.core.errors import Refused
 
 SQLITE_INGEST_THREADS = 4
 POSTGRES_INGEST_THREADS = 32
@@ -49,7 +49,7 @@ def create_app(settings: Settings, database: db.Database | None = None) -> FastA
     # A database that is down or locked answers 503, which uploaders retry.
     app.add_exception_handler(OperationalError, api.database_unavailable)
     app.add_exception_handler(InterfaceError, api.database_unavailable)
-    app.add_exception_handler(Denied, api.denied)
+    app.add_exception_handler(Refused, api.denied)
     app.include_router(api.router)
     app.include_router(ledger_api.router)
     app.include_router(dashboard.router)

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench_agent.core.errors import ConfigError
+from bench_agent.core.errors import ConfigError, Refused
 
 if TYPE_CHECKING:
     from bench_agent.collector import db
@@ -111,19 +111,16 @@ def _open_existing(url: str) -> db.Database:
 
 def read_tokens(path: Path | None) -> tuple[Any, ...]:
     """The role tokens of --tokens-file, else of $BENCH_AGENT_COLLECTOR_TOKENS, else ()."""
-    from bench_agent.collector.roles import TokenFileError, parse_tokens
+    from bench_agent.collector.roles import parse_tokens
 
+    if path is None:
+        text = os.environ.get(TOKENS_ENV, "")
+        return parse_tokens(text, f"${TOKENS_ENV}") if text else ()
     try:
-        if path is None:
-            text = os.environ.get(TOKENS_ENV, "")
-            return parse_tokens(text, f"${TOKENS_ENV}") if text else ()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read the tokens file {path}: {exc.strerror}") from exc
-        return parse_tokens(text, str(path))
-    except TokenFileError as exc:
-        raise ConfigError(str(exc)) from exc
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the tokens file {path}: {exc.strerror}") from exc
+    return parse_tokens(text, str(path))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,8 +156,8 @@ def node(*, db_url: str | None, name: str, state: str | None, why: str | None,
             try:
                 before, after = lifecycle.set_state(database, name, state, why or "",
                                                     f"cli:{getpass.getuser()}")
-            except lifecycle.LifecycleError as exc:
-                print(f"bench-agent: {exc}", file=sys.stderr)
+            except Refused as exc:
+                print(f"bench-agent: {exc.detail}", file=sys.stderr)
                 return 3
             print(f"{name}: {before} -> {after}")
         with database.engine.connect() as conn:

@@ -78,9 +78,8 @@ async def post_state(request: Request, name: str, who: Operator) -> JSONResponse
         before, after = await run_in_threadpool(
             lifecycle.set_state, request.app.state.database, name, state, why,
             f"{who.name} ({who.role} token)")
-    except lifecycle.LifecycleError as exc:
-        status = 404 if str(exc).startswith("no node") else 422
-        return refusal(status, "not_found" if status == 404 else "bad_state", str(exc))
+    except Refused as exc:
+        return refusal(exc.http_status, exc.reason, exc.detail)
     log.info("node %r: %s -> %s by %s: %s", name, before, after, who.name, why)
     return JSONResponse({"node": name, "from": before, "to": after, "actor": who.name,
                          "why": why.strip()})

@@ -27,6 +27,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from bench_agent.collector import db
+from bench_agent.core.errors import Refused
 
 NEW, BURN_IN, ACCEPTED, IN_SERVICE = "new", "burn-in", "accepted", "in-service"
 QUARANTINED, IN_REPAIR, RETIRED = "quarantined", "in-repair", "retired"
@@ -36,10 +37,6 @@ REPORT_ACTOR = "report"
 # An operator's reason is shown on the node page and in the repair bundle; a
 # paragraph is plenty, and the bound keeps one request from storing megabytes.
 MAX_WHY = 2000
-
-
-class LifecycleError(ValueError):
-    """A move that cannot be made: unknown state, no reason, unknown node."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,24 +105,24 @@ def on_report(conn: Connection, node_id: int, locked: tuple[str, datetime | None
 
 def set_state(database: db.Database, name: str, state: str, why: str, actor: str
               ) -> tuple[str, str]:
-    """An operator's move: (from, to). LifecycleError for an unknown node or state or
-    an empty reason; setting the state a node already has is recorded too (a reason
-    to keep it is worth keeping)."""
+    """An operator's move: (from, to). Refused(404 not_found) for an unknown node,
+    Refused(422 bad_state) for an unknown state or a missing reason. Setting the state
+    a node already has is recorded too (a reason to keep it is worth keeping)."""
     if state not in STATES:
-        raise LifecycleError(f"unknown state {state!r}; one of {', '.join(STATES)}")
+        raise Refused(422, "bad_state", f"unknown state {state!r}; one of {', '.join(STATES)}")
     why = (why or "").strip()
     if not why:
-        raise LifecycleError("an operator's state change needs a reason (--why)")
+        raise Refused(422, "bad_state", "an operator's state change needs a reason (--why)")
     if len(why) > MAX_WHY:
-        raise LifecycleError(f"the reason is longer than {MAX_WHY} characters")
+        raise Refused(422, "bad_state", f"the reason is longer than {MAX_WHY} characters")
     if not actor.strip():
-        raise LifecycleError("an operator's state change needs who made it")
+        raise Refused(422, "bad_state", "an operator's state change needs who made it")
     with database.writing(), database.engine.begin() as conn:
         row = conn.execute(select(db.nodes.c.id, db.nodes.c.state)
                            .where(db.nodes.c.name == name)
                            .with_for_update(key_share=True)).first()
         if row is None:
-            raise LifecycleError(f"no node named {name!r}")
+            raise Refused(404, "not_found", f"no node named {name!r}")
         record(conn, row.id, row.state, Move(state, why), actor, db.utcnow())
         return row.state, state
 

@@ -30,15 +30,13 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bench_agent.core.errors import ConfigError
+
 READ, OPERATE, ADMIN = "read", "operate", "admin"
 ROLES = (READ, OPERATE, ADMIN)
 # A token a person cannot guess: 16 characters of a random token are 96 bits or
 # more (base64), beyond any online guessing at the request rates of one collector.
 MIN_TOKEN_LENGTH = 16
-
-
-class TokenFileError(ValueError):
-    """A tokens file or variable that cannot be used; the message names the line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +50,8 @@ class Token:
 
 
 def parse_tokens(text: str, where: str) -> tuple[Token, ...]:
-    """``ROLE NAME TOKEN`` lines (or ';'-separated entries, for one environment variable)."""
+    """``ROLE NAME TOKEN`` lines (or ';'-separated entries, for one environment variable);
+    ConfigError naming the entry that cannot be used."""
     tokens: list[Token] = []
     seen: dict[str, int] = {}
     for number, line in enumerate(text.replace(";", "\n").splitlines(), 1):
@@ -61,17 +60,17 @@ def parse_tokens(text: str, where: str) -> tuple[Token, ...]:
             continue
         parts = line.split()
         if len(parts) != 3:
-            raise TokenFileError(f"{where} entry {number}: expected ROLE NAME TOKEN, got "
+            raise ConfigError(f"{where} entry {number}: expected ROLE NAME TOKEN, got "
                                  f"{len(parts)} fields")
         role, name, secret = parts
         if role not in ROLES:
-            raise TokenFileError(f"{where} entry {number}: role {role!r} is not one of "
+            raise ConfigError(f"{where} entry {number}: role {role!r} is not one of "
                                  f"{', '.join(ROLES)}")
         if len(secret) < MIN_TOKEN_LENGTH:
-            raise TokenFileError(f"{where} entry {number}: the token of {name!r} has fewer "
+            raise ConfigError(f"{where} entry {number}: the token of {name!r} has fewer "
                                  f"than {MIN_TOKEN_LENGTH} characters")
         if secret in seen:
-            raise TokenFileError(f"{where} entry {number}: the token of {name!r} is the "
+            raise ConfigError(f"{where} entry {number}: the token of {name!r} is the "
                                  f"token of entry {seen[secret]} too")
         seen[secret] = number
         tokens.append(Token(role, name, secret))
