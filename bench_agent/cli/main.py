@@ -610,6 +610,8 @@ def _cmd_collector(args: argparse.Namespace) -> int:
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise _usage(f"the collector needs its extra: pip install 'bench-agent[collector]' "
                      f"({exc})") from exc
+    if args.collector_command in collector.HANDLED:
+        return collector.run(args)
     if args.collector_command == "serve":
         return collector.serve(db_url=args.db, host=args.host, port=args.port,
                                auto_enroll=args.auto_enroll,

@@ -227,6 +227,16 @@ def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     serve.add_argument("--body-timeout", type=float, dest="body_timeout_s", metavar="SECONDS",
                        help="a body must arrive whole within this, else 408 (default 30)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    serve.add_argument("--tokens-file", type=Path, help="read/operate/admin tokens, one "
+                       "'ROLE NAME TOKEN' a line (else $BENCH_AGENT_COLLECTOR_TOKENS)")
+    serve.add_argument("--reads-need-token", action="store_true", help="the API, dashboard "
+                       "and /metrics need a read token (default: reads are open)")
+    serve.add_argument("--validity-days", type=float, metavar="DAYS", help="how long a "
+                       "result counts toward a node's status before it is stale (default 30)")
+    serve.add_argument("--acceptance-suite", action="append", metavar="SUITE", help="a suite "
+                       "whose PASS accepts a node in burn-in (default: acceptance)")
+    serve.add_argument("--burnin-suite", action="append", metavar="SUITE", help="a suite "
+                       "whose FAIL does not quarantine a node in service (default: burnin)")
     init = csub.add_parser("init", help="create the collector's database or bring its schema "
                            "up to date")
     init.add_argument("--db", help=db_help)
@@ -240,6 +250,16 @@ def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     revoke = csub.add_parser("revoke", help="revoke a node key")
     revoke.add_argument("--db", help=db_help)
     revoke.add_argument("keyid")
+    node = csub.add_parser("node", help="show a node's lifecycle state and history, or "
+                           "set its state (--state S --why TEXT)")
+    node.add_argument("--db", help=db_help)
+    node.add_argument("name")
+    # collector/lifecycle.py STATES, without importing it (--help stays fast).
+    node.add_argument("--state", choices=("new", "burn-in", "accepted", "in-service",
+                                          "quarantined", "in-repair", "retired"))
+    node.add_argument("--why", help="the reason, recorded with the state change (required "
+                      "with --state)")
+    node.add_argument("--json", action="store_true", help="print the node as JSON")
 
     faults = sub.add_parser("faults", help="list the fault catalog (codes, remediations)")
     faults.add_argument("--json", action="store_true", help="JSON instead of a table")

@@ -11,7 +11,6 @@ database_unavailable. Every refusal is logged with its reason and counted in
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import logging
 import threading
@@ -19,18 +18,22 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bench_agent.collector import db, enrollment, metrics, queries
-from bench_agent.collector.ingest import Stored, ingest
+from bench_agent.collector.access import challenge, need
+from bench_agent.collector.ingest import Policy, Stored, ingest
+from bench_agent.collector.roles import ADMIN, READ, Token
 from bench_agent.collector.settings import Settings
 from bench_agent.core.errors import EnrollmentError, Refused
 from bench_agent.core.model import Status
 
 log = logging.getLogger("bench_agent.collector")
 router = APIRouter()
+Reader = Annotated[Token, Depends(need(READ))]
+Admin = Annotated[Token, Depends(need(ADMIN))]
 
 RETRY_AFTER_SECONDS = 2
 # A refusal sent before the whole body was read closes the connection: the rest of
@@ -132,7 +135,9 @@ async def post_report(
         # Signature checks and database writes block: run them off the event loop.
         stored: Stored = await anyio.to_thread.run_sync(
             functools.partial(ingest, database, body, offered_key=offered_key,
-                              auto_enroll=settings.auto_enroll),
+                              auto_enroll=settings.auto_enroll,
+                              policy=Policy(settings.acceptance_suites,
+                                            settings.burnin_suites)),
             limiter=request.app.state.ingest_limiter)
     except Refused as exc:
         counters.refused(exc.reason)
@@ -158,17 +163,17 @@ async def post_report(
 
 
 @router.get("/v1/nodes")
-def get_nodes(request: Request) -> dict[str, Any]:
-    database, _, _ = _state(request)
+def get_nodes(request: Request, _who: Reader) -> dict[str, Any]:
+    database, settings, _ = _state(request)
     with database.engine.connect() as conn:
-        return {"nodes": queries.list_nodes(conn, _now())}
+        return {"nodes": queries.list_nodes(conn, _now(), settings.validity_s)}
 
 
 @router.get("/v1/nodes/{name:path}", response_model=None)
-def get_node(request: Request, name: str) -> dict[str, Any] | JSONResponse:
-    database, _, _ = _state(request)
+def get_node(request: Request, name: str, _who: Reader) -> dict[str, Any] | JSONResponse:
+    database, settings, _ = _state(request)
     with database.engine.connect() as conn:
-        node = queries.get_node(conn, name, _now())
+        node = queries.get_node(conn, name, _now(), validity_s=settings.validity_s)
     if node is None:
         return refusal(404, "not_found", f"no node named {name!r}")
     return node
@@ -177,6 +182,7 @@ def get_node(request: Request, name: str) -> dict[str, Any] | JSONResponse:
 @router.get("/v1/reports", response_model=None)
 def get_reports(
     request: Request,
+    _who: Reader,
     node: str | None = None,
     since: str | None = None,
     status: str | None = None,
@@ -201,7 +207,8 @@ def get_reports(
 
 
 @router.get("/v1/reports/{report_id}", response_model=None)
-def get_report(request: Request, report_id: int) -> dict[str, Any] | JSONResponse:
+def get_report(request: Request, report_id: int, _who: Reader
+               ) -> dict[str, Any] | JSONResponse:
     database, _, _ = _state(request)
     with database.engine.connect() as conn:
         report = queries.get_report(conn, report_id)
@@ -210,28 +217,16 @@ def get_report(request: Request, report_id: int) -> dict[str, Any] | JSONRespons
     return report
 
 
-def _admin(request: Request, authorization: str | None) -> JSONResponse | None:
-    """None when the request carries the admin token, else the refusal to send."""
-    _, settings, _ = _state(request)
-    if settings.admin_token is None:
-        return refusal(403, "admin_disabled", "the collector was started without an admin "
-                       "token (--admin-token-file)")
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), settings.admin_token.encode()):
-        log.warning("refused admin request to %s: 401 unauthorized", request.url.path)
-        return refusal(401, "unauthorized", "this needs Authorization: Bearer <admin token>",
-                       headers={"WWW-Authenticate": "Bearer"})
-    return None
+def denied(request: Request, exc: Exception) -> Response:
+    """The answer to a Refused that escapes a handler (access.need's role check): the
+    refusal, with the challenge of a 401."""
+    assert isinstance(exc, Refused)
+    return refusal(exc.http_status, exc.reason, exc.detail,
+                   headers=challenge(request) if exc.http_status == 401 else None)
 
 
 @router.post("/v1/keys", response_model=None)
-async def post_key(
-    request: Request, authorization: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
-    denied = _admin(request, authorization)
-    if denied is not None:
-        return denied
+async def post_key(request: Request, who: Admin) -> JSONResponse:
     _, settings, _ = _state(request)
     # A key enrollment is a few hundred bytes: no reason to read more.
     try:
@@ -255,24 +250,19 @@ async def post_key(
     except EnrollmentError as exc:
         status = 409 if exc.reason in enrollment.CONFLICTS else 422
         return refusal(status, exc.reason, str(exc))
-    log.info("enrolled key %s for node %r", keyid, data["node"])
+    log.info("enrolled key %s for node %r (by %s)", keyid, data["node"], who.name)
     return JSONResponse({"keyid": keyid, "node": data["node"]},
                         status_code=201 if created else 200)
 
 
 @router.delete("/v1/keys/{keyid}", response_model=None)
 @router.post("/v1/keys/{keyid}/revoke", response_model=None)
-def revoke_key(
-    request: Request, keyid: str, authorization: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
-    denied = _admin(request, authorization)
-    if denied is not None:
-        return denied
+def revoke_key(request: Request, keyid: str, who: Admin) -> JSONResponse:
     database, _, _ = _state(request)
     revoked_at = enrollment.revoke(database, keyid)
     if revoked_at is None:
         return refusal(404, "not_found", f"no enrolled key {keyid}")
-    log.info("revoked key %s", keyid)
+    log.info("revoked key %s (by %s)", keyid, who.name)
     return JSONResponse({"keyid": keyid, "revoked_at": queries.iso(revoked_at)})
 
 
@@ -291,10 +281,10 @@ def database_unavailable(request: Request, exc: Exception) -> Response:
 
 
 @router.get("/metrics")
-def get_metrics(request: Request) -> PlainTextResponse:
-    database, _, counters = _state(request)
+def get_metrics(request: Request, _who: Reader) -> PlainTextResponse:
+    database, settings, counters = _state(request)
     with database.engine.connect() as conn:
-        text = metrics.render(conn, counters, _now())
+        text = metrics.render(conn, counters, _now(), settings.validity_s)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

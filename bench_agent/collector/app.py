@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bench_agent import __version__
-from bench_agent.collector import api, dashboard, db, metrics
+from bench_agent.collector import api, dashboard, db, docs, ledger_api, metrics
 from bench_agent.collector.settings import Settings
+from bench_agent.core.errors import Refused
 
 SQLITE_INGEST_THREADS = 4
 POSTGRES_INGEST_THREADS = 32
@@ -48,6 +49,9 @@ def create_app(settings: Settings, database: db.Database | None = None) -> FastA
     # A database that is down or locked answers 503, which uploaders retry.
     app.add_exception_handler(OperationalError, api.database_unavailable)
     app.add_exception_handler(InterfaceError, api.database_unavailable)
+    app.add_exception_handler(Refused, api.denied)
     app.include_router(api.router)
+    app.include_router(ledger_api.router)
     app.include_router(dashboard.router)
+    docs.mount(app)
     return app

@@ -1,4 +1,4 @@
-"""What `bench-agent collector serve|init|enroll|revoke` runs (bench_agent/cli/main.py parses).
+"""What `bench-agent collector serve|init|enroll|revoke|node` runs (bench_agent/cli/main.py parses).
 
 Every command finds its database by one rule (settings.resolve_db_url: --db, else
 $BENCH_AGENT_COLLECTOR_DB, else the default path) and says on stderr which one it
@@ -12,18 +12,24 @@ Exit codes follow bench_agent/cli/main.py: 0 done, 3 usage (unknown key), 4 conf
 
 from __future__ import annotations
 
+import argparse
+import getpass
+import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bench_agent.core.errors import ConfigError
+from bench_agent.core.errors import ConfigError, Refused
 
 if TYPE_CHECKING:
     from bench_agent.collector import db
 
 ADMIN_TOKEN_ENV = "BENCH_AGENT_COLLECTOR_TOKEN"
+TOKENS_ENV = "BENCH_AGENT_COLLECTOR_TOKENS"
+# The commands run() handles with the whole parsed namespace (cli/main.py dispatches).
+HANDLED = ("serve", "node")
 
 
 def read_admin_token(path: Path | None) -> str | None:
@@ -103,10 +109,84 @@ def _open_existing(url: str) -> db.Database:
     return database
 
 
+def read_tokens(path: Path | None) -> tuple[Any, ...]:
+    """The role tokens of --tokens-file, else of $BENCH_AGENT_COLLECTOR_TOKENS, else ()."""
+    from bench_agent.collector.roles import parse_tokens
+
+    if path is None:
+        text = os.environ.get(TOKENS_ENV, "")
+        return parse_tokens(text, f"${TOKENS_ENV}") if text else ()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the tokens file {path}: {exc.strerror}") from exc
+    return parse_tokens(text, str(path))
+
+
+def run(args: argparse.Namespace) -> int:
+    """`collector serve` and `collector node` from the parsed command line."""
+    if args.collector_command == "node":
+        return node(db_url=args.db, name=args.name, state=args.state, why=args.why,
+                    as_json=args.json)
+    return serve(db_url=args.db, host=args.host, port=args.port, auto_enroll=args.auto_enroll,
+                 admin_token_file=args.admin_token_file, max_body_bytes=args.max_body_bytes,
+                 max_in_flight=args.max_in_flight, body_timeout_s=args.body_timeout_s,
+                 access_log=args.access_log, tokens_file=args.tokens_file,
+                 reads_need_token=args.reads_need_token, validity_days=args.validity_days,
+                 acceptance_suites=args.acceptance_suite, burnin_suites=args.burnin_suite)
+
+
+def node(*, db_url: str | None, name: str, state: str | None, why: str | None,
+         as_json: bool = False) -> int:
+    """Show a node's state, status and history; with ``state``, move it (needs ``why``).
+
+    The actor recorded is the local user: whoever can open the database with its
+    credentials is an operator (the API's equivalent needs an operate token).
+    """
+    from datetime import UTC, datetime
+
+    from bench_agent.collector import lifecycle, queries
+
+    if state is not None and not (why or "").strip():
+        print("bench-agent: --state needs --why (the reason is recorded)", file=sys.stderr)
+        return 3
+    database = _open_existing(_database_of(db_url))
+    try:
+        if state is not None:
+            try:
+                before, after = lifecycle.set_state(database, name, state, why or "",
+                                                    f"cli:{getpass.getuser()}")
+            except Refused as exc:
+                print(f"bench-agent: {exc.detail}", file=sys.stderr)
+                return 3
+            print(f"{name}: {before} -> {after}")
+        with database.engine.connect() as conn:
+            found = queries.get_node(conn, name, datetime.now(UTC).replace(tzinfo=None))
+    finally:
+        database.dispose()
+    if found is None:
+        print(f"bench-agent: no node named {name!r}", file=sys.stderr)
+        return 3
+    if as_json:
+        print(json.dumps({k: found[k] for k in ("name", "state", "status", "stale",
+                                                 "suites", "failing", "history")}, indent=2))
+        return 0
+    if state is None:
+        print(f"{found['name']}: state {found['state']}, status {found['status'] or 'none'}"
+              f"{' (stale results)' if found['stale'] else ''}")
+        for move in found["history"]:
+            print(f"  {move['at']}  {move['from']} -> {move['to']}  by {move['actor']}: "
+                  f"{move['why']}")
+    return 0
+
+
 def serve(*, db_url: str | None, host: str, port: int, auto_enroll: bool = False,
           admin_token_file: Path | None = None, max_body_bytes: int | None = None,
           max_in_flight: int | None = None, body_timeout_s: float | None = None,
-          access_log: bool = True) -> int:
+          access_log: bool = True, tokens_file: Path | None = None,
+          reads_need_token: bool = False, validity_days: float | None = None,
+          acceptance_suites: list[str] | None = None,
+          burnin_suites: list[str] | None = None) -> int:
     import uvicorn
 
     from bench_agent.collector.app import create_app
@@ -114,6 +194,7 @@ def serve(*, db_url: str | None, host: str, port: int, auto_enroll: bool = False
         DEFAULT_BODY_TIMEOUT_S,
         DEFAULT_MAX_BODY_BYTES,
         DEFAULT_MAX_IN_FLIGHT,
+        DEFAULT_VALIDITY_S,
         Settings,
     )
 
@@ -127,7 +208,12 @@ def serve(*, db_url: str | None, host: str, port: int, auto_enroll: bool = False
                             auto_enroll=auto_enroll,
                             max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
                             max_in_flight=max_in_flight or DEFAULT_MAX_IN_FLIGHT,
-                            body_timeout_s=body_timeout_s or DEFAULT_BODY_TIMEOUT_S)
+                            body_timeout_s=body_timeout_s or DEFAULT_BODY_TIMEOUT_S,
+                            tokens=read_tokens(tokens_file), reads_need_token=reads_need_token,
+                            validity_s=validity_days * 86400 if validity_days is not None
+                            else DEFAULT_VALIDITY_S,
+                            acceptance_suites=tuple(acceptance_suites or ("acceptance",)),
+                            burnin_suites=tuple(burnin_suites or ("burnin",)))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     app = create_app(settings)

@@ -10,6 +10,9 @@ the read side builds summaries, both simpler and faster with plain statements.
                   with the envelope as received
     measurements  normalized rows of each report, for plots and queries
     verdicts      normalized rows of each report, for the fleet's failing checks
+    node_results  the newest report of each (node, suite, profile)
+    node_transitions  every lifecycle state change of a node, with who and why
+    node_labels   operator labels
 
 The schema itself is created by the Alembic migrations in migrations/versions,
 run by migrate() at start; the Table objects here must stay in step with them
@@ -41,6 +44,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
     text,
 )
 from sqlalchemy.engine import make_url
@@ -72,6 +76,13 @@ nodes = Table(
     Column("last_report_id", Integer, nullable=True),
     Column("last_finished_at", DateTime(), nullable=True),
     Column("last_status", String(8), nullable=True),
+    # Lifecycle (lifecycle.py; migration 0004): one of lifecycle.STATES.
+    Column("state", String(16), nullable=False, server_default="new"),
+    Column("state_changed_at", DateTime(), nullable=True),
+    # The GPU model(s) of the newest report's inventory, "" without GPUs.
+    Column("gpu_model", String(NAME_LENGTH), nullable=False, server_default=""),
+    Index("ix_nodes_state", "state"),
+    Index("ix_nodes_gpu_model", "gpu_model"),
 )
 
 reports = Table(
@@ -93,6 +104,7 @@ reports = Table(
     Column("finished_at", DateTime(), nullable=False),
     Column("received_at", DateTime(), nullable=False),
     Column("envelope", LargeBinary, nullable=False),
+    Column("gpu_model", String(NAME_LENGTH), nullable=False, server_default=""),
     Index("ix_reports_node_finished", "node_id", "finished_at"),
     Index("ix_reports_finished", "finished_at"),
     Index("uq_reports_report_uuid_node", "report_uuid", "node_id", unique=True),
@@ -123,6 +135,54 @@ verdicts = Table(
     Column("threshold", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("message", Text, nullable=False),
+    # The fault contract (core/model.py Verdict); older reports lack them: defaults.
+    Column("fault_code", String(64), nullable=False, server_default=""),
+    Column("component", Text, nullable=False, server_default=""),
+    Column("remediation", String(32), nullable=False, server_default=""),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("flaky", Boolean, nullable=False, server_default=false()),
+    # The dashboard's filters: nodes whose current results fail by code, check, metric.
+    Index("ix_verdicts_fault_code", "fault_code", "report_id"),
+    Index("ix_verdicts_check_status", "check_name", "status", "report_id"),
+    Index("ix_verdicts_metric_status", "metric", "status", "report_id"),
+)
+
+node_transitions = Table(
+    "node_transitions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("node_id", Integer, ForeignKey("nodes.id"), nullable=False),
+    Column("at", DateTime(), nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    # "report" for a signed report's move, else the operator's token name or user.
+    Column("actor", String(NAME_LENGTH), nullable=False),
+    Column("why", Text, nullable=False),
+    Column("report_id", Integer, ForeignKey("reports.id"), nullable=True),
+    Index("ix_node_transitions_node_at", "node_id", "at"),
+)
+
+# The newest report of each (node, suite, profile), kept by ingest: what a node's
+# status is made of (queries.py), without ranking every report at read time.
+node_results = Table(
+    "node_results", metadata,
+    Column("node_id", Integer, ForeignKey("nodes.id"), primary_key=True),
+    Column("suite", String(NAME_LENGTH), primary_key=True),
+    Column("profile", String(NAME_LENGTH), primary_key=True),
+    Column("report_id", Integer, ForeignKey("reports.id"), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("finished_at", DateTime(), nullable=False),
+    Index("ix_node_results_report", "report_id"),
+    Index("ix_node_results_status", "status", "node_id"),
+)
+
+# Operator labels; a key is a Kubernetes-style label name part (63 characters,
+# kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set).
+node_labels = Table(
+    "node_labels", metadata,
+    Column("node_id", Integer, ForeignKey("nodes.id"), primary_key=True),
+    Column("key", String(63), primary_key=True),
+    Column("value", String(NAME_LENGTH), nullable=False),
+    Index("ix_node_labels_key_value", "key", "value"),
 )
 
 
@@ -175,8 +235,8 @@ class Database:
         with self._write_lock:
             yield
 
-    def migrate(self) -> None:
-        migrate(self.engine)
+    def migrate(self, revision: str = "head") -> None:
+        migrate(self.engine, revision)
 
     def dispose(self) -> None:
         self._stop.set()
@@ -225,8 +285,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x62656E6368
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``, by default the newest (idempotent)."""
     from alembic import command
     from alembic.config import Config
 
@@ -237,4 +297,4 @@ def migrate(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                                {"k": _MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)

@@ -92,11 +92,19 @@ def enroll_in(conn: Connection, node_name: str, public: PublicKey, *,
     existing = lookup_in(conn, public.keyid)
     if existing is not None:
         return _already(existing, node_name)
-    if not by_admin and node_has_any_key(conn, node_name):
+    if not by_admin and node_has_any_key(conn, node_name) \
+            and active_keyid(conn, node_name) != public.keyid:
         raise EnrollmentError(f"node {node_name!r} has had a key before; auto-enroll only "
                               "accepts a node's first key, an admin enrolls the next",
                               "node_already_enrolled")
     active = active_keyid(conn, node_name)
+    if active == public.keyid:
+        # This very key was enrolled for this node by a transaction that committed
+        # after the lookup above: two first reports of one node signed by one key
+        # (auto-enroll) race here, and both are the node's first key.
+        existing = lookup_in(conn, public.keyid)
+        if existing is not None:
+            return _already(existing, node_name)
     if active is not None:
         if not replace:
             raise EnrollmentError(f"node {node_name!r} already has the active key "

@@ -44,7 +44,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from bench_agent.collector import db, enrollment
+from bench_agent.collector import db, enrollment, lifecycle
 from bench_agent.core.errors import (
     EnrollmentError,
     Refused,
@@ -87,10 +87,21 @@ class _Checked:
     statement: dict[str, Any]
     started_at: datetime
     finished_at: datetime
+    # Per verdict, in order: the fault contract's fields (defaults for older reports).
+    faults: tuple[dict[str, Any], ...] = ()
+    gpu_model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Which suites move a node's lifecycle how (lifecycle.py)."""
+
+    acceptance_suites: tuple[str, ...] = ("acceptance",)
+    burnin_suites: tuple[str, ...] = ("burnin",)
 
 
 def ingest(database: db.Database, body: bytes, *, offered_key: str | None = None,
-           auto_enroll: bool = False) -> Stored:
+           auto_enroll: bool = False, policy: Policy | None = None) -> Stored:
     """Verify and store one envelope; raise Refused with the reason otherwise.
 
     ``offered_key`` is the X-Bench-Agent-Public-Key header (base64 of the raw
@@ -108,7 +119,7 @@ def ingest(database: db.Database, body: bytes, *, offered_key: str | None = None
             return known
     try:
         with database.writing(), database.engine.begin() as conn:
-            return _store(conn, checked, body)
+            return _store(conn, checked, body, policy or Policy())
     except IntegrityError:
         # A concurrent upload of this payload or of this report id won a unique
         # constraint (digest, or report_uuid and node_id).
@@ -179,7 +190,8 @@ def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: s
                       f"node name: {exc}") from exc
     if new_key:
         key = enrollment.EnrolledKey(key.keyid, subject, key.public, db.utcnow(), None)
-        if enrollment.node_has_active_key(conn, key.node_name):
+        active = enrollment.active_keyid(conn, key.node_name)
+        if active is not None and active != key.keyid:
             raise Refused(403, "node_already_enrolled", f"node {key.node_name!r} already has "
                           "an enrolled key; auto-enroll only accepts a node's first key")
     if subject != key.node_name or predicate.get("host") != key.node_name:
@@ -190,10 +202,50 @@ def _check(conn: Connection, envelope: dict[str, Any], payload: bytes, digest: s
         started = _timestamp(report.started_at)
         finished = _timestamp(report.finished_at)
         _check_storable(report, started)
+        faults = tuple(_faults_of(raw) for raw in predicate["verdicts"])
+        gpu_model = _gpu_model_of(predicate)
     except (ReportError, ValueError, TypeError, OverflowError) as exc:
         raise Refused(422, "invalid_report", f"the signed payload is not a valid report: "
                       f"{exc}") from exc
-    return _Checked(digest, key, new_key, report, statement, started, finished)
+    return _Checked(digest, key, new_key, report, statement, started, finished, faults,
+                    gpu_model)
+
+
+# The fault contract's values (faults helper, bench_agent/faults/catalog.yaml):
+# short codes and one remediation word; anything longer is not one of them.
+_FAULT_TEXT = {"fault_code": 64, "component": 1000, "remediation": 32}
+
+
+def _faults_of(raw: Any) -> dict[str, Any]:
+    """The fault fields of one verdict as signed; ValueError when present but wrong."""
+    out: dict[str, Any] = {}
+    for name, length in _FAULT_TEXT.items():
+        value = raw.get(name, "")
+        if not isinstance(value, str) or len(value) > length:
+            raise ValueError(f"verdict {name} {value!r:.60} is not a string of at most "
+                             f"{length} characters")
+        check_text(value, f"verdict {name}")
+        out[name] = value
+    attempts, flaky = raw.get("attempts", 1), raw.get("flaky", False)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 1000:
+        raise ValueError(f"verdict attempts {attempts!r:.40} is not a count from 1 to 1000")
+    if not isinstance(flaky, bool):
+        raise ValueError(f"verdict flaky {flaky!r:.40} is not true or false")
+    out["attempts"], out["flaky"] = attempts, flaky
+    return out
+
+
+def _gpu_model_of(predicate: dict[str, Any]) -> str:
+    """The GPU model(s) the inventory names ("" without GPUs), for the fleet filter."""
+    inventory = predicate.get("inventory")
+    gpus = inventory.get("gpus") if isinstance(inventory, dict) else None
+    names = sorted({g["name"] for g in gpus or [] if isinstance(g, dict)
+                    and isinstance(g.get("name"), str) and g["name"]}) \
+        if isinstance(gpus, list) else []
+    model = ", ".join(names)
+    _text(model, db.nodes.c.gpu_model, "GPU model")
+    check_text(model, "GPU model")
+    return model
 
 
 def _text(value: Any, column: Any, what: str) -> None:
@@ -325,7 +377,14 @@ _FIND_REPORT_ID = (
     .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
     .where(db.reports.c.report_uuid == bindparam("b_uuid"),
            db.nodes.c.name == bindparam("b_name")))
-_NODE_ID = select(db.nodes.c.id).where(db.nodes.c.name == bindparam("b_name"))
+# The node's id and lifecycle state, its row locked for the move, in one statement.
+# FOR NO KEY UPDATE, taken before the report row is inserted: that row's foreign key
+# takes KEY SHARE on the node row, which FOR UPDATE would wait for, and two ingests
+# holding KEY SHARE and both asking FOR UPDATE deadlock (seen in the race test).
+# NO KEY UPDATE does not conflict with KEY SHARE and does with itself, so moves are
+# still serialized (postgresql.org/docs/current/explicit-locking.html#LOCKING-ROWS).
+_NODE_ID = (select(db.nodes.c.id, db.nodes.c.state, db.nodes.c.state_changed_at)
+            .where(db.nodes.c.name == bindparam("b_name")).with_for_update(key_share=True))
 _INSERT_REPORT = insert(db.reports).returning(db.reports.c.id)
 _INSERT_MEASUREMENTS = insert(db.measurements)
 _INSERT_VERDICTS = insert(db.verdicts)
@@ -336,12 +395,28 @@ _UPDATE_LAST = update(db.nodes).where(
     or_(db.nodes.c.last_finished_at.is_(None),
         db.nodes.c.last_finished_at <= bindparam("b_finished")),
 ).values(last_report_id=bindparam("b_report"), last_finished_at=bindparam("b_finished"),
-         last_status=bindparam("b_status"))
+         last_status=bindparam("b_status"), gpu_model=bindparam("b_gpu"))
 _INSERT_NODE = {
     # ON CONFLICT DO NOTHING: two first reports of one node may race on PostgreSQL.
     "postgresql": pg_insert(db.nodes).on_conflict_do_nothing(),
     "sqlite": sqlite_insert(db.nodes).on_conflict_do_nothing(),
 }
+
+
+
+def _upsert_result(dialect: str) -> Any:
+    """The newest report of a (node, suite, profile): kept when a newer one arrives, not
+    replaced by an older one uploaded late (the WHERE of ON CONFLICT DO UPDATE)."""
+    maker = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = maker(db.node_results)
+    return statement.on_conflict_do_update(
+        index_elements=["node_id", "suite", "profile"],
+        set_={"report_id": statement.excluded.report_id, "status": statement.excluded.status,
+              "finished_at": statement.excluded.finished_at},
+        where=db.node_results.c.finished_at <= statement.excluded.finished_at)
+
+
+_UPSERT_RESULT = {name: _upsert_result(name) for name in ("postgresql", "sqlite")}
 
 
 def _find(conn: Connection, checked: _Checked) -> Stored | None:
@@ -371,14 +446,18 @@ def _statement_of(envelope: bytes) -> bytes | None:
         return None
 
 
-def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
+def _store(conn: Connection, checked: _Checked, body: bytes, policy: Policy) -> Stored:
     report = checked.report
     node_name = checked.key.node_name
     if checked.new_key:
         # Checked again inside the write transaction: another first key of this
         # node may have been enrolled since _check (exact on SQLite, whose writers
         # are serialized by Database.writing()).
-        if enrollment.node_has_active_key(conn, node_name):
+        # The same key enrolled meanwhile (another first report of this node
+        # signed by it, racing this one) is this node's first key: enroll_in
+        # answers it as already enrolled.
+        active = enrollment.active_keyid(conn, node_name)
+        if active is not None and active != checked.key.keyid:
             raise Refused(403, "node_already_enrolled", f"node {node_name!r} already has "
                           "an enrolled key; auto-enroll only accepts a node's first key")
         enrollment.enroll_in(conn, node_name, checked.key.public)
@@ -390,7 +469,7 @@ def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
         if key is None or key.revoked_at is not None:
             raise Refused(403, "key_revoked", f"key {checked.key.keyid[:16]} was revoked "
                           "while the report was being verified")
-    node_id = _node_id(conn, node_name)
+    node_id, locked = _node_id(conn, node_name)
     status = report.status.value
     report_id = conn.execute(_INSERT_REPORT, {
         "digest": checked.digest, "report_uuid": report.report_id, "node_id": node_id,
@@ -398,6 +477,7 @@ def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
         "profile": report.profile.name, "agent_version": report.agent_version,
         "interrupted": report.interrupted, "started_at": checked.started_at,
         "finished_at": checked.finished_at, "received_at": db.utcnow(), "envelope": body,
+        "gpu_model": checked.gpu_model,
     }).scalar_one()
     if report.measurements:
         conn.execute(_INSERT_MEASUREMENTS, [
@@ -409,16 +489,25 @@ def _store(conn: Connection, checked: _Checked, body: bytes) -> Stored:
             {"report_id": report_id, "check_name": v.check, "metric": v.metric,
              "device": v.device, "status": v.status.value, "value": v.value,
              "unit": v.unit.value if v.unit else None, "threshold": v.threshold,
-             "source": v.source, "message": v.message} for v in report.verdicts])
+             "source": v.source, "message": v.message, **faults}
+            for v, faults in zip(report.verdicts, checked.faults, strict=True)])
     conn.execute(_UPDATE_LAST, {"b_node": node_id, "b_finished": checked.finished_at,
-                                "b_report": report_id, "b_status": status})
+                                "b_report": report_id, "b_status": status,
+                                "b_gpu": checked.gpu_model})
+    conn.execute(_UPSERT_RESULT[conn.dialect.name], {
+        "node_id": node_id, "suite": report.suite.name, "profile": report.profile.name,
+        "report_id": report_id, "status": status, "finished_at": checked.finished_at})
+    lifecycle.on_report(conn, node_id, locked, report_id, report.suite.name, status,
+                        checked.finished_at, acceptance=policy.acceptance_suites,
+                        burnin=policy.burnin_suites)
     return Stored(True, report_id, checked.digest, node_name)
 
 
-def _node_id(conn: Connection, name: str) -> int:
-    found = conn.execute(_NODE_ID, {"b_name": name}).scalar()
-    if found is not None:
-        return int(found)
-    conn.execute(_INSERT_NODE[conn.dialect.name], {"name": name, "first_seen_at": db.utcnow()})
-    node_id: int = conn.execute(_NODE_ID, {"b_name": name}).scalar_one()
-    return node_id
+def _node_id(conn: Connection, name: str) -> tuple[int, tuple[str, datetime | None]]:
+    """The node's id and (state, state changed at), inserting the node if new."""
+    found = conn.execute(_NODE_ID, {"b_name": name}).first()
+    if found is None:
+        conn.execute(_INSERT_NODE[conn.dialect.name],
+                     {"name": name, "first_seen_at": db.utcnow()})
+        found = conn.execute(_NODE_ID, {"b_name": name}).one()
+    return int(found.id), (found.state, found.state_changed_at)

@@ -2,10 +2,11 @@
 
 Times are stored as naive UTC and leave here as ISO 8601 strings with a "Z".
 
-A node's state is that of the newest report of each suite it ran, not of its
-newest report: a quick run that passes after an acceptance run that failed
-does not make the node PASS. ``status`` is the worst of those (as
-model.overall_status ranks verdicts); ``last_status`` stays the newest report's.
+A node's status is the worst of the newest report of each suite and profile it
+ran, within the validity window (status.py), not that of its newest report: a
+quick run that passes after an acceptance run that failed does not make the node
+PASS. ``last_status`` stays the newest report's; ``state`` is its lifecycle state
+(lifecycle.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from bench_agent.collector import db, enrollment
+from bench_agent.collector import db, enrollment, lifecycle, status
+from bench_agent.collector.settings import DEFAULT_VALIDITY_S
 from bench_agent.core.errors import EnrollmentError, SignatureError, StrictJSONError
 from bench_agent.core.model import Status, series_units_of
 from bench_agent.report.attest import envelope_report, loads_strict
@@ -33,79 +35,85 @@ def age_seconds(value: datetime | None, now: datetime) -> float | None:
     return None if value is None else max(0.0, (now - value).total_seconds())
 
 
-def _failing_checks(conn: Connection, report_ids: list[int]) -> dict[int, list[str]]:
+def failing_verdicts(conn: Connection, report_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """report id -> its FAIL and ERROR verdicts (metric, value, threshold, fault code)."""
     if not report_ids:
         return {}
+    v = db.verdicts.c
     rows = conn.execute(
-        select(db.verdicts.c.report_id, db.verdicts.c.check_name).distinct()
-        .where(db.verdicts.c.report_id.in_(report_ids), db.verdicts.c.status.in_(FAILING))
-    ).all()
-    failing: dict[int, set[str]] = defaultdict(set)
-    for row in rows:
-        failing[row.report_id].add(row.check_name)
-    return {rid: sorted(checks) for rid, checks in failing.items()}
-
-
-# model._SEVERITY_ORDER, best first; SKIP counts only when every suite is SKIP.
-_SEVERITY = [Status.PASS.value, Status.SKIP.value, Status.WARN.value, Status.FAIL.value,
-             Status.ERROR.value]
+        select(v.report_id, v.check_name, v.metric, v.device, v.status, v.value, v.unit,
+               v.threshold, v.fault_code, v.component, v.remediation, v.message)
+        .where(v.report_id.in_(report_ids), v.status.in_(FAILING)).order_by(v.id)).all()
+    failing: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        failing[r.report_id].append({
+            "check": r.check_name, "metric": r.metric, "device": r.device,
+            "status": r.status, "value": r.value, "unit": r.unit, "threshold": r.threshold,
+            "fault_code": r.fault_code, "component": r.component,
+            "remediation": r.remediation, "message": r.message, "report_id": r.report_id})
+    return failing
 
 
 def worst_status(statuses: list[str]) -> str | None:
-    """The node's state from the newest status of each suite (None: no report yet)."""
-    if not statuses:
-        return None
-    judged = [s for s in statuses if s != Status.SKIP.value] or statuses
-    return max(judged, key=lambda s: _SEVERITY.index(s) if s in _SEVERITY else len(_SEVERITY))
+    """The worst of ``statuses`` (status.RANKS; None: no report yet)."""
+    return status.worst(statuses) if statuses else None
 
 
-def _newest_per_suite(conn: Connection, node_ids: list[int] | None = None
-                      ) -> dict[int, list[dict[str, Any]]]:
-    """node id -> the newest report of each suite it ran (by finish time), by suite name."""
-    r = db.reports.c
-    rank = func.row_number().over(partition_by=(r.node_id, r.suite),
-                                  order_by=(r.finished_at.desc(), r.id.desc()))
-    ranked = select(r.node_id, r.id, r.suite, r.status, r.finished_at, rank.label("rank"))
-    if node_ids is not None:
-        ranked = ranked.where(r.node_id.in_(node_ids))
-    sub = ranked.subquery()
-    rows = conn.execute(select(sub.c.node_id, sub.c.id, sub.c.suite, sub.c.status,
-                               sub.c.finished_at).where(sub.c.rank == 1)
-                        .order_by(sub.c.node_id, sub.c.suite)).all()
-    suites: dict[int, list[dict[str, Any]]] = defaultdict(list)
+def _results(conn: Connection, node_ids: list[int]) -> dict[int, list[Any]]:
+    rows = conn.execute(select(db.node_results).where(
+        db.node_results.c.node_id.in_(node_ids))).all() if node_ids else []
+    by_node: dict[int, list[Any]] = defaultdict(list)
     for row in rows:
-        suites[row.node_id].append({"suite": row.suite, "status": row.status,
-                                    "report_id": row.id, "finished_at": iso(row.finished_at)})
-    return suites
+        by_node[row.node_id].append(row)
+    return by_node
 
 
-def _node_dicts(conn: Connection, rows: list[Any], now: datetime) -> list[dict[str, Any]]:
-    # One node (its page): only its reports are ranked; the fleet: all in one pass.
-    suites = _newest_per_suite(conn, [row.id for row in rows] if len(rows) == 1 else None)
-    failing = _failing_checks(conn, [s["report_id"] for row in rows
-                                     for s in suites.get(row.id, [])])
+def _labels(conn: Connection, node_ids: list[int]) -> dict[int, dict[str, str]]:
+    rows = conn.execute(select(db.node_labels).where(
+        db.node_labels.c.node_id.in_(node_ids)).order_by(db.node_labels.c.key)).all() \
+        if node_ids else []
+    labels: dict[int, dict[str, str]] = defaultdict(dict)
+    for row in rows:
+        labels[row.node_id][row.key] = row.value
+    return labels
+
+
+def node_dicts(conn: Connection, rows: list[Any], now: datetime,
+               validity_s: float = DEFAULT_VALIDITY_S) -> list[dict[str, Any]]:
+    """The nodes of ``rows`` (nodes table rows) with their status, results and failures."""
+    cutoff = now - timedelta(seconds=validity_s)
+    ids = [row.id for row in rows]
+    results, labels = _results(conn, ids), _labels(conn, ids)
+    failing = failing_verdicts(conn, [r.report_id for rs in results.values() for r in rs])
     nodes = []
     for row in rows:
-        newest = suites.get(row.id, [])
+        judged, newest = status.results_of(results.get(row.id, []), cutoff)
+        failures = [f for r in newest for f in failing.get(r["report_id"], [])]
         nodes.append({
             "name": row.name,
             "first_seen_at": iso(row.first_seen_at),
-            "status": worst_status([s["status"] for s in newest]),
+            "status": judged if newest else None,
+            "stale": any(r["stale"] for r in newest),
+            "state": row.state,
+            "state_changed_at": iso(row.state_changed_at),
+            "gpu_model": row.gpu_model,
+            "labels": labels.get(row.id, {}),
             "suites": newest,
             "last_report_id": row.last_report_id,
             "last_finished_at": iso(row.last_finished_at),
             "last_status": row.last_status,
             "age_seconds": age_seconds(row.last_finished_at, now),
-            # Of the newest report of each suite: what makes the node's state.
-            "failing_checks": sorted({check for s in newest
-                                      for check in failing.get(s["report_id"], [])}),
+            # Of the newest result of each suite and profile: what makes the status.
+            "failing_checks": sorted({f["check"] for f in failures}),
+            "failing": failures,
         })
     return nodes
 
 
-def list_nodes(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+def list_nodes(conn: Connection, now: datetime,
+               validity_s: float = DEFAULT_VALIDITY_S) -> list[dict[str, Any]]:
     rows = conn.execute(select(db.nodes).order_by(db.nodes.c.name)).all()
-    return _node_dicts(conn, list(rows), now)
+    return node_dicts(conn, list(rows), now, validity_s)
 
 
 # reports.id is an INTEGER: PostgreSQL raises on a larger bound parameter, SQLite's
@@ -123,14 +131,15 @@ def valid_name(name: str) -> bool:
     return True
 
 
-def get_node(conn: Connection, name: str, now: datetime, limit: int = 100
-             ) -> dict[str, Any] | None:
+def get_node(conn: Connection, name: str, now: datetime, limit: int = 100,
+             validity_s: float = DEFAULT_VALIDITY_S) -> dict[str, Any] | None:
     if not valid_name(name):
         return None
     row = conn.execute(select(db.nodes).where(db.nodes.c.name == name)).first()
     if row is None:
         return None
-    node = _node_dicts(conn, [row], now)[0]
+    node = node_dicts(conn, [row], now, validity_s)[0]
+    node["history"] = lifecycle.history(conn, row.id)
     node["keys"] = [
         {"keyid": k.keyid, "enrolled_at": iso(k.enrolled_at), "revoked_at": iso(k.revoked_at)}
         for k in enrollment.keys_of(conn, name)
@@ -231,13 +240,27 @@ def report_verdicts(conn: Connection, report_id: int) -> list[dict[str, Any]]:
                         .order_by(db.verdicts.c.id)).all()
     return [{"check": r.check_name, "metric": r.metric, "device": r.device,
              "status": r.status, "value": r.value, "unit": r.unit, "threshold": r.threshold,
-             "source": r.source, "message": r.message} for r in rows]
+             "source": r.source, "message": r.message, "fault_code": r.fault_code,
+             "component": r.component, "remediation": r.remediation,
+             "attempts": r.attempts, "flaky": r.flaky} for r in rows]
 
 
-def nodes_by_status(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(select(db.nodes.c.last_status, func.count())
-                        .group_by(db.nodes.c.last_status)).all()
-    return {str(status or "NONE"): int(count) for status, count in rows}
+def nodes_by_status(conn: Connection, now: datetime | None = None,
+                    validity_s: float = DEFAULT_VALIDITY_S) -> dict[str, int]:
+    """Nodes by their status (status.py) at ``now``; NONE: no report yet."""
+    now = now or db.utcnow()
+    ranks = status.node_ranks(now - timedelta(seconds=validity_s))
+    rows = conn.execute(select(ranks.c.rank, func.count()).group_by(ranks.c.rank)).all()
+    counts = {status.RANKS[int(rank)]: int(count) for rank, count in rows}
+    total = int(conn.execute(select(func.count()).select_from(db.nodes)).scalar_one())
+    none = total - sum(counts.values())
+    return counts | ({status.NONE: none} if none else {})
+
+
+def nodes_by_state(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(db.nodes.c.state, func.count())
+                        .group_by(db.nodes.c.state)).all()
+    return {str(state): int(count) for state, count in rows}
 
 
 def node_last_finished(conn: Connection) -> list[tuple[str, datetime]]:
@@ -293,3 +316,30 @@ def latest_burnin_series(conn: Connection, name: str, *, look_back: int = 20
             units = {}
         return BurninSeries(row.id, start, series, units)
     return None
+
+
+def node_health(conn: Connection, now: datetime, validity_s: float = DEFAULT_VALIDITY_S
+                ) -> list[tuple[str, str, str, datetime | None]]:
+    """(name, state, status, newest PASS finish time among its current results) per node."""
+    ranks = status.node_ranks(now - timedelta(seconds=validity_s))
+    r = db.node_results.c
+    passed = (select(r.node_id, func.max(r.finished_at).label("at"))
+              .where(r.status == "PASS").group_by(r.node_id).subquery())
+    rows = conn.execute(
+        select(db.nodes.c.name, db.nodes.c.state, ranks.c.rank, passed.c.at)
+        .select_from(db.nodes.outerjoin(ranks, ranks.c.node_id == db.nodes.c.id)
+                     .outerjoin(passed, passed.c.node_id == db.nodes.c.id))
+        .order_by(db.nodes.c.name)).all()
+    return [(row.name, row.state, status.NONE if row.rank is None
+             else status.RANKS[int(row.rank)], row.at) for row in rows]
+
+
+def current_measurements(conn: Connection) -> list[Any]:
+    """Every measurement of every node's current results: node, suite, metric, device,
+    unit, value (for /metrics: Grafana's distributions and trends)."""
+    r, m = db.node_results.c, db.measurements.c
+    return list(conn.execute(
+        select(db.nodes.c.name, r.suite, r.profile, m.metric, m.device, m.unit, m.value)
+        .select_from(db.node_results.join(db.measurements, m.report_id == r.report_id)
+                     .join(db.nodes, db.nodes.c.id == r.node_id))
+        .order_by(db.nodes.c.name, r.suite, r.profile, m.metric, m.device, m.id)).all())

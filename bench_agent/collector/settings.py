@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_agent.collector.roles import ADMIN, Token
+
 # The database of every `bench-agent collector` command when --db is not given.
 DB_ENV = "BENCH_AGENT_COLLECTOR_DB"
 # Root runs the collector as a service: its state lives in /var/lib (FHS 3.0, 5.8
@@ -23,6 +25,11 @@ DEFAULT_MAX_IN_FLIGHT = 256
 # connection is closed: a client that trickles a byte now and then cannot hold a
 # connection, a thread or memory for longer. 4 MiB in 30 s is about 140 kB/s.
 DEFAULT_BODY_TIMEOUT_S = 30.0
+# How long a result counts toward a node's status (queries.py). No standard fixes it:
+# a fleet's own policy, set with --validity-days. 30 days is the default because a
+# monthly re-acceptance is what the collector's README proposes; older results are
+# shown as stale, and a failure stays until a newer run of its suite replaces it.
+DEFAULT_VALIDITY_S = 30 * 86400.0
 
 
 def default_db_path(environ: Mapping[str, str] | None = None,
@@ -68,6 +75,21 @@ class Settings:
     auto_enroll: bool = False
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    # roles.py: read/operate/admin tokens, and whether reads need one.
+    tokens: tuple[Token, ...] = ()
+    reads_need_token: bool = False
+    validity_s: float = DEFAULT_VALIDITY_S
+    # lifecycle.py: the suites whose PASS accepts a node, and those whose results
+    # never quarantine one (a burn-in FAIL of a node in service is judged by a person).
+    acceptance_suites: tuple[str, ...] = ("acceptance",)
+    burnin_suites: tuple[str, ...] = ("burnin",)
+
+    @property
+    def all_tokens(self) -> tuple[Token, ...]:
+        """The role tokens, and the single admin token as an admin named "admin"."""
+        if self.admin_token is None:
+            return self.tokens
+        return (*self.tokens, Token(ADMIN, "admin", self.admin_token))
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1024:
@@ -78,3 +100,9 @@ class Settings:
             raise ValueError(f"max_in_flight {self.max_in_flight} must be at least 1")
         if not 0 < self.body_timeout_s <= 3600:
             raise ValueError(f"body_timeout_s {self.body_timeout_s} must be in (0, 3600]")
+        if not 0 < self.validity_s <= 10 * 366 * 86400:
+            raise ValueError(f"the validity window of {self.validity_s / 86400:g} days must "
+                             "be more than 0 and at most ten years")
+        if self.reads_need_token and not self.all_tokens:
+            raise ValueError("reads need a token, but no token is configured "
+                             "(--tokens-file or $BENCH_AGENT_COLLECTOR_TOKENS)")

@@ -30,7 +30,9 @@ MAX_DOTS = 200
 STYLE = (".plot .frame{fill:#fafafa;stroke:#ccc}"
          ".plot .line{fill:none;stroke:#0969da;stroke-width:1.5}"
          ".plot .dot,.plot .bar{fill:#0969da}.plot .mark{stroke:#b00;stroke-width:1}"
-         ".plot .axis{font-size:11px;fill:#555;font-family:sans-serif}")
+         ".plot .axis{font-size:11px;fill:#555;font-family:sans-serif}"
+         ".plot .limit{stroke:#cf222e;stroke-width:1;stroke-dasharray:4 3}"
+         ".plot .limit-text{font-size:10px;fill:#cf222e;font-family:sans-serif}")
 
 
 def _text(value: object) -> str:
@@ -69,19 +71,22 @@ def _axes(top: str, bottom: str, left: str, right: str) -> list[str]:
 
 
 def line_plot(xs: Sequence[float], values: Sequence[float], x_text: Sequence[str],
-              unit: str, title: str) -> str:
+              unit: str, title: str, limits: Sequence[float] = ()) -> str:
     """An SVG plot of values over x (oldest first), ``x_text`` naming each x.
 
     The first and last x name the x axis; each dot's tooltip is "x: value". A
     point whose x or value is not finite is left out (it has no place on an axis).
-    Empty: no point to plot.
+    Empty: no point to plot. ``limits`` (thresholds, in ``unit``) are drawn as
+    dashed lines with their value, and the value axis stretches to show them.
     """
     points = [(x, v, t) for x, v, t in zip(xs, values, x_text, strict=True)
               if math.isfinite(x) and math.isfinite(v)]
     if not points:
         return ""
+    limits = [v for v in limits if math.isfinite(v)]
     x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    v0, v1 = min(p[1] for p in points), max(p[1] for p in points)
+    v0 = min([p[1] for p in points] + limits)
+    v1 = max([p[1] for p in points] + limits)
     if v0 == v1:  # a flat line sits in the middle, with room above and below
         pad = abs(v0) * 0.1 or 1.0
         v0, v1 = v0 - pad, v1 + pad
@@ -96,6 +101,12 @@ def line_plot(xs: Sequence[float], values: Sequence[float], x_text: Sequence[str
     coords = [(x(t), y(v)) for t, v, _ in points]
     parts = _open(title, plot_w, plot_h) + _axes(label(v1, unit), label(v0, unit),
                                                  points[0][2], points[-1][2])
+    for limit in limits:
+        ly = y(limit)
+        parts.append(f'<line x1="{LEFT}" y1="{ly:.1f}" x2="{WIDTH - RIGHT}" y2="{ly:.1f}" '
+                     f'class="limit"/><text x="{WIDTH - RIGHT - 2}" y="{ly - 3:.1f}" '
+                     f'text-anchor="end" class="limit-text">threshold '
+                     f"{_text(label(limit, unit))}</text>")
     if len(coords) > 1:
         path = " ".join(f"{cx:.1f},{cy:.1f}" for cx, cy in coords)
         parts.append(f'<polyline points="{path}" class="line"/>')
@@ -107,14 +118,16 @@ def line_plot(xs: Sequence[float], values: Sequence[float], x_text: Sequence[str
     return "".join(parts)
 
 
-def time_plot(points: Sequence[tuple[datetime, float]], unit: str, title: str) -> str:
+def time_plot(points: Sequence[tuple[datetime, float]], unit: str, title: str,
+              limits: Sequence[float] = ()) -> str:
     """A line plot of (UTC time, value) points, oldest first (the dashboard's)."""
     # Positions from the datetimes themselves: timestamp() of a naive datetime
     # would read it as local time, and the collector's are naive UTC.
     origin = min((t for t, _ in points), default=datetime(1970, 1, 1))
     return line_plot([(t - origin).total_seconds() for t, _ in points],
                      [v for _, v in points],
-                     [t.strftime("%Y-%m-%d %H:%M") + "Z" for t, _ in points], unit, title)
+                     [t.strftime("%Y-%m-%d %H:%M") + "Z" for t, _ in points], unit, title,
+                     limits)
 
 
 def series_plot(points: Sequence[Sequence[float]], unit: str, title: str) -> str:

@@ -65,6 +65,9 @@ EXAMPLES: dict[tuple[str, ...], tuple[list[str], dict[str, object]]] = {
                           "kubeconfig": None, "profile": None}),
     ("topology", "capture"): (["--output", "h100.yaml"], {"output": Path("h100.yaml"),
                                                           "sysroot": Path("/")}),
+    ("collector", "node"): (["gpu-7", "--state", "in-repair", "--why", "RMA 1234"],
+                            {"name": "gpu-7", "state": "in-repair", "why": "RMA 1234",
+                             "json": False, "db": None}),
 }
 # The dest that names the chosen subcommand at each level (cli/main.py dispatches on them).
 LEVEL_DEST = {"fleet": "fleet_command", "baseline": "baseline_command",

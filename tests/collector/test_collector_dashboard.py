@@ -125,12 +125,14 @@ def test_the_fleet_shows_each_node_its_verdict_failing_checks_and_age(
     assert browser.title.startswith("Fleet")
     rows = fleet_rows(browser)
     assert set(rows) == {"gpu-ok-1", "gpu-bad-2", EVIL, MIXED}
-    verdict, suites, failing, last_run, age = rows["gpu-bad-2"]
-    assert (verdict, suites, failing) == ("FAIL", "quick FAIL", "cpu-gemm")
+    state, verdict, suites, failing, gpu, last_run, age, _ = rows["gpu-bad-2"]
+    assert (state, verdict, suites, gpu) == ("burn-in", "FAIL", "quick FAIL", "")
+    # The failing metric inline, with its value and the threshold it missed.
+    assert failing == "cpu-gemm cpu.gemm_fp64_all_cores 200 GFLOP/s (needs >= 1 TFLOP/s)"
     assert age.startswith("2 h ")  # rendered by the server a moment after NOW
     assert last_run == (NOW - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
-    assert rows["gpu-ok-1"][:3] == ["PASS", "quick PASS", ""]
-    assert rows[EVIL][:3] == ["ERROR", "quick ERROR", "gpu-burn"]
+    assert rows["gpu-ok-1"][:4] == ["burn-in", "PASS", "quick PASS", ""]
+    assert rows[EVIL][1:4] == ["ERROR", "quick ERROR", "gpu-burn"]
     assert "4 nodes" in browser.find_element(By.ID, "summary").text
     assert "2 FAIL" in browser.find_element(By.ID, "summary").text
 
@@ -138,10 +140,10 @@ def test_the_fleet_shows_each_node_its_verdict_failing_checks_and_age(
 def test_a_passing_run_does_not_hide_the_failed_acceptance_run_before_it(
         collector: Collector, browser: WebDriver) -> None:
     browser.get(collector.url + "/")
-    verdict, suites, failing, last_run, _ = fleet_rows(browser)[MIXED]
+    _, verdict, suites, failing, _, last_run, _, _ = fleet_rows(browser)[MIXED]
     assert verdict == "FAIL"
     assert suites.splitlines() == [f"{SUITE} FAIL", "quick PASS"]
-    assert failing == "cpu-gemm"
+    assert failing.startswith("cpu-gemm cpu.gemm_fp64_all_cores 200 GFLOP/s")
     assert last_run == (NOW - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
     # The names are text: no element was made of their tags.
     assert browser.find_elements(By.CSS_SELECTOR, "#fleet em, #fleet td.name b") == []
@@ -151,8 +153,8 @@ def test_a_passing_run_does_not_hide_the_failed_acceptance_run_before_it(
     assert browser.find_element(By.ID, "node-verdict").text == "FAIL"
     suite_rows = [[c.text for c in row.find_elements(By.TAG_NAME, "td")]
                   for row in browser.find_elements(By.CSS_SELECTOR, "#suites tr.suite")]
-    assert [row[:2] for row in suite_rows] == [[SUITE, "FAIL"], ["quick", "PASS"]]
-    assert suite_rows[0][2] == (NOW - timedelta(hours=4)).strftime("%Y-%m-%d %H:%M:%S")
+    assert [[row[0], row[2]] for row in suite_rows] == [[SUITE, "FAIL"], ["quick", "PASS"]]
+    assert suite_rows[0][3] == (NOW - timedelta(hours=4)).strftime("%Y-%m-%d %H:%M:%S")
     assert browser.find_elements(By.TAG_NAME, "em") == []
     # The suite's link is its newest run, the failed one.
     browser.find_element(By.CSS_SELECTOR, "#suites tr.suite a").click()
@@ -189,7 +191,14 @@ def test_a_node_page_plots_its_key_metrics_over_time(collector: Collector,
     assert len(gemm.find_elements(By.CSS_SELECTOR, "svg circle")) == 3
     assert gemm.find_element(By.CSS_SELECTOR, "svg polyline").is_displayed()
     axis = [t.text for t in gemm.find_elements(By.CSS_SELECTOR, "svg text.axis")]
-    assert axis[0] == "1.3 TFLOP/s" and axis[1] == "1.1 TFLOP/s"
+    # The axis stretches down to the threshold (>= 1 TFLOP/s), drawn as a line.
+    assert axis[0] == "1.3 TFLOP/s" and axis[1] == "1 TFLOP/s"
+    limit = gemm.find_element(By.CSS_SELECTOR, "svg line.limit")
+    assert gemm.find_element(By.CSS_SELECTOR, "svg text.limit-text").text == \
+        "threshold 1 TFLOP/s"
+    assert float(limit.get_attribute("y1") or 0) == 12 + 130  # the bottom of the frame
+    assert [f.get_attribute("data-domain") for f in figures] == ["cpu", "memory"]
+    assert "threshold >= 1 TFLOP/s" in gemm.find_element(By.TAG_NAME, "figcaption").text
     # Newest line up: the plotted line rises from left to right.
     polyline = gemm.find_element(By.CSS_SELECTOR, "polyline").get_attribute("points") or ""
     points = [tuple(map(float, p.split(","))) for p in polyline.split()]
@@ -252,12 +261,22 @@ def test_the_dashboard_needs_no_internet(collector: Collector) -> None:
 
 def test_pages_are_written_with_their_inputs_escaped(tmp_path: Path) -> None:
     from bench_agent.collector.dashboard import ENV
+    from bench_agent.collector.fleet_view import SORTS, FleetQuery
 
     html = ENV.get_template("fleet.html").render(
-        nodes=[{"name": EVIL, "status": "PASS", "last_report_id": 1,
-                "suites": [{"suite": EVIL, "status": "PASS", "report_id": 1}],
-                "last_finished_at": "2026-01-01T00:00:00Z", "failing_checks": [EVIL],
-                "age_seconds": 5.0}], counts={"PASS": 1})
+        page={"total": 1, "page": 1, "pages": 1,
+              "counts": {"status": {"PASS": 1}, "state": {"new": 1}},
+              "nodes": [{"name": EVIL, "status": "PASS", "last_report_id": 1, "state": "new",
+                         "gpu_model": EVIL, "labels": {"rack": EVIL},
+                         "suites": [{"suite": EVIL, "status": "PASS", "report_id": 1}],
+                         "last_finished_at": "2026-01-01T00:00:00Z",
+                         "failing": [{"check": EVIL, "metric": EVIL, "device": EVIL,
+                                      "value": 1.0, "unit": "FLOP/s", "threshold": EVIL,
+                                      "fault_code": EVIL}],
+                         "age_seconds": 5.0}]},
+        query=FleetQuery(q=EVIL), menus={"gpu_model": [EVIL], "suite": [EVIL],
+                                          "fault_code": [EVIL]},
+        statuses=["PASS"], states=["new"], sorts=SORTS, link=lambda **_: "?", validity_days=30)
     assert "<script>" not in html
     assert "/nodes/%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in html
     assert 'data-suite="&lt;script&gt;alert(1)&lt;/script&gt;"' in html

@@ -30,6 +30,7 @@ from bench_agent.collector import ingest as ingest_module
 from bench_agent.collector.ingest import ingest
 from bench_agent.core.errors import EnrollmentError, Refused
 from bench_agent.report.attest import NodeKey, make_statement, sign_payload
+from tests.collector.old_schema import store_old
 from tests.collector_support import (
     Collector,
     envelope_bytes,
@@ -578,28 +579,29 @@ def _at_revision(database: db.Database, revision: str) -> None:
 
 
 def test_the_migration_merges_reports_stored_twice_and_stops_on_conflicts(
-        database: db.Database, node_key: NodeKey, monkeypatch: pytest.MonkeyPatch) -> None:
+        database: db.Database, node_key: NodeKey) -> None:
     _at_revision(database, "0001")
     # Stored as the collector stored them before: each new payload digest a new row.
-    monkeypatch.setattr(ingest_module, "_find", lambda conn, checked: None)
     body = envelope_bytes(make_report("node-a"), node_key)
-    first = ingest(database, body)
-    twice = ingest(database, _resign(body, node_key, indent=1))
+    with database.engine.begin() as conn:
+        first = store_old(conn, body, node_key)
+        twice = store_old(conn, _resign(body, node_key, indent=1), node_key)
     assert count(database, "reports") == 2
     with database.engine.begin() as conn:
-        conn.execute(db.nodes.update().values(last_report_id=twice.report_id))
-    database.migrate()
+        conn.execute(db.nodes.update().values(last_report_id=twice))
+    database.migrate("0003_report_uuid_unique")
     with database.engine.connect() as conn:
-        assert conn.execute(select(db.reports.c.id)).scalars().all() == [first.report_id]
-        assert conn.execute(select(db.nodes.c.last_report_id)).scalar_one() == first.report_id
+        assert conn.execute(select(db.reports.c.id)).scalars().all() == [first]
+        assert conn.execute(select(db.nodes.c.last_report_id)).scalar_one() == first
     assert count(database, "measurements") == 2 and count(database, "verdicts") == 2
 
     _at_revision(database, "0001")
     report = json.loads(base64.b64decode(json.loads(body)["payload"]))["predicate"]
-    other = ingest(database, envelope_bytes(_with(report, "measurements", 0, value=1.0),
-                                            node_key))
+    with database.engine.begin() as conn:
+        other = store_old(conn, envelope_bytes(_with(report, "measurements", 0, value=1.0),
+                                               node_key), node_key)
     with pytest.raises(RuntimeError, match=re.escape(
-            f"report id {report['report_id']} (rows {first.report_id}, {other.report_id})")):
+            f"report id {report['report_id']} (rows {first}, {other})")):
         database.migrate()
     assert count(database, "reports") == 2  # nothing deleted: an operator decides
 

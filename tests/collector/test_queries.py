@@ -87,8 +87,31 @@ def test_node_state_is_the_worst_of_each_suites_newest_report(fleet: Fleet) -> N
     assert by_name["node-b"]["last_finished_at"] == "2026-11-27T12:00:00Z"
     assert by_name["node-b"]["age_seconds"] == 3600.0
     assert by_name["node-a"]["suites"][0] == {
-        "suite": "acceptance", "status": "FAIL", "report_id": fleet.ids["a-acceptance"],
-        "finished_at": "2026-11-27T10:00:00Z"}
+        "suite": "acceptance", "profile": "guide-minimum", "status": "FAIL",
+        "report_id": fleet.ids["a-acceptance"], "finished_at": "2026-11-27T10:00:00Z",
+        "stale": False, "counts_as": "FAIL"}
+    assert by_name["node-a"]["failing"] == [{
+        "check": "cpu-gemm", "metric": "cpu.gemm_fp64_all_cores", "device": "",
+        "status": "FAIL", "value": 0.4e12, "unit": "FLOP/s", "threshold": ">= 1 TFLOP/s",
+        "fault_code": "", "component": "", "remediation": "", "message": "",
+        "report_id": fleet.ids["a-acceptance"]}]
+
+
+def test_outside_the_window_a_pass_is_stale_and_a_failure_stays(fleet: Fleet) -> None:
+    # One hour of validity at 13:00: node-a's acceptance (10:00) and quick (11:00)
+    # runs are both older; the acceptance FAIL still counts, the quick PASS is stale.
+    with fleet.database.engine.connect() as conn:
+        nodes = {n["name"]: n for n in queries.list_nodes(conn, NOW, validity_s=3600)}
+        counts = queries.nodes_by_status(conn, NOW, validity_s=3600)
+    a, b = nodes["node-a"], nodes["node-b"]
+    assert [(s["suite"], s["stale"], s["counts_as"]) for s in a["suites"]] == [
+        ("acceptance", True, "FAIL"), ("quick", True, "STALE")]
+    assert (a["status"], a["stale"]) == ("FAIL", True)
+    assert (b["status"], b["stale"]) == ("PASS", False)  # 12:00 is within the hour
+    with fleet.database.engine.connect() as conn:
+        b_later = queries.list_nodes(conn, NOW + timedelta(hours=1), validity_s=3600)
+    assert {n["name"]: n["status"] for n in b_later}["node-b"] == "STALE"
+    assert counts == {"FAIL": 1, "PASS": 1, "ERROR": 1}
 
 
 def test_one_node_with_its_keys_and_reports_newest_first(fleet: Fleet) -> None:
@@ -159,7 +182,8 @@ def test_series_per_metric_oldest_first(fleet: Fleet) -> None:
 
 def test_fleet_counts_and_the_burnin_series(fleet: Fleet) -> None:
     with fleet.database.engine.connect() as conn:
-        assert queries.nodes_by_status(conn) == {"PASS": 2, "ERROR": 1}
+        assert queries.nodes_by_status(conn, NOW) == {"FAIL": 1, "PASS": 1, "ERROR": 1}
+        assert queries.nodes_by_state(conn) == {"burn-in": 3}
         assert queries.stored_reports(conn) == 6
         assert queries.node_last_finished(conn) == [
             ("node-a", datetime(2026, 11, 27, 11, 0)), ("node-b", datetime(2026, 11, 27, 12, 0)),
@@ -182,6 +206,8 @@ def test_fleet_counts_and_the_burnin_series(fleet: Fleet) -> None:
     (["SKIP", "PASS"], "PASS"),  # a SKIP counts only when every suite is SKIP
     (["SKIP", "SKIP"], "SKIP"),
     (["WARN", "SKIP"], "WARN"),
+    (["STALE", "PASS"], "STALE"),
+    (["STALE", "WARN"], "WARN"),
 ])
 def test_worst_status(statuses: list[str], worst: str | None) -> None:
     assert queries.worst_status(statuses) == worst
