@@ -69,7 +69,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         load_suite,
         resolve_targets,
     )
-    from bench_agent.report.display import make_progress
+    from bench_agent.report.progress import make_progress
     from bench_agent.report.upload import check_collector_url
     from bench_agent.run.runner import Runner
 
@@ -102,7 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         rdzv_id=args.rdzv_id,
     )
     runner = Runner(suite, profile, output_dir=args.output, root=args.sysroot,
-                    progress=make_progress(), options=options)
+                    progress=make_progress(suite.checks), options=options)
     # SIGTERM (systemd, Ansible's timeout) is handled like Ctrl-C: stop the
     # children, keep what was measured, write the partial report.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -110,7 +110,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report = runner.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    code = _keep_and_show(args, report).exit_code
+    code = _keep_and_show(args, report, _rerun_command(args)).exit_code
     if args.upload:
         uploaded = _upload(args.output, args.upload, args.key)
         code = max(code, EXIT_ERROR if uploaded != EXIT_OK else EXIT_OK)
@@ -302,19 +302,36 @@ class Kept:
         return self.verdict_code if self.complete else EXIT_REPORT
 
 
-def _keep_and_show(args: argparse.Namespace, report: Report) -> Kept:
+def _rerun_command(args: argparse.Namespace) -> list[str]:
+    """`bench-agent run` with this run's options that say where and against what it
+    measured (not which checks: the failed ones are added by display.next_steps)."""
+    command = ["bench-agent", "run"]
+    if args.output != Path("results"):
+        command += ["--output", str(args.output)]
+    for option in ("target", "peer", "runtime", "size", "repetitions"):
+        value = getattr(args, option, None)
+        if value is not None:
+            command += [f"--{option}", str(value)]
+    for device in args.device:
+        command += ["--device", device]
+    command += ["--all-nvme"] if args.all_nvme else []
+    command += ["--destructive"] if args.destructive else []
+    return command
+
+
+def _keep_and_show(args: argparse.Namespace, report: Report,
+                   rerun: list[str] | None = None) -> Kept:
     """Write the report and its exports first, then print: no fault of the display
     (a markup bug, a closed pipe) can lose a file or change the exit code."""
-    from bench_agent.report.display import print_table, printable
+    from bench_agent.report.display import next_steps, print_table
     from bench_agent.run.runner import exit_code
 
     kept = _save_report(args, report)
     if args.json:
         sys.stdout.write(report.to_json())
     else:
-        print_table(report)
-        if kept.report is not None:
-            print(printable(f"report: {kept.report} ({kept.note})"))
+        print_table(report, next_steps=next_steps(report, kept.report, args.output, rerun,
+                                                  kept.note))
     return Kept(kept.report, kept.complete, exit_code(report))
 
 

@@ -215,6 +215,11 @@ class Verdict:
     message: str = ""
     device: str = ""
     threshold_id: str = ""
+    fault_code: str = ""      # stable code from the fault catalog, e.g. "BA-GPU-XID-79"; "" when PASS/SKIP
+    component: str = ""       # the part that broke, human-readable, e.g. "GPU 3 GPU-8f1c... serial 1652822012345 0000:1b:00.0"
+    remediation: str = ""     # one of: none, re-run, reset-gpu, reboot, reseat-recable, replace, check-job, escalate
+    attempts: int = 1         # confirm-before-failing: how many times the check ran
+    flaky: bool = False       # FAIL on an attempt but PASS on a re-run
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
