@@ -24,6 +24,9 @@ APT_RUN_TOOLS    := fio iperf3 sockperf qperf ib_write_lat stress-ng nvme lspci
 # Prometheus server on :9090 and prometheus-node-exporter one on :9100.
 APT_TEST_PACKAGES := chromium chromium-driver prometheus prometheus-node-exporter
 APT_TEST_TOOLS    := chromium chromedriver promtool prometheus-node-exporter
+# The completion and man page tests: zsh loads the zsh script, man(1) and groff render the page.
+APT_TEST_PACKAGES += zsh man-db groff
+APT_TEST_TOOLS    += zsh man groff
 
 .PHONY: run test test-fast install install-test lint typecheck bench clean system-deps test-deps
 

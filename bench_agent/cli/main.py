@@ -117,7 +117,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _upload(spool: Path, url: str, key_path: Path | None = None) -> int:
+def _upload(spool: Path, url: str, key_path: Path | None = None, as_json: bool = False
+            ) -> int:
     from bench_agent.core.errors import ConfigError
     from bench_agent.report.attest import default_key_path, load_key
     from bench_agent.report.upload import upload_spool
@@ -140,6 +141,10 @@ def _upload(spool: Path, url: str, key_path: Path | None = None) -> int:
     for path, why in result.skipped:
         _err(f"upload: skipped {path}: {why}")
     _err(f"upload: {result.summary()}")
+    if as_json:
+        from bench_agent.cli.json_out import emit, upload_document
+
+        emit(upload_document(result, result.exit_code))
     return result.exit_code
 
 
@@ -234,8 +239,15 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         _err("bench-agent: no measurements found")
         return EXIT_ERROR
     result = fleet.compare(table, args.z)
-    render = {"table": fleet.render_text, "csv": fleet.render_csv, "html": fleet.render_html}
-    text = render[args.format](result)
+    if args.format == "json":
+        from bench_agent.cli.json_out import fleet_document
+        from bench_agent.core.model import dumps_finite
+
+        text = dumps_finite(fleet_document(result), indent=2) + "\n"
+    else:
+        render = {"table": fleet.render_text, "csv": fleet.render_csv,
+                  "html": fleet.render_html}
+        text = render[args.format](result)
     if args.out:
         write_atomic(args.out, text)
         _err(f"wrote {args.out}")
@@ -267,7 +279,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     url = args.collector or os.environ.get("BENCH_AGENT_COLLECTOR")
     if not url:
         raise _usage("no collector: give --collector URL or set BENCH_AGENT_COLLECTOR")
-    return _upload(args.output, url, args.key)
+    return _upload(args.output, url, args.key, as_json=args.json)
 
 
 # Where a report goes when its output folder cannot take it (full disk, EIO, a
@@ -531,6 +543,12 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         if not path.exists():
             raise _usage(f"no node key at {path}; create one with `bench-agent keys init`")
         key = load_key(path)
+        if args.json:
+            from bench_agent.cli.json_out import emit
+
+            emit({"path": str(path), "keyid": key.public.keyid,
+                  "public_key_pem": key.public.pem()})
+            return EXIT_OK
     print(key.public.pem(), end="")
     print(f"keyid: {key.public.keyid}")
     return EXIT_OK
@@ -545,21 +563,36 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _usage(f"cannot read {args.pubkey}: {exc.strerror}") from exc
     _existing_file(args.file, "report")
+    answer: dict[str, object] = {"file": str(args.file), "keyid": pubkey.keyid,
+                                 "verified": False, "subjects": [], "error": ""}
     try:
         # As strict as the collector: what verifies here is what it accepts.
         envelope = loads_strict(args.file.read_bytes())
     except (OSError, StrictJSONError) as exc:
         _err(f"bench-agent: {args.file}: not a signed report: {exc}")
-        return EXIT_FAIL
+        return _verify_answer(args, answer, f"not a signed report: {exc}")
     try:
         statement = verify_envelope(envelope, pubkey)
     except SignatureError as exc:
         _err(f"bench-agent: {args.file}: NOT VERIFIED: {exc}")
-        return EXIT_FAIL
+        return _verify_answer(args, answer, f"NOT VERIFIED: {exc}")
+    if args.json:
+        answer["verified"] = True
+        answer["subjects"] = [{"name": s["name"], "sha256": s["digest"]["sha256"]}
+                              for s in statement["subject"]]
+        return _verify_answer(args, answer, "")
     for subject in statement["subject"]:
         print(f"verified: subject {subject['name']} sha256:{subject['digest']['sha256']} "
               f"signed by keyid {pubkey.keyid}")
     return EXIT_OK
+
+
+def _verify_answer(args: argparse.Namespace, answer: dict[str, object], error: str) -> int:
+    if args.json:
+        from bench_agent.cli.json_out import emit
+
+        emit({**answer, "error": error})
+    return EXIT_OK if answer["verified"] else EXIT_FAIL
 
 
 def _cmd_peer(args: argparse.Namespace) -> int:
@@ -601,6 +634,28 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         return collector.enroll(db_url=args.db, node=args.node, pubkey=args.pubkey,
                                 replace=args.replace)
     return collector.revoke(db_url=args.db, keyid=args.keyid)
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from bench_agent.cli.completion import bash_script, zsh_script
+
+    parser = build_parser()
+    sys.stdout.write(bash_script(parser) if args.shell == "bash" else zsh_script(parser))
+    return EXIT_OK
+
+
+def _cmd_man(args: argparse.Namespace) -> int:
+    from bench_agent.cli.manpage import man_page
+
+    text = man_page(build_parser())
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    from bench_agent.core.model import write_atomic
+
+    write_atomic(args.out, text)
+    _err(f"wrote {args.out}")
+    return EXIT_OK
 
 
 def _usage(message: str) -> Exception:
@@ -659,6 +714,8 @@ def main(argv: list[str] | None = None) -> int:
         "burnin": _cmd_burnin,
         "fleet": _cmd_fleet,
         "baseline": _cmd_baseline,
+        "completion": _cmd_completion,
+        "man": _cmd_man,
     }
     try:
         return handlers[args.command](args)
