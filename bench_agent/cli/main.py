@@ -81,6 +81,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suite = load_suite(_existing_file(args.suite_file, "--suite-file"))
     else:
         suite = resolve_targets(args.targets)
+    from bench_agent.checks import is_check
+    from bench_agent.cli.overrides import apply_overrides, requested
+
+    suite = apply_overrides(suite, requested(args.runtime, args.size, args.repetitions),
+                            {t for t in args.targets if is_check(t)})
     # A profile named on the command line that does not exist is a usage error
     # (3); one named inside the suite file is that file's configuration error (4).
     profile = (_profile_from_command_line(args.profile) if args.profile
