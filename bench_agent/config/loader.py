@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -37,6 +38,17 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 DEFAULT_PROFILE = "guide-minimum"
 DEFAULT_TIMEOUT_S = 300.0
 DOMAINS = ("cpu", "storage", "network", "gpu", "nccl")
+
+
+def did_you_mean(name: str, known: list[str], what: str) -> str:
+    """The nearest known names to a misspelt one (difflib's ratio, as the metric
+    catalog's unknown_metric), not the whole list: that is `bench-agent list`."""
+    import difflib
+
+    near = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if near:
+        return f"did you mean {', '.join(near)}? (every {what}: bench-agent list)"
+    return f"see `bench-agent list` for every {what}"
 
 
 def data_dir() -> Path:
@@ -138,10 +150,52 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 
 _read_yaml = read_yaml
 
+class Problems:
+    """Every problem of one file, so that one run of the command names them all:
+    each step that may fail runs under ``collect()``; ``check()`` raises one
+    ConfigError naming each (a single problem reads as it always did)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.found: list[ConfigError] = []
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except ConfigProblems as exc:
+            self.found.extend(exc.parts)
+        except ConfigError as exc:
+            self.found.append(exc)
+
+    def check(self) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise combined(self.found, self.path)
+
+
+class ConfigProblems(ConfigError):
+    """Several problems of one file: a line for each, under the file's name."""
+
+    def __init__(self, parts: list[ConfigError], path: Path) -> None:
+        self.parts = parts
+        prefix = f"{path}: "
+        lines = [str(p).removeprefix(prefix) for p in parts]
+        super().__init__(f"{len(lines)} problems:\n" + "\n".join(f"  {ln}" for ln in lines),
+                         file=str(path))
+
+
+def combined(problems: list[ConfigError], path: Path) -> ConfigError:
+    return ConfigProblems(problems, path)
+
+
 def params_error(exc: ValidationError, path: Path, key: str) -> ConfigError:
-    """A check's (or a burn-in load's) params refused by its params_model, at ``key``."""
-    first = exc.errors()[0]
-    return ConfigError(first["msg"], file=str(path), key=f"{key}.{_key_path(first['loc'])}")
+    """A check's (or a burn-in load's) params refused by its params_model, at ``key``;
+    every refused parameter is named."""
+    problems = [ConfigError(error["msg"], file=str(path),
+                            key=f"{key}.{_key_path(error['loc'])}") for error in exc.errors()]
+    return problems[0] if len(problems) == 1 else combined(problems, path)
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -154,16 +208,23 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 def validation_error(exc: ValidationError, path: Path, model: type[BaseModel] | None = None
                      ) -> ConfigError:
-    """The first problem pydantic found, as a ConfigError naming the file and the key.
+    """Every problem pydantic found, as a ConfigError naming the file and each key.
 
-    An unknown key comes first: a misspelt key ("limt") is why the right one is
+    Unknown keys come first: a misspelt key ("limt") is why the right one is
     missing, and the allowed keys name the fix.
     """
-    first = min(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
-    message = first["msg"]
-    if first["type"] == "extra_forbidden" and model is not None:
-        message += f" (allowed keys: {', '.join(_allowed_keys(model, first['loc']))})"
-    return ConfigError(message, file=str(path), key=_key_path(first["loc"]))
+    errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+    # A key missing beside an unknown one is that key misspelt: one problem, not two.
+    misspelt_in = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    errors = [e for e in errors
+              if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in misspelt_in)]
+    problems = []
+    for error in errors:
+        message = error["msg"]
+        if error["type"] == "extra_forbidden" and model is not None:
+            message += f" (allowed keys: {', '.join(_allowed_keys(model, error['loc']))})"
+        problems.append(ConfigError(message, file=str(path), key=_key_path(error["loc"])))
+    return problems[0] if len(problems) == 1 else combined(problems, path)
 
 
 def validated(data: Any, path: Path, model: type[ModelT]) -> ModelT:
@@ -248,24 +309,30 @@ def load_suite(path: Path) -> Suite:
 
     parsed, digest = load_model(path, _SuiteFile)
     plans: list[CheckPlan] = []
+    problems = Problems(path)
     for index, entry in enumerate(parsed.checks):
         key = f"checks[{index}]"
-        if not is_check(entry.check):
-            raise ConfigError(
-                f"unknown check {entry.check!r}; expected one of {', '.join(check_names())}",
-                file=str(path),
-                key=f"{key}.check",
-            )
-        try:
-            timeout = parse_duration(entry.timeout)
-        except UnitError as exc:
-            raise ConfigError(str(exc), file=str(path), key=f"{key}.timeout") from exc
-        check = get_check(entry.check)
-        try:
-            params = check.params_model.model_validate(entry.params)
-        except ValidationError as exc:
-            raise params_error(exc, path, f"{key}.params") from exc
-        plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required))
+        timeout = DEFAULT_TIMEOUT_S
+        with problems.collect():
+            try:
+                timeout = parse_duration(entry.timeout)
+            except UnitError as exc:
+                raise ConfigError(str(exc), file=str(path), key=f"{key}.timeout") from exc
+        with problems.collect():
+            if not is_check(entry.check):
+                raise ConfigError(
+                    f"unknown check {entry.check!r}; "
+                    + did_you_mean(entry.check, check_names(), "check"),
+                    file=str(path),
+                    key=f"{key}.check",
+                )
+            check = get_check(entry.check)
+            try:
+                params = check.params_model.model_validate(entry.params)
+            except ValidationError as exc:
+                raise params_error(exc, path, f"{key}.params") from exc
+            plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required))
+    problems.check()
     return Suite(parsed.name, parsed.description, plans, str(path), digest, parsed.profile)
 
 
@@ -311,10 +378,9 @@ def resolve_targets(targets: list[str]) -> Suite:
             plans.append(CheckPlan(target, defaults, DEFAULT_TIMEOUT_S, False))
             digests.append(hashlib.sha256(target.encode()).hexdigest())
         else:
-            raise UsageError(
-                f"{target!r} is not a domain, suite or check; see `bench-agent list`"
-                f" (suites: {', '.join(suite_names())}; checks: {', '.join(check_names())})"
-            )
+            known = list(dict.fromkeys([*DOMAINS, *suite_names(), *check_names()]))
+            raise UsageError(f"{target!r} is not a domain, suite or check; "
+                             + did_you_mean(target, known, "domain, suite and check"))
     unique: dict[str, CheckPlan] = {}
     for plan in plans:
         unique.setdefault(plan.check, plan)
@@ -509,12 +575,16 @@ def load_profile(path: Path, _chain: tuple[str, ...] = ()) -> Profile:
         sources = [*parent.sources, str(path)]
         digest = hashlib.sha256((parent.sha256 + digest).encode()).hexdigest()
     seen: set[str] = set()
+    problems = Problems(path)
     for index, entry in enumerate(parsed.thresholds):
         key = f"thresholds[{index}]"
-        if entry.id in seen:
-            raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path), key=key)
-        seen.add(entry.id)
-        by_id[entry.id] = threshold_from_entry(entry, path, key)
+        with problems.collect():
+            if entry.id in seen:
+                raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path),
+                                  key=key)
+            seen.add(entry.id)
+            by_id[entry.id] = threshold_from_entry(entry, path, key)
+    problems.check()
     return Profile(parsed.name, parsed.description, list(by_id.values()), str(path), digest,
                    sources)
 
@@ -540,8 +610,8 @@ def resolve_profile_path(name_or_path: str, relative_to: Path | None = None) -> 
     if relative_to is not None and (relative_to / f"{name_or_path}.yaml").is_file():
         return relative_to / f"{name_or_path}.yaml"
     raise ConfigError(
-        f"unknown profile {name_or_path!r}; shipped profiles: {', '.join(profile_names())}"
-    )
+        f"unknown profile {name_or_path!r}; "
+        + did_you_mean(name_or_path, profile_names(), "profile"))
 
 
 def load_profile_named(name_or_path: str) -> Profile:
