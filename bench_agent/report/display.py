@@ -312,7 +312,7 @@ def next_steps(report: Report, kept: Path | None, spool: Path,
                      "(or set BENCH_AGENT_COLLECTOR)")
     failed = list(dict.fromkeys(
         v.check for v in report.verdicts
-        if v.status in (Status.FAIL, Status.ERROR) and v.check != "inventory"))
+        if v.status in (Status.FAIL, Status.ERROR)))
     if failed and rerun:
         profile = report.profile.path or report.profile.name
         if report.profile.path and Path(report.profile.path).parent.name == "profiles" \
