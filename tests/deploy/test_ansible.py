@@ -459,3 +459,29 @@ def test_ansible_lint_is_clean(tmp_path: Path) -> None:
     proc = subprocess.run([str(LINT), "--offline"], cwd=copy, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@needs_ansible
+def test_the_example_inventory_describes_a_cluster(tmp_path: Path) -> None:
+    inventory = _tool("ansible-inventory")
+    assert inventory is not None
+    env = {**os.environ, "ANSIBLE_HOME": str(tmp_path / "ansible-home")}
+    proc = subprocess.run([inventory, "-i", "inventory.example.ini", "--list"], cwd=ANSIBLE,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and "WARNING" not in proc.stderr, proc.stderr
+    found = json.loads(proc.stdout)
+
+    def hosts(group: str) -> set[str]:
+        members = set(found.get(group, {}).get("hosts", []))
+        for child in found.get(group, {}).get("children", []):
+            members |= hosts(child)
+        return members
+
+    racks = [g for g in found if g.startswith("rack_")]
+    assert len(racks) >= 2 and all(len(hosts(r)) >= 2 for r in racks)  # pairs in a rack
+    assert hosts("gpu_nodes") and hosts("storage_nodes") and len(hosts("collectors")) == 1
+    assert hosts("bench_nodes") == hosts("gpu_nodes") | hosts("storage_nodes")
+    meta = found["_meta"]["hostvars"]
+    assert all("bench_agent_peer_address" in meta[h] for h in hosts("bench_nodes"))
+    assert all(meta[h]["acceptance_node_args"] == ["--all-nvme"]
+               for h in hosts("storage_nodes"))
