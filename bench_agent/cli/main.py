@@ -188,6 +188,8 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     if args.target is not None and not args.target.is_dir():
         raise _usage(f"--target {args.target}: "
                      + ("not a directory" if args.target.exists() else "no such directory"))
+    from bench_agent.cli.burnin_view import make_burnin_view
+
     burnin = Burnin(config, duration, args.output, host_identity(),
                     target=str(args.target) if args.target else None,
                     peer=args.peer,
@@ -196,9 +198,12 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     _err(f"burn-in {config.name} for {args.duration}: loads {', '.join(config.loads) or 'none'}"
          f", sampling every {config.interval:g} s")
+    view = make_burnin_view(duration, config.name)
+    burnin.on_record = view
     try:
         report, series = burnin.run()
     finally:
+        view.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _err(f"series: {series}")
