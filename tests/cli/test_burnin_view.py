@@ -90,7 +90,6 @@ def test_burnin_on_a_terminal_redraws_a_live_panel(tmp_path: Path) -> None:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     session = f"ba-{uuid.uuid4().hex[:8]}"
-    log = tmp_path / "pane.txt"
     command = (f"cd {REPO} && {sys.executable} -m bench_agent burnin --duration 8s "
                f"--suite-file '{_suite(tmp_path)}' --output {tmp_path / 'out'} --no-plots "
                f"--no-sign; echo EXIT=$? > {tmp_path / 'rc'}; sleep 30")
