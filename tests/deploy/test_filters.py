@@ -120,9 +120,8 @@ def _result(rc: int, upload_rc: Any, refused: list[str] | None = None) -> dict[s
     return {"label": "quick", "rc": rc, "status": "PASS" if rc == 0 else "FAIL",
             "counts": {"PASS": 3}, "problems": [], "upload_rc": upload_rc,
             "upload": "upload: 0 delivered, 1 rejected, 0 waiting",
-            "upload_refused": refused or [],
-            "enroll_hint": "on the collector: bench-agent collector enroll --node n1 "
-                           "--pubkey FILE"}
+            "upload_refused": refused or [], "host": "n1.cluster",
+            "enroll_key": "/etc/bench-agent/node.key", "inventory_host": "n1"}
 
 
 def test_a_refused_upload_fails_a_passing_run_and_names_the_fix() -> None:
@@ -136,7 +135,9 @@ def test_a_refused_upload_fails_a_passing_run_and_names_the_fix() -> None:
     assert f.describe_result(refused) == (
         "quick: PASS (exit 0: pass): upload: the collector did not accept the report "
         "(HTTP 401 unknown_key); enroll the node: on the collector: bench-agent collector "
-        "enroll --node n1 --pubkey FILE")
+        "enroll --node n1.cluster --pubkey FILE (FILE: the PEM of `bench-agent keys show "
+        "--key /etc/bench-agent/node.key` on n1); or: ansible-playbook playbooks/deploy.yml "
+        "--tags enroll --limit n1")
     table = f.fleet_table(["n1", "n2"], {"n1": {"bench_agent_results": [refused]},
                                          "n2": {"bench_agent_results": [_result(0, 0)]}})
     assert table[1].startswith("n1") and table[1].endswith("pass; NOT UPLOADED")

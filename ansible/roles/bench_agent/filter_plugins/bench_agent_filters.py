@@ -162,7 +162,17 @@ def _upload_problem(result: dict[str, Any]) -> str:
     refused = "; ".join(result.get("upload_refused") or [])
     what = (f"the collector did not accept the report ({refused})" if refused
             else f"the report was not delivered ({result.get('upload') or 'upload failed'})")
-    return f"upload: {what}; enroll the node: {result.get('enroll_hint', '')}".strip()
+    return f"upload: {what}; enroll the node: {enroll_hint(result)}"
+
+
+def enroll_hint(result: dict[str, Any]) -> str:
+    """The commands that enroll the node whose report was refused."""
+    node = result.get("host") or result.get("inventory_host") or "NODE"
+    host = result.get("inventory_host") or node
+    key = result.get("enroll_key") or "KEY"
+    return (f"on the collector: bench-agent collector enroll --node {node} --pubkey FILE "
+            f"(FILE: the PEM of `bench-agent keys show --key {key}` on {host}); or: "
+            f"ansible-playbook playbooks/deploy.yml --tags enroll --limit {host}")
 
 
 def describe_result(result: dict[str, Any]) -> str:
