@@ -110,10 +110,17 @@ def test_upload_outcome_reads_upload_json() -> None:
                          "is not enrolled"}], "waiting": [], "skipped": [],
            "stopped_because": ""}
     assert outcome(json.dumps(doc)) == {
-        "known": True, "exit_code": 1,
+        "known": True, "exit_code": 1, "stopped_because": "",
         "refused": ["HTTP 401 unknown_key: the key is not enrolled"]}
+    stopped = {**doc, "rejected": [], "exit_code": 2, "waiting": ["/r/n/a.json"],
+               "stopped_because": "HTTP 401: unknown_key: key be89 is not enrolled"}
+    assert outcome(json.dumps(stopped))["refused"] == [
+        "HTTP 401: unknown_key: key be89 is not enrolled"]
+    down = {**stopped, "stopped_because": "connection refused"}
+    assert outcome(json.dumps(down))["refused"] == []
     for garbage in ("", "Traceback (most recent call last):", "[1, 2]"):
-        assert outcome(garbage) == {"known": False, "refused": [], "exit_code": None}
+        assert outcome(garbage) == {"known": False, "refused": [], "exit_code": None,
+                                    "stopped_because": ""}
 
 
 def _result(rc: int, upload_rc: Any, refused: list[str] | None = None) -> dict[str, Any]:

@@ -138,9 +138,15 @@ def upload_outcome(stdout: Any) -> dict[str, Any]:
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        return {"known": False, "refused": [], "exit_code": None}
+        return {"known": False, "refused": [], "exit_code": None, "stopped_because": ""}
     refused = [str(r.get("reason", "")) for r in doc.get("rejected", []) if isinstance(r, dict)]
-    return {"known": True, "refused": refused, "exit_code": doc.get("exit_code")}
+    # A 401/403 stops the upload with the reports left waiting (upload.py): the
+    # collector's answer is the reason, as for a refused report.
+    stopped = str(doc.get("stopped_because") or "")
+    if not refused and re.search(r"\bHTTP 40[13]\b", stopped):
+        refused = [stopped]
+    return {"known": True, "refused": refused, "exit_code": doc.get("exit_code"),
+            "stopped_because": stopped}
 
 
 def upload_failed(result: dict[str, Any]) -> bool:
