@@ -17,7 +17,9 @@ from tests.paths import REPO
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 NODE_PACKAGES = {"fio", "iperf3", "sockperf", "qperf", "perftest", "stress-ng", "nvme-cli",
                  "pciutils"}
-TEST_PACKAGES = {"chromium", "chromium-driver", "prometheus", "prometheus-node-exporter"}
+TEST_PACKAGES = {"chromium", "chromium-driver", "prometheus", "prometheus-node-exporter",
+                 # the completion (zsh) and man page (man-db, groff) tests
+                 "zsh", "man-db", "groff"}
 
 
 def dry_run(target: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -163,10 +164,8 @@ class Problems:
     def collect(self) -> Iterator[None]:
         try:
             yield
-        except ConfigProblems as exc:
-            self.found.extend(exc.parts)
         except ConfigError as exc:
-            self.found.append(exc)
+            self.found.extend(_PARTS.get(exc, [exc]))
 
     def check(self) -> None:
         if len(self.found) == 1:
@@ -175,19 +174,21 @@ class Problems:
             raise combined(self.found, self.path)
 
 
-class ConfigProblems(ConfigError):
-    """Several problems of one file: a line for each, under the file's name."""
-
-    def __init__(self, parts: list[ConfigError], path: Path) -> None:
-        self.parts = parts
-        prefix = f"{path}: "
-        lines = [str(p).removeprefix(prefix) for p in parts]
-        super().__init__(f"{len(lines)} problems:\n" + "\n".join(f"  {ln}" for ln in lines),
-                         file=str(path))
+# The problems a combined error was made of, so that a combined error collected
+# again (a check's params inside a suite) adds its lines, not one nested block. A
+# plain ConfigError, not a subclass: core/errors.py holds the exception tree.
+_PARTS: weakref.WeakKeyDictionary[ConfigError, list[ConfigError]] = (
+    weakref.WeakKeyDictionary())
 
 
 def combined(problems: list[ConfigError], path: Path) -> ConfigError:
-    return ConfigProblems(problems, path)
+    """Several problems of one file as one error: a line for each, under the file."""
+    prefix = f"{path}: "
+    lines = [str(p).removeprefix(prefix) for p in problems]
+    error = ConfigError(f"{len(lines)} problems:\n" + "\n".join(f"  {ln}" for ln in lines),
+                        file=str(path))
+    _PARTS[error] = problems
+    return error
 
 
 def params_error(exc: ValidationError, path: Path, key: str) -> ConfigError:
