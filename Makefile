@@ -28,6 +28,9 @@ APT_TEST_PACKAGES := chromium chromium-driver prometheus prometheus-node-exporte
 APT_TEST_PACKAGES += slurm-wlm munge podman kubernetes-client
 APT_TEST_TOOLS    := chromium chromedriver promtool prometheus-node-exporter
 APT_TEST_TOOLS    += slurmctld munged podman kubectl
+# The completion and man page tests: zsh loads the zsh script, man(1) and groff render the page.
+APT_TEST_PACKAGES += zsh man-db groff
+APT_TEST_TOOLS    += zsh man groff
 
 .PHONY: run test test-fast install install-test lint typecheck bench clean system-deps test-deps
 

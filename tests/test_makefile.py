@@ -18,7 +18,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 NODE_PACKAGES = {"fio", "iperf3", "sockperf", "qperf", "perftest", "stress-ng", "nvme-cli",
                  "pciutils"}
 TEST_PACKAGES = {"chromium", "chromium-driver", "prometheus", "prometheus-node-exporter",
-                 "slurm-wlm", "munge", "podman", "kubernetes-client"}
+                 "slurm-wlm", "munge", "podman", "kubernetes-client",
+                 # the completion (zsh) and man page (man-db, groff) tests
+                 "zsh", "man-db", "groff"}
 
 
 def dry_run(target: str) -> list[str]:

@@ -16,6 +16,7 @@ judges it the same way, which `bench-agent report show FILE.jsonl` prints.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -160,6 +161,9 @@ class Burnin:
     peer: str | None = None
     gpu_sampler: Callable[[], list[dict[str, Any]]] | None = None
     clock: Callable[[], float] = time.time
+    # Told every record as it is written (the command line's live view); a fault
+    # of the view must not stop the burn-in, so its errors are dropped.
+    on_record: Callable[[dict[str, Any]], None] | None = None
     # Set by the SIGINT/SIGTERM handler: a plain store, no lock (a lock taken in a
     # signal handler deadlocks when a second signal lands inside it; see peer.py).
     _stop_requested: bool = False
@@ -195,6 +199,9 @@ class Burnin:
         def append(record: dict[str, Any]) -> None:
             records.append(record)
             writer.write(record)
+            if self.on_record is not None:
+                with contextlib.suppress(Exception):  # the display never costs the run
+                    self.on_record(record)
 
         registry = load_registry()
         from bench_agent.run.runner import collect_inventory_in_child

@@ -69,7 +69,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         load_suite,
         resolve_targets,
     )
-    from bench_agent.report.display import make_progress
+    from bench_agent.report.progress import make_progress
     from bench_agent.report.upload import check_collector_url
     from bench_agent.run.runner import Runner
 
@@ -81,6 +81,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suite = load_suite(_existing_file(args.suite_file, "--suite-file"))
     else:
         suite = resolve_targets(args.targets)
+    from bench_agent.checks import is_check
+    from bench_agent.cli.overrides import apply_overrides, requested
+
+    suite = apply_overrides(suite, requested(args.runtime, args.size, args.repetitions),
+                            {t for t in args.targets if is_check(t)})
     # A profile named on the command line that does not exist is a usage error
     # (3); one named inside the suite file is that file's configuration error (4).
     profile = (_profile_from_command_line(args.profile) if args.profile
@@ -103,7 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         **_expected_topology_options(args.expect, profile.topology),
     )
     runner = Runner(suite, profile, output_dir=args.output, root=args.sysroot,
-                    progress=make_progress(), options=options)
+                    progress=make_progress(suite.checks), options=options)
     # SIGTERM (systemd, Ansible's timeout) is handled like Ctrl-C: stop the
     # children, keep what was measured, write the partial report.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -111,7 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report = runner.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    code = _keep_and_show(args, report).exit_code
+    code = _keep_and_show(args, report, _rerun_command(args)).exit_code
     if args.upload:
         uploaded = _upload(args.output, args.upload, args.key)
         code = max(code, EXIT_ERROR if uploaded != EXIT_OK else EXIT_OK)
@@ -137,7 +142,8 @@ def _cmd_topology(args: argparse.Namespace) -> int:
     return cmd_topology(args)
 
 
-def _upload(spool: Path, url: str, key_path: Path | None = None) -> int:
+def _upload(spool: Path, url: str, key_path: Path | None = None, as_json: bool = False
+            ) -> int:
     from bench_agent.core.errors import ConfigError
     from bench_agent.report.attest import default_key_path, load_key
     from bench_agent.report.upload import upload_spool
@@ -160,6 +166,10 @@ def _upload(spool: Path, url: str, key_path: Path | None = None) -> int:
     for path, why in result.skipped:
         _err(f"upload: skipped {path}: {why}")
     _err(f"upload: {result.summary()}")
+    if as_json:
+        from bench_agent.cli.json_out import emit, upload_document
+
+        emit(upload_document(result, result.exit_code))
     return result.exit_code
 
 
@@ -198,6 +208,8 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
     if args.target is not None and not args.target.is_dir():
         raise _usage(f"--target {args.target}: "
                      + ("not a directory" if args.target.exists() else "no such directory"))
+    from bench_agent.cli.burnin_view import make_burnin_view
+
     burnin = Burnin(config, duration, args.output, host_identity(),
                     target=str(args.target) if args.target else None,
                     peer=args.peer,
@@ -206,9 +218,12 @@ def _cmd_burnin(args: argparse.Namespace) -> int:
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     _err(f"burn-in {config.name} for {args.duration}: loads {', '.join(config.loads) or 'none'}"
          f", sampling every {config.interval:g} s")
+    view = make_burnin_view(duration, config.name)
+    burnin.on_record = view
     try:
         report, series = burnin.run()
     finally:
+        view.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _err(f"series: {series}")
@@ -256,8 +271,15 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     result = fleet.compare(table, args.z)
     result.drift = find_drift(data.facts_by_node())
-    render = {"table": fleet.render_text, "csv": fleet.render_csv, "html": fleet.render_html}
-    text = render[args.format](result)
+    if args.format == "json":
+        from bench_agent.cli.json_out import fleet_document
+        from bench_agent.core.model import dumps_finite
+
+        text = dumps_finite(fleet_document(result), indent=2) + "\n"
+    else:
+        render = {"table": fleet.render_text, "csv": fleet.render_csv,
+                  "html": fleet.render_html}
+        text = render[args.format](result)
     if args.out:
         write_atomic(args.out, text)
         _err(f"wrote {args.out}")
@@ -292,7 +314,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     url = args.collector or os.environ.get("BENCH_AGENT_COLLECTOR")
     if not url:
         raise _usage("no collector: give --collector URL or set BENCH_AGENT_COLLECTOR")
-    return _upload(args.output, url, args.key)
+    return _upload(args.output, url, args.key, as_json=args.json)
 
 
 # Where a report goes when its output folder cannot take it (full disk, EIO, a
@@ -327,19 +349,36 @@ class Kept:
         return self.verdict_code if self.complete else EXIT_REPORT
 
 
-def _keep_and_show(args: argparse.Namespace, report: Report) -> Kept:
+def _rerun_command(args: argparse.Namespace) -> list[str]:
+    """`bench-agent run` with this run's options that say where and against what it
+    measured (not which checks: the failed ones are added by display.next_steps)."""
+    command = ["bench-agent", "run"]
+    if args.output != Path("results"):
+        command += ["--output", str(args.output)]
+    for option in ("target", "peer", "runtime", "size", "repetitions"):
+        value = getattr(args, option, None)
+        if value is not None:
+            command += [f"--{option}", str(value)]
+    for device in args.device:
+        command += ["--device", device]
+    command += ["--all-nvme"] if args.all_nvme else []
+    command += ["--destructive"] if args.destructive else []
+    return command
+
+
+def _keep_and_show(args: argparse.Namespace, report: Report,
+                   rerun: list[str] | None = None) -> Kept:
     """Write the report and its exports first, then print: no fault of the display
     (a markup bug, a closed pipe) can lose a file or change the exit code."""
-    from bench_agent.report.display import print_table, printable
+    from bench_agent.report.display import next_steps, print_table
     from bench_agent.run.runner import exit_code
 
     kept = _save_report(args, report)
     if args.json:
         sys.stdout.write(report.to_json())
     else:
-        print_table(report)
-        if kept.report is not None:
-            print(printable(f"report: {kept.report} ({kept.note})"))
+        print_table(report, next_steps=next_steps(report, kept.report, args.output, rerun,
+                                                  kept.note))
     return Kept(kept.report, kept.complete, exit_code(report))
 
 
@@ -548,6 +587,12 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         if not path.exists():
             raise _usage(f"no node key at {path}; create one with `bench-agent keys init`")
         key = load_key(path)
+        if args.json:
+            from bench_agent.cli.json_out import emit
+
+            emit({"path": str(path), "keyid": key.public.keyid,
+                  "public_key_pem": key.public.pem()})
+            return EXIT_OK
     print(key.public.pem(), end="")
     print(f"keyid: {key.public.keyid}")
     return EXIT_OK
@@ -562,21 +607,36 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _usage(f"cannot read {args.pubkey}: {exc.strerror}") from exc
     _existing_file(args.file, "report")
+    answer: dict[str, object] = {"file": str(args.file), "keyid": pubkey.keyid,
+                                 "verified": False, "subjects": [], "error": ""}
     try:
         # As strict as the collector: what verifies here is what it accepts.
         envelope = loads_strict(args.file.read_bytes())
     except (OSError, StrictJSONError) as exc:
         _err(f"bench-agent: {args.file}: not a signed report: {exc}")
-        return EXIT_FAIL
+        return _verify_answer(args, answer, f"not a signed report: {exc}")
     try:
         statement = verify_envelope(envelope, pubkey)
     except SignatureError as exc:
         _err(f"bench-agent: {args.file}: NOT VERIFIED: {exc}")
-        return EXIT_FAIL
+        return _verify_answer(args, answer, f"NOT VERIFIED: {exc}")
+    if args.json:
+        answer["verified"] = True
+        answer["subjects"] = [{"name": s["name"], "sha256": s["digest"]["sha256"]}
+                              for s in statement["subject"]]
+        return _verify_answer(args, answer, "")
     for subject in statement["subject"]:
         print(f"verified: subject {subject['name']} sha256:{subject['digest']['sha256']} "
               f"signed by keyid {pubkey.keyid}")
     return EXIT_OK
+
+
+def _verify_answer(args: argparse.Namespace, answer: dict[str, object], error: str) -> int:
+    if args.json:
+        from bench_agent.cli.json_out import emit
+
+        emit({**answer, "error": error})
+    return EXIT_OK if answer["verified"] else EXIT_FAIL
 
 
 def _cmd_peer(args: argparse.Namespace) -> int:
@@ -637,6 +697,28 @@ def _cmd_kube(args: argparse.Namespace) -> int:
     from bench_agent.cli.kube import cmd_kube
 
     return cmd_kube(args)
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from bench_agent.cli.completion import bash_script, zsh_script
+
+    parser = build_parser()
+    sys.stdout.write(bash_script(parser) if args.shell == "bash" else zsh_script(parser))
+    return EXIT_OK
+
+
+def _cmd_man(args: argparse.Namespace) -> int:
+    from bench_agent.cli.manpage import man_page
+
+    text = man_page(build_parser())
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    from bench_agent.core.model import write_atomic
+
+    write_atomic(args.out, text)
+    _err(f"wrote {args.out}")
+    return EXIT_OK
 
 
 def _usage(message: str) -> Exception:
@@ -712,6 +794,8 @@ def main(argv: list[str] | None = None) -> int:
         "slurm": _cmd_slurm,
         "kube": _cmd_kube,
         "topology": _cmd_topology,
+        "completion": _cmd_completion,
+        "man": _cmd_man,
     }
     try:
         return handlers[args.command](args)

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from bench_agent import __version__
 
-    parser.add_argument("--version", action="version", version=f"bench-agent {__version__}")
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"bench-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     inv = sub.add_parser("inventory", help="print the node's inventory")
@@ -88,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     topology.add_argument("--expect", type=Path, metavar="FILE",
                           help="expected topology (from `bench-agent topology capture`); "
                           "default: the profile's topology key")
+    oneoff = run.add_argument_group(
+        "one-off changes to the selected checks (each must take the parameter; shown in "
+        "the report's parameters)")
+    oneoff.add_argument("--runtime", metavar="DURATION",
+                        help="seconds each check measures: 30s, 2m (storage, network)")
+    oneoff.add_argument("--size", metavar="SIZE",
+                        help="test size: 4GiB for storage files, 4096 for a CPU matrix")
+    oneoff.add_argument("--repetitions", type=int, metavar="N",
+                        help="how many times each check repeats its measurement")
 
     burnin = sub.add_parser("burnin", help="sustained load with health sampling",
                             description="Keep the node under the loads of a burn-in suite, "
@@ -118,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the spool: the report folder of `run` (default: results/)")
     upload.add_argument("--key", type=Path, help="node key whose public half is offered to "
                         "a collector in --auto-enroll mode (default: the node key)")
+    upload.add_argument("--json", action="store_true",
+                        help="what happened to each report, as JSON on stdout")
 
     fleet = sub.add_parser("fleet", help="compare nodes (needs the fleet extra: pandas)")
     fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, parser_class=_Parser)
@@ -129,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "common value. Exit 0 neither, 1 outliers or drift.")
     compare.add_argument("folder", type=Path, nargs="?", help="folder of report files")
     compare.add_argument("--collector", metavar="URL", help="read reports from a collector")
-    compare.add_argument("--format", choices=("table", "csv", "html"), default="table")
+    compare.add_argument("--format", choices=("table", "csv", "html", "json"), default="table")
+    compare.add_argument("--json", action="store_const", const="json", dest="format",
+                         help="same as --format json")
     compare.add_argument("--out", type=Path, help="write to this file instead of stdout")
     compare.add_argument("--z", type=float, default=3.5, help="outlier line (default 3.5)")
     baseline = sub.add_parser("baseline", help="derive baselines from a healthy fleet")
@@ -170,10 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys_init.add_argument("--force", action="store_true", help="replace an existing key")
     keys_show = keys_sub.add_parser("show", help="print the public key (PEM) and its keyid")
     keys_show.add_argument("--key", type=Path)
+    keys_show.add_argument("--json", action="store_true", help="path, keyid and PEM as JSON")
 
     verify = sub.add_parser("verify", help="verify a signed report (exit 0 valid, 1 not)")
     verify.add_argument("file", type=Path)
     verify.add_argument("--pubkey", type=Path, required=True, help="the node's public key PEM")
+    verify.add_argument("--json", action="store_true", help="the outcome as JSON on stdout")
 
     peer = sub.add_parser("peer", help="serve the network checks of another node",
                           description="Start and supervise iperf3, sockperf and qperf servers "
@@ -191,7 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("file", type=Path)
     _add_collector_parser(sub)
     _add_scheduler_parsers(sub)
+    _add_docs_parsers(sub)
     return parser
+
+
+def _add_docs_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`completion bash|zsh` and `man`: generated from this parser (cli/completion.py)."""
+    completion = sub.add_parser(
+        "completion", help="print a shell completion script",
+        description="Print the completion script for bash or zsh, generated from the "
+        "command line's grammar. bash: source <(bench-agent completion bash); zsh: "
+        "bench-agent completion zsh > \"${fpath[1]}/_bench-agent\"")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    man = sub.add_parser("man", help="print the man page (roff)",
+                         description="Print bench-agent(1) in roff; read it with "
+                         "`bench-agent man | man -l -`.")
+    man.add_argument("--out", type=Path, help="write it to this file instead")
 
 
 def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -214,8 +245,11 @@ def _add_collector_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                                     parser_class=_Parser)
     serve = csub.add_parser("serve", help="serve the report API and the dashboard")
     serve.add_argument("--db", help=db_help)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: %(default)s; 0.0.0.0 for every "
+                       "IPv4 address)")
+    serve.add_argument("--port", type=int, default=8080,
+                       help="TCP port (default: %(default)s)")
     serve.add_argument("--auto-enroll", action="store_true", help="trust a node's first key "
                        "on first use (labs only)")
     serve.add_argument("--admin-token-file", type=Path, help="file holding the token of "

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -47,6 +49,17 @@ DEFAULT_TIMEOUT_S = 300.0
 # of the slowest acceptance check (600 s) already take well over an hour.
 MAX_CONFIRM = 10
 DOMAINS = ("cpu", "storage", "network", "gpu", "nccl")
+
+
+def did_you_mean(name: str, known: list[str], what: str) -> str:
+    """The nearest known names to a misspelt one (difflib's ratio, as the metric
+    catalog's unknown_metric), not the whole list: that is `bench-agent list`."""
+    import difflib
+
+    near = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if near:
+        return f"did you mean {', '.join(near)}? (every {what}: bench-agent list)"
+    return f"see `bench-agent list` for every {what}"
 
 
 def data_dir() -> Path:
@@ -148,10 +161,52 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 
 _read_yaml = read_yaml
 
+class Problems:
+    """Every problem of one file, so that one run of the command names them all:
+    each step that may fail runs under ``collect()``; ``check()`` raises one
+    ConfigError naming each (a single problem reads as it always did)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.found: list[ConfigError] = []
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError as exc:
+            self.found.extend(_PARTS.get(exc, [exc]))
+
+    def check(self) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise combined(self.found, self.path)
+
+
+# The problems a combined error was made of, so that a combined error collected
+# again (a check's params inside a suite) adds its lines, not one nested block. A
+# plain ConfigError, not a subclass: core/errors.py holds the exception tree.
+_PARTS: weakref.WeakKeyDictionary[ConfigError, list[ConfigError]] = (
+    weakref.WeakKeyDictionary())
+
+
+def combined(problems: list[ConfigError], path: Path) -> ConfigError:
+    """Several problems of one file as one error: a line for each, under the file."""
+    prefix = f"{path}: "
+    lines = [str(p).removeprefix(prefix) for p in problems]
+    error = ConfigError(f"{len(lines)} problems:\n" + "\n".join(f"  {ln}" for ln in lines),
+                        file=str(path))
+    _PARTS[error] = problems
+    return error
+
+
 def params_error(exc: ValidationError, path: Path, key: str) -> ConfigError:
-    """A check's (or a burn-in load's) params refused by its params_model, at ``key``."""
-    first = exc.errors()[0]
-    return ConfigError(first["msg"], file=str(path), key=f"{key}.{_key_path(first['loc'])}")
+    """A check's (or a burn-in load's) params refused by its params_model, at ``key``;
+    every refused parameter is named."""
+    problems = [ConfigError(error["msg"], file=str(path),
+                            key=f"{key}.{_key_path(error['loc'])}") for error in exc.errors()]
+    return problems[0] if len(problems) == 1 else combined(problems, path)
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -164,16 +219,23 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 def validation_error(exc: ValidationError, path: Path, model: type[BaseModel] | None = None
                      ) -> ConfigError:
-    """The first problem pydantic found, as a ConfigError naming the file and the key.
+    """Every problem pydantic found, as a ConfigError naming the file and each key.
 
-    An unknown key comes first: a misspelt key ("limt") is why the right one is
+    Unknown keys come first: a misspelt key ("limt") is why the right one is
     missing, and the allowed keys name the fix.
     """
-    first = min(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
-    message = first["msg"]
-    if first["type"] == "extra_forbidden" and model is not None:
-        message += f" (allowed keys: {', '.join(_allowed_keys(model, first['loc']))})"
-    return ConfigError(message, file=str(path), key=_key_path(first["loc"]))
+    errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+    # A key missing beside an unknown one is that key misspelt: one problem, not two.
+    misspelt_in = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    errors = [e for e in errors
+              if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in misspelt_in)]
+    problems = []
+    for error in errors:
+        message = error["msg"]
+        if error["type"] == "extra_forbidden" and model is not None:
+            message += f" (allowed keys: {', '.join(_allowed_keys(model, error['loc']))})"
+        problems.append(ConfigError(message, file=str(path), key=_key_path(error["loc"])))
+    return problems[0] if len(problems) == 1 else combined(problems, path)
 
 
 def validated(data: Any, path: Path, model: type[ModelT]) -> ModelT:
@@ -261,25 +323,31 @@ def load_suite(path: Path) -> Suite:
 
     parsed, digest = load_model(path, _SuiteFile)
     plans: list[CheckPlan] = []
+    problems = Problems(path)
     for index, entry in enumerate(parsed.checks):
         key = f"checks[{index}]"
-        if not is_check(entry.check):
-            raise ConfigError(
-                f"unknown check {entry.check!r}; expected one of {', '.join(check_names())}",
-                file=str(path),
-                key=f"{key}.check",
-            )
-        try:
-            timeout = parse_duration(entry.timeout)
-        except UnitError as exc:
-            raise ConfigError(str(exc), file=str(path), key=f"{key}.timeout") from exc
-        check = get_check(entry.check)
-        try:
-            params = check.params_model.model_validate(entry.params)
-        except ValidationError as exc:
-            raise params_error(exc, path, f"{key}.params") from exc
-        plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required,
-                               entry.confirm))
+        timeout = DEFAULT_TIMEOUT_S
+        with problems.collect():
+            try:
+                timeout = parse_duration(entry.timeout)
+            except UnitError as exc:
+                raise ConfigError(str(exc), file=str(path), key=f"{key}.timeout") from exc
+        with problems.collect():
+            if not is_check(entry.check):
+                raise ConfigError(
+                    f"unknown check {entry.check!r}; "
+                    + did_you_mean(entry.check, check_names(), "check"),
+                    file=str(path),
+                    key=f"{key}.check",
+                )
+            check = get_check(entry.check)
+            try:
+                params = check.params_model.model_validate(entry.params)
+            except ValidationError as exc:
+                raise params_error(exc, path, f"{key}.params") from exc
+            plans.append(CheckPlan(entry.check, params.model_dump(), timeout, entry.required,
+                                   entry.confirm))
+    problems.check()
     return Suite(parsed.name, parsed.description, plans, str(path), digest, parsed.profile)
 
 
@@ -325,10 +393,9 @@ def resolve_targets(targets: list[str]) -> Suite:
             plans.append(CheckPlan(target, defaults, DEFAULT_TIMEOUT_S, False))
             digests.append(hashlib.sha256(target.encode()).hexdigest())
         else:
-            raise UsageError(
-                f"{target!r} is not a domain, suite or check; see `bench-agent list`"
-                f" (suites: {', '.join(suite_names())}; checks: {', '.join(check_names())})"
-            )
+            known = list(dict.fromkeys([*DOMAINS, *suite_names(), *check_names()]))
+            raise UsageError(f"{target!r} is not a domain, suite or check; "
+                             + did_you_mean(target, known, "domain, suite and check"))
     unique: dict[str, CheckPlan] = {}
     for plan in plans:
         unique.setdefault(plan.check, plan)
@@ -541,13 +608,18 @@ def load_profile(path: Path, _chain: tuple[str, ...] = (),
         topology = topology or parent.topology
         digest = hashlib.sha256((parent.sha256 + digest).encode()).hexdigest()
     seen: set[str] = set()
+    problems = Problems(path)
     for index, entry in enumerate(parsed.thresholds):
         key = f"thresholds[{index}]"
-        if entry.id in seen:
-            raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path), key=key)
-        seen.add(entry.id)
-        by_id[entry.id] = threshold_from_entry(entry, path, key, catalog)
-    section = expectations(parsed.configuration, path, inherited=inherited)
+        with problems.collect():
+            if entry.id in seen:
+                raise ConfigError(f"duplicate threshold id {entry.id!r}", file=str(path),
+                                  key=key)
+            seen.add(entry.id)
+            by_id[entry.id] = threshold_from_entry(entry, path, key, catalog)
+    with problems.collect():
+        section = expectations(parsed.configuration, path, inherited=inherited)
+    problems.check()
     thresholds = list(by_id.values())
     thresholds += section_thresholds(section, thresholds, catalog or metric_catalog(), path)
     return Profile(parsed.name, parsed.description, thresholds, str(path), digest,
@@ -575,8 +647,8 @@ def resolve_profile_path(name_or_path: str, relative_to: Path | None = None) -> 
     if relative_to is not None and (relative_to / f"{name_or_path}.yaml").is_file():
         return relative_to / f"{name_or_path}.yaml"
     raise ConfigError(
-        f"unknown profile {name_or_path!r}; shipped profiles: {', '.join(profile_names())}"
-    )
+        f"unknown profile {name_or_path!r}; "
+        + did_you_mean(name_or_path, profile_names(), "profile"))
 
 
 def load_profile_named(name_or_path: str,

@@ -24,17 +24,12 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, TextIO, cast
+from pathlib import Path
+from typing import IO, Any, TextIO, cast
 
 from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Report, Status, Verdict
 from bench_agent.core.units import Unit, format_value
-
-if TYPE_CHECKING:
-    from rich.text import Text
-
-    from bench_agent.run.runner import CheckOutcome
 
 _STYLE = {
     "PASS": "green",
@@ -45,6 +40,9 @@ _STYLE = {
     "-": "dim",
 }
 COLUMNS = ("check", "metric", "value", "threshold", "status", "source / message")
+# Worst first: what needs a person's attention tops the table; "-" is a measurement
+# no threshold judged.
+STATUS_ORDER = ("FAIL", "ERROR", "WARN", "SKIP", "PASS", "-")
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -238,32 +236,104 @@ def summary_line(report: Report) -> str:
     )
 
 
-def print_table(report: Report, stream: IO[str] | None = None) -> None:
+def counts_line(report: Report) -> str:
+    """The verdicts counted by status, worst first: "2 FAIL, 1 ERROR, 14 PASS" and
+    the measurements no threshold judged; statuses of no verdict are left out."""
+    counts = {status: 0 for status in STATUS_ORDER}
+    for verdict in report.verdicts:
+        counts[verdict.status.value] = counts.get(verdict.status.value, 0) + 1
+    parts = [f"{n} {status}" for status, n in counts.items() if n]
+    unjudged = sum(1 for row in table_rows(report) if row[4] == "-")
+    if unjudged:
+        parts.append(f"{unjudged} measured without a threshold")
+    return "summary: " + (", ".join(parts) if parts else "no verdict")
+
+
+def _fault_cells(report: Report) -> list[str] | None:
+    """The fault code of each table row, or None when no verdict carries one (the
+    column is then left out): a code names the catalog entry (bench-agent faults)."""
+    codes = [v.fault_code for v in report.verdicts]
+    if not any(codes):
+        return None
+    return [printable(code) for code in codes]
+
+
+def print_table(report: Report, stream: IO[str] | None = None,
+                next_steps: list[str] | None = None) -> None:
+    """The verdict table, worst first (FAIL, ERROR, WARN, SKIP, PASS, then what was
+    measured without a threshold), a line of counts, and ``next_steps``."""
     stream = stream or sys.stdout
     rows = table_rows(report)
+    faults = _fault_cells(report)
+    columns: tuple[str, ...] = COLUMNS
+    if faults is not None:
+        faults += [""] * (len(rows) - len(faults))  # the unjudged measurements
+        columns = (*COLUMNS[:5], "fault", COLUMNS[5])
+    shown: list[tuple[str, ...]] = [
+        (*row[:5], faults[i], row[5]) if faults is not None else row
+        for i, row in enumerate(rows)]
+    order = {status: rank for rank, status in enumerate(STATUS_ORDER)}
+    shown.sort(key=lambda row: order.get(row[4], len(order)))  # stable within a status
     summary = summary_line(report)
+    tail = [counts_line(report), *(printable(step) for step in next_steps or [])]
     if _is_terminal(stream):
         from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
         table = Table(title=Text(summary), show_lines=False)
-        for column in COLUMNS:
+        for column in columns:
             table.add_column(column, overflow="fold")
-        for row in rows:
+        for row in shown:
             # Text, not str: a str cell is parsed as markup (and emoji codes).
             table.add_row(*(Text(cell) for cell in row[:4]),
-                          Text(row[4], style=_STYLE.get(row[4], "")), Text(row[5]))
-        Console(file=stream).print(table)
+                          Text(row[4], style=_STYLE.get(row[4], "")),
+                          *(Text(cell) for cell in row[5:]))
+        console = Console(file=stream)
+        console.print(table)
+        for line in tail:
+            console.print(Text(line))
         return
-    widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) if rows else len(COLUMNS[i])
-              for i in range(5)]
+    last = len(columns) - 1
+    widths = [max(len(columns[i]), *(len(r[i]) for r in shown)) if shown else len(columns[i])
+              for i in range(last)]
     print(summary, file=stream)
-    header = "  ".join(c.ljust(w) for c, w in zip(COLUMNS[:5], widths, strict=True))
-    print(f"{header}  {COLUMNS[5]}", file=stream)
-    for row in rows:
-        cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True))
-        print(f"{cells}  {row[5]}", file=stream)
+    for row in (columns, *shown):
+        cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:last], widths, strict=True))
+        print(f"{cells}  {row[last]}", file=stream)
+    for line in tail:
+        print(line, file=stream)
+
+
+def next_steps(report: Report, kept: Path | None, spool: Path,
+               rerun: list[str] | None = None, note: str = "") -> list[str]:
+    """What to do after a run: where the report is, how to upload it, and the exact
+    command that re-runs only the checks that did not pass (FAIL or ERROR).
+
+    ``note`` says how the report was kept ("signed"). ``rerun`` is the command
+    line that ran (``["bench-agent", "run"]`` and the options to keep); the failed
+    checks and the profile are added to it."""
+    import shlex
+
+    steps = []
+    if kept is not None:
+        steps.append(f"report: {kept}" + (f" ({note})" if note else ""))
+        upload = ["bench-agent", "upload"]
+        if spool != Path("results"):
+            upload += ["--output", str(spool)]
+        steps.append(f"upload: {shlex.join(upload)} --collector URL "
+                     "(or set BENCH_AGENT_COLLECTOR)")
+    failed = list(dict.fromkeys(
+        v.check for v in report.verdicts
+        if v.status in (Status.FAIL, Status.ERROR)))
+    if failed and rerun:
+        profile = report.profile.path or report.profile.name
+        if report.profile.path and Path(report.profile.path).parent.name == "profiles" \
+                and Path(report.profile.path).stem == report.profile.name:
+            profile = report.profile.name  # a shipped profile: its name reads better
+        steps.append("re-run what failed: "
+                     + shlex.join([*rerun, *failed, "--profile", profile]))
+    return steps
 
 
 def print_rows(columns: tuple[str, ...], rows: list[tuple[str, ...]],
@@ -289,60 +359,6 @@ def print_rows(columns: tuple[str, ...], rows: list[tuple[str, ...]],
     for row in (columns, *shown):
         cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True))
         print(f"{cells}  {row[-1]}", file=stream)
-
-
-# --- progress ----------------------------------------------------------------------
-
-
-def _finished_parts(outcome: CheckOutcome) -> tuple[str, str, str]:
-    state = outcome.status.value if outcome.status else "measured"
-    detail = f": {printable(outcome.message)}" if outcome.message else ""
-    return printable(outcome.check), state, f" in {outcome.seconds:.1f} s{detail}"
-
-
-@dataclass
-class PlainProgress:
-    """One line per check on stderr: for logs and Ansible output."""
-
-    # Looked up when built, not at import: guard_std_streams may replace sys.stderr.
-    stream: IO[str] = field(default_factory=lambda: sys.stderr)
-
-    def check_started(self, check: str, index: int, total: int) -> None:
-        print(f"[{index + 1}/{total}] {printable(check)} ...", file=self.stream, flush=True)
-
-    def check_finished(self, outcome: CheckOutcome) -> None:
-        check, state, rest = _finished_parts(outcome)
-        print(f"      {check} {state}{rest}", file=self.stream, flush=True)
-
-
-class RichProgress:
-    """A spinner per running check on a terminal (stderr), finished lines kept."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self._status: Any = None
-
-    def _text(self, *parts: tuple[str, str] | str) -> Text:
-        from rich.text import Text
-
-        return Text.assemble(*parts)
-
-    def check_started(self, check: str, index: int, total: int) -> None:
-        self._status = self.console.status(
-            self._text(f"[{index + 1}/{total}] running {printable(check)} ..."))
-        self._status.start()
-
-    def check_finished(self, outcome: CheckOutcome) -> None:
-        if self._status is not None:
-            self._status.stop()
-        check, state, rest = _finished_parts(outcome)
-        self.console.print(self._text(f"  {check} ", (state, _STYLE.get(state, "green")), rest))
-
-
-def make_progress() -> PlainProgress | RichProgress:
-    return RichProgress() if _is_terminal(sys.stderr) else PlainProgress()
 
 
 def print_inventory(inventory: Inventory) -> None:

@@ -176,6 +176,23 @@ def _tree(lab: Lab) -> Path:
 
 
 @needs_ansible
+def test_deploy_check_mode_on_a_clean_state(lab: Lab) -> None:
+    """Before anything is installed: --check says what would change, and fails on
+    nothing (it failed on the wheel it had not built)."""
+    played = lab.play("deploy.yml", "--check")
+    assert played.rc == 0, played.describe()
+    assert played.recap["localhost"]["failed"] == 0, played.describe()
+    assert played.recap["localhost"]["changed"] > 0, played.describe()
+    assert "expected one bench_agent-" not in played.output
+    assert "check mode: the agent or the key is not there yet" in played.output
+    tree = _tree(lab)
+    # Nothing on the node: no venv, no key, no unit.
+    assert not (tree / "opt/bench-agent/venv").exists()
+    assert not (tree / "etc/bench-agent/node.key").exists()
+    assert not (tree / "etc/systemd/system/bench-agent.service").exists()
+
+
+@needs_ansible
 def test_deploy_from_a_clean_state(lab: Lab, deployed: tuple[Played, Played]) -> None:
     first, _ = deployed
     assert first.recap["localhost"]["failed"] == 0, first.describe()
@@ -260,6 +277,74 @@ def _fleet_rows(lab: Lab) -> list[dict[str, str]]:
 
 
 @needs_ansible
+def test_deploy_check_mode_after_a_deploy_changes_nothing(
+        lab: Lab, deployed: tuple[Played, Played]) -> None:
+    played = lab.play("deploy.yml", "--check")
+    assert played.rc == 0, played.describe()
+    assert (played.recap["localhost"]["changed"], played.recap["localhost"]["failed"]) == (
+        0, 0), played.describe()
+
+
+@needs_ansible
+def test_acceptance_check_mode_claims_no_pass(lab: Lab, deployed: tuple[Played, Played]
+                                              ) -> None:
+    played = lab.play("acceptance.yml", "--check", "-e", "acceptance_suite=cpu")
+    assert played.rc == 0, played.describe()
+    assert "check mode: would run `bench-agent run cpu" in played.output, played.describe()
+    assert "check mode: no run, so no verdict for 1 node(s)" in played.output
+    assert "run(s) passed" not in played.output and "NO REPORT" not in played.output
+
+
+@needs_ansible
+def test_tags_are_listed(lab: Lab) -> None:
+    tags: set[str] = set()
+    for playbook in ("deploy.yml", "acceptance.yml", "burnin.yml"):
+        proc = subprocess.run([str(PLAYBOOK), "-i", "localhost,", "--list-tags",
+                               f"playbooks/{playbook}"], cwd=ANSIBLE, env=lab.env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        found = re.findall(r"TASK TAGS: \[([^\]]*)\]", proc.stdout)
+        assert found, proc.stdout
+        tags |= {t.strip() for line in found for t in line.split(",") if t.strip()}
+    assert {"install", "keys", "enroll", "run", "upload", "collect"} <= tags, tags
+
+
+@needs_ansible
+def test_only_the_enroll_tag_runs_only_the_enrollment(
+        lab: Lab, deployed: tuple[Played, Played]) -> None:
+    played = lab.play("deploy.yml", "--tags", "enroll")
+    assert played.rc == 0, played.describe()
+    tasks = re.findall(r"^TASK \[([^\]]+)\]", played.output, re.MULTILINE)
+    assert tasks and all(not t.startswith("collector :") for t in tasks), tasks
+    assert "bench_agent : Read the node's public key" in tasks
+    assert not any("Install" in t or "wheelhouse" in t.lower() for t in tasks), tasks
+
+
+@needs_ansible
+def test_a_report_the_collector_refuses_fails_the_node_with_the_enroll_command(
+        lab: Lab, deployed: tuple[Played, Played]) -> None:
+    if not lab.collector_url:
+        pytest.skip("needs the collector extra (fastapi, uvicorn, sqlalchemy)")
+    # Signed with a key the collector never enrolled: the collector says no.
+    stranger = lab.root / "stranger.key"
+    profile = REPO / "tests" / "data" / "profiles" / "tiny-node.yaml"
+    played = lab.play("acceptance.yml", "-e", "acceptance_suite=inventory",
+                      "-e", f"acceptance_profile_file={profile}",
+                      "-e", f"bench_agent_key={stranger}",
+                      # Its own spool: the refused report waits there for an enrollment,
+                      # and would hold back the reports of the tests after this one.
+                      "-e", f"bench_agent_output_dir={lab.root / 'stranger-spool'}")
+    assert played.rc != 0, played.describe()
+    assert played.recap["localhost"]["failed"] == 1, played.describe()
+    assert "localhost did not pass: inventory: PASS (exit 0: pass): upload: the collector " \
+           "did not accept the report (" in played.output, played.describe()
+    assert "bench-agent collector enroll --node " in played.output
+    assert "--tags enroll --limit localhost" in played.output
+    assert "NOT UPLOADED" in played.output  # the fleet table's line
+    assert "0 of 1 run(s) passed, 1 did not" in played.output
+
+
+@needs_ansible
 def test_acceptance_fails_a_small_node_and_says_why(lab: Lab,
                                                      deployed: tuple[Played, Played]) -> None:
     played = lab.play("acceptance.yml", "-e", "acceptance_suite=quick",
@@ -271,6 +356,9 @@ def test_acceptance_fails_a_small_node_and_says_why(lab: Lab,
         assert re.search(r"FAIL inventory\.logical_cpus: \d+ does not meet >= 32",
                          played.output), played.describe()
     assert "0 of 1 run(s) passed, 1 did not" in played.output  # the fleet table
+    # The run took many poll intervals (2 s): one quiet wait, no line per poll.
+    assert "FAILED - RETRYING" not in played.output
+    assert "TASK [bench_agent : Wait quietly for bench-agent quick]" in played.output
     row = _fleet_rows(lab)[0]
     assert (row["node"], row["run"], row["status"], row["exit"]) == (
         "localhost", "quick", "FAIL", "1")
@@ -374,3 +462,29 @@ def test_ansible_lint_is_clean(tmp_path: Path) -> None:
     proc = subprocess.run([str(LINT), "--offline"], cwd=copy, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@needs_ansible
+def test_the_example_inventory_describes_a_cluster(tmp_path: Path) -> None:
+    inventory = _tool("ansible-inventory")
+    assert inventory is not None
+    env = {**os.environ, "ANSIBLE_HOME": str(tmp_path / "ansible-home")}
+    proc = subprocess.run([inventory, "-i", "inventory.example.ini", "--list"], cwd=ANSIBLE,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and "WARNING" not in proc.stderr, proc.stderr
+    found = json.loads(proc.stdout)
+
+    def hosts(group: str) -> set[str]:
+        members = set(found.get(group, {}).get("hosts", []))
+        for child in found.get(group, {}).get("children", []):
+            members |= hosts(child)
+        return members
+
+    racks = [g for g in found if g.startswith("rack_")]
+    assert len(racks) >= 2 and all(len(hosts(r)) >= 2 for r in racks)  # pairs in a rack
+    assert hosts("gpu_nodes") and hosts("storage_nodes") and len(hosts("collectors")) == 1
+    assert hosts("bench_nodes") == hosts("gpu_nodes") | hosts("storage_nodes")
+    meta = found["_meta"]["hostvars"]
+    assert all("bench_agent_peer_address" in meta[h] for h in hosts("bench_nodes"))
+    assert all(meta[h]["acceptance_node_args"] == ["--all-nvme"]
+               for h in hosts("storage_nodes"))

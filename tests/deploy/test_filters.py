@@ -101,3 +101,53 @@ def test_systemd_args_quote_and_escape() -> None:
     assert args(["/v/bin/bench-agent", "run", "quick"]) == "/v/bin/bench-agent run quick"
     assert args(["--db", "postgresql://u:p%40ss@h/db"]) == "--db postgresql://u:p%%40ss@h/db"
     assert args(["a b", 'say "x"']) == '"a b" "say \\"x\\""'
+
+
+def test_upload_outcome_reads_upload_json() -> None:
+    outcome = _filters().upload_outcome
+    doc = {"exit_code": 1, "summary": "0 delivered, 1 rejected, 0 waiting", "delivered": [],
+           "rejected": [{"path": "/r/n/a.json", "reason": "HTTP 401 unknown_key: the key "
+                         "is not enrolled"}], "waiting": [], "skipped": [],
+           "stopped_because": ""}
+    assert outcome(json.dumps(doc)) == {
+        "known": True, "exit_code": 1, "stopped_because": "",
+        "refused": ["HTTP 401 unknown_key: the key is not enrolled"]}
+    stopped = {**doc, "rejected": [], "exit_code": 2, "waiting": ["/r/n/a.json"],
+               "stopped_because": "HTTP 401: unknown_key: key be89 is not enrolled"}
+    assert outcome(json.dumps(stopped))["refused"] == [
+        "HTTP 401: unknown_key: key be89 is not enrolled"]
+    down = {**stopped, "stopped_because": "connection refused"}
+    assert outcome(json.dumps(down))["refused"] == []
+    for garbage in ("", "Traceback (most recent call last):", "[1, 2]"):
+        assert outcome(garbage) == {"known": False, "refused": [], "exit_code": None,
+                                    "stopped_because": ""}
+
+
+def _result(rc: int, upload_rc: Any, refused: list[str] | None = None) -> dict[str, Any]:
+    return {"label": "quick", "rc": rc, "status": "PASS" if rc == 0 else "FAIL",
+            "counts": {"PASS": 3}, "problems": [], "upload_rc": upload_rc,
+            "upload": "upload: 0 delivered, 1 rejected, 0 waiting",
+            "upload_refused": refused or [], "host": "n1.cluster",
+            "enroll_key": "/etc/bench-agent/node.key", "inventory_host": "n1"}
+
+
+def test_a_refused_upload_fails_a_passing_run_and_names_the_fix() -> None:
+    f = _filters()
+    refused = _result(0, 1, ["HTTP 401 unknown_key"])
+    assert f.did_not_pass(refused)
+    assert not f.did_not_pass(_result(0, 0))
+    assert not f.did_not_pass(_result(0, None))  # no collector: no upload, no failure
+    assert not f.did_not_pass(_result(0, ""))
+    assert f.failed_results([_result(0, 0), refused]) == [refused]
+    assert f.describe_result(refused) == (
+        "quick: PASS (exit 0: pass): upload: the collector did not accept the report "
+        "(HTTP 401 unknown_key); enroll the node: on the collector: bench-agent collector "
+        "enroll --node n1.cluster --pubkey FILE (FILE: the PEM of `bench-agent keys show "
+        "--key /etc/bench-agent/node.key` on n1); or: ansible-playbook playbooks/deploy.yml "
+        "--tags enroll --limit n1")
+    table = f.fleet_table(["n1", "n2"], {"n1": {"bench_agent_results": [refused]},
+                                         "n2": {"bench_agent_results": [_result(0, 0)]}})
+    assert table[1].startswith("n1") and table[1].endswith("pass; NOT UPLOADED")
+    assert table[2].strip().startswith("upload: the collector did not accept the report")
+    assert table[3].startswith("n2") and "NOT UPLOADED" not in table[3]
+    assert table[-1] == "1 of 2 run(s) passed, 1 did not"

@@ -19,12 +19,11 @@ from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Ver
 from bench_agent.core.units import Unit
 from bench_agent.report.display import (
     GuardedStream,
-    PlainProgress,
-    RichProgress,
     print_inventory,
     print_table,
     printable,
 )
+from bench_agent.report.progress import PlainProgress, RichProgress
 from bench_agent.run.runner import CheckOutcome
 
 HOSTILE_PATH = "/tmp/x/[results]/<b>ü"
@@ -120,7 +119,8 @@ def test_plain_table_shows_names_as_written_and_escapes_controls() -> None:
     assert error.endswith("fio said \\x1b[31mred\\x1b[0m\\rover\\x07 and \\u202eevil "
                           "[bold]x[/bold] :smile:")
     assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue()
-    assert len(lines) == 2 + 5  # summary, header, 2 verdicts, 3 measurements
+    assert len(lines) == 2 + 5 + 1  # summary, header, 2 verdicts, 3 measurements, counts
+    assert lines[-1] == "summary: 1 ERROR, 1 PASS, 3 measured without a threshold"
 
 
 def test_rich_progress_shows_names_and_messages_as_written(
@@ -142,7 +142,7 @@ def test_rich_progress_shows_names_and_messages_as_written(
 
 def test_plain_progress_escapes_controls() -> None:
     out = io.StringIO()
-    progress = PlainProgress(out)
+    progress = PlainProgress(stream=out)
     progress.check_started("inventory", 0, 2)
     progress.check_finished(CheckOutcome("inventory", status=Status.SKIP,
                                          message="line one\nline \x1b[2Jtwo", seconds=0.25))

@@ -130,12 +130,65 @@ def rc_meaning(rc: Any) -> str:
         return "no result"
 
 
+def upload_outcome(stdout: Any) -> dict[str, Any]:
+    """What `bench-agent upload --json` said: the collector's refusals (reasons) and
+    whether everything was delivered. Not JSON (an older agent, a crash): unknown."""
+    try:
+        doc = json.loads(stdout) if stdout else None
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        return {"known": False, "refused": [], "exit_code": None, "stopped_because": ""}
+    refused = [str(r.get("reason", "")) for r in doc.get("rejected", []) if isinstance(r, dict)]
+    # A 401/403 stops the upload with the reports left waiting (upload.py): the
+    # collector's answer is the reason, as for a refused report.
+    stopped = str(doc.get("stopped_because") or "")
+    if not refused and re.search(r"\bHTTP 40[13]\b", stopped):
+        refused = [stopped]
+    return {"known": True, "refused": refused, "exit_code": doc.get("exit_code"),
+            "stopped_because": stopped}
+
+
+def upload_failed(result: dict[str, Any]) -> bool:
+    """The run's report was not accepted: the upload ran and did not deliver all."""
+    rc = result.get("upload_rc")
+    return rc not in (None, "", "None", 0, "0")
+
+
+def did_not_pass(result: dict[str, Any]) -> bool:
+    """A run that failed, or whose report the collector did not take."""
+    return result.get("rc") != 0 or upload_failed(result)
+
+
+def failed_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in results or [] if did_not_pass(r)]
+
+
+def _upload_problem(result: dict[str, Any]) -> str:
+    refused = "; ".join(result.get("upload_refused") or [])
+    what = (f"the collector did not accept the report ({refused})" if refused
+            else f"the report was not delivered ({result.get('upload') or 'upload failed'})")
+    return f"upload: {what}; enroll the node: {enroll_hint(result)}"
+
+
+def enroll_hint(result: dict[str, Any]) -> str:
+    """The commands that enroll the node whose report was refused."""
+    node = result.get("host") or result.get("inventory_host") or "NODE"
+    host = result.get("inventory_host") or node
+    key = result.get("enroll_key") or "KEY"
+    return (f"on the collector: bench-agent collector enroll --node {node} --pubkey FILE "
+            f"(FILE: the PEM of `bench-agent keys show --key {key}` on {host}); or: "
+            f"ansible-playbook playbooks/deploy.yml --tags enroll --limit {host}")
+
+
 def describe_result(result: dict[str, Any]) -> str:
     """One sentence on a run that did not pass, for the failure message of its host."""
     rc = result.get("rc")
     text = (f"{result.get('label', 'run')}: {result.get('status', '?')} "
             f"(exit {rc}: {rc_meaning(rc)})")
     problems = list(result.get("problems") or [])
+    if upload_failed(result):
+        problems.append(_upload_problem(result))
     if problems:
         text += ": " + "; ".join(problems)
     tail = [line for line in result.get("stderr_tail") or [] if line.strip()]
@@ -158,7 +211,7 @@ def fleet_table(hosts: list[str], hostvars: Any, fact: str = "bench_agent_result
 
     def order(row: tuple[str, dict[str, Any]]) -> tuple[int, str]:
         rc = row[1].get("rc")  # no result first, then the failed, then the passed
-        return (0 if not isinstance(rc, int) else 1 if rc != 0 else 2, row[0])
+        return (0 if not isinstance(rc, int) else 1 if did_not_pass(row[1]) else 2, row[0])
 
     rows.sort(key=order)
     width = max([len(h) for h, _ in rows] + [4])
@@ -168,13 +221,16 @@ def fleet_table(hosts: list[str], hostvars: Any, fact: str = "bench_agent_result
     for host, r in rows:
         c = r.get("counts") or {}
         rc = r.get("rc")
-        failed += rc != 0
+        failed += did_not_pass(r)
         counts = (f"{c.get('PASS', 0):>4} {c.get('WARN', 0):>4} {c.get('FAIL', 0):>4} "
                   f"{c.get('ERROR', 0):>5} {c.get('SKIP', 0):>4}") if c else f"{'-':>25}"
         lines.append(f"{host:<{width}}  {r.get('label', '')!s:<16} "
                      f"{r.get('status', '?')!s:<9} {'-' if rc is None else rc!s:>4}  "
-                     f"{counts}  {rc_meaning(rc)}")
+                     f"{counts}  {rc_meaning(rc)}"
+                     + ("; NOT UPLOADED" if upload_failed(r) else ""))
         lines.extend(f"{'':<{width}}    {p}" for p in r.get("problems", []))
+        if upload_failed(r):
+            lines.append(f"{'':<{width}}    {_upload_problem(r)}")
     total = len(rows)
     lines.append(f"{total - failed} of {total} run(s) passed, {failed} did not")
     return lines
@@ -214,4 +270,6 @@ class FilterModule:
             "bench_agent_fleet_csv": fleet_csv,
             "bench_agent_describe_result": describe_result,
             "bench_agent_systemd_args": systemd_args,
+            "bench_agent_upload_outcome": upload_outcome,
+            "bench_agent_failed_results": failed_results,
         }
