@@ -187,8 +187,9 @@ def table_rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
         elif v.message:
             note = f"{v.source} - {v.message}" if v.source else v.message
         if v.fault_code:
-            # The fault catalog's code, the part and what to do (docs/faults.md) lead.
-            note = f"{fault_label(v)}: {note}"
+            # The part and what to do (docs/faults.md) lead; the code has its own
+            # column (print_table), so it is not repeated here.
+            note = f"{fault_label(v, with_code=False)}: {note}"
         rows.append(_printable_row(
             (v.check, metric, v.display_value, v.threshold, v.status.value, note)))
         judged.add((v.metric, v.device))
@@ -204,9 +205,10 @@ def table_rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
     return rows
 
 
-def fault_label(v: Verdict) -> str:
+def fault_label(v: Verdict, with_code: bool = True) -> str:
     """ "BA-GPU-XID-79 GPU 3 GPU-... [reboot]" (and "flaky, 2 attempts")."""
-    parts = [v.fault_code, v.component, f"[{v.remediation}]" if v.remediation else ""]
+    parts = [v.fault_code if with_code else "", v.component,
+             f"[{v.remediation}]" if v.remediation else ""]
     if v.flaky:
         parts.append(f"(flaky, {v.attempts} attempts)")
     elif v.attempts > 1:

@@ -3,6 +3,7 @@ faults`, and docs/faults.md being current."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import NamedDigest, Report, Status, Verdict
 from bench_agent.core.units import Unit
 from bench_agent.faults.doc import render
-from bench_agent.report.display import table_rows
+from bench_agent.report.display import print_table, table_rows
 from bench_agent.report.exports import to_junit, to_prometheus
 from tests.paths import REPO
 
@@ -31,11 +32,19 @@ def _report() -> Report:
                   "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", [], [fail, flaky, ok])
 
 
-def test_the_table_leads_the_note_with_code_component_and_remediation() -> None:
+def test_the_table_shows_the_code_and_leads_the_note_with_component_and_remediation(
+) -> None:
     rows = table_rows(_report())
-    assert rows[0][5].startswith("BA-GPU-XID-79 GPU 3 serial 1652822012345 [reboot]: 1 does")
-    assert rows[1][5].startswith("BA-NODE-CPU-COUNT node n [reboot] (flaky, 2 attempts): ")
+    assert rows[0][5].startswith("GPU 3 serial 1652822012345 [reboot]: 1 does")
+    assert rows[1][5].startswith("node n [reboot] (flaky, 2 attempts): ")
     assert "BA-" not in rows[2][5]
+    # The code has a column of its own, beside the status (not repeated in the note).
+    out = io.StringIO()
+    print_table(_report(), out)
+    lines = out.getvalue().splitlines()
+    assert "fault" in lines[1].split()
+    xid = next(line for line in lines if "gpu.xid_events" in line)
+    assert xid.count("BA-GPU-XID-79") == 1
 
 
 def test_junit_and_prometheus_carry_the_code() -> None:
