@@ -621,7 +621,9 @@ def load_profile(path: Path, _chain: tuple[str, ...] = (),
         section = expectations(parsed.configuration, path, inherited=inherited)
     problems.check()
     thresholds = list(by_id.values())
-    thresholds += section_thresholds(section, thresholds, catalog or metric_catalog(), path)
+    # `catalog or ...` would call DomainCatalog.__len__, which imports every check module.
+    thresholds += section_thresholds(section, thresholds,
+                                     metric_catalog() if catalog is None else catalog, path)
     return Profile(parsed.name, parsed.description, thresholds, str(path), digest,
                    sources, topology, section)
 
