@@ -29,6 +29,7 @@ from typing import Any
 
 from bench_agent.checks import DomainCatalog, get_check
 from bench_agent.checks.base import CheckContext
+from bench_agent.checks.config.checks import ConfigConsistencyCheck
 from bench_agent.config.loader import (
     CheckPlan,
     Profile,
@@ -59,12 +60,44 @@ class HealthRun:
     readings: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+class SharedInventory:
+    """The node's inventory, collected once per health run by whichever check asks
+    first (the inventory check or config.consistency, in their own threads); the
+    other waits for it and gets the same object, or the same exception. Collecting
+    it twice read /proc and /sys twice and, on a GPU node, started NVML twice
+    more (nvmlInit is the slowest call of the run)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._lock = threading.Lock()
+        self._done = False
+        self._inventory: Inventory | None = None
+        self._error: BaseException | None = None
+        self.collections = 0  # how many times it was collected (tests: once)
+
+    def get(self) -> Inventory:
+        with self._lock:
+            if not self._done:
+                self.collections += 1
+                try:
+                    self._inventory = collect_inventory(self._root)
+                except BaseException as exc:  # both checks report it
+                    self._error = exc
+                self._done = True
+        if self._error is not None:
+            raise self._error
+        assert self._inventory is not None
+        return self._inventory
+
+
 def _run_check(plan: CheckPlan, root: Path, since: dict[str, float],
-               expected: tuple[Expectation, ...] = ()) -> Any:
+               expected: tuple[Expectation, ...] = (),
+               shared: SharedInventory | None = None) -> Any:
     """One check's measurements, or the CheckOutcome of its failure."""
+    shared = shared if shared is not None else SharedInventory(root)
     if plan.check == INVENTORY:
         # The inventory once, in-process: the report's facts and the node's counts.
-        inventory = collect_inventory(root)
+        inventory = shared.get()
         return inventory, inventory_measurements(inventory)
     check = get_check(plan.check)
     ctx = CheckContext(root=root, timeout=plan.timeout, expected_config=expected)
@@ -74,7 +107,9 @@ def _run_check(plan: CheckPlan, root: Path, since: dict[str, float],
         if reason is not None:
             return CheckOutcome(plan.check, status=Status.SKIP, message=reason,
                                 error=NotApplicable.__name__)
-        return None, check.run(ctx, check.params_model.model_validate(plan.params))
+        check.params_model.model_validate(plan.params)  # refuses unknown keys as `run` does
+        assert isinstance(check, ConfigConsistencyCheck)
+        return None, check.judge(shared.get(), ctx)
     reason = check.available(ctx)
     if reason is not None:
         return CheckOutcome(plan.check, status=Status.SKIP, message=reason,
@@ -137,8 +172,9 @@ def run_with_deadline(plan: CheckPlan, work: Callable[[], Any]) -> tuple[Any, fl
 
 
 def _bound(plan: CheckPlan, root: Path, since: dict[str, float],
-           expected: tuple[Expectation, ...] = ()) -> Callable[[], Any]:
-    return lambda: _run_check(plan, root, since, expected)
+           expected: tuple[Expectation, ...] = (),
+           shared: SharedInventory | None = None) -> Callable[[], Any]:
+    return lambda: _run_check(plan, root, since, expected, shared)
 
 
 def _readings(measurements: Sequence[Measurement]) -> dict[str, dict[str, float]]:
@@ -161,8 +197,9 @@ def health_report(suite: Suite, profile: Profile, state: HealthState,
     # All at once, each under its own deadline: the run takes as long as its
     # slowest check, not their sum (NVML and file reads release the GIL; NVML is
     # thread-safe, NVML API reference "Thread Safety").
+    shared = SharedInventory(root)
     running = [start_check(plan, _bound(plan, root, state.readings.get(plan.check, {}),
-                                        profile.configuration))
+                                        profile.configuration, shared))
                for plan in suite.checks]
     for plan, started in zip(suite.checks, running, strict=True):
         result, seconds = finish_check(started)

@@ -34,6 +34,7 @@ from bench_agent.core.config_rules import (
     uniformity,
 )
 from bench_agent.core.errors import NotApplicable
+from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 
@@ -67,7 +68,11 @@ class ConfigConsistencyCheck(Check):
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         from bench_agent.inventory.collect import collect_inventory
 
-        inv = collect_inventory(ctx.root)
+        return self.judge(collect_inventory(ctx.root), ctx)
+
+    def judge(self, inv: Inventory, ctx: CheckContext) -> list[Measurement]:
+        """The measurements of an inventory already collected (`bench-agent health`
+        collects it once for its inventory check and this one)."""
         out: list[Measurement] = []
         for u in uniformity(components(inv)):
             kind = u.fact.partition(".")[0].upper()
