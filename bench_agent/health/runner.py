@@ -73,12 +73,10 @@ class SharedInventory:
         self._done = False
         self._inventory: Inventory | None = None
         self._error: BaseException | None = None
-        self.collections = 0  # how many times it was collected (tests: once)
 
     def get(self) -> Inventory:
         with self._lock:
             if not self._done:
-                self.collections += 1
                 try:
                     self._inventory = collect_inventory(self._root)
                 except BaseException as exc:  # both checks report it
