@@ -182,10 +182,12 @@ def run_http(backend: str, url: str, keys: list[NodeKey], bodies: list[bytes],
                                for _ in range(concurrency)))
         return time.perf_counter() - started
 
+    assert server.proc is not None  # started
+    pid = server.proc.pid
     try:
-        cpu_started = process_cpu_seconds(server.proc.pid)
+        cpu_started = process_cpu_seconds(pid)
         seconds = asyncio.run(burst())
-        cpu = process_cpu_seconds(server.proc.pid) - cpu_started
+        cpu = process_cpu_seconds(pid) - cpu_started
     finally:
         server.stop()
     return Row(backend, f"http x{concurrency}", len(bodies), seconds, latencies,

@@ -43,6 +43,7 @@ from sqlalchemy import Connection, bindparam, insert, literal_column, select, un
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.selectable import CompoundSelect
 
 from bench_agent.collector import db, enrollment, lifecycle
 from bench_agent.core.errors import (
@@ -376,7 +377,7 @@ def _timestamp(text: str) -> datetime:
 # A stored report with this payload digest, and one with this report id of this node,
 # in one round trip: each branch is one unique-index lookup (tests/collector asserts
 # the plan). The envelope is read only when such a row exists, i.e. for a retry.
-def _find_statement() -> Any:
+def _find_statement() -> CompoundSelect[Any]:
     columns = (db.reports.c.id, db.reports.c.digest, db.reports.c.envelope, db.nodes.c.name)
     joined = db.reports.join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
     return union_all(

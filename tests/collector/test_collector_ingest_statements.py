@@ -16,7 +16,6 @@ import pytest
 pytest.importorskip("sqlalchemy")
 
 from sqlalchemy import event, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from bench_agent.collector import db, enrollment
 from bench_agent.collector.ingest import _FIND, ingest
@@ -105,9 +104,8 @@ def test_a_report_costs_eleven_statements_and_a_known_node_ten(database: db.Data
 
 def test_the_duplicate_lookup_uses_the_unique_indexes(database: db.Database) -> None:
     is_pg = database.engine.dialect.name == "postgresql"
-    dialect = postgresql.dialect() if is_pg else sqlite.dialect()
     compiled = _FIND.params(b_digest="0" * 64, b_uuid="u", b_name="n").compile(
-        dialect=dialect, compile_kwargs={"literal_binds": True})
+        dialect=database.engine.dialect, compile_kwargs={"literal_binds": True})
     with database.engine.connect() as conn:
         if is_pg:
             # With seq scans priced out, a plan without an index means no index fits.
