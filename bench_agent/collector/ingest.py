@@ -400,6 +400,8 @@ _FIND = _find_statement()
 _NODE_ID = (select(db.nodes.c.id, db.nodes.c.state, db.nodes.c.state_changed_at,
                    db.nodes.c.last_finished_at)
             .where(db.nodes.c.name == bindparam("b_name")).with_for_update(key_share=True))
+_KEY_REVOKED = (select(db.keys.c.revoked_at).where(db.keys.c.keyid == bindparam("b_keyid"))
+                .with_for_update(read=True))
 _INSERT_REPORT = insert(db.reports).returning(db.reports.c.id)
 _INSERT_MEASUREMENTS = insert(db.measurements)
 _INSERT_VERDICTS = insert(db.verdicts)
@@ -482,7 +484,8 @@ def _store(conn: Connection, checked: _Checked, body: bytes, policy: Policy) -> 
         # A revocation that committed after _check must still refuse the report.
         # FOR SHARE (PostgreSQL) makes a concurrent revocation wait for this
         # transaction, or this one read the revoked row; SQLite serializes writers.
-        key = enrollment.lookup_in(conn, checked.key.keyid, for_share=True)
+        # Only revoked_at is read: the key itself was loaded and used in _check.
+        key = conn.execute(_KEY_REVOKED, {"b_keyid": checked.key.keyid}).first()
         if key is None or key.revoked_at is not None:
             raise Refused(403, "key_revoked", f"key {checked.key.keyid[:16]} was revoked "
                           "while the report was being verified")
