@@ -14,7 +14,10 @@ at 127.0.0.1:5432, skipped when unreachable):
 Keys and envelopes are made before any timing. Each run starts on an empty
 database with every key enrolled. Reported: reports/s, p50 and p99 latency of
 one POST, how many the database holds afterwards (nothing may be lost), and the
-HTTP rate as a share of the in-process rate. Target (issue 7): the whole burst
+HTTP rate as a share of the in-process rate, and the CPU seconds the ingesting
+process used (this process in-process; the server's, from /proc/PID/stat, over
+HTTP): on a shared machine the wall time moves with others' load, the CPU time
+much less, so compare runs by both. Target (issues 7 and 17): the whole burst
 stored in under 10 s on SQLite. It reports and does not assert.
 """
 
@@ -58,6 +61,7 @@ class Row:
     latencies: list[float]
     stored: int
     statuses: Counter[int]
+    cpu_seconds: float = float("nan")
 
     @property
     def rate(self) -> float:
@@ -105,15 +109,27 @@ def run_in_process(backend: str, url: str, keys: list[NodeKey], bodies: list[byt
     # As the server runs it: SQLite checkpoints in a background thread.
     database = db.Database(url, background_checkpoint=True)
     latencies = []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for body in bodies:
         t0 = time.perf_counter()
         ingest(database, body)
         latencies.append(time.perf_counter() - t0)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     database.dispose()
     return Row(backend, "in-process", len(bodies), seconds, latencies, stored_count(url),
-               Counter({201: len(bodies)}))
+               Counter({201: len(bodies)}), cpu)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (proc(5): fields 14 and 15 of
+    /proc/PID/stat, in clock ticks); NaN where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    # The command name (field 2) is in parentheses and may hold spaces.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _worker(port: int, queue: asyncio.Queue[bytes], latencies: list[float],
@@ -166,12 +182,16 @@ def run_http(backend: str, url: str, keys: list[NodeKey], bodies: list[bytes],
                                for _ in range(concurrency)))
         return time.perf_counter() - started
 
+    assert server.proc is not None  # started
+    pid = server.proc.pid
     try:
+        cpu_started = process_cpu_seconds(pid)
         seconds = asyncio.run(burst())
+        cpu = process_cpu_seconds(pid) - cpu_started
     finally:
         server.stop()
     return Row(backend, f"http x{concurrency}", len(bodies), seconds, latencies,
-               stored_count(url), statuses)
+               stored_count(url), statuses, cpu)
 
 
 @contextlib.contextmanager
@@ -188,13 +208,13 @@ def backends(tmp: Path, with_postgres: bool) -> Iterator[list[tuple[str, str, st
 def print_table(rows: list[Row]) -> None:
     limit = {r.backend: r.rate for r in rows if r.mode == "in-process"}
     print(f"{'backend':<11} {'mode':<11} {'reports':>7} {'seconds':>8} {'reports/s':>10} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'stored':>7} {'of limit':>9}  statuses")
+          f"{'p50 ms':>8} {'p99 ms':>8} {'stored':>7} {'of limit':>9} {'CPU s':>6}  statuses")
     for r in rows:
         share = f"{r.rate / limit[r.backend]:.0%}" if r.backend in limit else "-"
         codes = " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
         print(f"{r.backend:<11} {r.mode:<11} {r.sent:>7} {r.seconds:>8.2f} {r.rate:>10.0f} "
               f"{r.percentile(0.50):>8.1f} {r.percentile(0.99):>8.1f} {r.stored:>7} "
-              f"{share:>9}  {codes}")
+              f"{share:>9} {r.cpu_seconds:>6.2f}  {codes}")
 
 
 def main() -> int:

@@ -39,10 +39,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, literal_column, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.selectable import CompoundSelect
 
 from bench_agent.collector import db, enrollment, lifecycle
 from bench_agent.core.errors import (
@@ -109,6 +110,8 @@ def ingest(database: db.Database, body: bytes, *, offered_key: str | None = None
     """
     envelope, payload, keyids = parse_envelope(body)
     digest = hashlib.sha256(payload).hexdigest()
+    # One pooled connection for the reads and the write (a checkout and its reset
+    # cost about as much as a statement).
     with database.engine.connect() as conn:
         # Verified before anything stored is looked up: answering a retry first
         # would acknowledge any signature (or none) on a stored payload, with the
@@ -117,17 +120,19 @@ def ingest(database: db.Database, body: bytes, *, offered_key: str | None = None
         known = _find(conn, checked)
         if known is not None:
             return known
-    try:
-        with database.writing(), database.engine.begin() as conn:
-            return _store(conn, checked, body, policy or Policy())
-    except IntegrityError:
-        # A concurrent upload of this payload or of this report id won a unique
-        # constraint (digest, or report_uuid and node_id).
-        with database.engine.connect() as conn:
+        # End the read transaction: the write begins its own, under the write lock.
+        conn.rollback()
+        try:
+            with database.writing(), conn.begin():
+                return _store(conn, checked, body, policy or Policy())
+        except IntegrityError:
+            # A concurrent upload of this payload or of this report id won a unique
+            # constraint (digest, or report_uuid and node_id); rolled back, and a new
+            # read sees the winner.
             known = _find(conn, checked)
-        if known is None:
-            raise
-        return known
+            if known is None:
+                raise
+            return known
 
 
 def parse_envelope(body: bytes) -> tuple[dict[str, Any], bytes, list[str]]:
@@ -369,39 +374,51 @@ def _timestamp(text: str) -> datetime:
 
 # Statements built once: building a statement per call (.values(), .where()) costs
 # more CPU than executing it on SQLite (profiled: about a third of an ingest).
-_FIND = (select(db.reports.c.id, db.nodes.c.name)
-         .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
-         .where(db.reports.c.digest == bindparam("b_digest")))
-_FIND_REPORT_ID = (
-    select(db.reports.c.id, db.reports.c.digest, db.reports.c.envelope, db.nodes.c.name)
-    .join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
-    .where(db.reports.c.report_uuid == bindparam("b_uuid"),
-           db.nodes.c.name == bindparam("b_name")))
+# A stored report with this payload digest, and one with this report id of this node,
+# in one round trip: each branch is one unique-index lookup (tests/collector asserts
+# the plan). The envelope is read only when such a row exists, i.e. for a retry.
+def _find_statement() -> CompoundSelect[Any]:
+    columns = (db.reports.c.id, db.reports.c.digest, db.reports.c.envelope, db.nodes.c.name)
+    joined = db.reports.join(db.nodes, db.nodes.c.id == db.reports.c.node_id)
+    return union_all(
+        select(literal_column("1").label("same_digest"), *columns).select_from(joined)
+        .where(db.reports.c.digest == bindparam("b_digest")),
+        select(literal_column("0").label("same_digest"), *columns).select_from(joined)
+        .where(db.reports.c.report_uuid == bindparam("b_uuid"),
+               db.nodes.c.name == bindparam("b_name")))
+
+
+_FIND = _find_statement()
 # The node's id and lifecycle state, its row locked for the move, in one statement.
 # FOR NO KEY UPDATE, taken before the report row is inserted: that row's foreign key
 # takes KEY SHARE on the node row, which FOR UPDATE would wait for, and two ingests
 # holding KEY SHARE and both asking FOR UPDATE deadlock (seen in the race test).
 # NO KEY UPDATE does not conflict with KEY SHARE and does with itself, so moves are
 # still serialized (postgresql.org/docs/current/explicit-locking.html#LOCKING-ROWS).
-_NODE_ID = (select(db.nodes.c.id, db.nodes.c.state, db.nodes.c.state_changed_at)
+# last_finished_at is read under that lock too: ingest decides in Python whether this
+# report is the node's newest and sets it, with the new state, in one UPDATE.
+_NODE_ID = (select(db.nodes.c.id, db.nodes.c.state, db.nodes.c.state_changed_at,
+                   db.nodes.c.last_finished_at)
             .where(db.nodes.c.name == bindparam("b_name")).with_for_update(key_share=True))
+_KEY_REVOKED = (select(db.keys.c.revoked_at).where(db.keys.c.keyid == bindparam("b_keyid"))
+                .with_for_update(read=True))
 _INSERT_REPORT = insert(db.reports).returning(db.reports.c.id)
 _INSERT_MEASUREMENTS = insert(db.measurements)
 _INSERT_VERDICTS = insert(db.verdicts)
-# The node's newest report is the one that finished last, whatever the order of
-# arrival; one conditional UPDATE keeps that true under concurrency.
-_UPDATE_LAST = update(db.nodes).where(
-    db.nodes.c.id == bindparam("b_node"),
-    or_(db.nodes.c.last_finished_at.is_(None),
-        db.nodes.c.last_finished_at <= bindparam("b_finished")),
-).values(last_report_id=bindparam("b_report"), last_finished_at=bindparam("b_finished"),
-         last_status=bindparam("b_status"), gpu_model=bindparam("b_gpu"))
+_INSERT_TRANSITIONS = insert(db.node_transitions)
+# The columns set are the parameters' keys (the newest report's, the new state's, or
+# both): one UPDATE of the node row per report.
+_UPDATE_NODE = update(db.nodes).where(db.nodes.c.id == bindparam("b_node"))
+# ON CONFLICT DO NOTHING: two first reports of one node may race on PostgreSQL. The
+# inserted row comes back with its defaults, and is this transaction's (locked on
+# PostgreSQL until commit) without reading it again; no row back: another
+# transaction inserted it, read it with its lock (_NODE_ID).
+_NEW_NODE_COLUMNS = (db.nodes.c.id, db.nodes.c.state, db.nodes.c.state_changed_at,
+                     db.nodes.c.last_finished_at)
 _INSERT_NODE = {
-    # ON CONFLICT DO NOTHING: two first reports of one node may race on PostgreSQL.
-    "postgresql": pg_insert(db.nodes).on_conflict_do_nothing(),
-    "sqlite": sqlite_insert(db.nodes).on_conflict_do_nothing(),
+    "postgresql": pg_insert(db.nodes).on_conflict_do_nothing().returning(*_NEW_NODE_COLUMNS),
+    "sqlite": sqlite_insert(db.nodes).on_conflict_do_nothing().returning(*_NEW_NODE_COLUMNS),
 }
-
 
 
 def _upsert_result(dialect: str) -> Any:
@@ -422,11 +439,13 @@ _UPSERT_RESULT = {name: _upsert_result(name) for name in ("postgresql", "sqlite"
 def _find(conn: Connection, checked: _Checked) -> Stored | None:
     """The stored report this one repeats; None if new; Refused(409) if its report id
     is stored with other content."""
-    same = conn.execute(_FIND, {"b_digest": checked.digest}).first()
+    report_id, node = checked.report.report_id, checked.key.node_name
+    rows = conn.execute(_FIND, {"b_digest": checked.digest, "b_uuid": report_id,
+                                "b_name": node}).all()
+    same = next((r for r in rows if r.same_digest), None)
     if same is not None:
         return Stored(False, same.id, checked.digest, same.name)
-    report_id, node = checked.report.report_id, checked.key.node_name
-    row = conn.execute(_FIND_REPORT_ID, {"b_uuid": report_id, "b_name": node}).first()
+    row = next(iter(rows), None)
     if row is None:
         return None
     if _statement_of(bytes(row.envelope)) == canonical_json(checked.statement):
@@ -465,11 +484,13 @@ def _store(conn: Connection, checked: _Checked, body: bytes, policy: Policy) -> 
         # A revocation that committed after _check must still refuse the report.
         # FOR SHARE (PostgreSQL) makes a concurrent revocation wait for this
         # transaction, or this one read the revoked row; SQLite serializes writers.
-        key = enrollment.lookup_in(conn, checked.key.keyid, for_share=True)
+        # Only revoked_at is read: the key itself was loaded and used in _check.
+        key = conn.execute(_KEY_REVOKED, {"b_keyid": checked.key.keyid}).first()
         if key is None or key.revoked_at is not None:
             raise Refused(403, "key_revoked", f"key {checked.key.keyid[:16]} was revoked "
                           "while the report was being verified")
-    node_id, locked = _node_id(conn, node_name)
+    node = _locked_node(conn, node_name)
+    node_id = int(node.id)
     status = report.status.value
     report_id = conn.execute(_INSERT_REPORT, {
         "digest": checked.digest, "report_uuid": report.report_id, "node_id": node_id,
@@ -491,23 +512,36 @@ def _store(conn: Connection, checked: _Checked, body: bytes, policy: Policy) -> 
              "unit": v.unit.value if v.unit else None, "threshold": v.threshold,
              "source": v.source, "message": v.message, **faults}
             for v, faults in zip(report.verdicts, checked.faults, strict=True)])
-    conn.execute(_UPDATE_LAST, {"b_node": node_id, "b_finished": checked.finished_at,
-                                "b_report": report_id, "b_status": status,
-                                "b_gpu": checked.gpu_model})
     conn.execute(_UPSERT_RESULT[conn.dialect.name], {
         "node_id": node_id, "suite": report.suite.name, "profile": report.profile.name,
         "report_id": report_id, "status": status, "finished_at": checked.finished_at})
-    lifecycle.on_report(conn, node_id, locked, report_id, report.suite.name, status,
-                        checked.finished_at, acceptance=policy.acceptance_suites,
-                        burnin=policy.burnin_suites)
+    edges = lifecycle.report_moves((node.state, node.state_changed_at), report.suite.name,
+                                   status, checked.finished_at,
+                                   acceptance=policy.acceptance_suites,
+                                   burnin=policy.burnin_suites)
+    changes: dict[str, Any] = {}
+    # The node's newest report is the one that finished last, whatever the order of
+    # arrival; the row is locked since _locked_node, so what was read there holds.
+    if node.last_finished_at is None or node.last_finished_at <= checked.finished_at:
+        changes.update(last_report_id=report_id, last_finished_at=checked.finished_at,
+                       last_status=status, gpu_model=checked.gpu_model)
+    if edges:
+        # state_changed_at is the evidence's time (lifecycle.record's as_of).
+        changes.update(state=edges[-1][1].to_state, state_changed_at=checked.finished_at)
+        conn.execute(_INSERT_TRANSITIONS,
+                     lifecycle.transition_rows(node_id, edges, report_id, db.utcnow()))
+    if changes:
+        conn.execute(_UPDATE_NODE, {"b_node": node_id, **changes})
     return Stored(True, report_id, checked.digest, node_name)
 
 
-def _node_id(conn: Connection, name: str) -> tuple[int, tuple[str, datetime | None]]:
-    """The node's id and (state, state changed at), inserting the node if new."""
+def _locked_node(conn: Connection, name: str) -> Any:
+    """The node's row (id, state, state_changed_at, last_finished_at), locked for this
+    transaction on PostgreSQL, inserting the node if new."""
     found = conn.execute(_NODE_ID, {"b_name": name}).first()
     if found is None:
-        conn.execute(_INSERT_NODE[conn.dialect.name],
-                     {"name": name, "first_seen_at": db.utcnow()})
+        found = conn.execute(_INSERT_NODE[conn.dialect.name],
+                             {"name": name, "first_seen_at": db.utcnow()}).first()
+    if found is None:
         found = conn.execute(_NODE_ID, {"b_name": name}).one()
-    return int(found.id), (found.state, found.state_changed_at)
+    return found

@@ -63,7 +63,7 @@ def record(conn: Connection, node_id: int, from_state: str, move: Move, actor: s
 
     ``at`` is when the move is recorded; ``as_of`` the time of the evidence (a
     report's finish time; an operator's move: ``at``): reports that finished
-    before it move the node no more (on_report).
+    before it move the node no more (report_moves).
     """
     conn.execute(_SET_STATE, {"b_node_id": node_id, "b_state": move.to_state,
                               "b_changed": as_of or at})
@@ -72,35 +72,44 @@ def record(conn: Connection, node_id: int, from_state: str, move: Move, actor: s
         "actor": actor[:db.NAME_LENGTH], "why": move.why, "report_id": report_id})
 
 
-# Built once: ingest records a move for most first reports, and building a statement
-# costs more CPU than running it on SQLite (ingest.py).
+# Built once: building a statement costs more CPU than running it on SQLite (ingest.py).
 _SET_STATE = (update(db.nodes).where(db.nodes.c.id == bindparam("b_node_id"))
               .values(state=bindparam("b_state"), state_changed_at=bindparam("b_changed")))
 _INSERT_TRANSITION = insert(db.node_transitions)
 
 
-def on_report(conn: Connection, node_id: int, locked: tuple[str, datetime | None],
-              report_id: int, suite: str, status: str, finished_at: datetime, *,
-              acceptance: tuple[str, ...], burnin: tuple[str, ...]) -> str | None:
-    """Apply a stored report's move in the ingest transaction; the new state or None.
+def report_moves(locked: tuple[str, datetime | None], suite: str, status: str,
+                 finished_at: datetime, *, acceptance: tuple[str, ...],
+                 burnin: tuple[str, ...]) -> list[tuple[str, Move]]:
+    """The (from state, move) edges a stored report takes the node along, in order.
 
     ``locked`` is the node's (state, state changed at), read with its row locked at
-    the start of that transaction (ingest._NODE_ID), so two reports or a report and
-    an operator cannot both move from one state.
+    the start of the ingest transaction (ingest._NODE_ID), so two reports or a report
+    and an operator cannot both move from one state. Nothing is written here: ingest
+    folds the new state into its one UPDATE of the node row and inserts the
+    transitions (transition_rows) in one statement.
     """
     state, changed_at = locked
     if changed_at is not None and finished_at <= changed_at:
-        return None
-    moved = None
+        return []
+    edges = []
     # A node's first report may be an acceptance PASS: new -> burn-in -> accepted.
     # Each edge is recorded; report_move has no cycle, so this ends within STATES.
     for _ in STATES:
         move = report_move(state, suite, status, acceptance=acceptance, burnin=burnin)
         if move is None:
             break
-        record(conn, node_id, state, move, REPORT_ACTOR, db.utcnow(), report_id, finished_at)
-        state = moved = move.to_state
-    return moved
+        edges.append((state, move))
+        state = move.to_state
+    return edges
+
+
+def transition_rows(node_id: int, edges: list[tuple[str, Move]], report_id: int,
+                    at: datetime) -> list[dict[str, object]]:
+    """The node_transitions rows of a report's moves (report_moves), for one INSERT."""
+    return [{"node_id": node_id, "at": at, "from_state": from_state,
+             "to_state": move.to_state, "actor": REPORT_ACTOR, "why": move.why,
+             "report_id": report_id} for from_state, move in edges]
 
 
 def set_state(database: db.Database, name: str, state: str, why: str, actor: str

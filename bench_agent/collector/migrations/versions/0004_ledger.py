@@ -153,7 +153,7 @@ def _backfill(conn: sa.Connection) -> None:
             "burn-in", "it has reports but no passed acceptance run", None)
         # The change is dated by the newest report it was judged from, not by the
         # migration: a report that finished after it (uploaded late) still moves
-        # the node, one that finished before does not (lifecycle.on_report).
+        # the node, one that finished before does not (lifecycle.report_moves).
         judged = max(r.finished_at for r in rows)
         conn.execute(sa.update(nodes).where(nodes.c.id == node_id)
                      .values(state=state, state_changed_at=judged))
