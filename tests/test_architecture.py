@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "faults": {"core"},
     "health": {"core", "tools", "inventory", "checks", "config", "run", "report", "faults"},
     "cli": {"core", "tools", "inventory", "checks", "config", "run", "report", "burnin",
-            "fleet", "peer", "collector.cli", "faults", "health", "sched"},
+            "fleet", "peer", "collector.cli", "faults", "health", "sched", "data"},
     # Slurm and Kubernetes: act on a health Report (from health, else the runner).
     "sched": {"core", "config", "run", "health"},
     # Files shipped beside the code (the systemd units): imports nothing.

@@ -195,7 +195,6 @@ _bench_agent_zsh() {
   fi
   (( ${#candidates} )) && compadd -- "${(@)candidates:#}"
 }
-compdef _bench_agent_zsh bench-agent
 """
 
 
@@ -209,4 +208,19 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
 def zsh_script(parser: argparse.ArgumentParser) -> str:
     """Sourced after compinit: `source <(bench-agent completion zsh)` in ~/.zshrc."""
     return ("# zsh completion for bench-agent (generated: bench-agent completion zsh)\n"
-            + _table(list(grammar(parser))) + _RESOLVER + _ZSH_HOOK)
+            + _table(list(grammar(parser))) + _RESOLVER + _ZSH_HOOK
+            + "compdef _bench_agent_zsh bench-agent\n")
+
+
+def zsh_autoload_script(parser: argparse.ArgumentParser) -> str:
+    """The file `_bench-agent` in a folder of $fpath (the package ships it).
+
+    compinit reads the `#compdef` line and autoloads the file as the function
+    `_bench-agent` at the first completion: its body defines the table and the
+    helpers, then completes the current word. Autoloading:
+    https://zsh.sourceforge.io/Doc/Release/Completion-System.html#Autoloaded-files
+    """
+    return ("#compdef bench-agent\n"
+            "# zsh completion for bench-agent (generated: scripts/gen-cli-docs)\n"
+            + _table(list(grammar(parser))) + _RESOLVER + _ZSH_HOOK
+            + '_bench_agent_zsh "$@"\n')

@@ -130,6 +130,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "bench_agent_config_dir": str(t / "etc/bench-agent"),
         "bench_agent_state_dir": str(t / "var/lib/bench-agent"),
         "bench_agent_unit_dir": str(t / "etc/systemd/system"),
+        "bench_agent_bash_completion_dir": str(t / "usr/local/share/bash-completion/completions"),
+        "bench_agent_zsh_completion_dir": str(t / "usr/local/share/zsh/site-functions"),
+        "bench_agent_man_dir": str(t / "usr/local/share/man/man1"),
         "bench_agent_python": sys.executable,
         "bench_agent_install_system_packages": False,
         "bench_agent_fetch_dir": str(root / "fetched"),
@@ -190,6 +193,9 @@ def test_deploy_check_mode_on_a_clean_state(lab: Lab) -> None:
     assert not (tree / "opt/bench-agent/venv").exists()
     assert not (tree / "etc/bench-agent/node.key").exists()
     assert not (tree / "etc/systemd/system/bench-agent.service").exists()
+    assert "check mode: the agent is not installed yet; the completion" in played.output
+    assert not (tree / "etc/systemd/system/bench-agent-health.timer").exists()
+    assert not (tree / "usr/local/share").exists()
 
 
 @needs_ansible
@@ -263,6 +269,40 @@ def test_unit_files(lab: Lab, deployed: tuple[Played, Played]) -> None:
             capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "Unknown" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+@needs_ansible
+def test_the_packaged_completion_man_page_and_units_are_installed(
+        lab: Lab, deployed: tuple[Played, Played]) -> None:
+    from bench_agent import data
+
+    tree = _tree(lab)
+    share = tree / "usr/local/share"
+    for installed, shipped in (
+            (share / "bash-completion/completions/bench-agent", data.BASH_COMPLETION),
+            (share / "zsh/site-functions/_bench-agent", data.ZSH_COMPLETION),
+            (share / "man/man1/bench-agent.1", data.MAN_PAGE),
+            *((tree / "etc/systemd/system" / unit, data.SYSTEMD / unit) for unit in data.UNITS)):
+        assert installed.read_bytes() == shipped.read_bytes(), installed
+        assert installed.stat().st_mode & 0o777 == 0o644, installed
+    units = tree / "etc/systemd/system"
+    agent = f"{tree}/opt/bench-agent/venv/bin/bench-agent"
+    health = _unit(units / "bench-agent-health.service.d/ansible.conf")["Service"]
+    assert health["WorkingDirectory"] == f"{tree}/var/lib/bench-agent"
+    # configparser keeps the last of the two ExecStart= lines: the role's command.
+    assert "ExecStart=\n" in (units / "bench-agent-health.service.d/ansible.conf").read_text()
+    argv = health["ExecStart"].split()
+    assert argv[:2] == [agent, "health"]
+    assert argv[argv.index("--key") + 1] == f"{tree}/etc/bench-agent/node.key"
+    assert argv[argv.index("--output") + 1] == f"{tree}/var/lib/bench-agent/results"
+    assert argv[argv.index("--state") + 1] == f"{tree}/var/lib/bench-agent/health-state.json"
+    acceptance = _unit(units / "bench-agent-acceptance.service.d/ansible.conf")["Service"]
+    argv = acceptance["ExecStart"].split()
+    assert argv[:3] == [agent, "run", "acceptance"]
+    if lab.collector_url:
+        assert argv[argv.index("--upload") + 1] == lab.collector_url
+    # The role's own scheduled run stays beside the packaged units.
+    assert (units / "bench-agent.timer").is_file()
 
 
 def _report_of(envelope: dict[str, Any]) -> dict[str, Any]:
