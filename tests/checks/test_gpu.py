@@ -252,6 +252,9 @@ def test_each_gpu_check_names_its_own_kernel() -> None:
         kernels.load_kernel, kernels.matmul_kernel, kernels.copy_kernel]
 
 
+# slow: two real children importing torch, as test_run_on_devices_one_process_each;
+# resolve_kernel's naming rules are tested in-process below.
+@pytest.mark.slow
 def test_a_kernel_beside_its_check_runs_in_the_child_by_name() -> None:
     """A new GPU check's kernel lives in its own module: the child finds it by the
     task's name, and kernels.py has no branch to add."""

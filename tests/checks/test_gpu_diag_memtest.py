@@ -138,6 +138,9 @@ def test_unknown_pattern_is_refused() -> None:
         MemtestParams(patterns=["checkerboard"])  # type: ignore[list-item]
 
 
+# slow: four child processes, each importing torch (seconds of CPU); the kernels
+# themselves are tested in-process above.
+@pytest.mark.slow
 def test_the_diagnostic_kernels_run_in_their_own_child_processes() -> None:
     """Through run_on_devices, as on a node: each child imports the kernel's module
     first (not checks.py), so the modules must import without a cycle."""

@@ -147,6 +147,9 @@ def test_a_single_gpu_has_no_pair() -> None:
         check.run(CheckContext(), P2pParams())
 
 
+# slow: the real kernel child importing torch (seconds of CPU on a 2-core VM); the
+# pairs and their judging are tested in-process above.
+@pytest.mark.slow
 def test_the_all_gpu_child_failing_is_an_error_with_its_words() -> None:
     """The real child (python -m bench_agent.checks.gpu.kernels) on this CUDA-less
     torch: it cannot select cuda:0, and the check says so instead of passing."""

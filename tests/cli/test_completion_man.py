@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
@@ -26,10 +27,21 @@ def sh(shell: str, script: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, env=ENV, cwd=REPO)
 
 
+@functools.cache
+def bash_script() -> str:
+    """`bench-agent completion bash`, run once: the script is static (generated from
+    the parser), so each completion below evals the same text rather than paying
+    for a Python start per word."""
+    done = subprocess.run([sys.executable, "-m", "bench_agent", "completion", "bash"],
+                          capture_output=True, text=True, timeout=60, env=ENV, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def bash_complete(*words: str) -> list[str]:
     """COMPREPLY for the command line ``words`` with the cursor on the last word."""
     array = " ".join(shlex.quote(w) for w in ("bench-agent", *words))
-    done = sh("bash", f"source <({COMMAND} completion bash) && "
+    done = sh("bash", f"eval {shlex.quote(bash_script())} && "
               f"COMP_WORDS=({array}); COMP_CWORD={len(words)}; _bench_agent; "
               'printf "%s\\n" "${COMPREPLY[@]}"')
     assert done.returncode == 0, done.stderr

@@ -69,6 +69,10 @@ def test_verify_json_valid_and_tampered(signed: dict[str, Path], tmp_path: Path)
     assert "NOT VERIFIED" in done.stderr or "not a signed report" in done.stderr
 
 
+# e2e: the real CLI retries a refused connection with its real backoff (6 attempts,
+# up to ~8 s of jittered sleeps, report/upload.py Backoff); the backoff itself is
+# tested with a recorded sleep in tests/report/test_upload.py.
+@pytest.mark.e2e
 def test_upload_json_to_a_collector_that_is_not_there(signed: dict[str, Path]) -> None:
     # Port 9 (discard) on loopback: nothing listens, the connection is refused.
     done = bench_agent("upload", "--collector", "http://127.0.0.1:9", "--output",

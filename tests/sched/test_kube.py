@@ -198,12 +198,17 @@ def test_a_health_run_past_its_budget_fails_the_node(server: ApiServerStandIn,
 def test_interval_mode_runs_until_sigterm(server: ApiServerStandIn, passing_profile: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     runs: list[float] = []
+    reports: list[Report] = []
 
     def counted(profile: str | None, budget: float) -> Report:
         runs.append(time.monotonic())
         if len(runs) == 3:  # the pod is being stopped: SIGTERM, as the kubelet sends
             os.kill(os.getpid(), signal.SIGTERM)
-        return inventory_report(profile, budget)
+        # One real runner report, given again on the later rounds: what is under test
+        # is the interval loop; each real run costs a second or two of child processes.
+        if not reports:
+            reports.append(inventory_report(profile, budget))
+        return reports[0]
 
     before = signal.getsignal(signal.SIGTERM)
     code = cmd_kube(_args("--node", "gpu-7", "--interval", "0.2", "--profile",
