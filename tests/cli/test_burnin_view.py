@@ -107,7 +107,7 @@ def test_burnin_on_a_terminal_redraws_a_live_panel(tmp_path: Path) -> None:
         assert (tmp_path / "rc").exists(), "the burn-in did not finish"
         assert seen, "no live panel was drawn"
         assert "cpu_matmul" in seen and "FLOP/s" in seen
-        final = subprocess.run(["tmux", "capture-pane", "-p", "-S", "-200", "-t", session],
+        final = subprocess.run(["tmux", "capture-pane", "-p", "-S", "-5000", "-t", session],
                                capture_output=True, text=True, timeout=30).stdout
         # Redrawn in place: the panel's title is on the screen once, not once per sample.
         assert final.count("burn-in view-test: 0:0") == 1, final
