@@ -14,7 +14,8 @@ pytest.importorskip("selenium.webdriver")
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from bench_agent.collector import db
 from tests.collector.fleet_generator import FAULTS, GPU_MODELS, Generated, generate
@@ -71,13 +72,13 @@ def test_the_filter_form_narrows_by_fault_code_gpu_and_pages(
     browser.get(server.url + "/")
     code = FAULTS[0]
     browser.find_element(By.NAME, "fault_code").send_keys(code)
-    browser.find_element(By.ID, "apply").click()
+    apply(browser)
     rows = fleet_rows(browser)
     assert sorted(rows) == sorted(generated.by_fault[code])
     assert all(code in cells[3] for cells in rows.values())
     # GPU model and sort on top of it, kept in the page's links.
     Select(browser.find_element(By.NAME, "gpu_model")).select_by_visible_text(GPU_MODELS[1])
-    browser.find_element(By.ID, "apply").click()
+    apply(browser)
     narrowed = fleet_rows(browser)
     assert set(narrowed) <= set(rows) and {c[4] for c in narrowed.values()} <= {GPU_MODELS[1]}
     browser.get(server.url + f"/?gpu_model={GPU_MODELS[2].replace(' ', '+')}&sort=name")
@@ -95,7 +96,7 @@ def test_names_holding_html_are_shown_as_text(big: tuple[Collector, Generated],
     server, generated = big
     browser.get(server.url + "/")
     browser.find_element(By.NAME, "q").send_keys("<img")
-    browser.find_element(By.ID, "apply").click()
+    apply(browser)
     assert no_alert(browser)
     assert sorted(fleet_rows(browser)) == sorted(generated.html_names)
     assert browser.find_elements(By.CSS_SELECTOR, "#fleet img") == []
@@ -123,3 +124,11 @@ def test_a_failing_node_page_shows_its_fault_history_and_bundle(
     assert "fleet median" in outliers[0].text
     assert browser.find_element(By.ID, "bundle").get_attribute("href", ).endswith(
         f"/v1/bundles/{node}")
+
+
+def apply(browser: WebDriver) -> None:
+    """Submit the filter form and wait for the new page: a click returns before the
+    browser has navigated, and the old page's rows would be read."""
+    old = browser.find_element(By.ID, "fleet")
+    browser.find_element(By.ID, "apply").click()
+    WebDriverWait(browser, 60).until(staleness_of(old))

@@ -30,7 +30,6 @@ read grafana {READER}
 operate alice {OPERATOR}
 admin root {ADMIN}
 """
-NOW = datetime.now(UTC).replace(microsecond=0)
 SERIAL = "1652822012345"
 
 
@@ -40,7 +39,10 @@ def bearer(token: str) -> dict[str, str]:
 
 def report(host: str, suite: str, hours_ago: float, status: str = "PASS",
            **extra: Any) -> dict[str, Any]:
-    data = make_report(host, when=NOW - timedelta(hours=hours_ago), status=status,
+    # The clock at the call, not at import: "ahead of the clock" must stay ahead
+    # however long the suite ran before this test.
+    now = datetime.now(UTC).replace(microsecond=0)
+    data = make_report(host, when=now - timedelta(hours=hours_ago), status=status,
                        gemm=2e11 if status == "FAIL" else 1.2e12)
     data["suite"]["name"] = suite
     data["inventory"]["gpus"] = [{"index": 0, "name": "NVIDIA H100 80GB HBM3",
