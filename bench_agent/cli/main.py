@@ -280,6 +280,12 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         render = {"table": fleet.render_text, "csv": fleet.render_csv,
                   "html": fleet.render_html}
         text = render[args.format](result)
+    if args.format == "csv" and result.drift:
+        # The CSV keeps its metric rows; drift, which sets the exit code too, is said here.
+        from bench_agent.fleet.drift import render_drift_text
+
+        for line in render_drift_text(result.drift, len(result.table)):
+            _err(line)
     if args.out:
         write_atomic(args.out, text)
         _err(f"wrote {args.out}")

@@ -69,6 +69,13 @@ def test_fleet_compare_names_the_drifting_nodes_and_facts(tmp_path: Path) -> Non
     assert "OUTLIER" not in result.stdout
 
 
+def test_csv_output_names_the_drift_that_sets_its_exit_code(tmp_path: Path) -> None:
+    result = _cli("fleet", "compare", str(_fleet(tmp_path)), "--format", "csv")
+    assert result.returncode == 1
+    assert "DRIFT node-03: node.nvidia_driver = 535.183.01" in result.stderr
+    assert "DRIFT" not in result.stdout  # the CSV keeps its metric rows
+
+
 def test_a_fleet_without_drift_exits_0_and_says_so(tmp_path: Path) -> None:
     folder = _fleet(tmp_path)
     for index in (OTHER_DRIVER, ODD_GPU_NODE):
