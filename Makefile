@@ -74,7 +74,8 @@ define apt_install
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing $(1) (missing:$$missing)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(3) >/dev/null \
-	      || echo "warning: apt-get could not install every one of the $(1); what needs them will SKIP"; \
+	      || for p in $(3); do DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$p >/dev/null 2>&1 \
+	           || echo "warning: apt-get could not install $$p; what needs it will SKIP"; done; \
 	  else \
 	    echo "note: missing $(1):$$missing (not root or no apt): what needs them will SKIP"; \
 	  fi; \
