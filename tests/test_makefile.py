@@ -35,7 +35,8 @@ def apt_packages(lines: list[str]) -> set[str]:
     found: set[str] = set()
     for line in lines:
         for command in re.findall(r"apt-get install ([^>|&;]*)", line):
-            found |= {word for word in command.split() if not word.startswith("-")}
+            # "$p": the one-at-a-time retry's loop variable over the same packages
+            found |= {word for word in command.split() if not word.startswith(("-", "$"))}
     return found
 
 
