@@ -17,6 +17,11 @@ SKIP (NVML absent), so a GPU node adds its NVML calls (nvmlInit dominates, some
 tens of milliseconds). Unsigned: signing is one Ed25519 signature, measured by
 benchmarks/bench_startup.py's neighbours, and the key file would need creating.
 
+Two health rows: the steady state, where the suite and profile come from the
+plan cache beside the state file (health/plan_cache.py: every run after the
+first, while the files and the agent are unchanged), and a first run, with the
+cache removed before each run, which loads them in full (YAML and pydantic).
+
 Bytecode: an installed wheel has its .pyc files (pip compiles them on install);
 a checkout run with PYTHONDONTWRITEBYTECODE=1 recompiles every module on every
 start, which is not what a node pays. The script points PYTHONPYCACHEPREFIX at a
@@ -73,21 +78,26 @@ def main() -> int:
         health_cmd = [sys.executable, "-m", "bench_agent", "health", "--no-sign",
                       "--output", str(Path(tmp) / "spool"),
                       "--state", str(Path(tmp) / "state.json")]
+        plan_cache = Path(tmp) / "state.plan.json"
         codes = set()
         for command in (baseline_cmd, health_cmd):
             codes.add(wall_time(command, env)[1])
-        baseline: list[float] = []
-        health: list[float] = []
-        base_cpu: list[float] = []
-        health_cpu: list[float] = []
+        runs: dict[str, tuple[list[float], list[float]]] = {
+            "base": ([], []), "warm": ([], []), "cold": ([], [])}
         for _ in range(args.runs):
-            seconds, _code, cpu = wall_time(baseline_cmd, env)
-            baseline.append(seconds)
-            base_cpu.append(cpu)
-            seconds, code, cpu = wall_time(health_cmd, env)
-            health.append(seconds)
-            health_cpu.append(cpu)
-            codes.add(code)
+            for kind, command in (("base", baseline_cmd), ("warm", health_cmd),
+                                  ("cold", health_cmd)):
+                if kind == "cold":
+                    plan_cache.unlink(missing_ok=True)
+                seconds, code, cpu = wall_time(command, env)
+                runs[kind][0].append(seconds)
+                runs[kind][1].append(cpu)
+                if kind != "base":
+                    codes.add(code)
+        assert plan_cache.is_file(), "the health run wrote no plan cache"
+    baseline, base_cpu = runs["base"]
+    health, health_cpu = runs["warm"]
+    cold, cold_cpu = runs["cold"]
     base = statistics.median(baseline)
     median = statistics.median(health)
     verdict = "MEETS" if median < TARGET_S else "MISSES"
@@ -97,8 +107,12 @@ def main() -> int:
     print(f"{'python -c pass':<40} | {base * 1e3:>8.1f} ms | {cpu_b * 1e3:>7.1f} ms | reference")
     print(f"{'LBNL NHC, 8 passive checks (issue 16)':<40} | "
           f"{NHC_REFERENCE_S * 1e3:>8.1f} ms | {'':>10} | reference (as given, not run here)")
-    print(f"{'bench-agent health (8 checks)':<40} | {median * 1e3:>8.1f} ms | "
+    print(f"{'bench-agent health (9 checks, cached)':<40} | {median * 1e3:>8.1f} ms | "
           f"{cpu_h * 1e3:>7.1f} ms | wall < {TARGET_S * 1e3:.0f} ms {verdict}")
+    print(f"{'health, first run (no plan cache)':<40} | "
+          f"{statistics.median(cold) * 1e3:>8.1f} ms | "
+          f"{statistics.median(cold_cpu) * 1e3:>7.1f} ms | wall < {TARGET_S * 1e3:.0f} ms "
+          f"{'MEETS' if statistics.median(cold) < TARGET_S else 'MISSES'}")
     print(f"{'bench-agent health minus python -c pass':<40} | "
           f"{(median - base) * 1e3:>8.1f} ms | {(cpu_h - cpu_b) * 1e3:>7.1f} ms |")
     print(f"({args.runs} alternating runs each, min {min(health) * 1e3:.1f} ms, max "

@@ -12,35 +12,26 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
-
+from bench_agent.checks.plain_params import PlainParams
 from bench_agent.core.config_rules import Expectation
-from bench_agent.core.errors import UnitError
 from bench_agent.core.model import Measurement
-from bench_agent.core.units import Unit, parse_quantity
+from bench_agent.core.units import Unit
+
+if TYPE_CHECKING:
+    # Only named in annotations: importing pydantic costs `bench-agent health` a
+    # fifth of its time budget (checks/plain_params.py), and its checks need none.
+    from pydantic import BaseModel
+
+# A check's parameters class: a pydantic model (most checks; bytes fields with a
+# unit are checks/byte_size.py's ByteSize), or a PlainParams (the passive checks).
+ParamsModel = type["BaseModel"] | type[PlainParams]
 
 
-def _bytes_from_text(value: Any) -> Any:
-    """ "4 MiB" or "16G" as a whole number of bytes; anything else goes on to
-    pydantic's own int validation (and its ge/le bounds)."""
-    if isinstance(value, str):
-        try:
-            return int(parse_quantity(value, Unit.BYTES).value)
-        except UnitError as exc:
-            raise ValueError(str(exc)) from exc
-    return value
-
-
-# A params field in bytes that the suite YAML may write with a unit ("64 MiB").
-ByteSize = Annotated[int, BeforeValidator(_bytes_from_text)]
-
-
-class NoParams(BaseModel):
+@dataclass(frozen=True)
+class NoParams(PlainParams):
     """Parameters of a check that takes none; unknown keys are refused."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +60,7 @@ class BurninVariant:
 
     load: str
     rate: MetricSpec
-    params_model: type[BaseModel]
+    params_model: ParamsModel
     loop: str
 
 
@@ -193,7 +184,7 @@ class Check(ABC):
     # Every metric this check may produce, declared here and nowhere else: the
     # metric catalog (checks.metric_catalog) is built from these declarations.
     metrics: ClassVar[tuple[MetricSpec, ...]]
-    params_model: ClassVar[type[BaseModel]] = NoParams
+    params_model: ClassVar[ParamsModel] = NoParams
     # The check's own kernel in a loop for `bench-agent burnin`, or None.
     burnin: ClassVar[BurninVariant | None] = None
     # True for a check that compares the node before and after the other checks of
@@ -206,11 +197,12 @@ class Check(ABC):
         """None when the check can run here, else the reason it cannot (-> SKIP)."""
         return None
 
-    def snapshot(self, ctx: CheckContext, params: BaseModel) -> dict[str, Any]:
+    # ``params``: an instance of ``params_model`` (Any: each check narrows it to its own).
+    def snapshot(self, ctx: CheckContext, params: Any) -> dict[str, Any]:
         """The state ``run`` compares against (JSON), taken at the start of the run;
         only called when ``brackets_run`` is true."""
         raise NotImplementedError(f"{self.name} takes no snapshot")
 
     @abstractmethod
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+    def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         """Measure and return measurements; raise errors.CheckError subclasses."""

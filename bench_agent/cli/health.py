@@ -47,16 +47,18 @@ def cmd_health(args: argparse.Namespace) -> int:
         from bench_agent.core.errors import UsageError
 
         raise UsageError(f"--suite-file {args.suite_file}: no such file")
-    run = run_health_full(args.profile, args.state, suite=args.suite_file, root=args.sysroot,
-                          save=False)
+    from bench_agent.health.plan_cache import cache_path
+    from bench_agent.health.state import default_state_path
+
+    state = args.state or default_state_path()
+    run = run_health_full(args.profile, state, suite=args.suite_file, root=args.sysroot,
+                          save=False, plan_cache=cache_path(state))
     kept = _keep_and_show(args, run.report)
     # The state after the report: a run whose report was lost judges its events
     # again next time rather than never.
     if kept.report is not None:
-        from bench_agent.health.state import default_state_path
-
         try:
-            save_state(args.state or default_state_path(), run.readings)
+            save_state(state, run.readings)
         except ReportError as exc:
             import sys
 

@@ -32,7 +32,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench_agent.config.loader import Profile
+    from bench_agent.config.plans import Profile
     from bench_agent.core.model import Report
     from bench_agent.fleet.analysis import FleetData
 

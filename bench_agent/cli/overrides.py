@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bench_agent.config.loader import CheckPlan, Suite
+from bench_agent.config.plans import CheckPlan, Suite
 from bench_agent.core.errors import UnitError, UsageError
 from bench_agent.core.units import parse_duration
 

@@ -216,8 +216,10 @@ def _add_docs_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     completion = sub.add_parser(
         "completion", help="print a shell completion script",
         description="Print the completion script for bash or zsh, generated from the "
-        "command line's grammar. bash: source <(bench-agent completion bash); zsh: "
-        "bench-agent completion zsh > \"${fpath[1]}/_bench-agent\"")
+        "command line's grammar. bash: source <(bench-agent completion bash); zsh, "
+        "in ~/.zshrc after compinit: source <(bench-agent completion zsh). The wheel "
+        "also ships both files (bench_agent/data/completion), the zsh one in autoload "
+        "form for a folder of $fpath.")
     completion.add_argument("shell", choices=("bash", "zsh"))
     man = sub.add_parser("man", help="print the man page (roff)",
                          description="Print bench-agent(1) in roff; read it with "

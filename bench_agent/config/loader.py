@@ -13,7 +13,6 @@ import re
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -35,6 +34,14 @@ from bench_agent.config.expected import (
     expectations,
     section_thresholds,
 )
+
+# The records a load makes live in config/plans.py (no YAML, no pydantic); named
+# here too, for the callers that load.
+from bench_agent.config.plans import CheckPlan as CheckPlan
+from bench_agent.config.plans import Profile as Profile
+from bench_agent.config.plans import Suite as Suite
+from bench_agent.config.plans import data_dir as data_dir
+from bench_agent.config.plans import suite_path as suite_path
 from bench_agent.core.config_rules import Expectation
 from bench_agent.core.errors import ConfigError, UnitError, UsageError
 from bench_agent.core.metrics import MetricInfo, unknown_metric
@@ -60,14 +67,6 @@ def did_you_mean(name: str, known: list[str], what: str) -> str:
     if near:
         return f"did you mean {', '.join(near)}? (every {what}: bench-agent list)"
     return f"see `bench-agent list` for every {what}"
-
-
-def data_dir() -> Path:
-    """The suites folder: inside the installed wheel, or the repository's own."""
-    packaged = Path(__file__).resolve().parents[1] / "_data" / "suites"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "suites"
 
 
 def schema_dir() -> Path:
@@ -297,27 +296,6 @@ class _SuiteFile(BaseModel):
     checks: list[_CheckEntry] = Field(min_length=1)
 
 
-@dataclass(frozen=True)
-class CheckPlan:
-    """One check to run: validated params (as a dict), time limit, required flag."""
-
-    check: str
-    params: dict[str, Any]
-    timeout: float
-    required: bool
-    confirm: int = 0  # re-runs of a FAIL before it stands (suite `confirm: N`)
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    description: str
-    checks: list[CheckPlan]
-    path: str
-    sha256: str
-    profile: str | None = None
-
-
 def load_suite(path: Path) -> Suite:
     from bench_agent.checks import check_names, get_check, is_check
 
@@ -349,10 +327,6 @@ def load_suite(path: Path) -> Suite:
                                    entry.confirm))
     problems.check()
     return Suite(parsed.name, parsed.description, plans, str(path), digest, parsed.profile)
-
-
-def suite_path(name: str) -> Path:
-    return data_dir() / f"{name}.yaml"
 
 
 # Suites of another kind, run by their own command (`bench-agent burnin`).
@@ -437,20 +411,6 @@ class _ProfileFile(BaseModel):
     # relative to the profile's folder; `run topology --expect FILE` overrides it.
     topology: str | None = None
     configuration: list[ConfigEntry] = Field(default_factory=list)  # config/expected.py
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    description: str
-    thresholds: list[Threshold]
-    path: str
-    sha256: str
-    sources: list[str] = field(default_factory=list)
-    # The expected topology file (resolved path), inherited from the parent profile.
-    topology: str | None = None
-    # The configuration section: the facts' allowed values (config/expected.py).
-    configuration: tuple[Expectation, ...] = ()
 
 
 def _parse_band(raw: str | float | None, path: Path, key: str) -> float | None:

@@ -9,22 +9,31 @@ from the XID table of NVIDIA's XID catalog (https://docs.nvidia.com/deploy/xid-e
 
 Every problem in the file is a ConfigError naming the file and the key: the
 catalog ships in the wheel, so tests/faults/test_catalog.py loads it on every run.
+
+Every report is coded, `bench-agent health`'s too, and that command has 0.3 s in
+all (issue 16): the YAML parser's import and parse of this file took a tenth of
+it. So the wheel also ships catalog.compiled.json, the same document as JSON,
+with the SHA-256 of the catalog.yaml bytes it came from; it is read only while
+that digest matches the YAML beside it, and goes through the same validation
+(parse_catalog). scripts/gen-faults-doc writes it; tests/faults/test_outputs.py
+fails while it is stale.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench_agent.core.errors import ConfigError
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
+COMPILED_PATH = Path(__file__).with_name("catalog.compiled.json")
 SCHEMA = 1
 
 # The closed set of remediations (docs/faults.md explains each), cheapest first:
@@ -227,49 +236,88 @@ def parse_catalog(data: Any, file: str) -> Catalog:
     return Catalog(faults, mappings, tuple(sorted(int(x) for x in data["xids"])))
 
 
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+@functools.cache
+def _unique_key_loader() -> Any:
+    """libyaml's parser (CSafeLoader: the pure-Python one takes ten times longer)
+    with duplicate keys refused, as config/loader.py refuses them in suites (PyYAML
+    keeps the last). Made on first use: only a catalog without its compiled form
+    needs YAML."""
+    import yaml
+
+    class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        pass
+
+    def unique_mapping(loader: Any, node: Any) -> dict[Any, Any]:
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node)
+            if key in mapping:
+                raise ConfigError(f"duplicate key {key!r} at line "
+                                  f"{key_node.start_mark.line + 1}")
+            mapping[key] = loader.construct_object(value_node, deep=True)
+        return mapping
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                    unique_mapping)
+    return UniqueKeyLoader
 
 
-class _UniqueKeyLoader(_BaseLoader):  # type: ignore[misc]
-    """libyaml's parser (CSafeLoader: `bench-agent health` reads this file on every
-    run, and the pure-Python parser takes ten times longer) with duplicate keys
-    refused, as config/loader.py refuses them in suites (PyYAML keeps the last)."""
+def _yaml_document(raw: bytes | str, file: str) -> Any:
+    import yaml
 
-
-def _unique_mapping(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node)
-        if key in mapping:
-            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
-        mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                                 _unique_mapping)
-
-
-def load_catalog_text(raw: bytes | str, file: str) -> Catalog:
     try:
-        data = yaml.load(raw, Loader=_UniqueKeyLoader)  # a SafeLoader: no object tags
+        return yaml.load(raw, Loader=_unique_key_loader())  # a SafeLoader: no object tags
     except ConfigError as exc:
         raise ConfigError(str(exc), file=file) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", file=file) from exc
-    return parse_catalog(data, file)
 
 
-def load_catalog_file(path: Path) -> Catalog:
+def load_catalog_text(raw: bytes | str, file: str) -> Catalog:
+    return parse_catalog(_yaml_document(raw, file), file)
+
+
+def _read(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the fault catalog: {exc.strerror}",
                           file=str(path)) from exc
-    return load_catalog_text(raw, str(path))
+
+
+def load_catalog_file(path: Path) -> Catalog:
+    return load_catalog_text(_read(path), str(path))
+
+
+def compiled_text(raw: bytes, file: str = str(CATALOG_PATH)) -> str:
+    """catalog.compiled.json for the catalog.yaml bytes ``raw``: the document as
+    JSON (the XIDs as [number, entry] pairs: JSON keys are text) and the bytes'
+    SHA-256. Only a valid catalog is compiled (ConfigError otherwise)."""
+    document = _yaml_document(raw, file)
+    parse_catalog(document, file)
+    compiled = {"source_sha256": hashlib.sha256(raw).hexdigest(),
+                "document": {**document, "xids": [[x, e] for x, e in document["xids"].items()]}}
+    return json.dumps(compiled, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _compiled_document(raw: bytes, compiled_path: Path) -> Any:
+    """The compiled document when it was made from exactly ``raw``, else None."""
+    try:
+        compiled = json.loads(compiled_path.read_bytes())
+        if compiled["source_sha256"] != hashlib.sha256(raw).hexdigest():
+            return None
+        document = dict(compiled["document"])
+        document["xids"] = {xid: entry for xid, entry in document["xids"]}
+        return document
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, damaged or from another catalog: read the YAML
 
 
 @functools.cache
 def load_catalog() -> Catalog:
-    """The shipped catalog, read once per process."""
-    return load_catalog_file(CATALOG_PATH)
+    """The shipped catalog, read once per process (its compiled form while current)."""
+    raw = _read(CATALOG_PATH)
+    document = _compiled_document(raw, COMPILED_PATH)
+    if document is None:
+        return load_catalog_text(raw, str(CATALOG_PATH))
+    return parse_catalog(document, str(CATALOG_PATH))

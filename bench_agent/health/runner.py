@@ -30,14 +30,7 @@ from typing import Any
 from bench_agent.checks import DomainCatalog, get_check
 from bench_agent.checks.base import CheckContext
 from bench_agent.checks.config.checks import ConfigConsistencyCheck
-from bench_agent.config.loader import (
-    CheckPlan,
-    Profile,
-    Suite,
-    load_profile_named,
-    load_suite,
-    suite_path,
-)
+from bench_agent.config.plans import CheckPlan, Profile, Suite, suite_path
 from bench_agent.core.config_rules import Expectation
 from bench_agent.core.errors import BenchAgentError, NotApplicable, verdict_status
 from bench_agent.core.inventory import Inventory
@@ -245,13 +238,40 @@ def run_health(profile: str | Path | None = None, state: Path | None = None, *,
 
 def run_health_full(profile: str | Path | None = None, state: Path | None = None, *,
                     suite: Path | None = None, root: Path = Path("/"), save: bool = True,
-                    host: str | None = None) -> HealthRun:
-    loaded_suite = load_suite(suite or suite_path(HEALTH_SUITE))
-    loaded_profile = load_profile_named(str(profile or loaded_suite.profile or HEALTH_SUITE),
-                                        DomainCatalog())
+                    host: str | None = None, plan_cache: Path | None = None) -> HealthRun:
+    """run_health's run, with the state it read and the readings to keep.
+    ``plan_cache``: where the loaded suite and profile are kept between runs
+    (health/plan_cache.py; `bench-agent health` keeps them beside the state file),
+    None to load them in full."""
+    loaded_suite, loaded_profile = load_plan(suite or suite_path(HEALTH_SUITE),
+                                             None if profile is None else str(profile),
+                                             plan_cache)
     state_path = state or default_state_path()
     previous = load_state(state_path)
     run = health_report(loaded_suite, loaded_profile, previous, root, host)
     if save:
         save_state(state_path, run.readings)
     return run
+
+
+def load_plan(suite: Path, profile: str | None, cache: Path | None = None
+              ) -> tuple[Suite, Profile]:
+    """The suite and its profile (``profile``, else the suite's, else `health`):
+    from ``cache`` while their files are unchanged, else loaded in full (and kept
+    there). Raises ConfigError for a suite or profile that does not load."""
+    if cache is not None:
+        from bench_agent.health import plan_cache
+
+        key, fingerprint = plan_cache.request_key(suite, profile), plan_cache.agent_fingerprint()
+        cached = plan_cache.lookup(cache, key, fingerprint)
+        if cached is not None:
+            return cached
+    # The loader brings YAML and pydantic (about 0.1 s): only on a miss.
+    from bench_agent.config.loader import load_profile_named, load_suite
+
+    loaded_suite = load_suite(suite)
+    loaded_profile = load_profile_named(profile or loaded_suite.profile or HEALTH_SUITE,
+                                        DomainCatalog())
+    if cache is not None:
+        plan_cache.store(cache, key, fingerprint, loaded_suite, loaded_profile)
+    return loaded_suite, loaded_profile

@@ -23,7 +23,7 @@ from bench_agent.report.display import _STYLE, _is_terminal, printable
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from bench_agent.config.loader import CheckPlan
+    from bench_agent.config.plans import CheckPlan
     from bench_agent.run.runner import CheckOutcome
 
 # A log line every minute: often enough that a person tailing a log, or Ansible's

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from bench_agent import __version__
 from bench_agent.checks.base import RunOptions
-from bench_agent.config.loader import CheckPlan, Profile, Suite
+from bench_agent.config.plans import CheckPlan, Profile, Suite
 from bench_agent.core import process
 from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import Measurement, NamedDigest, Report, Status, Verdict

@@ -176,7 +176,10 @@ def test_looking_up_a_check_imports_only_its_module() -> None:
     # A checks module brings its burn-in variant's params models (its package's
     # burnin.py, part of the check's declaration), and nothing of another domain.
     assert done.stdout.strip().splitlines()[-1] == str(sorted([
-        "bench_agent.checks.base", "bench_agent.checks.cpu", "bench_agent.checks.cpu.burnin",
+        # plain_params: the base's; byte_size: cpu's burn-in params take "64 MiB".
+        "bench_agent.checks.base", "bench_agent.checks.plain_params",
+        "bench_agent.checks.byte_size",
+        "bench_agent.checks.cpu", "bench_agent.checks.cpu.burnin",
         "bench_agent.checks.cpu.checks", "bench_agent.checks.network",
         "bench_agent.checks.network.burnin", "bench_agent.checks.network.checks",
         # network.ib_port_health's own module, which network/checks.py lists.

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from bench_agent.core.inventory import Inventory
 from bench_agent.core.model import NamedDigest, Report, Status, Verdict
@@ -76,6 +77,24 @@ def test_bench_agent_faults_lists_the_catalog() -> None:
     assert table.stdout.splitlines()[0].split() == ["code", "severity", "remediation",
                                                     "component", "title"]
     assert any(line.startswith("BA-IB-LINK-DOWN ") for line in table.stdout.splitlines())
+
+
+def test_the_compiled_catalog_is_current_and_read_only_while_it_matches(tmp_path: Path) -> None:
+    from bench_agent.faults import catalog as faults
+
+    raw = faults.CATALOG_PATH.read_bytes()
+    assert faults.COMPILED_PATH.read_text(encoding="utf-8") == faults.compiled_text(raw), (
+        "bench_agent/faults/catalog.compiled.json is stale: run scripts/gen-faults-doc")
+    compiled = tmp_path / "catalog.compiled.json"
+    compiled.write_bytes(faults.COMPILED_PATH.read_bytes())
+    # The compiled document is the YAML's, to the XIDs' whole-number keys.
+    document = faults._compiled_document(raw, compiled)
+    assert document is not None and 79 in document["xids"]
+    assert faults.parse_catalog(document, "x") == faults.load_catalog_text(raw, "x")
+    # One byte more in the YAML: the compiled form is not its own any more.
+    assert faults._compiled_document(raw + b"\n", compiled) is None
+    compiled.write_text("{not json", encoding="utf-8")
+    assert faults._compiled_document(raw, compiled) is None
 
 
 def test_docs_faults_md_is_generated_from_the_catalog() -> None:

@@ -6,6 +6,8 @@ never asserted here."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from bench_agent.health.state import HealthState
 from bench_agent.inventory.collect import collect_inventory
 from bench_agent.tools import nvml
 from tests.fake_nvml import FakeGpu, FakeNvml
+from tests.paths import REPO
 
 
 def test_the_health_profile_loads_without_the_whole_metric_catalog(
@@ -107,3 +110,29 @@ def test_an_inventory_that_fails_fails_both_checks_that_share_it(
         assert by_check[name].status is Status.ERROR
         assert "has fallen off the bus" in by_check[name].message
     assert report.status is Status.ERROR
+
+
+# --- what `bench-agent health` does not import (checks/plain_params.py,
+# config/plans.py, health/plan_cache.py, faults' compiled catalog) ------------------
+
+
+def test_a_cached_health_run_imports_neither_pydantic_nor_yaml(tmp_path: Path) -> None:
+    # The second run of `bench-agent health` finds its plan in the cache and the
+    # fault catalog in its compiled form: no pydantic (a fifth of the time budget),
+    # no YAML parser. The first run loads in full and writes the cache.
+    code = ("import sys, runpy\n"
+            "sys.argv = ['bench-agent', 'health', '--no-sign', '--output', sys.argv[1],"
+            " '--state', sys.argv[2]]\n"
+            "try:\n    runpy.run_module('bench_agent', run_name='__main__')\n"
+            "except SystemExit as exc:\n    code = exc.code\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'yaml')))\n"
+            "print('exit', code)\n")
+    state = tmp_path / "state.json"
+    runs = [subprocess.run([sys.executable, "-c", code, str(tmp_path / "spool"), str(state)],
+                           capture_output=True, text=True, cwd=REPO, timeout=120)
+            for _ in range(2)]
+    first, second = (run.stdout.splitlines() for run in runs)
+    assert "'pydantic'" in first[-2] and "'yaml'" in first[-2], runs[0].stderr
+    assert second[-2:] == ["[]", second[-1]], runs[1].stderr
+    assert second[-1] in ("exit 0", "exit 1"), runs[1].stderr  # this VM's verdict, not a crash
+    assert (tmp_path / "state.plan.json").is_file()

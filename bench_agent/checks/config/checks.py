@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
-
 from bench_agent.checks.base import Check, CheckContext, MetricSpec
 from bench_agent.core.config_rules import (
     ExpectationResult,
@@ -65,7 +63,7 @@ class ConfigConsistencyCheck(Check):
                    higher_is_better=False, per_device=True),
     )
 
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+    def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         from bench_agent.inventory.collect import collect_inventory
 
         return self.judge(collect_inventory(ctx.root), ctx)

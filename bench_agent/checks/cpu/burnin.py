@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import ByteSize, CheckContext, Emit, Stopping, burnin_interval
+from bench_agent.checks.base import CheckContext, Emit, Stopping, burnin_interval
+from bench_agent.checks.byte_size import ByteSize
 from bench_agent.core.errors import CheckError
 
 # STREAM_MIN_ARRAY_BYTES of checks.py: three arrays of 256 MiB.

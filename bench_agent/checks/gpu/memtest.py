@@ -32,7 +32,8 @@ from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import ByteSize, CheckContext, MetricSpec
+from bench_agent.checks.base import CheckContext, MetricSpec
+from bench_agent.checks.byte_size import ByteSize
 from bench_agent.checks.gpu.diag import DiagCheck, gpu_identities, gpu_label
 from bench_agent.checks.gpu.kernels import MIB, Device, gpu_kernel
 from bench_agent.core.model import Measurement

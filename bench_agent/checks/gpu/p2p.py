@@ -31,7 +31,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import ByteSize, CheckContext, MetricSpec
+from bench_agent.checks.base import CheckContext, MetricSpec
+from bench_agent.checks.byte_size import ByteSize
 from bench_agent.checks.gpu.diag import DeviceRunner, DiagCheck, GpuLister, gpu_identities
 from bench_agent.checks.gpu.kernels import MIB, Device, PerfCounterTimer, gpu_kernel
 from bench_agent.config import baselines

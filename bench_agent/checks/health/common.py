@@ -12,16 +12,19 @@ driver loaded (IB, PCIe) or since the kernel log began (XIDs).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from bench_agent.checks.plain_params import PlainParams
 
 
-class HealthParams(BaseModel):
+# Plain, not pydantic: these checks are all `bench-agent health` runs, and its time
+# budget has no room for pydantic's import (checks/plain_params.py).
+@dataclass(frozen=True)
+class HealthParams(PlainParams):
     """``since``: the previous run's readings, filled in by `bench-agent health`."""
 
-    model_config = ConfigDict(extra="forbid")
-    since: dict[str, float] = Field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
 
 
 def state_key(metric: str, device: str) -> str:

@@ -20,9 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
-
-from bench_agent.checks.base import Check, CheckContext, MetricSpec
+from bench_agent.checks.base import Check, CheckContext, MetricSpec, ParamsModel
 from bench_agent.checks.health.common import HealthParams, growth, state_key
 from bench_agent.core.errors import NotApplicable
 from bench_agent.core.model import Measurement
@@ -53,9 +51,9 @@ class GpuHealthCheck(Check):
         _per_gpu("gpu_pcie_replays", "PCIe replay counter growth since the last health run"),
         _per_gpu("gpu_nvlink_down", "NVLink links inactive"),
     )
-    params_model: ClassVar[type[BaseModel]] = HealthParams
+    params_model: ClassVar[ParamsModel] = HealthParams
 
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+    def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         assert isinstance(params, HealthParams)
         out: list[Measurement] = []
         with nvml.session() as nv:
@@ -156,9 +154,9 @@ class GpuXidCheck(Check):
                    " log since the last health run, per PCI bus", higher_is_better=False,
                    per_device=True),
     )
-    params_model: ClassVar[type[BaseModel]] = HealthParams
+    params_model: ClassVar[ParamsModel] = HealthParams
 
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+    def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         assert isinstance(params, HealthParams)
         records = read_kmsg(ctx.root / KMSG)
         after = params.since.get(XID_SEQ_KEY)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
-
-from bench_agent.checks.base import Check, CheckContext, MetricSpec
+from bench_agent.checks.base import Check, CheckContext, MetricSpec, ParamsModel
 from bench_agent.checks.health.common import HealthParams, growth
 from bench_agent.core.errors import NotApplicable, ToolFailed
 from bench_agent.core.model import Measurement
@@ -47,9 +46,9 @@ class IbHealthCheck(Check):
         _low("ib_symbol_errors", "symbol errors since the last health run"),
         _low("ib_rcv_errors", "receive errors since the last health run"),
     )
-    params_model: ClassVar[type[BaseModel]] = HealthParams
+    params_model: ClassVar[ParamsModel] = HealthParams
 
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+    def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         assert isinstance(params, HealthParams)
         base = ctx.root / IB_CLASS
         devices = [d for d in list_dir(base) if (base / d).is_dir()]
@@ -92,9 +91,9 @@ class NvmeHealthCheck(Check):
         MetricSpec("health.nvme_count", Unit.COUNT, "NVMe controllers in sysfs"),
         _low("nvme_not_live", "1 when the controller's state is not live"),
     )
-    params_model: ClassVar[type[BaseModel]] = HealthParams
+    params_model: ClassVar[ParamsModel] = HealthParams
 
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+    def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         base = ctx.root / NVME_CLASS
         controllers = [c for c in list_dir(base) if c.startswith("nvme")]
         out = [Measurement(check=self.name, metric="health.nvme_count",
@@ -111,9 +110,10 @@ class NvmeHealthCheck(Check):
         return out
 
 
+@dataclass(frozen=True)
 class FilesystemParams(HealthParams):
-    mounts: list[str] = Field(default_factory=list)  # mount points that must be mounted
-    free: list[str] = Field(default_factory=lambda: ["/"])  # paths whose free space counts
+    mounts: list[str] = field(default_factory=list)  # mount points that must be mounted
+    free: list[str] = field(default_factory=lambda: ["/"])  # paths whose free space counts
 
 
 def _mount_points(root: Path) -> set[str]:
@@ -136,9 +136,9 @@ class FilesystemHealthCheck(Check):
         MetricSpec("health.fs_free_fraction", Unit.COUNT, "free fraction of the filesystem"
                    " (blocks available to users / size)", per_device=True),
     )
-    params_model: ClassVar[type[BaseModel]] = FilesystemParams
+    params_model: ClassVar[ParamsModel] = FilesystemParams
 
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+    def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         assert isinstance(params, FilesystemParams)
         try:
             mounted = _mount_points(ctx.root)
@@ -162,9 +162,10 @@ class FilesystemHealthCheck(Check):
         return out
 
 
+@dataclass(frozen=True)
 class ServiceParams(HealthParams):
-    services: list[str] = Field(default_factory=list)  # process names (/proc/PID/comm)
-    modules: list[str] = Field(default_factory=list)  # kernel modules (/sys/module/NAME)
+    services: list[str] = field(default_factory=list)  # process names (/proc/PID/comm)
+    modules: list[str] = field(default_factory=list)  # kernel modules (/sys/module/NAME)
 
 
 class ServiceHealthCheck(Check):
@@ -176,9 +177,9 @@ class ServiceHealthCheck(Check):
              per_device=False),
         _low("module_missing", "required kernel modules not loaded", per_device=False),
     )
-    params_model: ClassVar[type[BaseModel]] = ServiceParams
+    params_model: ClassVar[ParamsModel] = ServiceParams
 
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+    def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         assert isinstance(params, ServiceParams)
         proc = ctx.root / "proc"
         # As NHC's check_ps_service: a daemon is running when a process has its name
@@ -231,14 +232,14 @@ class ClockHealthCheck(Check):
         MetricSpec("health.clock_max_error", Unit.SECONDS, "the kernel's maximum clock error",
                    higher_is_better=False),
     )
-    params_model: ClassVar[type[BaseModel]] = HealthParams
+    params_model: ClassVar[ParamsModel] = HealthParams
 
     def available(self, ctx: CheckContext) -> str | None:
         if ctx.root != Path("/"):
             return "the clock is the running kernel's: not read under another root"
         return None
 
-    def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
+    def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         if self.available(ctx):
             raise NotApplicable(str(self.available(ctx)))
         state, max_error, status = read_clock()

@@ -17,7 +17,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench_agent.checks.base import ByteSize, Check, CheckContext, MetricSpec
+from bench_agent.checks.base import Check, CheckContext, MetricSpec
+from bench_agent.checks.byte_size import ByteSize
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed
 from bench_agent.core.model import Measurement

@@ -43,7 +43,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bench_agent.checks.base import BurninVariant, ByteSize, Check, CheckContext, MetricSpec
+from bench_agent.checks.base import BurninVariant, Check, CheckContext, MetricSpec
+from bench_agent.checks.byte_size import ByteSize
 from bench_agent.checks.storage.burnin import FioBurninParams
 from bench_agent.checks.storage.safety import inspect_device, write_refusals
 from bench_agent.core.errors import (

@@ -1,0 +1,116 @@
+"""The health suite and profile as last loaded, kept beside the state file.
+
+Why: loading them (strict YAML, then pydantic models, thresholds checked against
+the metric catalog) costs about 0.1 s on the test VM, a third of what `bench-agent
+health` may take in all (under 0.3 s, issue 16; benchmarks/bench_health.py), and
+a node runs health every few minutes (Slurm's HealthCheckInterval) on the same
+files. So the first run does the full load and writes its result here; the next
+runs use it while nothing it came from changed, and load in full again when
+anything did.
+
+An entry is valid only for the same request (the suite file, the profile as
+named, the working directory a relative profile path is read from), the same
+agent (its version, the suites folder, and the size and modification time of
+every module of the package: the loader's rules and the metric catalog are
+code), and the same bytes of every file the load read (the suite and each
+profile of the `extends` chain, by SHA-256). A cache that is missing, damaged,
+from another agent or for other files is no error: the run loads in full and
+rewrites it. One that cannot be written costs the next run the full load, never
+a result. The file holds only what the files say, validated: trusting it is
+trusting the state folder (root's /var/lib/bench-agent), as the state file is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from bench_agent import __version__
+from bench_agent.config.plans import Profile, Suite, data_dir
+from bench_agent.core.errors import ReportError
+from bench_agent.core.model import write_atomic
+
+CACHE_SCHEMA = 1
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def cache_path(state: Path) -> Path:
+    """health-state.json -> health-state.plan.json, in the state file's folder."""
+    return state.with_name(f"{state.stem}.plan.json")
+
+
+def agent_fingerprint(package: Path = PACKAGE) -> str:
+    """The version, the suites folder and (path, size, mtime) of every module: any
+    edit or reinstall of the agent changes it. About 200 stat calls, 1 ms here."""
+    digest = hashlib.sha256(f"{__version__}\n{data_dir()}\n".encode())
+    for folder, dirs, files in os.walk(package):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(folder, name))
+                digest.update(f"{folder}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def request_key(suite: Path, profile: str | None) -> str:
+    """What was asked for: the suite file, the profile as named and, for a profile
+    given as a relative path, the folder it is read from."""
+    cwd = os.getcwd() if profile is not None and not Path(profile).is_absolute() else ""
+    return json.dumps([str(suite.resolve()), profile, cwd])
+
+
+def _digest(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def lookup(cache: Path, key: str, fingerprint: str) -> tuple[Suite, Profile] | None:
+    """The cached suite and profile for ``key``, or None when there is no valid entry."""
+    try:
+        data = json.loads(cache.read_bytes())
+        if not isinstance(data, dict) or data.get("schema") != CACHE_SCHEMA \
+                or data.get("agent") != fingerprint or data.get("request") != key:
+            return None
+        sources = data["sources"]
+        if not isinstance(sources, dict) or not sources:
+            return None
+        if any(_digest(path) != digest for path, digest in sources.items()):
+            return None
+        return Suite.from_dict(data["suite"]), Profile.from_dict(data["profile"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _chained(digests: list[str]) -> str:
+    """config/loader.py's digest of a profile chain: each child's file digest
+    folded onto its parent's (load_profile)."""
+    chained = digests[0]
+    for digest in digests[1:]:
+        chained = hashlib.sha256((chained + digest).encode()).hexdigest()
+    return chained
+
+
+def store(cache: Path, key: str, fingerprint: str, suite: Suite, profile: Profile) -> None:
+    """Remember a full load, only when the files are still the bytes it read: the
+    suite's and the profile chain's digests, taken again now, must give the ones
+    the load recorded (Suite.sha256, Profile.sha256). A file changed in between
+    is not cached: the next run loads it in full."""
+    sources: dict[str, str] = {}
+    for path in [suite.path, *profile.sources]:
+        digest = _digest(path)
+        if digest is None:
+            return
+        sources[path] = digest
+    if not profile.sources or sources[suite.path] != suite.sha256 \
+            or _chained([sources[p] for p in profile.sources]) != profile.sha256:
+        return
+    entry = {"schema": CACHE_SCHEMA, "agent": fingerprint, "request": key,
+             "sources": sources, "suite": suite.to_dict(), "profile": profile.to_dict()}
+    # Not written: only speed is lost, the next run loads in full (module docstring).
+    with contextlib.suppress(ReportError):
+        write_atomic(cache, json.dumps(entry, sort_keys=True) + "\n")
