@@ -230,10 +230,17 @@ def run_health(profile: str | Path | None = None, state: Path | None = None, *,
     the state file (default: default_state_path()), read before and, with
     ``save``, written after; ``suite``: another health suite file. Raises
     ConfigError for a suite or profile that does not load, ReportError when the
-    state cannot be written.
+    state cannot be written. With ``save`` the loaded suite and profile are also
+    kept beside the state file (health/plan_cache.py), as `bench-agent health`
+    keeps them, so that `slurm health` and `kube health` start as fast.
     """
+    cache = None
+    if save:
+        from bench_agent.health.plan_cache import cache_path
+
+        cache = cache_path(state or default_state_path())
     return run_health_full(profile, state, suite=suite, root=root, save=save,
-                           host=host).report
+                           host=host, plan_cache=cache).report
 
 
 def run_health_full(profile: str | Path | None = None, state: Path | None = None, *,
