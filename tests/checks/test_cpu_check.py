@@ -168,20 +168,30 @@ def test_gemm_params_defaults() -> None:
 
 def test_gemm_plausible_against_plain_numpy() -> None:
     # Not a speed target: a check that the FLOP count and timing are not off by a
-    # factor (a missing 2, ms vs s). Same size, same BLAS, median of 5 each.
-    n, reps = 256, 5
+    # factor (a missing 2, ms vs s). Same size, same BLAS, the best repetition of
+    # each. Other jobs on the machine only slow a run down, and a two-thread
+    # OpenBLAS product waits for its slower thread: under load one run's best was
+    # 8.6 GFLOP/s and the next one's 60. A wrong formula is wrong in every attempt,
+    # so the figures must agree within 3x in one of three.
+    n, reps = 256, 10
     params = GemmParams(size=n, repetitions=reps, dtypes=["fp64"], modes=["all_cores"])
-    [m] = GemmCheck().run(CheckContext(), params)
     rng = np.random.default_rng(1)
     a, b = rng.random((n, n)) + 0.5, rng.random((n, n)) + 0.5
-    a @ b
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+    attempts = []
+    for _ in range(3):
+        [m] = GemmCheck().run(CheckContext(), params)
+        assert m.stats is not None and m.stats["min"] <= m.value <= m.stats["max"]
         a @ b
-        times.append(time.perf_counter() - start)
-    reference = 2 * n**3 / statistics.median(times)
-    assert reference / 3 <= m.value <= reference * 3, (m.value, reference)
+        times = []
+        for _ in range(reps * 2):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+        reference = 2 * n**3 / min(times)
+        attempts.append((m.stats["max"], reference))
+        if reference / 3 <= m.stats["max"] <= reference * 3:
+            return
+    pytest.fail(f"agent's best vs numpy's best (FLOP/s), three attempts: {attempts}")
 
 
 # --- STREAM --------------------------------------------------------------------------
