@@ -73,6 +73,10 @@ class FakeNvml:
     # (13) for nvmlDeviceGetTemperatureV and nvmlDeviceGetCurrentClocksEventReasons
     # (nvidia-ml-py's _nvmlGetFunctionPointer raises it when libnvml lacks the symbol).
     legacy: bool = False
+    # nvidia-ml-py wraps its string calls in convertStrBytes, which decodes the C
+    # buffer to str (pynvml.py, 13.615.71 as installed here); releases before 11.5
+    # returned the bytes. True: such an older binding.
+    bytes_names: bool = False
 
     def __init__(self, gpus: list[FakeGpu] | None = None, init_error: int | None = None,
                  xids: list[tuple[int, int]] | None = None) -> None:
@@ -115,8 +119,8 @@ class FakeNvml:
         return h.index
 
     # -- identity
-    def nvmlDeviceGetName(self, h: FakeGpu) -> bytes:
-        return h.name.encode()  # older nvidia-ml-py releases return bytes
+    def nvmlDeviceGetName(self, h: FakeGpu) -> str | bytes:
+        return h.name.encode() if self.bytes_names else h.name
 
     def nvmlDeviceGetUUID(self, h: FakeGpu) -> str:
         return f"GPU-0000000{h.index}-1111-2222-3333-444444444444"

@@ -185,3 +185,12 @@ def test_gpus_by_uuid(fake: FakeNvml) -> None:
     assert found["GPU-00000005-1111-2222-3333-444444444444"] == 5 and len(found) == 8
     with nvml.use_loader(lambda: FakeNvml(init_error=9)):
         assert nvml.indices_by_uuid() == {}
+
+
+@pytest.mark.parametrize("bytes_names", [False, True])
+def test_names_read_as_text_from_either_binding(fake: FakeNvml, bytes_names: bool) -> None:
+    # nvidia-ml-py 13 returns str (convertStrBytes); releases before 11.5 returned bytes.
+    fake.bytes_names = bytes_names
+    fake.gpus[2].name = "NVIDIA H200 [SXM] <b>ü"
+    names = [gpu.name for gpu in nvml.list_gpus()]
+    assert names[2] == "NVIDIA H200 [SXM] <b>ü" and names[0] == "NVIDIA H100 80GB HBM3"
