@@ -58,6 +58,7 @@ class FakeGpu:
     app_clocks: tuple[int, int] | None = (1980, 2619)  # graphics, memory (MHz)
     app_clocks_default: tuple[int, int] | None = (1980, 2619)
     fabric: tuple[int, int] | None = (3, 0)  # (state, status): COMPLETED, NVML_SUCCESS
+    xid_events: bool = True  # False: nvmlDeviceRegisterEvents answers NOT_SUPPORTED
 
 
 class _FabricInfo(ctypes.Structure):
@@ -252,7 +253,11 @@ class FakeNvml:
         return object()
 
     def nvmlDeviceRegisterEvents(self, h: FakeGpu, types: int, event_set: object) -> None:
-        pass
+        # NVML_ERROR_NOT_SUPPORTED "if the platform does not support this feature or
+        # some of requested event types" (NVML API reference, nvmlDeviceRegisterEvents).
+        if not h.xid_events:
+            raise NVMLError(3)
+        self.calls.append(f"register_events:{h.index}")
 
     def nvmlEventSetWait_v2(self, event_set: object, timeout_ms: int) -> Any:
         if self.pending_xids:

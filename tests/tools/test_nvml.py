@@ -113,6 +113,18 @@ def test_xid_watcher_collects_events(fake: FakeNvml) -> None:
     assert events == [nvml.XidEvent(xid=79, gpu=2), nvml.XidEvent(xid=13, gpu=5)]
 
 
+def test_a_gpu_that_refuses_xid_events_is_noted_not_watched(fake: FakeNvml) -> None:
+    fake.gpus[3].xid_events = False
+    fake.pending_xids = [(2, 79)]
+    with nvml.session() as nv:
+        watcher = nvml.XidWatcher(nv, [nv.nvmlDeviceGetHandleByIndex(i) for i in range(8)],
+                                  wait_ms=10)
+        watcher.start()
+        assert watcher.stop() == []
+    assert watcher.note == "XID events cannot be watched: Not Supported"
+    assert "register_events:2" in fake.calls and "register_events:4" not in fake.calls
+
+
 KERNEL_LOG = """\
 [    4.123456] nvidia: loading out-of-tree module taints kernel.
 [ 8123.000001] NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus.
