@@ -163,3 +163,21 @@ def test_the_all_gpu_child_failing_is_an_error_with_its_words() -> None:
         check.run(CheckContext(timeout=120), P2pParams(bytes=SIZE))
     assert "gpu p2p copy" in str(exc.value)
     assert "CUDA" in str(exc.value) or "cuda" in str(exc.value)
+
+
+def test_the_shipped_h100_figures_pass_a_healthy_node_and_fail_a_slow_link() -> None:
+    # suites/baselines/h100-sxm5-80gb.yaml: 371 GB/s one way and 739 both ways, the
+    # weakest pairs of a public p2pBandwidthLatencyTest run (NVIDIA/nccl issue 1264).
+    from bench_agent.config.baselines import baselines_dir
+
+    out = run(healthy, baselines_dir())
+    assert by(out, "gpu.p2p_oneway_min_baseline_fraction")[""].value == pytest.approx(380 / 371)
+    assert by(out, "gpu.p2p_bidir_min_baseline_fraction")[""].value == pytest.approx(760 / 739)
+    assert set(statuses(out).values()) == {Status.PASS}
+
+    def one_x8_link(kind: str, a: int, b: int) -> float:
+        return 190e9 if {a, b} == {0, 2} else 380e9
+
+    slow = run(one_x8_link, baselines_dir())
+    assert by(slow, "gpu.p2p_oneway_min_baseline_fraction")[""].value == pytest.approx(190 / 371)
+    assert statuses(slow)["gpu.p2p_oneway_min_baseline_fraction"] is Status.FAIL

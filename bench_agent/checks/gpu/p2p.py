@@ -15,8 +15,9 @@ The kernel names GPUs by PCI bus id (from torch's device properties), which the
 check maps to NVML indices, so the matrix is right whatever order CUDA counts
 the GPUs in. The node is judged by its weakest pair, named in the verdict, against
 the model's figures ``gpu.p2p_oneway_min`` and ``gpu.p2p_bidir_min`` in
-suites/baselines/ (no model has them yet: the fractions SKIP until one does), and
-every GPU by the weakest pair it is in.
+suites/baselines/ (H100 SXM has them, from a public p2pBandwidthLatencyTest run;
+for a model without them the fractions SKIP), and every GPU by the weakest pair
+it is in.
 """
 
 from __future__ import annotations
