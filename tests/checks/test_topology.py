@@ -267,3 +267,26 @@ def test_the_expected_topology_travels_in_the_run_options() -> None:
     assert (back.expected_topology, back.expected_topology_file) == (document, "vm.yaml")
     with pytest.raises(ValueError, match="expected_topology must be an object, got list"):
         RunOptions.from_dict({"expected_topology": []})
+
+
+@pytest.mark.parametrize("profile", ["guide-minimum", "guide-recommended",
+                                     "guide-high-performance", "gpu-node", "fabric-ndr400"])
+def test_acceptance_runs_topology_and_its_profiles_fail_a_misplaced_component(
+        profile: str) -> None:
+    from bench_agent.config.loader import load_profile_named, load_suite, suite_path
+    from bench_agent.core.model import Status
+    from bench_agent.core.thresholds import evaluate
+    from bench_agent.core.units import Unit
+
+    assert "topology.match" in [p.check for p in load_suite(suite_path("acceptance")).checks]
+    misplaced = Measurement(check="topology.match", metric="topology.component_matches",
+                            value=0, unit=Unit.COUNT, device="gpu 0000:18:00.0")
+    verdicts = [v for v in evaluate([misplaced], load_profile_named(profile).thresholds,
+                                    {"topology.match"})
+                if v.metric == "topology.component_matches"]
+    assert [(v.status, v.device) for v in verdicts] == [(Status.FAIL, "gpu 0000:18:00.0")]
+    # Without an expected topology the check measures nothing: SKIP, never PASS.
+    unmeasured = [v for v in evaluate([], load_profile_named(profile).thresholds, set(),
+                                      unmeasured={"topology.match": "no expected topology"})
+                  if v.metric == "topology.component_matches"]
+    assert [v.status for v in unmeasured] == [Status.SKIP]
