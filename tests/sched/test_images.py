@@ -179,8 +179,9 @@ def _local_base(engine: str, image: str, scratch: Path) -> str:
     tarball = scratch / f"{suite}.tar"
     made = run_child(_mmdebstrap_command(suite, tarball), timeout=900.0)
     assert made.returncode == 0, f"mmdebstrap: {tail(made.stderr, 2000)}"
-    label = f"LABEL org.opencontainers.image.description=stand-in for {image} made by " \
-            "tests/sched/test_images.py (kept between runs; podman rmi it at will)"
+    # Quoted, as a Dockerfile's LABEL with spaces must be (docker import reads it so too).
+    label = f'LABEL org.opencontainers.image.description="stand-in for {image} made by ' \
+            'tests/sched/test_images.py (kept between runs; podman rmi it at will)"'
     changes = [arg for change in (*BASE_CHANGES, label) for arg in ("--change", change)]
     imported = run_child([engine, "import", *changes, str(tarball), tag], timeout=600.0)
     tarball.unlink()
