@@ -24,10 +24,13 @@ APT_RUN_TOOLS    := fio iperf3 sockperf qperf ib_write_lat stress-ng nvme lspci
 # Prometheus server on :9090 and prometheus-node-exporter one on :9100.
 APT_TEST_PACKAGES := chromium chromium-driver prometheus prometheus-node-exporter
 # The scheduler tests: a real one-node Slurm cluster (slurm-wlm, munge), the image
-# build (podman) and the kustomize render of deploy/kubernetes (kubectl).
-APT_TEST_PACKAGES += slurm-wlm munge podman kubernetes-client
+# build (podman) and the kustomize render of deploy/kubernetes (kubectl). For the
+# image test on a machine that reaches no container registry: mmdebstrap makes a
+# Debian base image from deb.debian.org, and runc runs containers where crun cannot
+# (cgroup v1 with a controller left on the v2 hierarchy; see docker/README.md).
+APT_TEST_PACKAGES += slurm-wlm munge podman kubernetes-client mmdebstrap runc
 APT_TEST_TOOLS    := chromium chromedriver promtool prometheus-node-exporter
-APT_TEST_TOOLS    += slurmctld munged podman kubectl
+APT_TEST_TOOLS    += slurmctld munged podman kubectl mmdebstrap runc
 # The completion and man page tests: zsh loads the zsh script, man(1) and groff render the page.
 APT_TEST_PACKAGES += zsh man-db groff
 APT_TEST_TOOLS    += zsh man groff

@@ -19,6 +19,8 @@ NODE_PACKAGES = {"fio", "iperf3", "sockperf", "qperf", "perftest", "stress-ng", 
                  "pciutils"}
 TEST_PACKAGES = {"chromium", "chromium-driver", "prometheus", "prometheus-node-exporter",
                  "slurm-wlm", "munge", "podman", "kubernetes-client",
+                 # the image test's local base image and its OCI runtime
+                 "mmdebstrap", "runc",
                  # the completion (zsh) and man page (man-db, groff) tests
                  "zsh", "man-db", "groff"}
 
