@@ -118,3 +118,26 @@ def test_a_link_whose_generation_nvml_cannot_tell_is_unjudged_not_passed() -> No
     out = run(nv, timers({f"cuda:{i}": 54e9 for i in range(2)}, 54e9), gpus=2)
     assert not [m for m in out if m.metric.startswith("gpu.pcie_peak_fraction")]
     assert set(statuses(out, "gpu.pcie_peak_fraction_alone").values()) == {Status.SKIP}
+
+
+@pytest.mark.parametrize("with_gpus", [True, False])
+def test_nvml_missing_fails_on_a_gpu_node_and_skips_elsewhere(tmp_path: Path,
+                                                             with_gpus: bool) -> None:
+    # Not injected (the real runner): NVML that cannot start is a broken stack on a
+    # node whose PCI bus holds NVIDIA GPUs, never a quiet SKIP; elsewhere it is one.
+    from bench_agent.core.errors import NotApplicable, ToolFailed
+
+    device = tmp_path / "sys/bus/pci/devices/0000:18:00.0"
+    device.mkdir(parents=True)
+    (device / "vendor").write_text("0x10de\n" if with_gpus else "0x8086\n")
+    (device / "class").write_text("0x030200\n")
+    check = PcieBandwidthCheck(gpus=gpu_list(2))
+    fake = FakeNvml(init_error=12)  # NVML Shared Library Not Found
+    with nvml.use_loader(lambda: fake):
+        if with_gpus:
+            with pytest.raises(ToolFailed, match=r"1 NVIDIA GPU\(s\) on the PCI bus "
+                                                 r"\(0000:18:00.0\) but"):
+                check.run(CheckContext(root=tmp_path), PcieParams())
+        else:
+            with pytest.raises(NotApplicable, match="NVML cannot start: NVML Shared Library"):
+                check.run(CheckContext(root=tmp_path), PcieParams())

@@ -102,6 +102,20 @@ class DiagCheck(Check):
         reason = torch_gpu_reason()
         return skip_or_fail(ctx.root, reason) if reason is not None else None
 
+    def failing_on_gpus(self, ctx: CheckContext,
+                        run: Callable[[], list[Measurement]]) -> list[Measurement]:
+        """``run()``, where a tool or driver missing (NVML for the link state or the
+        power readings) is a FAIL on a node with NVIDIA GPUs, not a SKIP; with an
+        injected runner (tests) the error stands as raised."""
+        try:
+            return run()
+        except (ToolMissing, NotApplicable) as exc:
+            if not self._injected:
+                from bench_agent.checks.gpu.checks import skip_or_fail
+
+                skip_or_fail(ctx.root, str(exc))  # raises ToolFailed on a node with GPUs
+            raise
+
     def run_kernel(self, ctx: CheckContext, task: dict[str, Any], what: str,
                    gpus: list[tuple[int, str]] | None = None
                    ) -> tuple[list[int], list[dict[str, Any]]]:

@@ -36,7 +36,6 @@ from bench_agent.checks.base import CheckContext, MetricSpec
 from bench_agent.checks.byte_size import ByteSize
 from bench_agent.checks.gpu.diag import DiagCheck, gpu_label
 from bench_agent.checks.gpu.kernels import MIB, Device, gpu_kernel
-from bench_agent.core.errors import NotApplicable, ToolMissing
 from bench_agent.core.model import Measurement
 from bench_agent.core.sysfs import read_line
 from bench_agent.core.units import Unit
@@ -161,14 +160,7 @@ class PcieBandwidthCheck(DiagCheck):
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         if not isinstance(p := params, PcieParams):
             raise TypeError(f"expected PcieParams, got {type(params).__name__}")
-        try:
-            return self._run(ctx, p)
-        except (ToolMissing, NotApplicable) as exc:
-            if not self._injected:
-                from bench_agent.checks.gpu.checks import skip_or_fail
-
-                skip_or_fail(ctx.root, str(exc))  # raises ToolFailed on a node with GPUs
-            raise
+        return self.failing_on_gpus(ctx, lambda: self._run(ctx, p))
 
     def _run(self, ctx: CheckContext, p: PcieParams) -> list[Measurement]:
         gpus = self.gpus()

@@ -134,14 +134,7 @@ class PowerStressCheck(DiagCheck):
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
         if not isinstance(p := params, PowerParams):
             raise TypeError(f"expected PowerParams, got {type(params).__name__}")
-        try:
-            return self._run(ctx, p)
-        except (ToolMissing, NotApplicable) as exc:
-            if not self._injected:
-                from bench_agent.checks.gpu.checks import skip_or_fail
-
-                skip_or_fail(ctx.root, str(exc))  # raises ToolFailed on a node with GPUs
-            raise
+        return self.failing_on_gpus(ctx, lambda: self._run(ctx, p))
 
     def _run(self, ctx: CheckContext, p: PowerParams) -> list[Measurement]:
         seconds = min(p.seconds, ctx.timeout * 0.6)
