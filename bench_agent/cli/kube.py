@@ -18,9 +18,8 @@ from types import FrameType
 from typing import Any
 
 from bench_agent.cli.parser import EXIT_ERROR
-from bench_agent.core.errors import CheckError, CheckTimeout, ConfigError, UsageError
-from bench_agent.sched.report_source import ReportSource, default_report_source, run_within
-from bench_agent.sched.summary import Fault, HealthSummary, summarize
+from bench_agent.core.errors import CheckError, ConfigError, UsageError
+from bench_agent.sched.report_source import ReportSource, default_report_source
 
 
 def core_v1_api(kubeconfig: Path | None) -> Any:
@@ -49,23 +48,12 @@ def core_v1_api(kubeconfig: Path | None) -> Any:
 
 def _one_run(args: argparse.Namespace, api: Any, node: str, profile: str | None,
              source: ReportSource) -> int:
-    from bench_agent.run.runner import exit_code
+    from bench_agent.cli.slurm import summarized_run, summary_text
     from bench_agent.sched import kube
 
-    try:
-        report = run_within(source, profile, args.budget)
-    except CheckTimeout as exc:  # the health run as a whole, or one of its checks
-        summary = HealthSummary("fail", (Fault("health-timeout", "", str(exc)),), "", "")
-        code = EXIT_ERROR
-    else:
-        summary = summarize(report)
-        code = exit_code(report)
-        if args.output is not None:
-            from bench_agent.cli.slurm import keep_report
-
-            keep_report(args, report)
+    summary, code = summarized_run(args, source, profile, args.budget)
     fault = summary.first
-    said = summary.state + (f" ({fault.code}: {fault.message})" if fault else "")
+    said = summary_text(summary)
     try:
         kube.apply(api, node, summary)
     except CheckError as exc:

@@ -64,23 +64,10 @@ def cmd_slurm(args: argparse.Namespace, source: ReportSource = default_report_so
     node = node_name(args.node)
     profile = profile_argument(args.profile)
     health_budget = args.budget - SCONTROL_SHARE_S
-    report_code = EXIT_OK
-    try:
-        report = run_within(source, profile, health_budget)
-    except CheckTimeout as exc:  # the health run as a whole, or one of its checks
-        summary = HealthSummary("fail", (Fault("health-timeout", "", str(exc)),), "", "")
-        report_code = EXIT_ERROR
-    else:
-        from bench_agent.run.runner import exit_code
-
-        summary = summarize(report)
-        report_code = exit_code(report)
-        if args.output is not None:
-            keep_report(args, report)
+    summary, report_code = summarized_run(args, source, profile, health_budget)
     # The scontrol calls share what is left, at least a second each.
     deadline = max(time.monotonic() + 1.0, started + args.budget)
-    fault = summary.first
-    said = f"{summary.state}" + (f" ({fault.code}: {fault.message})" if fault else "")
+    said = summary_text(summary)
     try:
         decision = slurm.apply(slurm.Scontrol(), node, summary, deadline=deadline)
     except CheckError as exc:
@@ -93,6 +80,29 @@ def cmd_slurm(args: argparse.Namespace, source: ReportSource = default_report_so
     if args.mode == "health":
         return report_code
     return EXIT_FAIL if summary.state == "fail" else EXIT_OK
+
+
+def summarized_run(args: argparse.Namespace, source: ReportSource, profile: str | None,
+                   budget: float) -> tuple[HealthSummary, int]:
+    """The health run within ``budget`` as the schedulers act on it (`slurm health`,
+    `kube health`): its summary and `run`'s exit code; a run past its budget is a
+    FAIL naming the timeout (exit 2). The report is kept with --output."""
+    try:
+        report = run_within(source, profile, budget)
+    except CheckTimeout as exc:  # the health run as a whole, or one of its checks
+        return HealthSummary("fail", (Fault("health-timeout", "", str(exc)),), "", ""), \
+            EXIT_ERROR
+    from bench_agent.run.runner import exit_code
+
+    if args.output is not None:
+        keep_report(args, report)
+    return summarize(report), exit_code(report)
+
+
+def summary_text(summary: HealthSummary) -> str:
+    """ "fail (BA-GPU-XID-79: GPU 3 ...)" or "pass": what the command line says."""
+    fault = summary.first
+    return summary.state + (f" ({fault.code}: {fault.message})" if fault else "")
 
 
 def keep_report(args: argparse.Namespace, report: Report) -> None:
