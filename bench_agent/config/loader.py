@@ -41,6 +41,9 @@ from bench_agent.config.plans import CheckPlan as CheckPlan
 from bench_agent.config.plans import Profile as Profile
 from bench_agent.config.plans import Suite as Suite
 from bench_agent.config.plans import data_dir as data_dir
+from bench_agent.config.plans import did_you_mean as did_you_mean
+from bench_agent.config.plans import profile_names as profile_names
+from bench_agent.config.plans import resolve_profile_path as resolve_profile_path
 from bench_agent.config.plans import suite_path as suite_path
 from bench_agent.core.config_rules import Expectation
 from bench_agent.core.errors import ConfigError, UnitError, UsageError
@@ -56,17 +59,6 @@ DEFAULT_TIMEOUT_S = 300.0
 # of the slowest acceptance check (600 s) already take well over an hour.
 MAX_CONFIRM = 10
 DOMAINS = ("cpu", "storage", "network", "gpu", "nccl")
-
-
-def did_you_mean(name: str, known: list[str], what: str) -> str:
-    """The nearest known names to a misspelt one (difflib's ratio, as the metric
-    catalog's unknown_metric), not the whole list: that is `bench-agent list`."""
-    import difflib
-
-    near = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    if near:
-        return f"did you mean {', '.join(near)}? (every {what}: bench-agent list)"
-    return f"see `bench-agent list` for every {what}"
 
 
 def schema_dir() -> Path:
@@ -586,31 +578,6 @@ def load_profile(path: Path, _chain: tuple[str, ...] = (),
                                      metric_catalog() if catalog is None else catalog, path)
     return Profile(parsed.name, parsed.description, thresholds, str(path), digest,
                    sources, topology, section)
-
-
-def profile_names() -> list[str]:
-    return sorted(p.stem for p in (data_dir() / "profiles").glob("*.yaml"))
-
-
-def resolve_profile_path(name_or_path: str, relative_to: Path | None = None) -> Path:
-    """A profile by name (shipped), or by path (a user's own file)."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml"):
-        if not candidate.is_absolute() and relative_to is not None:
-            beside = relative_to / candidate
-            if beside.is_file():
-                return beside
-        if candidate.is_file():
-            return candidate
-        raise ConfigError("no such profile file", file=name_or_path)
-    shipped = data_dir() / "profiles" / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
-    if relative_to is not None and (relative_to / f"{name_or_path}.yaml").is_file():
-        return relative_to / f"{name_or_path}.yaml"
-    raise ConfigError(
-        f"unknown profile {name_or_path!r}; "
-        + did_you_mean(name_or_path, profile_names(), "profile"))
 
 
 def load_profile_named(name_or_path: str,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_agent.core.config_rules import Expectation
+from bench_agent.core.errors import ConfigError
 from bench_agent.core.thresholds import Threshold
 
 
@@ -34,6 +35,42 @@ def data_dir() -> Path:
 
 def suite_path(name: str) -> Path:
     return data_dir() / f"{name}.yaml"
+
+
+def did_you_mean(name: str, known: list[str], what: str) -> str:
+    """The nearest known names to a misspelt one (difflib's ratio, as the metric
+    catalog's unknown_metric), not the whole list: that is `bench-agent list`."""
+    import difflib
+
+    near = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if near:
+        return f"did you mean {', '.join(near)}? (every {what}: bench-agent list)"
+    return f"see `bench-agent list` for every {what}"
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in (data_dir() / "profiles").glob("*.yaml"))
+
+
+def resolve_profile_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """A profile by name (shipped), or by path (a user's own file)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_absolute() and relative_to is not None:
+            beside = relative_to / candidate
+            if beside.is_file():
+                return beside
+        if candidate.is_file():
+            return candidate
+        raise ConfigError("no such profile file", file=name_or_path)
+    shipped = data_dir() / "profiles" / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    if relative_to is not None and (relative_to / f"{name_or_path}.yaml").is_file():
+        return relative_to / f"{name_or_path}.yaml"
+    raise ConfigError(
+        f"unknown profile {name_or_path!r}; "
+        + did_you_mean(name_or_path, profile_names(), "profile"))
 
 
 @dataclass(frozen=True)

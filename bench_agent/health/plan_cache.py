@@ -12,25 +12,29 @@ An entry is valid only for the same request (the suite file, the profile as
 named, the working directory a relative profile path is read from), the same
 agent (its version, the suites folder, and the size and modification time of
 every module of the package: the loader's rules and the metric catalog are
-code), and the same bytes of every file the load read (the suite and each
-profile of the `extends` chain, by SHA-256). A cache that is missing, damaged,
-from another agent or for other files is no error: the run loads in full and
-rewrites it. One that cannot be written costs the next run the full load, never
-a result. The file holds only what the files say, validated: trusting it is
-trusting the state folder (root's /var/lib/bench-agent), as the state file is.
+code), the same bytes of every file the load read (the suite and each
+profile of the `extends` chain, by SHA-256), and the same answer to every name
+the load resolved (the profile asked for and each `extends`: a file added
+beside a profile can take the place of the one an `extends` named). A cache
+that is missing, damaged, from another agent or for other files is no error: the
+run loads in full and rewrites it. One that cannot be written costs the next
+run the full load, never a result. The file holds only what the files say,
+validated: trusting it is trusting the state folder (root's /var/lib/bench-agent),
+as the state file is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
 
 from bench_agent import __version__
-from bench_agent.config.plans import Profile, Suite, data_dir
-from bench_agent.core.errors import ReportError
+from bench_agent.config.plans import Profile, Suite, data_dir, resolve_profile_path
+from bench_agent.core.errors import ConfigError, ReportError
 from bench_agent.core.model import write_atomic
 
 CACHE_SCHEMA = 1
@@ -81,8 +85,12 @@ def lookup(cache: Path, key: str, fingerprint: str) -> tuple[Suite, Profile] | N
             return None
         if any(_digest(path) != digest for path, digest in sources.items()):
             return None
+        for name, relative_to, resolved in data["resolved"]:
+            where = None if relative_to is None else Path(relative_to)
+            if str(resolve_profile_path(name, where)) != resolved:
+                return None
         return Suite.from_dict(data["suite"]), Profile.from_dict(data["profile"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
         return None
 
 
@@ -95,7 +103,24 @@ def _chained(digests: list[str]) -> str:
     return chained
 
 
-def store(cache: Path, key: str, fingerprint: str, suite: Suite, profile: Profile) -> None:
+def _resolutions(asked: str, profile: Profile) -> list[tuple[str, str | None, str]] | None:
+    """(name, folder it was resolved from, path) of the profile asked for and of each
+    `extends` of the chain (Profile.sources: the root parent first), read again from
+    the files; None when a file does not say what the chain holds."""
+    from bench_agent.config.loader import read_yaml
+
+    chain = profile.sources
+    out: list[tuple[str, str | None, str]] = [(asked, None, chain[-1])]
+    for parent, child in itertools.pairwise(chain):
+        extends = read_yaml(Path(child))[0].get("extends")
+        if not isinstance(extends, str):
+            return None
+        out.append((extends, str(Path(child).parent), parent))
+    return out
+
+
+def store(cache: Path, key: str, fingerprint: str, suite: Suite, profile: Profile,
+          asked: str) -> None:
     """Remember a full load, only when the files are still the bytes it read: the
     suite's and the profile chain's digests, taken again now, must give the ones
     the load recorded (Suite.sha256, Profile.sha256). A file changed in between
@@ -109,8 +134,15 @@ def store(cache: Path, key: str, fingerprint: str, suite: Suite, profile: Profil
     if not profile.sources or sources[suite.path] != suite.sha256 \
             or _chained([sources[p] for p in profile.sources]) != profile.sha256:
         return
+    try:
+        resolved = _resolutions(asked, profile)
+    except ConfigError:
+        return
+    if resolved is None:
+        return
     entry = {"schema": CACHE_SCHEMA, "agent": fingerprint, "request": key,
-             "sources": sources, "suite": suite.to_dict(), "profile": profile.to_dict()}
+             "sources": sources, "resolved": resolved, "suite": suite.to_dict(),
+             "profile": profile.to_dict()}
     # Not written: only speed is lost, the next run loads in full (module docstring).
     with contextlib.suppress(ReportError):
         write_atomic(cache, json.dumps(entry, sort_keys=True) + "\n")

@@ -277,8 +277,8 @@ def load_plan(suite: Path, profile: str | None, cache: Path | None = None
     from bench_agent.config.loader import load_profile_named, load_suite
 
     loaded_suite = load_suite(suite)
-    loaded_profile = load_profile_named(profile or loaded_suite.profile or HEALTH_SUITE,
-                                        DomainCatalog())
+    asked = profile or loaded_suite.profile or HEALTH_SUITE
+    loaded_profile = load_profile_named(asked, DomainCatalog())
     if cache is not None:
-        plan_cache.store(cache, key, fingerprint, loaded_suite, loaded_profile)
+        plan_cache.store(cache, key, fingerprint, loaded_suite, loaded_profile, asked)
     return loaded_suite, loaded_profile

@@ -128,7 +128,7 @@ def test_a_file_changed_after_its_load_is_not_cached(tmp_path: Path) -> None:
                     encoding="utf-8")
     cache = tmp_path / "state.plan.json"
     key = plan_cache.request_key(HEALTH, str(site))
-    plan_cache.store(cache, key, plan_cache.agent_fingerprint(), suite, profile)
+    plan_cache.store(cache, key, plan_cache.agent_fingerprint(), suite, profile, str(site))
     assert not cache.exists()
 
 
@@ -168,3 +168,28 @@ def test_the_cli_keeps_the_plan_beside_the_state_and_sees_an_edit(tmp_path: Path
     # This VM has no GPU: "at least 1" and "at least 3" both fail, each with its limit.
     assert first["status"] == second["status"] == "FAIL"
     assert (first["threshold"], second["threshold"]) == (">= 1", ">= 3")
+
+
+def test_a_file_that_takes_the_place_of_an_extends_is_seen(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    # `extends: ./base.yaml` is read beside the profile first, then from the working
+    # directory. Cached while only the working directory's exists; a base.yaml put
+    # beside the profile afterwards is what a full load reads, so the cache must
+    # not answer with the old one, although no file it recorded changed.
+    cwd, folder = tmp_path / "cwd", tmp_path / "profiles"
+    cwd.mkdir()
+    folder.mkdir()
+    monkeypatch.chdir(cwd)
+    base = ("name: base\nextends: health\nthresholds:\n  - {id: gpus, metric: "
+            "inventory.gpu_count, comparator: '>=', value: %d, source: x}\n")
+    (cwd / "base.yaml").write_text(base % 2, encoding="utf-8")
+    site = folder / "site.yaml"
+    site.write_text("name: site\nextends: ./base.yaml\n", encoding="utf-8")
+    cache = tmp_path / "state.plan.json"
+    assert _gpu_rule(load_plan(HEALTH, str(site), cache)[1]) == 2
+    assert _gpu_rule(load_plan(HEALTH, str(site), cache)[1]) == 2  # from the cache
+    (folder / "base.yaml").write_text(base % 6, encoding="utf-8")
+    assert plan_cache.lookup(cache, plan_cache.request_key(HEALTH, str(site)),
+                             plan_cache.agent_fingerprint()) is None
+    assert _gpu_rule(load_plan(HEALTH, str(site), cache)[1]) == 6
