@@ -46,7 +46,7 @@ def node_name(explicit: str | None) -> str:
 def profile_argument(profile: str | None) -> str | None:
     if profile is None:
         return None
-    from bench_agent.config.loader import resolve_profile_path
+    from bench_agent.config.plans import resolve_profile_path
 
     try:
         return str(resolve_profile_path(profile))

@@ -31,13 +31,16 @@ import itertools
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from bench_agent import __version__
 from bench_agent.config.plans import Profile, Suite, data_dir, resolve_profile_path
 from bench_agent.core.errors import ConfigError, ReportError
 from bench_agent.core.model import write_atomic
 
-CACHE_SCHEMA = 1
+CACHE_SCHEMA = 2
+# Requests (suite, profile) remembered at once; past that the oldest is dropped.
+MAX_ENTRIES = 8
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -73,25 +76,44 @@ def _digest(path: str) -> str | None:
         return None
 
 
-def lookup(cache: Path, key: str, fingerprint: str) -> tuple[Suite, Profile] | None:
-    """The cached suite and profile for ``key``, or None when there is no valid entry."""
+def _entries(cache: Path) -> list[Any]:
+    """The file's entries, newest first; [] for a file that is absent or not ours."""
     try:
         data = json.loads(cache.read_bytes())
-        if not isinstance(data, dict) or data.get("schema") != CACHE_SCHEMA \
-                or data.get("agent") != fingerprint or data.get("request") != key:
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or data.get("schema") != CACHE_SCHEMA \
+            or not isinstance(data.get("entries"), list):
+        return []
+    entries: list[Any] = data["entries"]
+    return entries
+
+
+def _valid(entry: Any, key: str, fingerprint: str) -> tuple[Suite, Profile] | None:
+    try:
+        if not isinstance(entry, dict) or entry.get("agent") != fingerprint \
+                or entry.get("request") != key:
             return None
-        sources = data["sources"]
+        sources = entry["sources"]
         if not isinstance(sources, dict) or not sources:
             return None
         if any(_digest(path) != digest for path, digest in sources.items()):
             return None
-        for name, relative_to, resolved in data["resolved"]:
+        for name, relative_to, resolved in entry["resolved"]:
             where = None if relative_to is None else Path(relative_to)
             if str(resolve_profile_path(name, where)) != resolved:
                 return None
-        return Suite.from_dict(data["suite"]), Profile.from_dict(data["profile"])
+        return Suite.from_dict(entry["suite"]), Profile.from_dict(entry["profile"])
     except (OSError, ValueError, KeyError, TypeError, ConfigError):
         return None
+
+
+def lookup(cache: Path, key: str, fingerprint: str) -> tuple[Suite, Profile] | None:
+    """The cached suite and profile for ``key``, or None when there is no valid entry."""
+    for entry in _entries(cache):
+        if isinstance(entry, dict) and entry.get("request") == key:
+            return _valid(entry, key, fingerprint)
+    return None
 
 
 def _chained(digests: list[str]) -> str:
@@ -140,9 +162,13 @@ def store(cache: Path, key: str, fingerprint: str, suite: Suite, profile: Profil
         return
     if resolved is None:
         return
-    entry = {"schema": CACHE_SCHEMA, "agent": fingerprint, "request": key,
-             "sources": sources, "resolved": resolved, "suite": suite.to_dict(),
-             "profile": profile.to_dict()}
+    entry = {"agent": fingerprint, "request": key, "sources": sources,
+             "resolved": resolved, "suite": suite.to_dict(), "profile": profile.to_dict()}
+    # The newest first, one per request, the others of this agent kept: a node may
+    # run health with several profiles (Slurm's with one, a timer's with another).
+    kept = [e for e in _entries(cache) if isinstance(e, dict)
+            and e.get("request") != key and e.get("agent") == fingerprint]
+    document = {"schema": CACHE_SCHEMA, "entries": [entry, *kept][:MAX_ENTRIES]}
     # Not written: only speed is lost, the next run loads in full (module docstring).
     with contextlib.suppress(ReportError):
-        write_atomic(cache, json.dumps(entry, sort_keys=True) + "\n")
+        write_atomic(cache, json.dumps(document, sort_keys=True) + "\n")

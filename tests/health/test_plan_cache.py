@@ -112,12 +112,32 @@ def test_a_damaged_cache_is_a_miss_and_is_rewritten(tmp_path: Path, damage: str)
 def test_a_cached_entry_whose_plan_is_damaged_is_a_miss(tmp_path: Path) -> None:
     cache = tmp_path / "state.plan.json"
     load_plan(HEALTH, None, cache)
-    entry = json.loads(cache.read_text(encoding="utf-8"))
-    entry["profile"]["thresholds"][0]["value"] = "zero"
-    cache.write_text(json.dumps(entry), encoding="utf-8")
+    document = json.loads(cache.read_text(encoding="utf-8"))
+    document["entries"][0]["profile"]["thresholds"][0]["value"] = "zero"
+    cache.write_text(json.dumps(document), encoding="utf-8")
     key = plan_cache.request_key(HEALTH, None)
     assert plan_cache.lookup(cache, key, plan_cache.agent_fingerprint()) is None
     assert load_plan(HEALTH, None, cache)[1] == load_profile_named("health", DomainCatalog())
+
+
+def test_several_requests_are_kept_the_oldest_dropped_past_the_limit(tmp_path: Path
+                                                                    ) -> None:
+    # Slurm's health with one profile and a timer's with another: both stay cached.
+    cache = tmp_path / "state.plan.json"
+    fingerprint = plan_cache.agent_fingerprint()
+    sites = []
+    for gpus in range(1, plan_cache.MAX_ENTRIES + 2):
+        folder = tmp_path / f"site{gpus}"
+        folder.mkdir()
+        sites.append(_site_profile(folder, gpus))
+        load_plan(HEALTH, str(sites[-1]), cache)
+    found = [plan_cache.lookup(cache, plan_cache.request_key(HEALTH, str(site)), fingerprint)
+             for site in sites]
+    assert found[0] is None  # the oldest, dropped
+    assert [_gpu_rule(f[1]) for f in found[1:] if f is not None] == list(
+        range(2, plan_cache.MAX_ENTRIES + 2))
+    entries = json.loads(cache.read_text(encoding="utf-8"))["entries"]
+    assert len(entries) == plan_cache.MAX_ENTRIES
 
 
 def test_a_file_changed_after_its_load_is_not_cached(tmp_path: Path) -> None:
