@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -101,6 +102,41 @@ def test_post_stores_once_and_the_read_api_returns_it(collector: Collector) -> N
     names = [n["name"] for n in collector.get("/v1/nodes").json()["nodes"]]
     assert "api-node" in names
     assert collector.get("/v1/nodes/no-such-node").status == 404
+
+
+def test_the_node_list_pages_by_name(collector: Collector) -> None:
+    for name in ("page-e", "page-a", "page-c", "page-b", "page-d"):
+        assert collector.post(envelope_bytes(make_report(name), enroll(collector, name))
+                              ).status == 201
+    everyone = collector.get("/v1/nodes").json()
+    # The default page (1000) holds this module's few nodes: old clients see them all.
+    assert everyone["next"] is None
+    names = [n["name"] for n in everyone["nodes"]]
+    assert names == sorted(names) and {f"page-{c}" for c in "abcde"} <= set(names)
+    # Two at a time from the start: every node once, in order, each page pointing on.
+    walked, path, pages = [], "/v1/nodes?limit=2", 0
+    while True:
+        reply = collector.get(path)
+        page = reply.json()
+        pages += 1
+        assert len(page["nodes"]) <= 2
+        walked += [n["name"] for n in page["nodes"]]
+        if page["next"] is None:
+            assert "link" not in reply.headers
+            break
+        assert page["next"] == page["nodes"][-1]["name"]
+        path = f"/v1/nodes?limit=2&after={quote(page['next'], safe='')}"
+        assert reply.headers["link"] == f'<{path}>; rel="next"'
+    assert walked == names and pages == -(-len(names) // 2)
+    # After a name, whether or not a node has it; past the last, an empty last page.
+    assert [n["name"] for n in collector.get("/v1/nodes?limit=2&after=page-bb")
+            .json()["nodes"]] == [n for n in names if n > "page-bb"][:2]
+    assert collector.get(f"/v1/nodes?after={quote(names[-1])}").json() == {
+        "nodes": [], "next": None}
+    for bad in ("limit=0", "limit=10001", "limit=many"):
+        assert collector.get(f"/v1/nodes?{bad}").status == 422, bad
+    refused = collector.get("/v1/nodes?after=a%00b")
+    assert (refused.status, refused.json()["error"]) == (400, "bad_query")
 
 
 def test_every_refusal_over_http(collector: Collector) -> None:
