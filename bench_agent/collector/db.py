@@ -268,8 +268,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL: readers (dashboard, API) never block the writer and vice versa.
     # synchronous=NORMAL in WAL mode loses no committed transaction when the
-    # process is killed (only on power loss may the last ones roll back), and
-    # skips an fsync per commit (sqlite.org/pragma.html#pragma_synchronous).
+    # process is killed (only on power loss or an OS crash may the last ones roll
+    # back), and skips an fsync per commit (sqlite.org/pragma.html#pragma_synchronous,
+    # sqlite.org/wal.html). Acceptable for this ledger: an agent drops a report from
+    # its spool only once the collector's answer names the report's digest, and
+    # keeps the signed file in sent/ (report/upload.py), so a report lost that way
+    # can be posted again, and a retry of one that survived is "already stored".
+    # A collector that must keep every acknowledgement through a power cut runs on
+    # PostgreSQL (an fsync per commit). docs/collector.md, "Ingest".
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")

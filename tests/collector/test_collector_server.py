@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from bench_agent.collector.api import ReportsFastPath
 from bench_agent.report.attest import NodeKey, PublicKey, verify_envelope
 from tests.collector_support import (
     REPO,
@@ -306,19 +308,69 @@ def test_hostile_reads_are_404_or_400_and_a_database_down_is_503(tmp_path: Path)
                 assert client.get(path).status_code == status, (url, path)
             database.dispose()
 
-    # Nothing listens on port 1: every request meets a database that is down.
+    # Nothing listens on port 1: every request meets a database that is down. The
+    # same through the route and through the fast path that serve uses for posts.
     down = "postgresql://postgres@127.0.0.1:1/test"
     report = envelope_bytes(make_report("node-a"), NodeKey.generate())
-    with TestClient(create_app(Settings(db_url=down), db.Database(down)),
-                    raise_server_exceptions=False) as client:
-        reply = client.post("/v1/reports", content=b"{}")  # refused before the database
-        assert reply.status_code == 400
-        for method, path, body in (("POST", "/v1/reports", report),
-                                   ("GET", "/v1/nodes", None)):
-            reply = client.request(method, path, content=body)
-            assert reply.status_code == 503, (path, reply.text)
-            assert reply.json()["error"] == "database_unavailable"
-            assert reply.headers["Retry-After"]
+    for wrap in (_as_routed, ReportsFastPath):
+        app = create_app(Settings(db_url=down), db.Database(down))
+        with TestClient(wrap(app), raise_server_exceptions=False) as client:
+            reply = client.post("/v1/reports", content=b"{}")  # refused before the database
+            assert reply.status_code == 400
+            for method, path, body in (("POST", "/v1/reports", report),
+                                       ("GET", "/v1/nodes", None)):
+                reply = client.request(method, path, content=body)
+                assert reply.status_code == 503, (wrap, path, reply.text)
+                assert reply.json()["error"] == "database_unavailable"
+                assert reply.headers["Retry-After"]
+            assert app.state.counters.snapshot()[1]["database_unavailable"] == 1
+
+
+def _as_routed(app: Any) -> Any:
+    return app
+
+
+def test_the_fast_path_answers_posts_as_the_route_does(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    from fastapi.testclient import TestClient
+
+    from bench_agent.collector import api, db, enrollment
+    from bench_agent.collector.app import create_app
+    from bench_agent.collector.settings import Settings
+
+    answers = {}
+    for wrap in (_as_routed, ReportsFastPath):
+        url = f"sqlite:///{tmp_path / f'{wrap.__name__}.db'}"
+        database = db.Database(url)
+        database.migrate()
+        key = NodeKey.generate()
+        with database.engine.begin() as conn:
+            enrollment.enroll_in(conn, "fast-1", key.public)
+        body = envelope_bytes(make_report("fast-1", when=datetime(2026, 5, 1, tzinfo=UTC)),
+                              key)
+        with TestClient(wrap(create_app(Settings(db_url=url), database)),
+                        raise_server_exceptions=False) as client:
+            replies = [client.post("/v1/reports", content=b) for b in
+                       (body, body, b"{", envelope_bytes(make_report("fast-1"),
+                                                         NodeKey.generate()))]
+            answers[wrap] = [(r.status_code, r.json().get("error", r.json().get("status")))
+                             for r in replies]
+            # Other paths go to the application.
+            assert client.get("/v1/nodes").json()["nodes"][0]["name"] == "fast-1"
+            # Anything unforeseen is a 500, as Starlette's ServerErrorMiddleware answers.
+            with monkeypatch.context() as patched:
+                patched.setattr(api, "ingest", _raise_unforeseen)
+                failed = client.post("/v1/reports", content=body)
+            assert (failed.status_code, failed.text) == (500, "Internal Server Error")
+        database.dispose()
+    assert answers[_as_routed] == answers[ReportsFastPath] == [
+        (201, "stored"), (200, "already stored"), (400, "malformed_json"),
+        (401, "unknown_key")]
+
+
+def _raise_unforeseen(*_: Any, **__: Any) -> Any:
+    raise RuntimeError("unforeseen")
 
 
 @pytest.mark.slow
