@@ -7,14 +7,15 @@ a connection), so a collector never serves an old schema.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-import anyio
 from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bench_agent import __version__
 from bench_agent.collector import api, dashboard, db, docs, ledger_api, metrics
+from bench_agent.collector.ingest import Policy
 from bench_agent.collector.settings import Settings
 from bench_agent.core.errors import Refused
 
@@ -35,10 +36,14 @@ def create_app(settings: Settings, database: db.Database | None = None) -> FastA
         # and the signature checks hold the GIL: past a few threads they only
         # contend (4 vs 40 threads measured: +30% reports/s, p99 a third).
         # PostgreSQL commits in parallel and groups the fsyncs: more threads help.
-        app.state.ingest_limiter = anyio.CapacityLimiter(
-            SQLITE_INGEST_THREADS if owned.is_sqlite else POSTGRES_INGEST_THREADS)
-        yield
-        owned.dispose()
+        app.state.ingest_executor = ThreadPoolExecutor(
+            SQLITE_INGEST_THREADS if owned.is_sqlite else POSTGRES_INGEST_THREADS,
+            thread_name_prefix="ingest")
+        try:
+            yield
+        finally:
+            app.state.ingest_executor.shutdown(wait=True)
+            owned.dispose()
 
     app = FastAPI(title="bench-agent collector", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
@@ -46,6 +51,7 @@ def create_app(settings: Settings, database: db.Database | None = None) -> FastA
     app.state.database = database
     app.state.counters = metrics.Counters()
     app.state.in_flight = api.InFlight(settings.max_in_flight)
+    app.state.policy = Policy(settings.acceptance_suites, settings.burnin_suites)
     # A database that is down or locked answers 503, which uploaders retry.
     app.add_exception_handler(OperationalError, api.database_unavailable)
     app.add_exception_handler(InterfaceError, api.database_unavailable)

@@ -189,6 +189,7 @@ def serve(*, db_url: str | None, host: str, port: int, auto_enroll: bool = False
           burnin_suites: list[str] | None = None) -> int:
     import uvicorn
 
+    from bench_agent.collector.api import ReportsFastPath
     from bench_agent.collector.app import create_app
     from bench_agent.collector.settings import (
         DEFAULT_BODY_TIMEOUT_S,
@@ -222,8 +223,8 @@ def serve(*, db_url: str | None, host: str, port: int, auto_enroll: bool = False
             "auto-enroll is on: any node's first key is trusted on first use (labs only)")
     # One process: SQLite wants a single writer, and ingest is bounded by the
     # signature checks and the database, not by the event loop.
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
-                timeout_graceful_shutdown=5)
+    uvicorn.run(ReportsFastPath(app), host=host, port=port, access_log=access_log,
+                log_level="info", timeout_graceful_shutdown=5)
     return 0
 
 

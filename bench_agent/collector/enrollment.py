@@ -151,8 +151,10 @@ def revoke(database: db.Database, keyid: str) -> datetime | None:
         return now
 
 
-_LOOKUP = select(db.keys).where(db.keys.c.keyid == bindparam("b_keyid"))
-_LOOKUP_FOR_SHARE = _LOOKUP.with_for_update(read=True)
+# Run on the DBAPI cursor on SQLite (db.Prepared): one per report ingested.
+_LOOKUP_STATEMENT = select(db.keys).where(db.keys.c.keyid == bindparam("b_keyid"))
+_LOOKUP = db.Prepared(_LOOKUP_STATEMENT)
+_LOOKUP_FOR_SHARE = db.Prepared(_LOOKUP_STATEMENT.with_for_update(read=True))
 # Every keyid is the hex sha256 of the key (attest.keyid_for_public_bytes). Anything
 # else from an envelope or a URL cannot be enrolled, and is not sent to the
 # database, where a NUL or a lone surrogate would raise.
@@ -163,8 +165,7 @@ def lookup_in(conn: Connection, keyid: str, *, for_share: bool = False
               ) -> EnrolledKey | None:
     if not isinstance(keyid, str) or not _KEYID.fullmatch(keyid):
         return None
-    row = conn.execute(_LOOKUP_FOR_SHARE if for_share else _LOOKUP,
-                       {"b_keyid": keyid}).first()
+    row = (_LOOKUP_FOR_SHARE if for_share else _LOOKUP).first(conn, {"b_keyid": keyid})
     if row is None:
         return None
     return EnrolledKey(row.keyid, row.node_name, PublicKey(bytes(row.public_raw)),

@@ -388,7 +388,7 @@ def _find_statement() -> CompoundSelect[Any]:
                db.nodes.c.name == bindparam("b_name")))
 
 
-_FIND = _find_statement()
+_FIND = db.Prepared(_find_statement())
 # The node's id and lifecycle state, its row locked for the move, in one statement.
 # FOR NO KEY UPDATE, taken before the report row is inserted: that row's foreign key
 # takes KEY SHARE on the node row, which FOR UPDATE would wait for, and two ingests
@@ -397,18 +397,20 @@ _FIND = _find_statement()
 # still serialized (postgresql.org/docs/current/explicit-locking.html#LOCKING-ROWS).
 # last_finished_at is read under that lock too: ingest decides in Python whether this
 # report is the node's newest and sets it, with the new state, in one UPDATE.
-_NODE_ID = (select(db.nodes.c.id, db.nodes.c.state, db.nodes.c.state_changed_at,
-                   db.nodes.c.last_finished_at)
-            .where(db.nodes.c.name == bindparam("b_name")).with_for_update(key_share=True))
-_KEY_REVOKED = (select(db.keys.c.revoked_at).where(db.keys.c.keyid == bindparam("b_keyid"))
-                .with_for_update(read=True))
-_INSERT_REPORT = insert(db.reports).returning(db.reports.c.id)
-_INSERT_MEASUREMENTS = insert(db.measurements)
-_INSERT_VERDICTS = insert(db.verdicts)
-_INSERT_TRANSITIONS = insert(db.node_transitions)
+_NODE_ID = db.Prepared(
+    select(db.nodes.c.id, db.nodes.c.state, db.nodes.c.state_changed_at,
+           db.nodes.c.last_finished_at)
+    .where(db.nodes.c.name == bindparam("b_name")).with_for_update(key_share=True))
+_KEY_REVOKED = db.Prepared(
+    select(db.keys.c.revoked_at).where(db.keys.c.keyid == bindparam("b_keyid"))
+    .with_for_update(read=True))
+_INSERT_REPORT = db.Prepared(insert(db.reports).returning(db.reports.c.id))
+_INSERT_MEASUREMENTS = db.Prepared(insert(db.measurements))
+_INSERT_VERDICTS = db.Prepared(insert(db.verdicts))
+_INSERT_TRANSITIONS = db.Prepared(insert(db.node_transitions))
 # The columns set are the parameters' keys (the newest report's, the new state's, or
 # both): one UPDATE of the node row per report.
-_UPDATE_NODE = update(db.nodes).where(db.nodes.c.id == bindparam("b_node"))
+_UPDATE_NODE = db.Prepared(update(db.nodes).where(db.nodes.c.id == bindparam("b_node")))
 # ON CONFLICT DO NOTHING: two first reports of one node may race on PostgreSQL. The
 # inserted row comes back with its defaults, and is this transaction's (locked on
 # PostgreSQL until commit) without reading it again; no row back: another
@@ -416,8 +418,10 @@ _UPDATE_NODE = update(db.nodes).where(db.nodes.c.id == bindparam("b_node"))
 _NEW_NODE_COLUMNS = (db.nodes.c.id, db.nodes.c.state, db.nodes.c.state_changed_at,
                      db.nodes.c.last_finished_at)
 _INSERT_NODE = {
-    "postgresql": pg_insert(db.nodes).on_conflict_do_nothing().returning(*_NEW_NODE_COLUMNS),
-    "sqlite": sqlite_insert(db.nodes).on_conflict_do_nothing().returning(*_NEW_NODE_COLUMNS),
+    "postgresql": db.Prepared(
+        pg_insert(db.nodes).on_conflict_do_nothing().returning(*_NEW_NODE_COLUMNS)),
+    "sqlite": db.Prepared(
+        sqlite_insert(db.nodes).on_conflict_do_nothing().returning(*_NEW_NODE_COLUMNS)),
 }
 
 
@@ -433,15 +437,15 @@ def _upsert_result(dialect: str) -> Any:
         where=db.node_results.c.finished_at <= statement.excluded.finished_at)
 
 
-_UPSERT_RESULT = {name: _upsert_result(name) for name in ("postgresql", "sqlite")}
+_UPSERT_RESULT = {name: db.Prepared(_upsert_result(name)) for name in ("postgresql", "sqlite")}
 
 
 def _find(conn: Connection, checked: _Checked) -> Stored | None:
     """The stored report this one repeats; None if new; Refused(409) if its report id
     is stored with other content."""
     report_id, node = checked.report.report_id, checked.key.node_name
-    rows = conn.execute(_FIND, {"b_digest": checked.digest, "b_uuid": report_id,
-                                "b_name": node}).all()
+    rows = _FIND.rows(conn, {"b_digest": checked.digest, "b_uuid": report_id,
+                             "b_name": node})
     same = next((r for r in rows if r.same_digest), None)
     if same is not None:
         return Stored(False, same.id, checked.digest, same.name)
@@ -485,34 +489,34 @@ def _store(conn: Connection, checked: _Checked, body: bytes, policy: Policy) -> 
         # FOR SHARE (PostgreSQL) makes a concurrent revocation wait for this
         # transaction, or this one read the revoked row; SQLite serializes writers.
         # Only revoked_at is read: the key itself was loaded and used in _check.
-        key = conn.execute(_KEY_REVOKED, {"b_keyid": checked.key.keyid}).first()
+        key = _KEY_REVOKED.first(conn, {"b_keyid": checked.key.keyid})
         if key is None or key.revoked_at is not None:
             raise Refused(403, "key_revoked", f"key {checked.key.keyid[:16]} was revoked "
                           "while the report was being verified")
     node = _locked_node(conn, node_name)
     node_id = int(node.id)
     status = report.status.value
-    report_id = conn.execute(_INSERT_REPORT, {
+    report_id = _INSERT_REPORT.first(conn, {
         "digest": checked.digest, "report_uuid": report.report_id, "node_id": node_id,
         "keyid": checked.key.keyid, "status": status, "suite": report.suite.name,
         "profile": report.profile.name, "agent_version": report.agent_version,
         "interrupted": report.interrupted, "started_at": checked.started_at,
         "finished_at": checked.finished_at, "received_at": db.utcnow(), "envelope": body,
         "gpu_model": checked.gpu_model,
-    }).scalar_one()
+    }).id
     if report.measurements:
-        conn.execute(_INSERT_MEASUREMENTS, [
+        _INSERT_MEASUREMENTS.run(conn, [
             {"report_id": report_id, "check_name": m.check, "metric": m.metric,
              "device": m.device, "value": m.value, "unit": m.unit.value,
              "unstable": m.unstable} for m in report.measurements])
     if report.verdicts:
-        conn.execute(_INSERT_VERDICTS, [
+        _INSERT_VERDICTS.run(conn, [
             {"report_id": report_id, "check_name": v.check, "metric": v.metric,
              "device": v.device, "status": v.status.value, "value": v.value,
              "unit": v.unit.value if v.unit else None, "threshold": v.threshold,
              "source": v.source, "message": v.message, **faults}
             for v, faults in zip(report.verdicts, checked.faults, strict=True)])
-    conn.execute(_UPSERT_RESULT[conn.dialect.name], {
+    _UPSERT_RESULT[conn.dialect.name].run(conn, {
         "node_id": node_id, "suite": report.suite.name, "profile": report.profile.name,
         "report_id": report_id, "status": status, "finished_at": checked.finished_at})
     edges = lifecycle.report_moves((node.state, node.state_changed_at), report.suite.name,
@@ -528,20 +532,21 @@ def _store(conn: Connection, checked: _Checked, body: bytes, policy: Policy) -> 
     if edges:
         # state_changed_at is the evidence's time (lifecycle.record's as_of).
         changes.update(state=edges[-1][1].to_state, state_changed_at=checked.finished_at)
-        conn.execute(_INSERT_TRANSITIONS,
-                     lifecycle.transition_rows(node_id, edges, report_id, db.utcnow()))
+        _INSERT_TRANSITIONS.run(conn, lifecycle.transition_rows(node_id, edges, report_id,
+                                                              db.utcnow()))
     if changes:
-        conn.execute(_UPDATE_NODE, {"b_node": node_id, **changes})
+        _UPDATE_NODE.run(conn, {"b_node": node_id, **changes})
     return Stored(True, report_id, checked.digest, node_name)
 
 
 def _locked_node(conn: Connection, name: str) -> Any:
     """The node's row (id, state, state_changed_at, last_finished_at), locked for this
     transaction on PostgreSQL, inserting the node if new."""
-    found = conn.execute(_NODE_ID, {"b_name": name}).first()
+    found = _NODE_ID.first(conn, {"b_name": name})
     if found is None:
-        found = conn.execute(_INSERT_NODE[conn.dialect.name],
-                             {"name": name, "first_seen_at": db.utcnow()}).first()
+        found = _INSERT_NODE[conn.dialect.name].first(
+            conn, {"name": name, "first_seen_at": db.utcnow()})
     if found is None:
-        found = conn.execute(_NODE_ID, {"b_name": name}).one()
+        found = _NODE_ID.first(conn, {"b_name": name})
+        assert found is not None  # inserted by the transaction that won ON CONFLICT
     return found

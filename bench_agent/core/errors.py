@@ -36,6 +36,8 @@ Private exceptions, which never leave their module (tests/core/test_errors.py
 allows only these outside this file):
     core.strict_json._Invalid   control flow inside the JSON decoder's hooks; the
                                 reader raises ParseError with the tool's name
+    core.inventory._Mismatch    a compiled record reader's "not this": the slow
+                                reader then raises the ValueError naming the place
 
 Errors are raised deep, carry the tool's own words, and become verdicts in exactly
 one place (runner.py). Foreign exceptions are translated at the boundary that

@@ -29,9 +29,12 @@ one of them (JSON cannot carry either: RFC 8259, section 6).
 
 from __future__ import annotations
 
+import functools
+import inspect  # already imported by dataclasses
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, Self
 
 from bench_agent.core.errors import ReportError
@@ -47,9 +50,10 @@ class _Record:
     __slots__ = ()
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
-        for key, kind in _hints(type(self)).items():
-            _check(kind, getattr(self, key), f"{name}.{key}")
+        for key, match in _plan(type(self)).matchers:
+            if not match(getattr(self, key)):
+                name = type(self).__name__
+                _check(_hints(type(self))[key], getattr(self, key), f"{name}.{key}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _encode(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
@@ -65,6 +69,18 @@ class _Record:
 
 
 def _from_dict(cls: type[_R], data: Any, strict: bool, where: str) -> _R:
+    """The record of ``data``: by the class's compiled plan (_Plan) when the data is
+    well formed, else by _read_slowly, which names the place of what is wrong."""
+    try:
+        record: _R = _plan(cls).read(data, strict)
+        return record
+    except _Mismatch:
+        # The slow reader is the reference: it raises the ValueError that names the
+        # place (or, were the two ever to disagree, its answer is the one returned).
+        return _read_slowly(cls, data, strict, where)
+
+
+def _read_slowly(cls: type[_R], data: Any, strict: bool, where: str) -> _R:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected an object, got {_shown(data)}")
     hints = _hints(cls)
@@ -90,6 +106,141 @@ def _hints(cls: type) -> dict[str, Any]:
     if cls not in _HINTS:
         _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]
+
+
+# Compiled readers. The collector reads an inventory per report it ingests: walking
+# the type hints (typing.get_origin/get_args, isinstance on typing objects) and
+# formatting every field's place ("inventory.cpu.model") on each read cost about a
+# tenth of an ingest (profiled, issue 17). A _Plan turns each field's type into a
+# closure once per class; it formats no place, and raises _Mismatch at the first
+# value that is wrong, after which _read_slowly (the reference: the rules written
+# once, in _matches and _decode) reads the same data again to say where and why.
+# tests/core/test_inventory_records.py holds the two to the same answers.
+class _Mismatch(Exception):
+    """A compiled reader met a value it does not accept; the slow reader names it."""
+
+
+_Matcher = Callable[[Any], bool]
+_Reader = Callable[[Any, bool], Any]  # (JSON value, strict) -> value; raises _Mismatch
+
+
+def _is_record(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, _Record)
+
+
+def _compile_matcher(kind: Any) -> _Matcher:
+    """_matches(kind, .) as a closure."""
+    if kind is type(None):
+        return lambda value: value is None
+    if kind is int:
+        return lambda value: isinstance(value, int) and not isinstance(value, bool)
+    if kind in (str, bool) or _is_record(kind):
+        return lambda value: isinstance(value, kind)
+    if typing.get_origin(kind) is tuple:
+        item = _compile_matcher(typing.get_args(kind)[0])
+        return lambda value: isinstance(value, tuple) and all(map(item, value))
+    if isinstance(kind, types.UnionType):
+        args = typing.get_args(kind)
+        if len(args) == 2 and type(None) in args:  # X | None, most fields
+            other = _compile_matcher(next(k for k in args if k is not type(None)))
+            return lambda value: value is None or other(value)
+        options = tuple(_compile_matcher(k) for k in args)
+        return lambda value: any(match(value) for match in options)
+    raise TypeError(f"no rule for the type {kind!r}")  # as _matches
+
+
+def _leaf(kind: Any) -> bool:
+    """Whether a value of ``kind`` is read as it is (no record or list in it)."""
+    if isinstance(kind, types.UnionType):
+        return all(_leaf(k) for k in typing.get_args(kind))
+    return not _is_record(kind) and typing.get_origin(kind) is not tuple
+
+
+def _compile_reader(kind: Any) -> _Reader:
+    """_decode(kind, ., where, strict) as a closure, without the place."""
+    if _leaf(kind):
+        match = _compile_matcher(kind)
+
+        def read_leaf(raw: Any, strict: bool) -> Any:
+            if match(raw):
+                return raw
+            raise _Mismatch
+        return read_leaf
+    if isinstance(kind, types.UnionType):
+        options = tuple((_compile_matcher(k), _compile_reader(k), _is_record(k))
+                        for k in typing.get_args(kind))
+
+        def read_union(raw: Any, strict: bool) -> Any:
+            for match, read, record in options:
+                if match(raw) or (record and isinstance(raw, dict)):
+                    return read(raw, strict)
+            raise _Mismatch
+        return read_union
+    if _is_record(kind):
+        if inspect.getattr_static(kind, "from_dict") is not vars(_Record)["from_dict"]:
+            # A record with its own reader (Inventory: versions) is read by it.
+            def read_own(raw: Any, strict: bool) -> Any:
+                try:
+                    return kind.from_dict(raw, strict=strict)
+                except ValueError:
+                    raise _Mismatch from None
+            return read_own
+        return lambda raw, strict: _plan(kind).read(raw, strict)
+    item = _compile_reader(typing.get_args(kind)[0])  # tuple[X, ...]
+
+    def read_list(raw: Any, strict: bool) -> Any:
+        if not isinstance(raw, list):
+            raise _Mismatch
+        return tuple([item(value, strict) for value in raw])
+    return read_list
+
+
+class _Plan:
+    """How to read and check one record class, compiled from its type hints once."""
+
+    def __init__(self, cls: type[_Record]) -> None:
+        hints = _hints(cls)
+        self.cls = cls
+        self.names = frozenset(hints)
+        # (name, reader, default: a function that makes it, None when required)
+        self.fields = tuple((f.name, _compile_reader(hints[f.name]), _default_of(f))
+                            for f in fields(cls))  # type: ignore[arg-type]
+        self.matchers = tuple((name, _compile_matcher(kind)) for name, kind in hints.items())
+
+    def read(self, data: Any, strict: bool) -> Any:
+        if not isinstance(data, dict) or (strict and not data.keys() <= self.names):
+            raise _Mismatch
+        # Built as the dataclass's __init__ builds a frozen instance (object.__setattr__
+        # on each slot), without its __post_init__: every value was just checked by
+        # the same rules (the matchers), and checking each twice was a third of a read.
+        record = object.__new__(self.cls)
+        for name, read, default in self.fields:
+            if name in data:
+                object.__setattr__(record, name, read(data[name], strict))
+            elif strict or default is None:
+                raise _Mismatch
+            else:
+                object.__setattr__(record, name, default())
+        return record
+
+
+def _default_of(f: Field[Any]) -> Callable[[], Any] | None:
+    if f.default_factory is not MISSING:
+        return f.default_factory
+    if f.default is not MISSING:
+        value = f.default
+        return lambda: value
+    return None
+
+
+_PLANS: dict[type, _Plan] = {}
+
+
+def _plan(cls: type[_Record]) -> _Plan:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = _Plan(cls)
+    return plan
 
 
 def _shown(value: Any) -> str:
@@ -357,7 +508,9 @@ class Inventory(_Record):
         return _from_dict(cls, rest, True, where)
 
 
+@functools.cache
 def _added_in_version() -> dict[int, dict[str, Any]]:
     """The fields each version added, with the value an older inventory reads as:
-    no HCAs listed, the configuration unknown (not refused)."""
+    no HCAs listed, the configuration unknown (not refused). Made once (it is read
+    with every inventory, and only merged into a new dict, never changed)."""
     return {2: {"hcas": [], "config": NodeConfig(gpu_note=CONFIG_ABSENT).to_dict()}}

@@ -61,6 +61,10 @@ def _describe(char: str) -> str:
 def check_name(value: str, what: str) -> str:
     """``value`` unless it holds a character of REFUSED_IN_NAMES (ValueError naming
     ``what`` and the character)."""
+    # Printable ASCII is letters, digits, punctuation, symbols and the space: none of
+    # REFUSED_IN_NAMES (the ASCII controls are Cc, not printable). Most names are.
+    if value.isascii() and value.isprintable():
+        return value
     for char in value:
         if unicodedata.category(char) in REFUSED_IN_NAMES:
             raise ValueError(f"{what} {value[:80]!r} contains {_describe(char)}, a control or"
@@ -70,6 +74,8 @@ def check_name(value: str, what: str) -> str:
 
 def check_text(value: str, what: str) -> str:
     """``value`` unless it holds a bidirectional control (ValueError naming ``what``)."""
+    if value.isascii():  # every BIDI_CONTROLS character is past U+007F
+        return value
     for char in value:
         if char in BIDI_CONTROLS:
             raise ValueError(f"{what} {value[:80]!r} contains {_describe(char)}, a "

@@ -18,6 +18,7 @@ import csv
 import io
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,9 +134,7 @@ def _load_collector(base: str, timeout: float) -> FleetData:
             except StrictJSONError as exc:
                 raise ValueError(f"{path}: not the collector's JSON: {exc}") from exc
 
-    nodes = get("/v1/nodes")
-    nodes = nodes.get("nodes", nodes) if isinstance(nodes, dict) else nodes
-    for node in nodes:
+    for node in _all_nodes(get):
         name = node["name"] if isinstance(node, dict) else str(node)
         listing = get(f"/v1/reports?node={urllib.parse.quote(name)}")
         reports = listing.get("reports", listing) if isinstance(listing, dict) else listing
@@ -148,6 +147,19 @@ def _load_collector(base: str, timeout: float) -> FleetData:
         data.rows.extend(_rows_of(report))
         data.add_facts(report)
     return data
+
+
+def _all_nodes(get: Callable[[str], Any]) -> Iterator[Any]:
+    """Every node the collector lists, page after page (GET /v1/nodes answers a page
+    and the name to ask after for the next; a collector before paging, all at once)."""
+    path = "/v1/nodes"
+    while True:
+        page = get(path)
+        yield from page.get("nodes", page) if isinstance(page, dict) else page
+        following = page.get("next") if isinstance(page, dict) else None
+        if following is None:
+            return
+        path = f"/v1/nodes?{urllib.parse.urlencode({'after': following})}"
 
 
 def node_metric_table(data: FleetData) -> pd.DataFrame:

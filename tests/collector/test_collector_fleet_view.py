@@ -172,3 +172,29 @@ def test_the_filtered_queries_use_their_indexes(fleet: tuple[db.Database, Genera
                 or "USING PRIMARY KEY" in plan, plan
     else:
         assert "Seq Scan on verdicts" not in plan and "Seq Scan on reports" not in plan, plan
+
+
+def test_the_fault_code_menu_lists_the_current_codes_through_the_index(
+        fleet: tuple[db.Database, Generated]) -> None:
+    database, generated = fleet
+    with database.engine.connect() as conn:
+        menu = fleet_view.choices(conn)
+    # Every code some node fails with now, once, sorted; never the empty code.
+    assert menu["fault_code"] == sorted(c for c, nodes in generated.by_fault.items() if nodes)
+    assert menu["gpu_model"] == sorted(m for m, count in generated.by_gpu.items() if count)
+    is_pg = database.engine.dialect.name == "postgresql"
+    compiled = fleet_view.CURRENT_FAULT_CODES.compile(
+        dialect=postgresql.dialect() if is_pg else sqlite.dialect(),
+        compile_kwargs={"literal_binds": True})
+    assert "fault_code > ''" in str(compiled)
+    with database.engine.connect() as conn:
+        if is_pg:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
+            assert "Seq Scan on verdicts" not in plan, plan
+            assert "ix_verdicts_fault_code" in plan, plan
+        else:
+            # SQLite walks the current results and looks their verdicts up instead.
+            plan = "\n".join(str(r[-1]) for r in
+                             conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}"))
+            assert "SCAN verdicts" not in plan and "SEARCH verdicts USING" in plan, plan

@@ -104,7 +104,7 @@ def test_a_report_costs_eleven_statements_and_a_known_node_ten(database: db.Data
 
 def test_the_duplicate_lookup_uses_the_unique_indexes(database: db.Database) -> None:
     is_pg = database.engine.dialect.name == "postgresql"
-    compiled = _FIND.params(b_digest="0" * 64, b_uuid="u", b_name="n").compile(
+    compiled = _FIND.statement.params(b_digest="0" * 64, b_uuid="u", b_name="n").compile(
         dialect=database.engine.dialect, compile_kwargs={"literal_binds": True})
     with database.engine.connect() as conn:
         if is_pg:

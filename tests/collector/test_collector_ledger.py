@@ -216,6 +216,11 @@ def test_docs_are_served_with_local_assets(server: Collector) -> None:
     assert server.get("/docs/assets/swagger-ui.css").status == 200
     paths = server.get("/v1/openapi.json").json()["paths"]
     assert {"/v1/reports", "/v1/fleet", "/v1/states/{name}", "/v1/bundles/{name}"} <= set(paths)
+    # The auto-enroll header of a post, and the node list's paging, are described.
+    assert [(p["name"], p["in"]) for p in paths["/v1/reports"]["post"]["parameters"]] == [
+        ("X-Bench-Agent-Public-Key", "header")]
+    assert {p["name"] for p in paths["/v1/nodes"]["get"]["parameters"]} == {
+        "limit", "after", "authorization"}
 
 
 def test_reads_can_need_a_token(tmp_path: Path) -> None:

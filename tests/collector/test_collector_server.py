@@ -12,12 +12,15 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from bench_agent.collector.api import ReportsFastPath
 from bench_agent.report.attest import NodeKey, PublicKey, verify_envelope
 from tests.collector_support import (
     REPO,
@@ -101,6 +104,41 @@ def test_post_stores_once_and_the_read_api_returns_it(collector: Collector) -> N
     names = [n["name"] for n in collector.get("/v1/nodes").json()["nodes"]]
     assert "api-node" in names
     assert collector.get("/v1/nodes/no-such-node").status == 404
+
+
+def test_the_node_list_pages_by_name(collector: Collector) -> None:
+    for name in ("page-e", "page-a", "page-c", "page-b", "page-d"):
+        assert collector.post(envelope_bytes(make_report(name), enroll(collector, name))
+                              ).status == 201
+    everyone = collector.get("/v1/nodes").json()
+    # The default page (1000) holds this module's few nodes: old clients see them all.
+    assert everyone["next"] is None
+    names = [n["name"] for n in everyone["nodes"]]
+    assert names == sorted(names) and {f"page-{c}" for c in "abcde"} <= set(names)
+    # Two at a time from the start: every node once, in order, each page pointing on.
+    walked, path, pages = [], "/v1/nodes?limit=2", 0
+    while True:
+        reply = collector.get(path)
+        page = reply.json()
+        pages += 1
+        assert len(page["nodes"]) <= 2
+        walked += [n["name"] for n in page["nodes"]]
+        if page["next"] is None:
+            assert "link" not in reply.headers
+            break
+        assert page["next"] == page["nodes"][-1]["name"]
+        path = f"/v1/nodes?limit=2&after={quote(page['next'], safe='')}"
+        assert reply.headers["link"] == f'<{path}>; rel="next"'
+    assert walked == names and pages == -(-len(names) // 2)
+    # After a name, whether or not a node has it; past the last, an empty last page.
+    assert [n["name"] for n in collector.get("/v1/nodes?limit=2&after=page-bb")
+            .json()["nodes"]] == [n for n in names if n > "page-bb"][:2]
+    assert collector.get(f"/v1/nodes?after={quote(names[-1])}").json() == {
+        "nodes": [], "next": None}
+    for bad in ("limit=0", "limit=10001", "limit=many"):
+        assert collector.get(f"/v1/nodes?{bad}").status == 422, bad
+    refused = collector.get("/v1/nodes?after=a%00b")
+    assert (refused.status, refused.json()["error"]) == (400, "bad_query")
 
 
 def test_every_refusal_over_http(collector: Collector) -> None:
@@ -270,19 +308,69 @@ def test_hostile_reads_are_404_or_400_and_a_database_down_is_503(tmp_path: Path)
                 assert client.get(path).status_code == status, (url, path)
             database.dispose()
 
-    # Nothing listens on port 1: every request meets a database that is down.
+    # Nothing listens on port 1: every request meets a database that is down. The
+    # same through the route and through the fast path that serve uses for posts.
     down = "postgresql://postgres@127.0.0.1:1/test"
     report = envelope_bytes(make_report("node-a"), NodeKey.generate())
-    with TestClient(create_app(Settings(db_url=down), db.Database(down)),
-                    raise_server_exceptions=False) as client:
-        reply = client.post("/v1/reports", content=b"{}")  # refused before the database
-        assert reply.status_code == 400
-        for method, path, body in (("POST", "/v1/reports", report),
-                                   ("GET", "/v1/nodes", None)):
-            reply = client.request(method, path, content=body)
-            assert reply.status_code == 503, (path, reply.text)
-            assert reply.json()["error"] == "database_unavailable"
-            assert reply.headers["Retry-After"]
+    for wrap in (_as_routed, ReportsFastPath):
+        app = create_app(Settings(db_url=down), db.Database(down))
+        with TestClient(wrap(app), raise_server_exceptions=False) as client:
+            reply = client.post("/v1/reports", content=b"{}")  # refused before the database
+            assert reply.status_code == 400
+            for method, path, body in (("POST", "/v1/reports", report),
+                                       ("GET", "/v1/nodes", None)):
+                reply = client.request(method, path, content=body)
+                assert reply.status_code == 503, (wrap, path, reply.text)
+                assert reply.json()["error"] == "database_unavailable"
+                assert reply.headers["Retry-After"]
+            assert app.state.counters.snapshot()[1]["database_unavailable"] == 1
+
+
+def _as_routed(app: Any) -> Any:
+    return app
+
+
+def test_the_fast_path_answers_posts_as_the_route_does(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    from fastapi.testclient import TestClient
+
+    from bench_agent.collector import api, db, enrollment
+    from bench_agent.collector.app import create_app
+    from bench_agent.collector.settings import Settings
+
+    answers = {}
+    for wrap in (_as_routed, ReportsFastPath):
+        url = f"sqlite:///{tmp_path / f'{wrap.__name__}.db'}"
+        database = db.Database(url)
+        database.migrate()
+        key = NodeKey.generate()
+        with database.engine.begin() as conn:
+            enrollment.enroll_in(conn, "fast-1", key.public)
+        body = envelope_bytes(make_report("fast-1", when=datetime(2026, 5, 1, tzinfo=UTC)),
+                              key)
+        with TestClient(wrap(create_app(Settings(db_url=url), database)),
+                        raise_server_exceptions=False) as client:
+            replies = [client.post("/v1/reports", content=b) for b in
+                       (body, body, b"{", envelope_bytes(make_report("fast-1"),
+                                                         NodeKey.generate()))]
+            answers[wrap] = [(r.status_code, r.json().get("error", r.json().get("status")))
+                             for r in replies]
+            # Other paths go to the application.
+            assert client.get("/v1/nodes").json()["nodes"][0]["name"] == "fast-1"
+            # Anything unforeseen is a 500, as Starlette's ServerErrorMiddleware answers.
+            with monkeypatch.context() as patched:
+                patched.setattr(api, "ingest", _raise_unforeseen)
+                failed = client.post("/v1/reports", content=body)
+            assert (failed.status_code, failed.text) == (500, "Internal Server Error")
+        database.dispose()
+    assert answers[_as_routed] == answers[ReportsFastPath] == [
+        (201, "stored"), (200, "already stored"), (400, "malformed_json"),
+        (401, "unknown_key")]
+
+
+def _raise_unforeseen(*_: Any, **__: Any) -> Any:
+    raise RuntimeError("unforeseen")
 
 
 @pytest.mark.slow

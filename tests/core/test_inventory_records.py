@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import jsonschema
 import pytest
 
 from bench_agent.config.loader import schema_dir
+from bench_agent.core import inventory
 from bench_agent.core.errors import ReportError
 from bench_agent.core.inventory import (
     CONFIG_ABSENT,
@@ -263,3 +265,115 @@ def test_the_schema_names_every_field_of_the_records() -> None:
             names = ["schema_version", *names]
         assert list(schema["properties"]) == names, name
         assert schema["required"] == names and schema["additionalProperties"] is False, name
+
+
+# --- the compiled readers (inventory._Plan) against the reference reader ----------------
+
+
+def rich_inventory() -> Inventory:
+    """full_inventory with every kind of field filled: HCAs, configuration, GPU config."""
+    return replace(full_inventory(), hcas=(Hca("mlx5_0", "28.41.1000", "MT_0000000838",
+                                                "MT4129"),),
+                   config=NodeConfig(nvidia_driver_version="550.54.15",
+                                     cpu_governors=("performance",), iommu_groups=12,
+                                     nvidia_peermem_loaded=True,
+                                     gpus=(GpuConfig(0, "GPU-0", power_limit_mw=700_000,
+                                                     ecc_enabled=True),)))
+
+
+# A value of each JSON type, for every place that expects another.
+OTHER_VALUES: list[Any] = [None, True, 0, 1.5, "x", [], {}, ["x"], [{}]]
+
+
+def _variants(value: Any) -> Iterator[Any]:
+    """``value`` changed in one place each time: every value replaced by each of
+    OTHER_VALUES, every object given an unknown key and deprived of each of its own."""
+    yield from OTHER_VALUES
+    if isinstance(value, dict):
+        yield {**value, "bogus": 1}
+        for key in value:
+            yield {k: v for k, v in value.items() if k != key}
+            for changed in _variants(value[key]):
+                yield {**value, key: changed}
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            for changed in _variants(item):
+                yield [*value[:i], changed, *value[i + 1:]]
+
+
+def _outcome(data: Any) -> tuple[str, Any]:
+    try:
+        return "read", Inventory.from_dict(data)
+    except (ValueError, ReportError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+def _as_read_slowly(monkeypatch: pytest.MonkeyPatch, data: Any) -> tuple[str, Any]:
+    """What the reference reader alone answers (every compiled read declines)."""
+    def decline(self: object, data: Any, strict: bool) -> Any:
+        raise inventory._Mismatch
+    with monkeypatch.context() as patched:
+        patched.setattr(inventory._Plan, "read", decline)
+        return _outcome(data)
+
+
+def _versions() -> dict[str, dict[str, Any]]:
+    current = rich_inventory().to_dict()
+    v1 = {k: v for k, v in current.items() if k not in ("hcas", "config")}
+    legacy = {k: v for k, v in v1.items() if k != "schema_version"}
+    return {"v2": current, "v1": {**v1, "schema_version": 1}, "untyped": legacy}
+
+
+@pytest.mark.parametrize("version", ["v2", "v1", "untyped"])
+def test_the_compiled_reader_answers_as_the_reference_reader(
+        version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every one-place change of a good inventory (wrong types, unknown and missing
+    # keys, at every depth): the same record, or the same refusal word for word.
+    good = _versions()[version]
+    variants = list(_variants(good))
+    assert len(variants) > 600
+    refused = 0
+    for data in variants:
+        fast, slow = _outcome(data), _as_read_slowly(monkeypatch, data)
+        assert fast == slow, data
+        refused += fast[0] != "read"
+    # Both outcomes are exercised: strict versions refuse most changes, and the
+    # untyped one reads many of them (a missing or an unknown fact).
+    assert 0 < refused < len(variants)
+
+
+@pytest.mark.parametrize("version", ["v2", "v1", "untyped"])
+def test_a_good_inventory_is_read_by_the_compiled_reader_alone(
+        version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_needed(*args: Any) -> Any:
+        raise AssertionError("the reference reader was needed for a good inventory")
+    monkeypatch.setattr(inventory, "_read_slowly", not_needed)
+    read = Inventory.from_dict(json.loads(json.dumps(_versions()[version])))
+    expected = rich_inventory()
+    if version != "v2":  # v1 had neither; an untyped inventory's are just unknown
+        expected = replace(expected, hcas=(), config=NodeConfig(
+            gpu_note=CONFIG_ABSENT if version == "v1" else None))
+    assert read == expected and hash(read) == hash(expected)
+    assert [g.power_limit_mw for g in read.config.gpus] == ([700_000] if version == "v2"
+                                                             else [])
+    # Built without its __post_init__, it is still a frozen record.
+    with pytest.raises(FrozenInstanceError):
+        read.cpu.model = "other"  # type: ignore[misc]
+
+
+def test_unknown_keys_are_still_refused_where_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    good = rich_inventory().to_dict()
+    nested = {**good, "config": {**good["config"],
+                                 "gpus": [{**good["config"]["gpus"][0], "clock": 1}]}}
+    with pytest.raises(ValueError, match=r"^inventory\.config\.gpus\[0\]: unknown field\(s\) "
+                                         r"'clock'$"):
+        Inventory.from_dict(nested)
+    with pytest.raises(ValueError, match=r"^inventory\.hcas\[0\]: unknown field\(s\) 'psid'$"):
+        Inventory.from_dict({**good, "hcas": [{**good["hcas"][0], "psid": "MT_1"}]})
+    v1 = _versions()["v1"]
+    with pytest.raises(ValueError, match=r"^inventory\.cpu: unknown field\(s\) 'bogomips'$"):
+        Inventory.from_dict({**v1, "cpu": {**v1["cpu"], "bogomips": 4000}})
+    # The untyped inventory drops them, as before.
+    untyped = _versions()["untyped"]
+    assert Inventory.from_dict({**untyped, "cpu": {**untyped["cpu"], "bogomips": 1}}).cpu \
+        == rich_inventory().cpu

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,12 @@ import pytest
 
 from bench_agent.core.errors import ReportError
 from bench_agent.core.model import (
+    REFUSED_IN_NAMES,
     Measurement,
     Report,
     Status,
     Verdict,
+    check_name,
     check_text,
     overall_status,
 )
@@ -81,6 +84,23 @@ def test_names_with_control_format_or_bidirectional_characters_are_refused(
     with pytest.raises(ValueError, match=expected):
         Verdict(names["check"], Status.FAIL, names["metric"], value=1.0, unit=Unit.FLOPS,
                 device=names["device"])
+
+
+def test_the_ascii_shortcut_refuses_what_the_categories_refuse() -> None:
+    # check_name and check_text pass printable ASCII (check_text: any ASCII) without
+    # looking at each character: every ASCII character, alone and inside a name,
+    # is answered as the per-character rule answers it.
+    for code in range(128):
+        char = chr(code)
+        refused = unicodedata.category(char) in REFUSED_IN_NAMES
+        for name in (char, f"gpu{char}0"):
+            if refused:
+                with pytest.raises(ValueError, match="a control or format character"):
+                    check_name(name, "device name")
+            else:
+                assert check_name(name, "device name") == name
+            assert check_text(name, "message") == name
+    assert sum(unicodedata.category(chr(c)) in REFUSED_IN_NAMES for c in range(128)) == 33
 
 
 def test_names_may_be_any_other_unicode_text() -> None:

@@ -112,6 +112,24 @@ def test_an_unreachable_collector_is_a_report_error() -> None:
         fleet.load_collector("http://127.0.0.1:9", timeout=5)
 
 
+def test_the_collector_s_node_list_is_read_page_after_page() -> None:
+    # GET /v1/nodes answers a page and the name to ask after; the loader follows it
+    # to the end. A collector from before paging answers everything, without "next".
+    pages = {"/v1/nodes": {"nodes": [{"name": "a"}, {"name": "b"}], "next": "b"},
+             "/v1/nodes?after=b": {"nodes": [{"name": "c/d"}], "next": "c/d"},
+             "/v1/nodes?after=c%2Fd": {"nodes": [], "next": None}}
+    asked: list[str] = []
+
+    def get(path: str) -> object:
+        asked.append(path)
+        return pages[path]
+
+    assert [n["name"] for n in fleet._all_nodes(get)] == ["a", "b", "c/d"]
+    assert asked == list(pages)
+    for before_paging in ({"nodes": [{"name": "a"}]}, [{"name": "a"}]):
+        assert list(fleet._all_nodes(lambda path, old=before_paging: old)) == [{"name": "a"}]
+
+
 def test_csv_and_html_outputs(fleets: dict[str, Path]) -> None:
     result = fleet.compare(fleet.node_metric_table(fleet.load_dir(fleets["planted"])))
     rows = list(csv.DictReader(io.StringIO(fleet.render_csv(result))))
