@@ -17,6 +17,7 @@ into something else where it is caught (column "becomes").
     │   ├── NotApplicable         SKIP   2    nothing to measure here (no GPU, no peer)
     │   │   └── NotApplicableHere SKIP   2    a burn-in load cannot run here
     │   ├── ToolFailed            ERROR  2    the tool exited non-zero or reported an error
+    │   │   └── GpuStackBroken    ERROR  2    GPUs on the PCI bus, but no driver/NVML/CUDA
     │   ├── ParseError            ERROR  2    the tool's output cannot be read
     │   ├── CheckTimeout          ERROR  2    the tool or check ran past its time limit
     │   └── StorageRefused        ERROR  2    a storage target is unsafe or unusable
@@ -153,6 +154,14 @@ class ToolFailed(CheckError):
         self.returncode = returncode
         rc = f" (exit code {returncode})" if returncode is not None else ""
         super().__init__(f"{tool} failed{rc}: {message.strip()}")
+
+
+class GpuStackBroken(ToolFailed):
+    """NVIDIA GPUs on the PCI bus, but the driver, NVML or CUDA does not answer: a
+    broken GPU node (fault BA-GPU-DRIVER), never a SKIP (checks/gpu/presence.py)."""
+
+    status = Status.ERROR
+    exit_code = EXIT_ERROR
 
 
 class ParseError(CheckError):

@@ -28,6 +28,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
@@ -106,7 +107,20 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# What the NVIDIA kernel driver makes while it is loaded: /proc/driver/nvidia (its
+# version and GPUs; the NVIDIA container toolkit shows it inside containers too)
+# and the control device /dev/nvidiactl; WSL 2 passes GPUs through /dev/dxg.
+# Without any of them nvmlInit can only fail (NVML_ERROR_DRIVER_NOT_LOADED or
+# LIBRARY_NOT_FOUND, NVML API reference, nvmlInit_v2).
+DRIVER_PATHS = (Path("/proc/driver/nvidia"), Path("/dev/nvidiactl"), Path("/dev/dxg"))
+
+
 def _load() -> Any:
+    if _loader is _import_pynvml and not any(p.exists() for p in DRIVER_PATHS):
+        # Not even imported: pynvml's import is a tenth of `bench-agent health`'s
+        # budget on a node without GPUs (issue 16), for an answer known already.
+        raise NotApplicable("NVML cannot start: no NVIDIA driver is loaded (none of "
+                            + ", ".join(map(str, DRIVER_PATHS)) + " exists)")
     try:
         return _loader()
     except ImportError as exc:

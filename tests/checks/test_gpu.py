@@ -375,7 +375,8 @@ def test_gpus_on_the_pci_bus_with_a_broken_stack_are_an_error_not_a_skip(
     tmp_path: Path,
 ) -> None:
     """A GPU node whose driver or CUDA torch is broken must not pass `run gpu`."""
-    from bench_agent.checks.gpu.checks import MatmulCheck, nvidia_pci_gpus
+    from bench_agent.checks.gpu.checks import MatmulCheck
+    from bench_agent.checks.gpu.presence import nvidia_pci_gpus
     from bench_agent.core.errors import ToolFailed
 
     gpu_node = _pci_tree(tmp_path / "gpu", {

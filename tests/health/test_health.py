@@ -290,3 +290,24 @@ def test_the_clock_check_reads_the_running_kernel() -> None:
     assert unsynced.metric == "health.clock_unsynchronized"
     assert unsynced.value == float(state == TIME_ERROR or bool(status & STA_UNSYNC))
     assert error.metric == "health.clock_max_error" and error.value >= 0
+
+
+@pytest.mark.parametrize("gpus_on_the_bus", [True, False])
+def test_a_dead_driver_on_a_gpu_node_is_an_error_not_a_skip(
+        sysroot: Path, suite_file: Path, gpus_on_the_bus: bool) -> None:
+    # NVML answers "Driver Not Loaded" (9). With an NVIDIA GPU on the PCI bus that
+    # is a broken node, which must not pass health; without one, a CPU node: SKIP.
+    if gpus_on_the_bus:
+        _write(sysroot / "sys/bus/pci/devices/0000:18:00.0/vendor", "0x10de\n")
+        _write(sysroot / "sys/bus/pci/devices/0000:18:00.0/class", "0x030200\n")
+    report, _ = _run(sysroot, suite_file, HealthState(), FakeNvml(init_error=9))
+    gpu = next(v for v in report.verdicts if v.check == "health.gpu" and not v.metric)
+    if gpus_on_the_bus:
+        assert gpu.status is Status.ERROR
+        assert gpu.message == ("gpu stack failed: 1 NVIDIA GPU(s) on the PCI bus (0000:18:00.0) "
+                               "but NVML cannot start: Driver Not Loaded")
+        assert report.status in (Status.ERROR, Status.FAIL)
+        assert (gpu.fault_code, gpu.remediation) == ("BA-GPU-DRIVER", "reboot")
+    else:
+        assert gpu.status is Status.SKIP
+        assert gpu.message == "NVML cannot start: Driver Not Loaded"

@@ -411,12 +411,16 @@ def test_live_machine_against_os_and_free() -> None:
 
 def test_list_gpus_without_pynvml(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import raises ImportError
+    # A node whose driver is loaded ("/" stands for /proc/driver/nvidia), so that
+    # tools/nvml.py tries the import instead of answering "no driver" first.
+    monkeypatch.setattr(nvml, "DRIVER_PATHS", (Path("/"),))
     with pytest.raises(ToolMissing, match=r"nvidia-ml-py \(pynvml\) is not installed"):
         nvml.list_gpus()
 
 
 def test_collect_inventory_without_pynvml_notes_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(nvml, "DRIVER_PATHS", (Path("/"),))
     inv = collect_inventory(DUAL)
     assert inv.gpus == ()
     assert inv.gpu_probe_note == "nvidia-ml-py (pynvml) is not installed"

@@ -22,6 +22,7 @@ REQUEST = {"check": "test.raises", "params": {}, "root": "/", "output_dir": "res
 ARGS: dict[str, list[object]] = {
     "ToolMissing": ["fio", "apt install fio"],
     "ToolFailed": ["fio", "exit 1: no space left"],
+    "GpuStackBroken": ["gpu stack", "8 NVIDIA GPU(s) on the PCI bus but NVML cannot start"],
     "ParseError": ["fio", "not JSON", "{garbage"],
     "EnrollmentError": ["bad PEM", "invalid_key"],
     "Refused": [400, "malformed_json", "the body is not JSON"],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +13,7 @@ from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.inventory import Gpu
 from bench_agent.tools import nvml
 from tests.fake_nvml import FakeNvml
+from tests.paths import REPO
 
 
 @pytest.fixture
@@ -206,3 +210,18 @@ def test_names_read_as_text_from_either_binding(fake: FakeNvml, bytes_names: boo
     fake.gpus[2].name = "NVIDIA H200 [SXM] <b>ü"
     names = [gpu.name for gpu in nvml.list_gpus()]
     assert names[2] == "NVIDIA H200 [SXM] <b>ü" and names[0] == "NVIDIA H100 80GB HBM3"
+
+
+def test_without_a_driver_pynvml_is_not_even_imported(tmp_path: Path) -> None:
+    # The real library seam (no fake): none of the driver's paths exists, so the
+    # answer is known without pynvml's import (a tenth of health's budget).
+    code = ("import sys\nfrom pathlib import Path\nfrom bench_agent.tools import nvml\n"
+            f"nvml.DRIVER_PATHS = (Path({str(tmp_path / 'none')!r}),)\n"
+            "try:\n    nvml.list_gpus()\nexcept Exception as exc:\n"
+            "    print(type(exc).__name__, exc)\n"
+            "print('pynvml' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert done.stdout.splitlines() == [
+        f"NotApplicable NVML cannot start: no NVIDIA driver is loaded (none of "
+        f"{tmp_path / 'none'} exists)", "False"], done.stderr

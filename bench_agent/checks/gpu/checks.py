@@ -32,13 +32,13 @@ from bench_agent.checks.gpu.memtest import MemtestCheck
 from bench_agent.checks.gpu.p2p import P2pBandwidthCheck
 from bench_agent.checks.gpu.pcie import PcieBandwidthCheck
 from bench_agent.checks.gpu.power import PowerStressCheck
+from bench_agent.checks.gpu.presence import skip_or_fail
 from bench_agent.checks.gpu.sdc import SdcCheck
 from bench_agent.config import baselines
 from bench_agent.core.errors import NotApplicable, ToolFailed, ToolMissing
 from bench_agent.core.model import Measurement
 from bench_agent.core.process import run_child
 from bench_agent.core.stats import summarize
-from bench_agent.core.sysfs import list_dir, read_line
 from bench_agent.core.units import Unit
 from bench_agent.tools import nvml
 
@@ -60,37 +60,6 @@ def torch_gpu_reason() -> str | None:
     if not torch.cuda.is_available():
         return f"torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False)"
     return None
-
-
-# PCI vendor id of NVIDIA, and the PCI classes of GPUs: 0x0300 VGA controller and
-# 0x0302 3D controller (PCI Code and ID Assignment Specification); an NVSwitch is
-# 0x0680 ("other bridge") and is not counted.
-NVIDIA_VENDOR = "0x10de"
-GPU_CLASSES = ("0x0300", "0x0302")
-
-
-def nvidia_pci_gpus(root: Path = Path("/")) -> list[str]:
-    """Bus ids of NVIDIA GPUs on the PCI bus, whatever the driver's state."""
-    found = []
-    devices = root / "sys/bus/pci/devices"
-    for name in list_dir(devices):
-        pci_class = read_line(devices / name / "class")
-        if read_line(devices / name / "vendor") == NVIDIA_VENDOR and pci_class \
-                and pci_class.startswith(GPU_CLASSES):
-            found.append(name)
-    return found
-
-
-def skip_or_fail(root: Path, reason: str) -> str:
-    """The reason to SKIP a GPU check here, unless the node has NVIDIA GPUs on its
-    PCI bus: then the software stack is broken on a GPU node, which is an ERROR
-    (raised), never a quiet SKIP that lets `run gpu` exit 0."""
-    gpus = nvidia_pci_gpus(root)
-    if gpus:
-        shown = ", ".join(gpus[:4]) + (" ..." if len(gpus) > 4 else "")
-        raise ToolFailed("gpu stack", f"{len(gpus)} NVIDIA GPU(s) on the PCI bus ({shown}) "
-                         f"but {reason}")
-    return reason
 
 
 def default_load(indices: list[int], seconds: float) -> dict[str, Any]:

@@ -97,7 +97,8 @@ class DiagCheck(Check):
     def available(self, ctx: CheckContext) -> str | None:
         if self._injected:
             return None
-        from bench_agent.checks.gpu.checks import skip_or_fail, torch_gpu_reason
+        from bench_agent.checks.gpu.checks import torch_gpu_reason
+        from bench_agent.checks.gpu.presence import skip_or_fail
 
         reason = torch_gpu_reason()
         return skip_or_fail(ctx.root, reason) if reason is not None else None
@@ -111,7 +112,7 @@ class DiagCheck(Check):
             return run()
         except (ToolMissing, NotApplicable) as exc:
             if not self._injected:
-                from bench_agent.checks.gpu.checks import skip_or_fail
+                from bench_agent.checks.gpu.presence import skip_or_fail
 
                 skip_or_fail(ctx.root, str(exc))  # raises ToolFailed on a node with GPUs
             raise

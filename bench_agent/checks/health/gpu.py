@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench_agent.checks.base import Check, CheckContext, MetricSpec, ParamsModel
+from bench_agent.checks.gpu.presence import skip_or_fail
 from bench_agent.checks.health.common import HealthParams, growth, state_key
-from bench_agent.core.errors import NotApplicable
+from bench_agent.core.errors import NotApplicable, ToolMissing
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
 from bench_agent.tools import nvml
@@ -55,6 +56,15 @@ class GpuHealthCheck(Check):
 
     def run(self, ctx: CheckContext, params: Any) -> list[Measurement]:
         assert isinstance(params, HealthParams)
+        try:
+            return self._run(params)
+        except (ToolMissing, NotApplicable) as exc:
+            # No NVML on a node whose PCI bus holds NVIDIA GPUs: a broken driver, an
+            # ERROR that drains the node, never a SKIP that lets health pass.
+            skip_or_fail(ctx.root, str(exc))
+            raise
+
+    def _run(self, params: HealthParams) -> list[Measurement]:
         out: list[Measurement] = []
         with nvml.session() as nv:
             count = int(nv.nvmlDeviceGetCount())

@@ -58,7 +58,8 @@ class CollectiveCheck(Check):
         return None
 
     def run(self, ctx: CheckContext, params: BaseModel) -> list[Measurement]:
-        from bench_agent.checks.gpu.checks import skip_or_fail, torch_gpu_reason
+        from bench_agent.checks.gpu.checks import torch_gpu_reason
+        from bench_agent.checks.gpu.presence import skip_or_fail
         from bench_agent.checks.nccl.collective import launch
 
         if not isinstance(p := params, CollectiveParams):
