@@ -2,7 +2,8 @@
 #   make run        install everything, run the quick acceptance suite on this node
 #   make test       install everything, run the whole test suite (what CI runs)
 #   make test-fast  the same checks without the slow tiers (Ansible, end to end,
-#                   network namespaces, slow): under 90 s on a 2-core VM
+#                   network namespaces, slow) on 2 pytest workers: 100-120 s on the
+#                   shared 2-core VM (README, Development: measured figures)
 # Works on a fresh Debian machine with Python 3.11+, make and root.
 
 PYTHON ?= python3
