@@ -2,7 +2,8 @@
 #   make run        install everything, run the quick acceptance suite on this node
 #   make test       install everything, run the whole test suite (what CI runs)
 #   make test-fast  the same checks without the slow tiers (Ansible, end to end,
-#                   network namespaces, slow): under 90 s on a 2-core VM
+#                   network namespaces, slow) on 2 pytest workers: 100-120 s on the
+#                   shared 2-core VM (README, Development: measured figures)
 # Works on a fresh Debian machine with Python 3.11+, make and root.
 
 PYTHON ?= python3
@@ -12,6 +13,10 @@ STAMP  := $(VENV)/.installed
 RUFF_PATHS := bench_agent tests benchmarks scripts ansible/roles/bench_agent/filter_plugins
 # The tiers of pyproject.toml's [tool.pytest.ini_options] markers that test-fast leaves out.
 SLOW_TIERS := not deploy and not e2e and not netns and not slow
+# test-fast's pytest workers (pytest-xdist -n): one per core of the 2-core VM its time
+# is set for. TEST_WORKERS=auto takes every core; TEST_WORKERS=0 runs in one process.
+# `make test` stays in one process: the slow tiers share a Slurm cluster and namespaces.
+TEST_WORKERS ?= 2
 # Debian packages of the external tools the suites drive on a node: what `make run`
 # installs (the same list as ansible/roles/bench_agent/vars/main.yml). Installed through
 # apt when we are root and one of them is missing; otherwise the checks that need
@@ -51,7 +56,7 @@ test: install-test
 test-fast: install-test
 	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q -m "$(SLOW_TIERS)"
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) -m "$(SLOW_TIERS)"
 
 lint: install
 	$(VENV)/bin/ruff check $(RUFF_PATHS)

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -47,22 +46,19 @@ from bench_agent.report.display import print_table, printable
 from bench_agent.report.exports import to_junit, to_prometheus
 from bench_agent.report.upload import PUBLIC_KEY_HEADER
 from bench_agent.tools import PARSERS, parse_tool_output
-from tests import hostile
+from tests import cli_support, hostile
 from tests.collector_support import Collector, Reply, envelope_bytes, make_report
 from tests.paths import REPO
 
 REPO = REPO
 DATA = REPO / "tests" / "data"
-PYTHON = sys.executable
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """`bench-agent ARGS` from this checkout, in a child: what an operator sees."""
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([PYTHON, "-m", "bench_agent.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=environment, cwd=cwd or REPO,
-                          stdin=subprocess.DEVNULL, check=False)
+    return cli_support.run_cli(*args, timeout=timeout, env=environment, cwd=cwd or REPO)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from bench_agent.burnin.engine import report_from_series
 from bench_agent.burnin.series import read_series, upgrade
 from bench_agent.core.model import Report, Status
 from bench_agent.report.attest import PublicKey, verify_envelope
+from tests.cli_support import run_cli
 from tests.paths import DATA, REPO
 
 LEGACY = DATA / "burnin"
@@ -61,9 +60,8 @@ def test_a_killed_format_1_run_is_an_error_and_report_show_prints_it(tmp_path: P
     killed.write_text("\n".join(lines[:-1]) + "\n")  # no end record
     report = report_from_series(killed)
     assert report.interrupted and report.status is Status.ERROR
-    shown = subprocess.run([sys.executable, "-m", "bench_agent.cli", "report", "show",
-                            str(LEGACY / "legacy-v1-series.jsonl")], capture_output=True,
-                           text=True, timeout=60, cwd=REPO)
+    shown = run_cli("report", "show", str(LEGACY / "legacy-v1-series.jsonl"), timeout=60,
+                    cwd=REPO)
     assert shown.returncode == 1, shown.stderr  # FAIL
     assert "burnin.gpu_temperature" in shown.stdout
 

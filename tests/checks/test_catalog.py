@@ -24,6 +24,7 @@ from bench_agent.checks.base import Check, CheckContext, MetricSpec
 from bench_agent.core.errors import UsageError
 from bench_agent.core.model import Measurement
 from bench_agent.core.units import Unit
+from tests.cli_support import run_cli
 from tests.paths import DATA, REPO
 
 FIX = "scripts/gen-catalog"
@@ -199,8 +200,7 @@ def test_help_imports_no_check_module() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench_agent.cli", *args], capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+    return run_cli(*args, timeout=120, cwd=REPO)
 
 
 def test_list_metrics_piped_is_one_aligned_line_per_metric() -> None:

@@ -112,13 +112,10 @@ def test_port_health_on_the_ndr_node_reads_the_captured_counters() -> None:
 
 
 def test_bench_agent_inventory_shows_the_hcas() -> None:
-    import subprocess
-    import sys
-
+    from tests.cli_support import run_cli
     from tests.paths import REPO
 
-    done = subprocess.run([sys.executable, "-m", "bench_agent.cli", "inventory", "--sysroot",
-                           str(NDR)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    done = run_cli("inventory", "--sysroot", str(NDR), timeout=60, cwd=REPO)
     assert done.returncode == 0, done.stderr
     hcas = [line for line in done.stdout.splitlines() if line.startswith("hca ")]
     assert len(hcas) == 8

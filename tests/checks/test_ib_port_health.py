@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from bench_agent.core.model import Measurement, Status
 from bench_agent.core.thresholds import evaluate
 from bench_agent.core.units import Unit
 from bench_agent.run.runner import run_in_child
+from tests.cli_support import run_cli
 from tests.paths import DATA, REPO
 
 TREE = DATA / "sysroots" / "ib-ports"
@@ -216,10 +215,8 @@ def test_the_high_performance_profile_fails_a_down_port_and_warns_on_errors() ->
 
 
 def test_bench_agent_run_on_the_captured_tree(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench_agent.cli", "run", CHECK, "--sysroot", str(TREE),
-         "--profile", "guide-high-performance", "--no-sign", "--output", str(tmp_path),
-         "--json"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    done = run_cli("run", CHECK, "--sysroot", str(TREE), "--profile", "guide-high-performance",
+                   "--no-sign", "--output", str(tmp_path), "--json", timeout=120, cwd=REPO)
     assert done.returncode == 1, done.stderr  # a FAIL: mlx5_2/1 is down
     report = json.loads(done.stdout)
     rows = {(v["device"], v["threshold_id"]): v["status"] for v in report["verdicts"]

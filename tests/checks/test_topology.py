@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from bench_agent.checks.topology.expected import capture, compare, parse_expecte
 from bench_agent.checks.topology.reader import pcie_generation, read_topology
 from bench_agent.core.errors import ConfigError, NotApplicable
 from bench_agent.core.model import Measurement
+from tests.cli_support import run_cli
 from tests.paths import DATA, REPO
 
 NDR = DATA / "sysroots" / "h100-ndr"
@@ -187,8 +187,7 @@ def test_without_an_expected_topology_the_check_is_not_applicable() -> None:
 
 
 def bench_agent(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench_agent.cli", *args], capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+    return run_cli(*args, timeout=120, cwd=REPO)
 
 
 def test_capture_then_run_topology_on_a_broken_node_fails_naming_them(tmp_path: Path) -> None:

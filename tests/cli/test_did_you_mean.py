@@ -4,15 +4,14 @@ file with several problems gets them all in one run, each with its key."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.cli_support import run_cli
 from tests.paths import REPO
 
 
 def bench_agent(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench_agent", *args], capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+    return run_cli(*args, timeout=120, cwd=REPO)
 
 
 def test_misspelt_check_suite_and_profile_get_did_you_mean(tmp_path: Path) -> None:

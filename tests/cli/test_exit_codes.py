@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_support import run_cli
 from tests.paths import DATA, REPO
 
 REPO = REPO
@@ -43,8 +43,7 @@ def node_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def bench_agent(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # {tmp} in an argument is the test's own folder.
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    return subprocess.run([sys.executable, "-m", "bench_agent.cli", *argv],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    return run_cli(*argv, timeout=300, cwd=REPO)
 
 
 def expect(result: subprocess.CompletedProcess[str], code: int, message: str = "") -> None:

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cli_support import run_cli
 from tests.paths import REPO
 
 
 def bench_agent(*args: str, env: dict[str, str] | None = None
                 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench_agent", *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO, env=env)
+    return run_cli(*args, timeout=300, cwd=REPO, env=env)
 
 
 def one_document(stdout: str) -> Any:

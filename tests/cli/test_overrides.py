@@ -4,8 +4,6 @@ applied to the checks that take them, refused with one line otherwise."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from bench_agent.cli.overrides import apply_overrides, requested
 from bench_agent.config.loader import resolve_targets
 from bench_agent.core.errors import UsageError
+from tests.cli_support import run_cli
 from tests.paths import REPO
 
 
@@ -56,10 +55,8 @@ def test_a_flag_no_selected_check_takes_is_refused() -> None:
 
 
 def test_run_applies_them_and_the_report_shows_them(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench_agent", "run", "cpu.gemm", "--size", "96",
-         "--repetitions", "2", "--output", str(tmp_path), "--no-sign", "--json"],
-        capture_output=True, text=True, timeout=300, cwd=REPO)
+    done = run_cli("run", "cpu.gemm", "--size", "96", "--repetitions", "2", "--output",
+                   str(tmp_path), "--no-sign", "--json", timeout=300, cwd=REPO)
     assert done.returncode in (0, 1, 2), done.stderr
     report = json.loads(done.stdout)
     gemm = [m for m in report["measurements"] if m["check"] == "cpu.gemm"]
@@ -68,9 +65,8 @@ def test_run_applies_them_and_the_report_shows_them(tmp_path: Path) -> None:
 
 
 def test_run_refuses_with_one_line_and_exit_3(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench_agent", "run", "cpu.gemm", "--runtime", "10s",
-         "--output", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    done = run_cli("run", "cpu.gemm", "--runtime", "10s", "--output", str(tmp_path),
+                   timeout=300, cwd=REPO)
     assert done.returncode == 3
     assert done.stderr == "bench-agent: --runtime: cpu.gemm takes no runtime parameter\n"
     assert list(tmp_path.iterdir()) == []  # refused before anything ran

@@ -7,7 +7,6 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from bench_agent.collector.settings import (
     resolve_db_url,
 )
 from bench_agent.report.attest import NodeKey
+from tests.cli_support import run_cli
 from tests.collector_support import REPO
 
 
@@ -44,9 +44,8 @@ def test_the_default_database_is_one_documented_place() -> None:
 
 
 def collector(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench_agent.cli", "collector", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **env})
+    return run_cli("collector", *args, cwd=cwd, timeout=60,
+                   env={**os.environ, "PYTHONPATH": str(REPO), **env})
 
 
 def tables(path: Path) -> list[str]:

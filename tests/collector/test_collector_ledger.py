@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from bench_agent.report.attest import NodeKey
+from tests.cli_support import run_cli
 from tests.collector_support import Collector, Reply, envelope_bytes, http, make_report
 from tests.paths import REPO
 
@@ -246,8 +246,7 @@ def test_reads_can_need_a_token(tmp_path: Path) -> None:
 
 def collector_cli(*args: str, env: dict[str, str] | None = None
                   ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench_agent", "collector", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=60, env=env)
+    return run_cli("collector", *args, cwd=REPO, timeout=60, env=env)
 
 
 def test_the_cli_shows_and_moves_a_node(tmp_path: Path) -> None:

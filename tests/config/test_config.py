@@ -24,6 +24,7 @@ from bench_agent.core.errors import ConfigError, UsageError
 from bench_agent.core.metrics import PARSED_ONLY
 from bench_agent.core.thresholds import Comparator, Severity, Threshold
 from bench_agent.core.units import Unit
+from tests.cli_support import run_cli
 from tests.paths import REPO
 
 # The metric catalog, as the checks declare it.
@@ -1186,13 +1187,9 @@ def test_baseline_bomb_is_a_config_error(tmp_path: Path) -> None:
 
 def _cli(*args: str, tmp_path: Path) -> tuple[int, str]:
     import os
-    import subprocess
-    import sys
 
     env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "node.key")}
-    done = subprocess.run([sys.executable, "-m", "bench_agent.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120,
-                          cwd=REPO)
+    done = run_cli(*args, env=env, timeout=120, cwd=REPO)
     return done.returncode, done.stdout + done.stderr
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from bench_agent.core.inventory import Inventory
 from bench_agent.fleet.drift import expected_configuration, find_drift, node_facts_of
 from bench_agent.inventory.collect import collect_inventory
 from bench_agent.tools import nvml
+from tests.cli_support import run_cli
 from tests.fake_nvml import FakeNvml
 from tests.fleet_factory import report
 from tests.inventory.config_tree import gpu_node_tree
@@ -51,8 +51,7 @@ def _fleet(tmp_path: Path, names: list[str] | None = None) -> Path:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench_agent.cli", *args],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    return run_cli(*args, timeout=120, cwd=REPO)
 
 
 def test_fleet_compare_names_the_drifting_nodes_and_facts(tmp_path: Path) -> None:

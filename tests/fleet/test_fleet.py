@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from bench_agent.config.loader import load_profile  # noqa: E402
 from bench_agent.core.thresholds import Comparator  # noqa: E402
 from bench_agent.fleet import analysis as fleet  # noqa: E402
 from bench_agent.report.attest import NodeKey, sign_report  # noqa: E402
+from tests.cli_support import run_cli  # noqa: E402
 from tests.fleet_factory import METRICS, report, write_fleet  # noqa: E402
 
 REPO = REPO
@@ -188,10 +187,8 @@ def test_baseline_generate_is_a_profile_the_thresholds_engine_uses(
     fleets: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "baselines" / "fleet-a.yaml"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench_agent.cli", "baseline", "generate",
-         str(fleets["clean"]), "--out", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=REPO)
+    result = run_cli("baseline", "generate", str(fleets["clean"]), "--out", str(out),
+                     timeout=120, cwd=REPO)
     assert result.returncode == 0, result.stderr
     profile = load_profile(out)
     rules = {t.metric: t for t in profile.thresholds}
@@ -208,14 +205,10 @@ def test_baseline_generate_is_a_profile_the_thresholds_engine_uses(
 
 @pytest.mark.e2e
 def test_cli_fleet_compare_exit_codes(fleets: dict[str, Path], tmp_path: Path) -> None:
-    planted = subprocess.run(
-        [sys.executable, "-m", "bench_agent.cli", "fleet", "compare", str(fleets["planted"])],
-        capture_output=True, text=True, timeout=120, cwd=REPO)
+    planted = run_cli("fleet", "compare", str(fleets["planted"]), timeout=120, cwd=REPO)
     assert planted.returncode == 1
     assert "OUTLIER node-00017: cpu.gemm_fp64_all_cores" in planted.stdout
-    clean = subprocess.run(
-        [sys.executable, "-m", "bench_agent.cli", "fleet", "compare", str(fleets["clean"]),
-         "--format", "html", "--out", str(tmp_path / "f.html")],
-        capture_output=True, text=True, timeout=120, cwd=REPO)
+    clean = run_cli("fleet", "compare", str(fleets["clean"]), "--format", "html", "--out",
+                    str(tmp_path / "f.html"), timeout=120, cwd=REPO)
     assert clean.returncode == 0
     assert (tmp_path / "f.html").read_text().startswith("<!doctype html>")

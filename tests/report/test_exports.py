@@ -16,7 +16,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -41,6 +40,7 @@ from bench_agent.report.exports import (
     to_prometheus,
     write_prometheus,
 )
+from tests.cli_support import run_cli
 from tests.paths import REPO
 
 # The metric catalog, as the checks declare it.
@@ -471,12 +471,9 @@ def test_csv_has_verdicts_and_unjudged_measurements() -> None:
 
 def test_cli_writes_junit_and_prom_and_shows_csv(tmp_path: Path) -> None:
     env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "node.key")}
-    run = subprocess.run(
-        [sys.executable, "-m", "bench_agent.cli", "run", "inventory", "--output",
-         str(tmp_path / "out"), "--junit", str(tmp_path / "j.xml"), "--prom",
-         str(tmp_path / "m.prom")],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
-    )
+    run = run_cli("run", "inventory", "--output", str(tmp_path / "out"), "--junit",
+                  str(tmp_path / "j.xml"), "--prom", str(tmp_path / "m.prom"),
+                  timeout=120, cwd=REPO, env=env)
     assert run.returncode in (0, 1), run.stderr
     assert len(list(JUnitXml.fromfile(str(tmp_path / "j.xml")))) == 1
     names = {f.name for f in text_string_to_metric_families((tmp_path / "m.prom").read_text())}
@@ -493,10 +490,7 @@ def test_cli_writes_junit_and_prom_and_shows_csv(tmp_path: Path) -> None:
     others = [c for c in cases if c.attrib["classname"] != "inventory"]
     assert others and all("time" not in c.attrib and c.find("skipped") is not None
                           for c in others)
-    shown = subprocess.run(
-        [sys.executable, "-m", "bench_agent.cli", "report", "show", str(report_file),
-         "--format", "csv"], capture_output=True, text=True, timeout=60, cwd=REPO,
-    )
+    shown = run_cli("report", "show", str(report_file), "--format", "csv", timeout=60, cwd=REPO)
     header = shown.stdout.splitlines()[0]
     assert header == "check,metric,device,status,value,unit,threshold,source,message"
     assert any(line.startswith("inventory,inventory.logical_cpus,") for line in

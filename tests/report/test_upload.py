@@ -18,6 +18,7 @@ import pytest
 
 from bench_agent.report.attest import NodeKey, sign_report
 from bench_agent.report.upload import Backoff, pending_reports, upload_spool
+from tests.cli_support import run_cli
 from tests.paths import REPO
 
 REPO = REPO
@@ -222,16 +223,13 @@ def test_unsigned_reports_are_skipped_not_lost(tmp_path: Path, no_sleep: NoSleep
 def test_cli_upload_and_run_upload(tmp_path: Path) -> None:
     env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "node.key")}
     with ScriptedCollector([(201, {}, {"id": "x", "digest": ACK})]) as server:
-        run = subprocess.run(
-            [sys.executable, "-m", "bench_agent.cli", "run", "inventory", "--output",
-             str(tmp_path / "out"), "--upload", server.url],
-            capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+        run = run_cli("run", "inventory", "--output", str(tmp_path / "out"), "--upload",
+                      server.url, timeout=120, cwd=REPO, env=env)
         assert len(server.received) == 1
     assert "upload: 1 delivered, 0 rejected, 0 waiting" in run.stderr
     assert len(list((tmp_path / "out").glob("*/sent/*.json"))) == 1
-    missing = subprocess.run([sys.executable, "-m", "bench_agent.cli", "upload", "--output",
-                              str(tmp_path / "out")], capture_output=True, text=True,
-                             timeout=60, cwd=REPO, env={**env, "BENCH_AGENT_COLLECTOR": ""})
+    missing = run_cli("upload", "--output", str(tmp_path / "out"), timeout=60, cwd=REPO,
+                      env={**env, "BENCH_AGENT_COLLECTOR": ""})
     assert missing.returncode == 3 and "no collector" in missing.stderr
 
 
@@ -448,10 +446,8 @@ def test_unreadable_files_behind_a_stop_are_counted_too(
 
 def cli_upload(tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "absent.key")}
-    return subprocess.run(
-        [sys.executable, "-m", "bench_agent.cli", "upload", "--collector", url, "--output",
-         str(tmp_path / "results")], capture_output=True, text=True, timeout=120, cwd=REPO,
-        env=env)
+    return run_cli("upload", "--collector", url, "--output", str(tmp_path / "results"),
+                   timeout=120, cwd=REPO, env=env)
 
 
 def test_cli_upload_to_a_redirect_waits_and_exits_2(tmp_path: Path) -> None:

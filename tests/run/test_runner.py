@@ -25,6 +25,7 @@ from bench_agent.core.thresholds import Comparator, Threshold
 from bench_agent.core.units import Unit
 from bench_agent.run import runner as runner_module
 from bench_agent.run.runner import CheckOutcome, Runner, exit_code, report_path, run_in_child
+from tests.cli_support import run_cli
 from tests.paths import DATA, REPO
 from tests.process_support import alive, kill_all, marked, pids_in, unique_marker, wait_until
 
@@ -388,12 +389,9 @@ def test_skips_of_unmeasured_thresholds_leave_a_passing_run_passing() -> None:
 
 
 def _run_cli(tmp_path: Path, *args: str) -> tuple[int, str]:
-    import subprocess
-
     env = {**os.environ, "BENCH_AGENT_KEY": str(tmp_path / "node.key")}
-    done = subprocess.run([sys.executable, "-m", "bench_agent.cli", "run", *args, "--no-sign",
-                           "--output", str(tmp_path / "out")], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=REPO)
+    done = run_cli("run", *args, "--no-sign", "--output", str(tmp_path / "out"), env=env,
+                   timeout=300, cwd=REPO)
     return done.returncode, done.stdout + done.stderr
 
 
