@@ -2,8 +2,8 @@
 #   make run        install everything, run the quick acceptance suite on this node
 #   make test       install everything, run the whole test suite (what CI runs)
 #   make test-fast  the same checks without the slow tiers (Ansible, end to end,
-#                   network namespaces, slow) on 2 pytest workers: 100-120 s on the
-#                   shared 2-core VM (README, Development: measured figures)
+#                   network namespaces, slow) on 2 pytest workers: about 85 s on
+#                   the 2-core VM (README, Development: measured figures)
 # Works on a fresh Debian machine with Python 3.11+, make and root.
 
 PYTHON ?= python3
@@ -17,6 +17,11 @@ SLOW_TIERS := not deploy and not e2e and not netns and not slow
 # is set for. TEST_WORKERS=auto takes every core; TEST_WORKERS=0 runs in one process.
 # `make test` stays in one process: the slow tiers share a Slurm cluster and namespaces.
 TEST_WORKERS ?= 2
+# The tests start about a thousand Pythons (the CLI, the runner's worker children,
+# torchrun ranks); with PYTHONDONTWRITEBYTECODE set in the environment each of
+# them compiles every module it imports again. The tests write bytecode
+# (__pycache__, ignored by git) whatever the environment says.
+TEST_ENV := PYTHONDONTWRITEBYTECODE=
 # Debian packages of the external tools the suites drive on a node: what `make run`
 # installs (the same list as ansible/roles/bench_agent/vars/main.yml). Installed through
 # apt when we are root and one of them is missing; otherwise the checks that need
@@ -51,12 +56,12 @@ run: install
 test: install-test
 	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q
+	$(TEST_ENV) $(VENV)/bin/pytest -q
 
 test-fast: install-test
 	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) -m "$(SLOW_TIERS)"
+	$(TEST_ENV) $(VENV)/bin/pytest -q -n $(TEST_WORKERS) -m "$(SLOW_TIERS)"
 
 lint: install
 	$(VENV)/bin/ruff check $(RUFF_PATHS)

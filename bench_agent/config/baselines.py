@@ -29,8 +29,11 @@ it depends on the system (a suite states it: gpu.health's ``expected_nvlinks``).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
@@ -63,7 +66,8 @@ class Figure:
 class Baseline:
     model: str
     nvml_names: tuple[str, ...]
-    figures: dict[str, Figure]
+    # Read-only: one loaded Baseline is handed to every caller (load_baseline).
+    figures: Mapping[str, Figure]
     path: str
     # Active NVLinks per GPU on a healthy system; 0: not judged; None: not stated.
     nvlink_links: int | None = None
@@ -133,17 +137,35 @@ def _figure(metric: str, entry: _FigureEntry, path: Path) -> Figure:
                   entry.kind, entry.method, entry.expect)
 
 
+# Loaded baselines by (path, SHA-256 of the bytes loaded): every GPU check asks for
+# its model's figures, and a GPU node's run (or a test suite) would otherwise parse
+# the 16 shipped files again each time with the pure-Python strict YAML loader. By
+# the bytes' digest, not the file's time: an edit within one timestamp tick is seen.
+_LOADED: dict[tuple[str, str], Baseline] = {}
+_LOADED_MAX = 512
+
+
 def load_baseline(path: Path) -> Baseline:
     from bench_agent.config.loader import load_model
 
+    try:
+        known = _LOADED.get((str(path), hashlib.sha256(path.read_bytes()).hexdigest()))
+    except OSError:
+        known = None  # load_model says why, as a ConfigError naming the file
+    if known is not None:
+        return known
     # The strict loader: duplicate keys refused (safe_load keeps the last of two
     # gpu.matmul_bf16 figures without a word), depth and number size bounded;
     # then the file's model: an unknown key (a "rank: 8" for "ranks") is refused,
     # not ignored.
-    parsed, _digest = load_model(path, _BaselineFile)
+    parsed, digest = load_model(path, _BaselineFile)
     figures = {metric: _figure(metric, entry, path) for metric, entry in parsed.figures.items()}
-    return Baseline(parsed.model, tuple(parsed.nvml_names), figures, str(path),
-                    parsed.nvlink_links, parsed.nvlink_source)
+    baseline = Baseline(parsed.model, tuple(parsed.nvml_names), MappingProxyType(figures),
+                        str(path), parsed.nvlink_links, parsed.nvlink_source)
+    if len(_LOADED) >= _LOADED_MAX:
+        _LOADED.pop(next(iter(_LOADED)))
+    _LOADED[(str(path), digest)] = baseline
+    return baseline
 
 
 def load_baselines(folder: Path | None = None) -> list[Baseline]:

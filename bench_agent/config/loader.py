@@ -8,6 +8,7 @@ against the metric catalog, so a wrong dimension never reaches a run.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import weakref
@@ -136,6 +137,14 @@ def load_yaml_text(raw: bytes | str, file: str) -> Any:
         raise ConfigError(f"not valid YAML: {exc}", file=file) from exc
 
 
+# Parsed documents by the SHA-256 of their bytes: the strict loader is pure Python
+# (its nesting bound lives in the composer), and one process may read a file many
+# times (each GPU check its model's baseline, `fleet` every report's profile). A
+# copy is handed out: callers may change what they get.
+_PARSED: dict[str, dict[str, Any]] = {}
+_PARSED_MAX = 256
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     """The parsed mapping and the sha256 of the file's bytes."""
     try:
@@ -144,10 +153,17 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError("no such file", file=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+    digest = hashlib.sha256(raw).hexdigest()
+    known = _PARSED.get(digest)
+    if known is not None:
+        return copy.deepcopy(known), digest
     data = load_yaml_text(raw, str(path))
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping at the top level", file=str(path))
-    return data, hashlib.sha256(raw).hexdigest()
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.pop(next(iter(_PARSED)))
+    _PARSED[digest] = copy.deepcopy(data)
+    return data, digest
 
 
 _read_yaml = read_yaml
