@@ -201,3 +201,28 @@ def postgres_database() -> Iterator[str]:
     finally:
         with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_backends() -> list[Any]:
+    """pytest params for a test on both databases: SQLite always, PostgreSQL when
+    the server at 127.0.0.1:5432 answers (skipped with the reason otherwise)."""
+    import pytest
+
+    return ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+        not postgres_available(), reason="PostgreSQL is not reachable at 127.0.0.1:5432"))]
+
+
+@contextlib.contextmanager
+def migrated_database(backend: str, folder: Path) -> Iterator[Any]:
+    """A collector Database of ``backend`` ("sqlite" in ``folder``, or a fresh
+    PostgreSQL database), migrated to the newest schema, disposed after."""
+    from bench_agent.collector import db
+
+    sqlite_url = contextlib.nullcontext(f"sqlite:///{folder / 'collector.db'}")
+    with postgres_database() if backend == "postgresql" else sqlite_url as url:
+        database = db.Database(url)
+        database.migrate()
+        try:
+            yield database
+        finally:
+            database.dispose()

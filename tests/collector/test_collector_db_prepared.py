@@ -4,7 +4,6 @@ exceptions and events; on PostgreSQL they go through Connection.execute."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,23 +17,16 @@ from sqlalchemy import bindparam, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bench_agent.collector import db
-from tests.collector_support import postgres_available, postgres_database
+from tests.collector_support import database_backends, migrated_database
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not postgres_available(), reason="PostgreSQL is not reachable at 127.0.0.1:5432"))]
+BACKENDS = database_backends()
 AT = datetime(2026, 11, 27, 10, 0, 1, 250_000)
 
 
 @pytest.fixture(params=BACKENDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[db.Database]:
-    sqlite_url = contextlib.nullcontext(f"sqlite:///{tmp_path / 'collector.db'}")
-    with postgres_database() if request.param == "postgresql" else sqlite_url as url:
-        database = db.Database(url)
-        database.migrate()
-        try:
-            yield database
-        finally:
-            database.dispose()
+    with migrated_database(request.param, tmp_path) as database:
+        yield database
 
 
 def _report(node_id: int, digest: str, **extra: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ the statements per report, counted on real SQLite, and the plan of the duplicate
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,23 +19,16 @@ from sqlalchemy import event, select
 from bench_agent.collector import db, enrollment
 from bench_agent.collector.ingest import _FIND, ingest
 from bench_agent.report.attest import NodeKey, sign_report
-from tests.collector_support import make_report, postgres_available, postgres_database
+from tests.collector_support import database_backends, make_report, migrated_database
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not postgres_available(), reason="PostgreSQL is not reachable at 127.0.0.1:5432"))]
+BACKENDS = database_backends()
 WHEN = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=BACKENDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[db.Database]:
-    sqlite_url = contextlib.nullcontext(f"sqlite:///{tmp_path / 'collector.db'}")
-    with postgres_database() if request.param == "postgresql" else sqlite_url as url:
-        database = db.Database(url)
-        database.migrate()
-        try:
-            yield database
-        finally:
-            database.dispose()
+    with migrated_database(request.param, tmp_path) as database:
+        yield database
 
 
 def _body(key: NodeKey, when: datetime, suite: str = "quick") -> bytes:
