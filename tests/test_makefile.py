@@ -55,8 +55,15 @@ def test_make_run_installs_only_what_a_node_needs() -> None:
 def test_make_test_installs_the_test_tools_and_runs_everything() -> None:
     lines = dry_run("test")
     assert apt_packages(lines) == NODE_PACKAGES | TEST_PACKAGES
-    [run] = pytest_lines(lines)
-    assert " -m " not in run and " -k " not in run
+    # Two runs: the fast tiers (as test-fast) on the workers, then exactly the rest.
+    fast, slow = pytest_lines(lines)
+    assert fast.count(" -m ") == 1 and slow.count(" -m ") == 1 and " -k " not in fast + slow
+    fast_tiers = re.search(r'pytest -q -n \S+ -m "([^"]+)"', fast)
+    slow_tiers = re.search(r'pytest -q -m "([^"]+)"', slow)
+    assert fast_tiers is not None and slow_tiers is not None, (fast, slow)
+    markers = ["deploy", "e2e", "netns", "slow"]
+    assert fast_tiers[1] == " and ".join(f"not {m}" for m in markers)
+    assert slow_tiers[1] == " or ".join(markers)
     assert any(line.endswith("/bin/mypy") for line in lines)
     assert any("/bin/ruff check bench_agent tests" in line for line in lines)
 
