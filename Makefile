@@ -16,7 +16,6 @@ SLOW_TIERS := not deploy and not e2e and not netns and not slow
 SLOW_ONLY  := deploy or e2e or netns or slow
 # test-fast's pytest workers (pytest-xdist -n): one per core of the 2-core VM its time
 # is set for. TEST_WORKERS=auto takes every core; TEST_WORKERS=0 runs in one process.
-# `make test` runs the slow tiers in one process: they share a Slurm cluster and namespaces.
 TEST_WORKERS ?= 2
 # The tests start about a thousand Pythons (the CLI, the runner's worker children,
 # torchrun ranks); with PYTHONDONTWRITEBYTECODE set in the environment each of
@@ -54,15 +53,17 @@ run: install
 	2) echo "make run: a check could not measure (exit 2): see the table above";; \
 	*) echo "make run: bench-agent exited $$rc";; esac; exit $$rc
 
-# Every test: the fast tiers on the workers, then the slow tiers in one process (they
-# share a Slurm cluster, network namespaces and the Ansible target); both run, and
-# either failing fails the target.
+# Every test: the fast tiers on the workers, then the slow tiers on the workers one
+# file each (--dist loadfile: a file's module fixtures, the Ansible lab, the Slurm
+# cluster, the namespaces, stay in one process; the Ansible file alone takes about
+# 9 of their 14 minutes, so the other files run beside it); both run, and either
+# failing fails the target.
 test: install-test
 	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/mypy
 	@rc=0; \
 	$(TEST_ENV) $(VENV)/bin/pytest -q -n $(TEST_WORKERS) -m "$(SLOW_TIERS)" || rc=1; \
-	$(TEST_ENV) $(VENV)/bin/pytest -q -m "$(SLOW_ONLY)" || rc=1; \
+	$(TEST_ENV) $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "$(SLOW_ONLY)" || rc=1; \
 	exit $$rc
 
 test-fast: install-test

@@ -59,7 +59,7 @@ def test_make_test_installs_the_test_tools_and_runs_everything() -> None:
     fast, slow = pytest_lines(lines)
     assert fast.count(" -m ") == 1 and slow.count(" -m ") == 1 and " -k " not in fast + slow
     fast_tiers = re.search(r'pytest -q -n \S+ -m "([^"]+)"', fast)
-    slow_tiers = re.search(r'pytest -q -m "([^"]+)"', slow)
+    slow_tiers = re.search(r'pytest -q -n \S+ --dist loadfile -m "([^"]+)"', slow)
     assert fast_tiers is not None and slow_tiers is not None, (fast, slow)
     markers = ["deploy", "e2e", "netns", "slow"]
     assert fast_tiers[1] == " and ".join(f"not {m}" for m in markers)
