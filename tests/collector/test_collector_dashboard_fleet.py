@@ -4,7 +4,7 @@ stay text."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,9 +12,10 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("selenium.webdriver")
 
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from bench_agent.collector import db
@@ -126,9 +127,27 @@ def test_a_failing_node_page_shows_its_fault_history_and_bundle(
         f"/v1/bundles/{node}")
 
 
+def _gone(element: WebElement) -> Callable[[WebDriver], bool]:
+    """selenium's staleness_of, and the same for the element's other death: asked
+    while the browser swaps documents, Chrome answers "Node with given id does not
+    belong to the document" (a WebDriverException, not a StaleElementReference)."""
+    def predicate(_: WebDriver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return predicate
+
+
 def apply(browser: WebDriver) -> None:
     """Submit the filter form and wait for the new page: a click returns before the
     browser has navigated, and the old page's rows would be read."""
     old = browser.find_element(By.ID, "fleet")
     browser.find_element(By.ID, "apply").click()
-    WebDriverWait(browser, 60).until(staleness_of(old))
+    WebDriverWait(browser, 60).until(_gone(old))
